@@ -1,0 +1,416 @@
+//! Fashion-MNIST: finding, fetching, parsing and verifying the four IDX files.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::read::GzDecoder;
+use sha2::{Digest, Sha256};
+
+/// Image side in pixels.
+pub const SIDE: usize = 28;
+/// Pixels per image.
+pub const PIXELS: usize = SIDE * SIDE;
+
+/// Class names in label order.
+pub const CLASS_NAMES: [&str; 10] =
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+
+/// Where `trainer data fetch` downloads from unless `FASHION_MNIST_URL` says otherwise.
+pub const OFFICIAL_URL: &str = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com";
+
+/// One of the four files: its name (without `.gz`) and the SHA-256 of its decompressed bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct FileSpec {
+    /// File name of the raw IDX file; the gzip file adds `.gz`.
+    pub name: &'static str,
+    /// SHA-256 of the decompressed content (Debian re-gzipped the files, so the gzip bytes vary).
+    pub sha256: &'static str,
+}
+
+/// Training images, training labels, test images, test labels.
+pub const FILES: [FileSpec; 4] = [
+    FileSpec {
+        name: "train-images-idx3-ubyte",
+        sha256: "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    },
+    FileSpec {
+        name: "train-labels-idx1-ubyte",
+        sha256: "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    },
+    FileSpec {
+        name: "t10k-images-idx3-ubyte",
+        sha256: "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    },
+    FileSpec {
+        name: "t10k-labels-idx1-ubyte",
+        sha256: "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+];
+
+const IMAGES_MAGIC: u32 = 0x0000_0803;
+const LABELS_MAGIC: u32 = 0x0000_0801;
+
+/// Everything that can be wrong with the dataset, each with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// No directory holds the four files.
+    #[error(
+        "Fashion-MNIST not found. Looked in:\n{searched}\nTo get it, do one of:\n  \
+         apt-get install dataset-fashion-mnist      (Debian; installs to /usr/share/datasets/fashion-mnist)\n  \
+         trainer data fetch                         (downloads to {cache})\n  \
+         trainer fit --data-dir DIR                 (a folder with the four .gz or raw IDX files)"
+    )]
+    NotFound {
+        /// The places looked at, one per line.
+        searched: String,
+        /// Where `data fetch` would put the files.
+        cache: String,
+    },
+    /// A file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A `.gz` file is not valid gzip.
+    #[error("{path}: not valid gzip ({source}); the file is corrupt: delete it and fetch it again")]
+    Gzip {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's error.
+        source: io::Error,
+    },
+    /// The file does not start with the IDX magic number for its kind.
+    #[error("{path}: not an IDX {kind} file (magic {found:#010x}, expected {expected:#010x})")]
+    BadMagic {
+        /// The file.
+        path: PathBuf,
+        /// "images" or "labels".
+        kind: &'static str,
+        /// The first four bytes, big-endian.
+        found: u32,
+        /// The expected magic number.
+        expected: u32,
+    },
+    /// The file has fewer bytes than its header promises.
+    #[error("{path}: truncated: the header promises {expected} bytes, the file has {found}; fetch it again")]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Bytes the header implies.
+        expected: usize,
+        /// Bytes present.
+        found: usize,
+    },
+    /// Images are not 28x28.
+    #[error("{path}: images are {rows}x{cols} pixels, expected 28x28: not Fashion-MNIST")]
+    WrongImageSize {
+        /// The file.
+        path: PathBuf,
+        /// Rows per image.
+        rows: usize,
+        /// Columns per image.
+        cols: usize,
+    },
+    /// The image and label files of a split disagree on the count.
+    #[error("{images_path} has {images} images but {labels_path} has {labels} labels")]
+    CountMismatch {
+        /// Image file.
+        images_path: PathBuf,
+        /// Image count.
+        images: usize,
+        /// Label file.
+        labels_path: PathBuf,
+        /// Label count.
+        labels: usize,
+    },
+    /// A label is not a class index.
+    #[error("{path}: label {label} at index {index} is not a class 0..9")]
+    BadLabel {
+        /// The file.
+        path: PathBuf,
+        /// Position of the label.
+        index: usize,
+        /// The bad value.
+        label: u8,
+    },
+    /// The decompressed content is not the official file's.
+    #[error(
+        "{path}: checksum mismatch (SHA-256 of the decompressed content is {found}, expected {expected}): \
+         the file is corrupt or not the official Fashion-MNIST; delete it and run `trainer data fetch`"
+    )]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+        /// Expected SHA-256.
+        expected: String,
+        /// Actual SHA-256.
+        found: String,
+    },
+    /// Downloading failed.
+    #[error("download of {url} failed: {reason}\nIf this machine has no internet access, install Debian's dataset-fashion-mnist or copy the four files into a folder and pass --data-dir")]
+    Fetch {
+        /// What was being downloaded.
+        url: String,
+        /// Why it failed.
+        reason: String,
+    },
+}
+
+/// Images and labels of one split.
+#[derive(Debug, Clone)]
+pub struct Split {
+    /// Pixels, (len, 784) row-major, 0..=255.
+    pub pixels: Vec<u8>,
+    /// Pixels scaled to 0..1 as the study does (`/ 255`), (len, 784) row-major.
+    pub images: Vec<f32>,
+    /// Class of each image, 0..=9.
+    pub labels: Vec<u8>,
+}
+
+impl Split {
+    /// Builds a split from raw pixels and labels.
+    pub fn new(pixels: Vec<u8>, labels: Vec<u8>) -> Split {
+        assert_eq!(pixels.len(), labels.len() * PIXELS, "pixels and labels disagree");
+        let images = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
+        Split { pixels, images, labels }
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True for a split without images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The first `n` images (or all of them).
+    pub fn head(&self, n: usize) -> Split {
+        let n = n.min(self.len());
+        Split {
+            pixels: self.pixels[..n * PIXELS].to_vec(),
+            images: self.images[..n * PIXELS].to_vec(),
+            labels: self.labels[..n].to_vec(),
+        }
+    }
+}
+
+/// The training and test splits.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// 60,000 training images.
+    pub train: Split,
+    /// 10,000 test images.
+    pub test: Split,
+    /// Folder the files were read from.
+    pub dir: PathBuf,
+}
+
+/// The user cache folder `data fetch` writes to.
+pub fn cache_dir() -> PathBuf {
+    dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("fashion-mnist")
+}
+
+/// Candidate folders in lookup order: explicit, `FASHION_MNIST_DIR`, `./data/fashion-mnist`,
+/// Debian's `/usr/share/datasets/fashion-mnist`, then the user cache.
+pub fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(dir) = explicit {
+        return vec![dir.to_path_buf()];
+    }
+    let mut out = Vec::new();
+    if let Some(env) = std::env::var_os("FASHION_MNIST_DIR") {
+        out.push(PathBuf::from(env));
+    }
+    out.push(PathBuf::from("data/fashion-mnist"));
+    out.push(PathBuf::from("/usr/share/datasets/fashion-mnist"));
+    out.push(cache_dir());
+    out
+}
+
+/// The path of a file in `dir`, gzip preferred, if either form exists.
+fn existing(dir: &Path, spec: &FileSpec) -> Option<PathBuf> {
+    [dir.join(format!("{}.gz", spec.name)), dir.join(spec.name)].into_iter().find(|p| p.is_file())
+}
+
+/// The first candidate folder that holds all four files.
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, DataError> {
+    let dirs = candidates(explicit);
+    for dir in &dirs {
+        if FILES.iter().all(|f| existing(dir, f).is_some()) {
+            return Ok(dir.clone());
+        }
+    }
+    let searched = dirs
+        .iter()
+        .map(|d| {
+            let missing: Vec<_> = FILES.iter().filter(|f| existing(d, f).is_none()).map(|f| f.name).collect();
+            if missing.len() == FILES.len() {
+                format!("  {} (no dataset files)", d.display())
+            } else {
+                format!("  {} (missing {})", d.display(), missing.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    Err(DataError::NotFound { searched, cache: cache_dir().display().to_string() })
+}
+
+/// Reads a file, decompressing it when its name ends in `.gz`.
+pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
+    let raw = fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        let mut out = Vec::with_capacity(raw.len() * 4);
+        GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|source| DataError::Gzip { path: path.to_path_buf(), source })?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+fn be_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    bytes.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn header(bytes: &[u8], path: &Path, kind: &'static str, expected: u32, dims: usize) -> Result<Vec<usize>, DataError> {
+    let head = 4 + 4 * dims;
+    let truncated = || DataError::Truncated { path: path.to_path_buf(), expected: head, found: bytes.len() };
+    let magic = be_u32(bytes, 0).ok_or_else(truncated)?;
+    if magic != expected {
+        return Err(DataError::BadMagic { path: path.to_path_buf(), kind, found: magic, expected });
+    }
+    let sizes: Vec<usize> = (0..dims).map(|d| be_u32(bytes, 4 + 4 * d).map(|v| v as usize)).collect::<Option<_>>().ok_or_else(truncated)?;
+    let body: usize = sizes.iter().product();
+    if bytes.len() < head + body {
+        return Err(DataError::Truncated { path: path.to_path_buf(), expected: head + body, found: bytes.len() });
+    }
+    Ok(sizes)
+}
+
+/// Parses IDX image bytes: returns the pixels, checking the images are 28x28.
+pub fn parse_images(bytes: &[u8], path: &Path) -> Result<Vec<u8>, DataError> {
+    let dims = header(bytes, path, "images", IMAGES_MAGIC, 3)?;
+    if dims[1] != SIDE || dims[2] != SIDE {
+        return Err(DataError::WrongImageSize { path: path.to_path_buf(), rows: dims[1], cols: dims[2] });
+    }
+    Ok(bytes[16..16 + dims[0] * PIXELS].to_vec())
+}
+
+/// Parses IDX label bytes, checking every label is a class 0..9.
+pub fn parse_labels(bytes: &[u8], path: &Path) -> Result<Vec<u8>, DataError> {
+    let dims = header(bytes, path, "labels", LABELS_MAGIC, 1)?;
+    let labels = bytes[8..8 + dims[0]].to_vec();
+    if let Some((index, &label)) = labels.iter().enumerate().find(|&(_, &l)| l > 9) {
+        return Err(DataError::BadLabel { path: path.to_path_buf(), index, label });
+    }
+    Ok(labels)
+}
+
+/// Hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn verify(bytes: &[u8], path: &Path, spec: &FileSpec) -> Result<(), DataError> {
+    let found = sha256_hex(bytes);
+    if found != spec.sha256 {
+        return Err(DataError::Checksum { path: path.to_path_buf(), expected: spec.sha256.into(), found });
+    }
+    Ok(())
+}
+
+/// Reads one split from an image file and a label file, optionally verifying checksums.
+pub fn load_split(
+    images_path: &Path,
+    labels_path: &Path,
+    checksums: Option<(&FileSpec, &FileSpec)>,
+) -> Result<Split, DataError> {
+    let image_bytes = read_maybe_gz(images_path)?;
+    let label_bytes = read_maybe_gz(labels_path)?;
+    // Structure first: a truncated or wrong file says what is wrong rather than "checksum".
+    let pixels = parse_images(&image_bytes, images_path)?;
+    let labels = parse_labels(&label_bytes, labels_path)?;
+    if let Some((img_spec, lbl_spec)) = checksums {
+        verify(&image_bytes, images_path, img_spec)?;
+        verify(&label_bytes, labels_path, lbl_spec)?;
+    }
+    if pixels.len() / PIXELS != labels.len() {
+        return Err(DataError::CountMismatch {
+            images_path: images_path.to_path_buf(),
+            images: pixels.len() / PIXELS,
+            labels_path: labels_path.to_path_buf(),
+            labels: labels.len(),
+        });
+    }
+    Ok(Split::new(pixels, labels))
+}
+
+/// Loads and verifies the dataset from `dir`.
+pub fn load_dir(dir: &Path) -> Result<Dataset, DataError> {
+    let path = |i: usize| {
+        existing(dir, &FILES[i]).ok_or_else(|| DataError::NotFound {
+            searched: format!("  {} (missing {})", dir.display(), FILES[i].name),
+            cache: cache_dir().display().to_string(),
+        })
+    };
+    let (ti, tl, vi, vl) = (path(0)?, path(1)?, path(2)?, path(3)?);
+    let (train, test) = rayon::join(
+        || load_split(&ti, &tl, Some((&FILES[0], &FILES[1]))),
+        || load_split(&vi, &vl, Some((&FILES[2], &FILES[3]))),
+    );
+    Ok(Dataset { train: train?, test: test?, dir: dir.to_path_buf() })
+}
+
+/// Finds the dataset (see [`candidates`]) and loads it.
+pub fn load(explicit: Option<&Path>) -> Result<Dataset, DataError> {
+    load_dir(&locate(explicit)?)
+}
+
+/// Base URL for downloads: `FASHION_MNIST_URL` or the official location.
+pub fn base_url() -> String {
+    std::env::var("FASHION_MNIST_URL").unwrap_or_else(|_| OFFICIAL_URL.to_string())
+}
+
+/// Downloads the four files into `dir` (verifying each), skipping ones already valid there.
+///
+/// `progress` is called with (file name, bytes so far, total bytes if known).
+pub fn fetch(dir: &Path, base: &str, mut progress: impl FnMut(&str, u64, Option<u64>)) -> Result<(), DataError> {
+    fs::create_dir_all(dir).map_err(|source| DataError::Io { path: dir.to_path_buf(), source })?;
+    for spec in &FILES {
+        let target = dir.join(format!("{}.gz", spec.name));
+        if target.is_file() && read_maybe_gz(&target).is_ok_and(|b| verify(&b, &target, spec).is_ok()) {
+            continue;
+        }
+        let url = format!("{}/{}.gz", base.trim_end_matches('/'), spec.name);
+        let fail = |reason: String| DataError::Fetch { url: url.clone(), reason };
+        let mut response = ureq::get(&url).call().map_err(|e| fail(e.to_string()))?;
+        let total = response.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse().ok());
+        let mut reader = response.body_mut().with_config().limit(64 << 20).reader();
+        let mut body = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = reader.read(&mut buf).map_err(|e| fail(e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&buf[..n]);
+            progress(spec.name, body.len() as u64, total);
+        }
+        let content = {
+            let mut out = Vec::new();
+            GzDecoder::new(&body[..])
+                .read_to_end(&mut out)
+                .map_err(|e| fail(format!("downloaded bytes are not valid gzip ({e})")))?;
+            out
+        };
+        verify(&content, &target, spec)?;
+        crate::fsutil::write_atomic(&target, &body).map_err(|source| DataError::Io { path: target.clone(), source })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,286 @@
+//! Matrix kernels for dense layers: `C = A·B` where either operand may be a transposed
+//! view, so one routine serves the forward pass (X·W), the weight gradient (Xᵀ·dZ) and
+//! the input gradient (dZ·Wᵀ).
+//!
+//! The SIMD path packs B into column panels of `NR` floats and A into row panels of `MR`
+//! floats (packing absorbs the transposes), then runs one register-blocked micro-kernel
+//! over `MR x NR` tiles. Rayon splits the output into row blocks; every output element is
+//! summed over `k` in the same order whatever the thread count, so results are
+//! bit-identical with 1 or N threads.
+
+pub mod lanes;
+pub mod reference;
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use lanes::{LANES, MR, NR, NV, V, load, store};
+
+/// A read-only matrix view: element (i, j) is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    /// Backing storage.
+    pub data: &'a [f32],
+    /// Row stride.
+    pub rs: usize,
+    /// Column stride.
+    pub cs: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A row-major matrix with `cols` columns.
+    pub fn row_major(data: &'a [f32], cols: usize) -> MatRef<'a> {
+        MatRef { data, rs: cols, cs: 1 }
+    }
+
+    /// The transpose of this view (no copy).
+    pub fn t(self) -> MatRef<'a> {
+        MatRef { data: self.data, rs: self.cs, cs: self.rs }
+    }
+
+    #[inline(always)]
+    pub(crate) fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.rs + j * self.cs]
+    }
+
+    /// Panics unless a (rows, cols) matrix fits the backing storage.
+    pub(crate) fn check(&self, rows: usize, cols: usize) {
+        if rows > 0 && cols > 0 {
+            let last = (rows - 1) * self.rs + (cols - 1) * self.cs;
+            assert!(last < self.data.len(), "matrix view of {rows}x{cols} overruns its {} values", self.data.len());
+        }
+    }
+}
+
+/// What the kernel does with the output it computes.
+#[derive(Clone, Copy, Debug)]
+pub enum Epilogue<'a> {
+    /// `C = A·B`
+    Store,
+    /// `C += A·B`
+    Accumulate,
+    /// `C = A·B + bias`, bias broadcast over rows (the dense layer's `x·W + b`).
+    Bias(&'a [f32]),
+}
+
+thread_local! {
+    static PACKED_B: RefCell<Vec<V>> = const { RefCell::new(Vec::new()) };
+    static PACKED_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Output rows one rayon task computes: enough tasks to balance two or more threads,
+/// each large enough to reuse a packed B panel across several micro-tiles.
+fn block_rows(m: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let target = m.div_ceil(4 * threads).div_ceil(MR) * MR;
+    target.clamp(MR, 8 * MR)
+}
+
+/// `C (m x n, row-major) = A (m x k) · B (k x n)`, then the epilogue; SIMD and parallel.
+pub fn gemm(m: usize, n: usize, k: usize, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], epilogue: Epilogue<'_>) {
+    assert!(c.len() >= m * n, "output holds {} values, needs {}", c.len(), m * n);
+    a.check(m, k);
+    b.check(k, n);
+    if let Epilogue::Bias(bias) = epilogue {
+        assert_eq!(bias.len(), n, "bias length");
+    }
+    if m == 0 || n == 0 {
+        return;
+    }
+    let panels = n.div_ceil(NR);
+    let mut local = Vec::new();
+    PACKED_B.with(|cell| {
+        // Re-entrant use (a gemm inside a parallel closure on this thread) gets its own buffer.
+        let mut borrowed = cell.try_borrow_mut();
+        let packed: &mut Vec<V> = match borrowed.as_mut() {
+            Ok(v) => v,
+            Err(_) => &mut local,
+        };
+        let need = panels * k.max(1) * NV;
+        if packed.len() < need {
+            packed.resize(need, V::ZERO);
+        }
+        let packed = &mut packed[..need];
+        packed.par_chunks_mut(k.max(1) * NV).enumerate().for_each(|(jp, panel)| pack_b(b, k, n, jp * NR, panel));
+        let packed: &[V] = packed;
+
+        let rows_per_task = block_rows(m);
+        c[..m * n].par_chunks_mut(rows_per_task * n).enumerate().for_each(|(blk, c_blk)| {
+            let i0 = blk * rows_per_task;
+            let rows = c_blk.len() / n;
+            PACKED_A.with(|cell| {
+                let mut own = Vec::new();
+                let mut borrowed = cell.try_borrow_mut();
+                let pa: &mut Vec<f32> = match borrowed.as_mut() {
+                    Ok(v) => v,
+                    Err(_) => &mut own,
+                };
+                let micro = rows.div_ceil(MR);
+                let need = micro * k * MR;
+                if pa.len() < need {
+                    pa.resize(need, 0.0);
+                }
+                for (ip, chunk) in pa[..need].chunks_mut(k * MR).enumerate().take(micro) {
+                    pack_a(a, k, i0 + ip * MR, (rows - ip * MR).min(MR), chunk);
+                }
+                for jp in 0..panels {
+                    let b_panel = &packed[jp * k * NV..(jp + 1) * k * NV];
+                    let j0 = jp * NR;
+                    let cols = (n - j0).min(NR);
+                    for ip in 0..micro {
+                        let r0 = ip * MR;
+                        let a_panel = &pa[ip * k * MR..(ip + 1) * k * MR];
+                        let tile = &mut c_blk[r0 * n + j0..];
+                        micro_kernel(k, a_panel, b_panel, tile, n, (rows - r0).min(MR), cols, j0, epilogue);
+                    }
+                }
+            });
+        });
+    });
+}
+
+/// Packs columns `j0..j0+NR` of B (all k rows) as `k` groups of `NV` vectors, zero-padded.
+fn pack_b(b: MatRef<'_>, k: usize, n: usize, j0: usize, out: &mut [V]) {
+    let cols = (n - j0).min(NR);
+    let flat: &mut [f32] = bytemuck::cast_slice_mut(out);
+    if b.cs == 1 {
+        for (p, dst) in flat.chunks_exact_mut(NR).enumerate().take(k) {
+            let src = &b.data[p * b.rs + j0..p * b.rs + j0 + cols];
+            dst[..cols].copy_from_slice(src);
+            dst[cols..].fill(0.0);
+        }
+    } else {
+        // Transposed B (rows contiguous along k): read each source column in order.
+        if cols < NR {
+            flat.fill(0.0);
+        }
+        for j in 0..cols {
+            let base = (j0 + j) * b.cs;
+            for p in 0..k {
+                flat[p * NR + j] = b.data[base + p * b.rs];
+            }
+        }
+    }
+}
+
+/// Packs rows `i0..i0+rows` of A (all k columns) as `k` groups of `MR` floats, zero-padded.
+fn pack_a(a: MatRef<'_>, k: usize, i0: usize, rows: usize, out: &mut [f32]) {
+    if rows < MR {
+        out[..k * MR].fill(0.0);
+    }
+    if a.rs == 1 {
+        // Transposed A: the MR values of one k step are contiguous.
+        for p in 0..k {
+            let src = &a.data[p * a.cs + i0..p * a.cs + i0 + rows];
+            out[p * MR..p * MR + rows].copy_from_slice(src);
+        }
+    } else {
+        for r in 0..rows {
+            let row = &a.data[(i0 + r) * a.rs..];
+            for p in 0..k {
+                out[p * MR + r] = row[p * a.cs];
+            }
+        }
+    }
+}
+
+/// One `MR x NR` output tile: `acc = Σ_p a[p, :]ᵀ b[p, :]`, then written with the epilogue.
+///
+/// `a`: (k, MR) packed, `b`: (k, NV vectors) packed, `c`: tile's top-left, row stride `ldc`;
+/// only `rows x cols` of the tile are written. `j0` is the tile's first column (for bias).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn micro_kernel(
+    k: usize,
+    a: &[f32],
+    b: &[V],
+    c: &mut [f32],
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    j0: usize,
+    epilogue: Epilogue<'_>,
+) {
+    let mut acc = [[V::ZERO; NV]; MR];
+    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NV)).take(k) {
+        let bv: [V; NV] = [bp[0], bp[1]];
+        for r in 0..MR {
+            let av = V::splat(ap[r]);
+            for v in 0..NV {
+                acc[r][v] = av.mul_add(bv[v], acc[r][v]);
+            }
+        }
+    }
+    if rows == MR && cols == NR {
+        for (r, acc_r) in acc.iter().enumerate() {
+            let row = &mut c[r * ldc..r * ldc + NR];
+            for (v, &acc_v) in acc_r.iter().enumerate() {
+                let dst = &mut row[v * LANES..(v + 1) * LANES];
+                let out = match epilogue {
+                    Epilogue::Store => acc_v,
+                    Epilogue::Accumulate => load(dst) + acc_v,
+                    Epilogue::Bias(bias) => acc_v + load(&bias[j0 + v * LANES..]),
+                };
+                store(dst, out);
+            }
+        }
+    } else {
+        for (r, acc_r) in acc.iter().enumerate().take(rows) {
+            let mut vals = [0.0f32; NR];
+            for (v, acc_v) in acc_r.iter().enumerate() {
+                vals[v * LANES..(v + 1) * LANES].copy_from_slice(&acc_v.to_array());
+            }
+            let row = &mut c[r * ldc..r * ldc + cols];
+            for (j, (dst, &val)) in row.iter_mut().zip(&vals).enumerate() {
+                *dst = match epilogue {
+                    Epilogue::Store => val,
+                    Epilogue::Accumulate => *dst + val,
+                    Epilogue::Bias(bias) => val + bias[j0 + j],
+                };
+            }
+        }
+    }
+}
+
+/// Column sums of `x` (shape (rows, out.len()) row-major), top to bottom: the bias gradient.
+///
+/// Parallel over column strips; each sum runs over rows in order, so the result does not
+/// depend on the thread count.
+pub fn column_sums(x: &[f32], out: &mut [f32]) {
+    let n = out.len();
+    assert_eq!(x.len() % n.max(1), 0, "x is not a whole number of rows");
+    const STRIP: usize = 64;
+    out.par_chunks_mut(STRIP).enumerate().for_each(|(s, o)| {
+        let j0 = s * STRIP;
+        o.fill(0.0);
+        for row in x.chunks_exact(n) {
+            let src = &row[j0..j0 + o.len()];
+            let mut oc = o.chunks_exact_mut(LANES);
+            let mut sc = src.chunks_exact(LANES);
+            for (ov, sv) in (&mut oc).zip(&mut sc) {
+                store(ov, load(ov) + load(sv));
+            }
+            for (ov, sv) in oc.into_remainder().iter_mut().zip(sc.remainder()) {
+                *ov += sv;
+            }
+        }
+    });
+}
+
+/// `w -= lr * g`, elementwise: the SGD step.
+pub fn sgd_step(w: &mut [f32], g: &[f32], lr: f32) {
+    assert_eq!(w.len(), g.len());
+    const CHUNK: usize = 16 * 1024;
+    let neg = V::splat(-lr);
+    w.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).for_each(|(w, g)| {
+        let mut wc = w.chunks_exact_mut(LANES);
+        let mut gc = g.chunks_exact(LANES);
+        for (wv, gv) in (&mut wc).zip(&mut gc) {
+            store(wv, load(gv).mul_add(neg, load(wv)));
+        }
+        for (wv, gv) in wc.into_remainder().iter_mut().zip(gc.remainder()) {
+            *wv = gv.mul_add(-lr, *wv);
+        }
+    });
+}

@@ -1,0 +1,288 @@
+//! `trainer`: trains the study's Fashion-MNIST MLPs and writes their results and model files.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use trainer::data::{self, Dataset};
+use trainer::kernels::lanes;
+use trainer::model::ModelKind;
+use trainer::report::{self, ModelSummary, RunContext};
+use trainer::train::{self, EpochRecord, Observer, Recipe};
+
+/// Train small MLPs on Fashion-MNIST with SIMD + multithreaded kernels, and export them
+/// for microcontrollers.
+///
+/// Quick start: `trainer fit --all` trains the study's three models (sigmoid, ReLU,
+/// ReLU + dropout) with its recipe and writes history, confusion matrices, predictions,
+/// model files and a summary to runs/<timestamp>/.
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train one or more models.
+    ///
+    /// Examples:
+    ///   trainer fit --all
+    ///   trainer fit --model relu --epochs 5 --lr 0.05 --out runs/relu-fast
+    Fit(FitArgs),
+    /// Find, check or download the dataset.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Args)]
+struct DataArgs {
+    /// Folder with the four Fashion-MNIST files (.gz or raw IDX). Without it the trainer looks in
+    /// $FASHION_MNIST_DIR, ./data/fashion-mnist, /usr/share/datasets/fashion-mnist, then the user cache.
+    #[arg(long, value_name = "DIR", global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Download the four files from the official location into the user cache and verify them.
+    ///
+    /// Set FASHION_MNIST_URL to use a mirror.
+    Fetch {
+        /// Where to put the files (default: the user cache).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Say where the dataset is found, and verify every file.
+    Check(DataArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Preset {
+    /// The study's recipe: SGD lr 0.01, batch 500, 20 epochs (sigmoid) / 15 (ReLU, dropout).
+    Seed,
+}
+
+#[derive(Args)]
+struct FitArgs {
+    /// Train all three models of the study.
+    #[arg(long, conflicts_with = "model")]
+    all: bool,
+    /// Model to train; repeat for several.
+    #[arg(long, value_enum, required_unless_present = "all")]
+    model: Vec<ModelKind>,
+    /// Recipe the other options start from.
+    #[arg(long, value_enum, default_value = "seed")]
+    preset: Preset,
+    /// Epochs (default: the preset's, 20 for sigmoid and 15 for the others).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// SGD learning rate.
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Images per step.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Seed for initialization, shuffling and dropout; same seed, same bits.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Output folder (default: runs/<timestamp>).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Worker threads (default: all cores; RAYON_NUM_THREADS also works).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Train on only the first N training images (quick experiments).
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Fit(args) => fit(args),
+        Command::Data(DataCommand::Fetch { dir }) => fetch(dir.unwrap_or_else(data::cache_dir)).map(|_| ()),
+        Command::Data(DataCommand::Check(args)) => check(args.data_dir.as_deref()),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn fetch(dir: PathBuf) -> Result<PathBuf> {
+    let base = data::base_url();
+    eprintln!("Downloading Fashion-MNIST from {base} into {}", dir.display());
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{msg:26} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut current = String::new();
+    data::fetch(&dir, &base, |name, done, total| {
+        if current != name {
+            current = name.to_string();
+            bar.set_message(name.to_string());
+            bar.set_position(0);
+        }
+        bar.set_length(total.unwrap_or(done));
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
+    eprintln!("Fashion-MNIST is in {} (checksums verified)", dir.display());
+    Ok(dir)
+}
+
+fn check(explicit: Option<&Path>) -> Result<()> {
+    let dir = data::locate(explicit)?;
+    let ds = data::load_dir(&dir)?;
+    println!(
+        "{}: {} training and {} test images, checksums of all four files verified",
+        dir.display(),
+        ds.train.len(),
+        ds.test.len()
+    );
+    Ok(())
+}
+
+/// Finds the dataset, or fetches it into the cache when it is nowhere and no folder was named.
+fn find_or_fetch(explicit: Option<&Path>) -> Result<Dataset> {
+    match data::locate(explicit) {
+        Ok(dir) => Ok(data::load_dir(&dir)?),
+        Err(not_found) if explicit.is_none() => {
+            eprintln!("{not_found}\n\nTrying to download it now...");
+            let dir = fetch(data::cache_dir()).map_err(|e| anyhow::anyhow!("{not_found}\n\n{e:#}"))?;
+            Ok(data::load_dir(&dir)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+struct Bars {
+    bar: Option<ProgressBar>,
+    name: &'static str,
+}
+
+impl Observer for Bars {
+    fn epoch_start(&mut self, epoch: usize, epochs: usize, steps: usize) {
+        let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr_with_hz(10));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} {pos:>3}/{len} [{bar:30}] {elapsed} {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{} epoch {epoch}/{epochs}", self.name));
+        bar.enable_steady_tick(Duration::from_millis(200));
+        self.bar = Some(bar);
+    }
+
+    fn step(&mut self, step: usize, loss: f64, accuracy: f64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(step as u64);
+            bar.set_message(format!("loss: {loss:.4} - accuracy: {accuracy:.4}"));
+        }
+    }
+
+    fn validating(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.set_message("validating");
+        }
+    }
+
+    fn epoch_end(&mut self, r: &EpochRecord) {
+        if let Some(bar) = self.bar.take() {
+            let steps = bar.length().unwrap_or(0);
+            bar.finish_and_clear();
+            eprintln!(
+                "{} epoch {:>2}: {steps}/{steps} - {:.2}s - loss: {:.4} - accuracy: {:.4} - val_loss: {:.4} - val_accuracy: {:.4}",
+                self.name, r.epoch, r.seconds, r.loss, r.accuracy, r.val_loss, r.val_accuracy
+            );
+        }
+    }
+}
+
+fn fit(args: FitArgs) -> Result<()> {
+    if let Some(threads) = args.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("starting worker threads")?;
+    }
+    let kinds: Vec<ModelKind> = if args.all { ModelKind::ALL.to_vec() } else { args.model.clone() };
+    let recipes: Vec<Recipe> = kinds
+        .iter()
+        .map(|&kind| {
+            let Preset::Seed = args.preset;
+            let base = Recipe::seed(kind);
+            Recipe {
+                kind,
+                epochs: args.epochs.unwrap_or(base.epochs),
+                lr: args.lr.unwrap_or(base.lr),
+                batch_size: args.batch_size.unwrap_or(base.batch_size),
+                seed: args.seed.unwrap_or(base.seed),
+            }
+        })
+        .collect();
+    for r in &recipes {
+        if r.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        if !(r.lr.is_finite() && r.lr > 0.0) {
+            bail!("--lr must be a positive number, got {}", r.lr);
+        }
+    }
+    let out = args.out.unwrap_or_else(|| PathBuf::from("runs").join(chrono::Local::now().format("%Y%m%d-%H%M%S").to_string()));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating output folder {}", out.display()))?;
+
+    let started = Instant::now();
+    let mut ds = find_or_fetch(args.data.data_dir.as_deref())?;
+    if let Some(n) = args.limit {
+        ds.train = ds.train.head(n);
+    }
+    eprintln!(
+        "Fashion-MNIST from {}: {} training, {} test images. Kernels: {}, {} threads. Output: {}",
+        ds.dir.display(),
+        ds.train.len(),
+        ds.test.len(),
+        lanes::isa(),
+        rayon::current_num_threads(),
+        out.display()
+    );
+
+    let mut summaries = Vec::new();
+    for recipe in &recipes {
+        let name = recipe.kind.name();
+        eprintln!(
+            "\n{name}: {} | {} epochs, SGD lr {}, batch {}, seed {}",
+            recipe.kind.describe(),
+            recipe.epochs,
+            recipe.lr,
+            recipe.batch_size,
+            recipe.seed
+        );
+        let mut bars = Bars { bar: None, name };
+        let trained = train::fit(recipe, &ds.train, &ds.test, &mut bars)
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        report::write_model_dir(&out.join(name), &trained, &ds.test.labels)?;
+        eprintln!(
+            "{name}: test accuracy {:.2}%, test loss {:.4}, {:.1} s",
+            100.0 * trained.test.accuracy,
+            trained.test.loss,
+            trained.train_seconds
+        );
+        summaries.push(ModelSummary::of(&trained));
+    }
+    let ctx = RunContext {
+        threads: rayon::current_num_threads(),
+        isa: lanes::isa(),
+        total_seconds: started.elapsed().as_secs_f64(),
+        data_dir: ds.dir.display().to_string(),
+    };
+    report::write_summaries(&out, &summaries, &ctx)?;
+    eprintln!("\n{}", report::summary_markdown(&summaries, &ctx));
+    eprintln!("Results in {}", out.display());
+    Ok(())
+}

@@ -1,0 +1,384 @@
+//! The 784-512-256-10 MLP: parameters, forward pass and backward pass over the kernels.
+
+use infer_core::{Activation, arch};
+use rand::RngExt;
+use rand::distr::Uniform;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::kernels::lanes::{LANES, V, load, store};
+use crate::kernels::{self, Epilogue, MatRef};
+
+/// The three models of the study.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Dense 512 sigmoid, Dense 256 sigmoid, Dense 10 softmax.
+    Sigmoid,
+    /// Dense 512 ReLU, Dense 256 ReLU, Dense 10 softmax.
+    Relu,
+    /// The ReLU model with Dropout(0.5) after each hidden layer.
+    Dropout,
+}
+
+impl ModelKind {
+    /// All three, in the study's order.
+    pub const ALL: [ModelKind; 3] = [ModelKind::Sigmoid, ModelKind::Relu, ModelKind::Dropout];
+
+    /// Short lowercase name, used for folders and files.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Sigmoid => "sigmoid",
+            ModelKind::Relu => "relu",
+            ModelKind::Dropout => "dropout",
+        }
+    }
+
+    /// Hidden-layer activation.
+    pub fn activation(self) -> Activation {
+        match self {
+            ModelKind::Sigmoid => Activation::Sigmoid,
+            ModelKind::Relu | ModelKind::Dropout => Activation::Relu,
+        }
+    }
+
+    /// Fraction of hidden units dropped in training.
+    pub fn dropout(self) -> f32 {
+        match self {
+            ModelKind::Dropout => 0.5,
+            _ => 0.0,
+        }
+    }
+
+    /// A one-line description of the layers, as the study's summary lists them.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ModelKind::Sigmoid => "Dense(512, sigmoid) > Dense(256, sigmoid) > Dense(10, softmax)",
+            ModelKind::Relu => "Dense(512, relu) > Dense(256, relu) > Dense(10, softmax)",
+            ModelKind::Dropout => {
+                "Dense(512, relu) > Dropout(0.5) > Dense(256, relu) > Dropout(0.5) > Dense(10, softmax)"
+            }
+        }
+    }
+}
+
+/// One fully connected layer: `y = x · w + b`, `w` of shape (inputs, outputs) row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dense {
+    /// Input width.
+    pub inputs: usize,
+    /// Output width.
+    pub outputs: usize,
+    /// Weights, (inputs, outputs) row-major.
+    pub w: Vec<f32>,
+    /// Biases, one per output.
+    pub b: Vec<f32>,
+}
+
+impl Dense {
+    /// Glorot-uniform weights (Keras's default initializer) and zero biases.
+    pub fn glorot(inputs: usize, outputs: usize, rng: &mut ChaCha8Rng) -> Dense {
+        let limit = (6.0 / (inputs + outputs) as f64).sqrt() as f32;
+        let dist = Uniform::new_inclusive(-limit, limit).expect("finite Glorot limit");
+        let w = (0..inputs * outputs).map(|_| rng.sample(dist)).collect();
+        Dense { inputs, outputs, w, b: vec![0.0; outputs] }
+    }
+}
+
+/// The network: three dense layers and the hidden activation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mlp {
+    /// Hidden-layer activation.
+    pub activation: Activation,
+    /// Dense layers, input side first.
+    pub layers: [Dense; 3],
+}
+
+impl Mlp {
+    /// A freshly initialized network, as Keras builds it.
+    pub fn new(activation: Activation, rng: &mut ChaCha8Rng) -> Mlp {
+        let [i, h1, h2, o] = arch::LAYERS;
+        Mlp {
+            activation,
+            layers: [Dense::glorot(i, h1, rng), Dense::glorot(h1, h2, rng), Dense::glorot(h2, o, rng)],
+        }
+    }
+
+    /// Every parameter in file order: W1, b1, W2, b2, W3, b3.
+    pub fn params(&self) -> impl Iterator<Item = f32> + '_ {
+        self.layers.iter().flat_map(|l| l.w.iter().chain(&l.b)).copied()
+    }
+
+    /// True when no parameter is NaN or infinite.
+    pub fn is_finite(&self) -> bool {
+        self.params().all(f32::is_finite)
+    }
+}
+
+/// Buffers of one batch's forward and backward pass, reused across steps.
+#[derive(Debug, Default)]
+pub struct Workspace {
+    rows: usize,
+    /// Hidden activations before dropout, per hidden layer.
+    h: [Vec<f32>; 2],
+    /// Hidden activations after dropout (what the next layer reads); empty without dropout.
+    a: [Vec<f32>; 2],
+    /// Dropout multipliers: 0 or 1 / (1 - rate).
+    mask: [Vec<f32>; 2],
+    /// Softmax output.
+    pub probs: Vec<f32>,
+    dz: [Vec<f32>; 3],
+    grads: [(Vec<f32>, Vec<f32>); 3],
+}
+
+impl Workspace {
+    fn ensure(&mut self, rows: usize, dropout: bool) {
+        let [_, h1, h2, o] = arch::LAYERS;
+        self.rows = rows;
+        let widths = [h1, h2];
+        for l in 0..2 {
+            self.h[l].resize(rows * widths[l], 0.0);
+            if dropout {
+                self.a[l].resize(rows * widths[l], 0.0);
+                self.mask[l].resize(rows * widths[l], 0.0);
+            }
+        }
+        self.probs.resize(rows * o, 0.0);
+    }
+}
+
+/// Per-batch dropout randomness: a stream per (layer, row), so masks do not depend on
+/// how rows are spread over threads.
+#[derive(Debug, Clone, Copy)]
+pub struct DropoutSeed {
+    /// Base seed of the run.
+    pub seed: u64,
+    /// Global step counter (epoch * steps + step).
+    pub step: u64,
+}
+
+fn mix(mut z: u64) -> u64 {
+    // SplitMix64 finalizer: decorrelates nearby (seed, step, layer, row) tuples.
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn fill_mask(mask: &mut [f32], width: usize, rate: f32, seed: DropoutSeed, layer: u64) {
+    use rand::{Rng, SeedableRng};
+    let keep = 1.0 - rate;
+    let scale = 1.0 / keep;
+    let threshold = (f64::from(keep) * 4_294_967_296.0) as u64;
+    mask.par_chunks_mut(width).enumerate().for_each(|(row, m)| {
+        let key = mix(mix(mix(seed.seed) ^ seed.step) ^ (layer << 32 | row as u64));
+        let mut rng = ChaCha8Rng::seed_from_u64(key);
+        for v in m.iter_mut() {
+            *v = if u64::from(rng.next_u32()) < threshold { scale } else { 0.0 };
+        }
+    });
+}
+
+/// Applies `f` to every element of `x` in parallel, vectorized; `g` for the tail.
+fn map_inplace(x: &mut [f32], f: impl Fn(V) -> V + Sync, g: impl Fn(f32) -> f32 + Sync) {
+    x.par_chunks_mut(8 * 1024).for_each(|c| {
+        let mut it = c.chunks_exact_mut(LANES);
+        for s in &mut it {
+            store(s, f(load(s)));
+        }
+        for v in it.into_remainder() {
+            *v = g(*v);
+        }
+    });
+}
+
+/// `out[i] = f(out[i], x[i])`, vectorized and parallel.
+fn zip_inplace(out: &mut [f32], x: &[f32], f: impl Fn(V, V) -> V + Sync, g: impl Fn(f32, f32) -> f32 + Sync) {
+    assert_eq!(out.len(), x.len());
+    out.par_chunks_mut(8 * 1024).zip(x.par_chunks(8 * 1024)).for_each(|(o, x)| {
+        let mut oc = o.chunks_exact_mut(LANES);
+        let mut xc = x.chunks_exact(LANES);
+        for (ov, xv) in (&mut oc).zip(&mut xc) {
+            store(ov, f(load(ov), load(xv)));
+        }
+        for (ov, xv) in oc.into_remainder().iter_mut().zip(xc.remainder()) {
+            *ov = g(*ov, *xv);
+        }
+    });
+}
+
+fn activate(x: &mut [f32], activation: Activation) {
+    match activation {
+        Activation::Relu => map_inplace(x, |v| v.max(V::ZERO), |v| v.max(0.0)),
+        _ => map_inplace(x, |v| V::ONE / (V::ONE + (-v).exp()), |v| 1.0 / (1.0 + (-v).exp())),
+    }
+}
+
+/// `dz *= act'(h)` where `h = act(z)` is the stored activation.
+fn activation_grad(dz: &mut [f32], h: &[f32], activation: Activation) {
+    match activation {
+        Activation::Relu => {
+            zip_inplace(dz, h, |d, h| h.simd_gt(V::ZERO).select(d, V::ZERO), |d, h| if h > 0.0 { d } else { 0.0 })
+        }
+        _ => zip_inplace(dz, h, |d, h| d * h * (V::ONE - h), |d, h| d * h * (1.0 - h)),
+    }
+}
+
+/// `out = x · W + b` for `rows` inputs.
+fn dense(layer: &Dense, x: &[f32], rows: usize, out: &mut [f32]) {
+    let (k, n) = (layer.inputs, layer.outputs);
+    kernels::gemm(
+        rows,
+        n,
+        k,
+        MatRef::row_major(x, k),
+        MatRef::row_major(&layer.w, n),
+        out,
+        Epilogue::Bias(&layer.b),
+    );
+}
+
+/// Row-wise softmax of logits in place.
+fn softmax_rows(z: &mut [f32], width: usize) {
+    z.par_chunks_mut(width * 64).for_each(|block| {
+        for row in block.chunks_exact_mut(width) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for v in row.iter_mut() {
+                *v = (*v - max).exp();
+                sum += *v;
+            }
+            for v in row.iter_mut() {
+                *v /= sum;
+            }
+        }
+    });
+}
+
+/// Keras clips probabilities to [1e-7, 1 - 1e-7] before taking the log.
+pub const EPSILON: f32 = 1e-7;
+
+/// Sum of cross-entropy and count of correct argmax predictions over a batch.
+pub fn batch_loss_correct(probs: &[f32], labels: &[u8]) -> (f64, usize) {
+    let w = arch::OUTPUT;
+    let mut loss = 0.0f64;
+    let mut correct = 0;
+    for (row, &y) in probs.chunks_exact(w).zip(labels) {
+        let p = row[y as usize].clamp(EPSILON, 1.0 - EPSILON);
+        loss -= f64::from(p.ln());
+        if infer_core::f32net::argmax(row) == y as usize {
+            correct += 1;
+        }
+    }
+    (loss, correct)
+}
+
+impl Mlp {
+    /// Forward pass of `rows` images (`x`: (rows, 784) row-major) into `ws.probs`.
+    ///
+    /// With `dropout = Some((rate, seed))` hidden units are dropped as in training.
+    pub fn forward(&self, x: &[f32], rows: usize, ws: &mut Workspace, dropout: Option<(f32, DropoutSeed)>) {
+        let dropout = dropout.filter(|&(rate, _)| rate > 0.0);
+        ws.ensure(rows, dropout.is_some());
+        let [l1, l2, l3] = &self.layers;
+        let [h1, h2] = &mut ws.h;
+        let [a1, a2] = &mut ws.a;
+        let [m1, m2] = &mut ws.mask;
+        let x1 = self.hidden(l1, x, rows, h1, a1, m1, dropout.map(|(r, s)| (r, s, 0)));
+        let x2 = self.hidden(l2, x1, rows, h2, a2, m2, dropout.map(|(r, s)| (r, s, 1)));
+        let out = &mut ws.probs[..rows * l3.outputs];
+        dense(l3, x2, rows, out);
+        softmax_rows(out, l3.outputs);
+    }
+
+    /// One hidden layer: `h = act(x·W + b)`, then dropout into `a` when training with it.
+    /// Returns what the next layer reads.
+    #[allow(clippy::too_many_arguments)]
+    fn hidden<'w>(
+        &self,
+        layer: &Dense,
+        x: &[f32],
+        rows: usize,
+        h: &'w mut [f32],
+        a: &'w mut [f32],
+        mask: &'w mut [f32],
+        dropout: Option<(f32, DropoutSeed, u64)>,
+    ) -> &'w [f32] {
+        let n = layer.outputs;
+        let h = &mut h[..rows * n];
+        dense(layer, x, rows, h);
+        activate(h, self.activation);
+        match dropout {
+            Some((rate, seed, index)) => {
+                let (a, mask) = (&mut a[..rows * n], &mut mask[..rows * n]);
+                fill_mask(mask, n, rate, seed, index);
+                a.copy_from_slice(h);
+                zip_inplace(a, mask, |a, m| a * m, |a, m| a * m);
+                a
+            }
+            None => h,
+        }
+    }
+
+    /// Backward pass after [`Mlp::forward`] and an SGD step with learning rate `lr`.
+    ///
+    /// The loss is the batch mean of categorical cross-entropy, so `dL/dz3 = (p - y) / rows`.
+    pub fn backward_sgd(&mut self, x: &[f32], labels: &[u8], ws: &mut Workspace, dropout: bool, lr: f32) {
+        let rows = ws.rows;
+        let [_, h1, h2, o] = arch::LAYERS;
+        let inv = 1.0 / rows as f32;
+        ws.dz[2].clear();
+        ws.dz[2].extend_from_slice(&ws.probs[..rows * o]);
+        for (row, &y) in ws.dz[2].chunks_exact_mut(o).zip(labels) {
+            row[y as usize] -= 1.0;
+            row.iter_mut().for_each(|v| *v *= inv);
+        }
+        let widths = [h1, h2];
+        for l in (0..3).rev() {
+            let layer = &self.layers[l];
+            let (k, n) = (layer.inputs, layer.outputs);
+            let input: &[f32] = match l {
+                0 => x,
+                _ if dropout => &ws.a[l - 1][..rows * k],
+                _ => &ws.h[l - 1][..rows * k],
+            };
+            let (gw, gb) = &mut ws.grads[l];
+            gw.resize(k * n, 0.0);
+            gb.resize(n, 0.0);
+            // dW = inputᵀ · dz: (k, rows) · (rows, n)
+            kernels::gemm(
+                k,
+                n,
+                rows,
+                MatRef::row_major(input, k).t(),
+                MatRef::row_major(&ws.dz[l], n),
+                gw,
+                Epilogue::Store,
+            );
+            kernels::column_sums(&ws.dz[l][..rows * n], gb);
+            if l > 0 {
+                // d(input) = dz · Wᵀ: (rows, n) · (n, k), then through dropout and activation.
+                let (lower, upper) = ws.dz.split_at_mut(l);
+                let dprev = &mut lower[l - 1];
+                dprev.resize(rows * widths[l - 1], 0.0);
+                kernels::gemm(
+                    rows,
+                    k,
+                    n,
+                    MatRef::row_major(&upper[0], n),
+                    MatRef::row_major(&layer.w, n).t(),
+                    dprev,
+                    Epilogue::Store,
+                );
+                if dropout {
+                    zip_inplace(dprev, &ws.mask[l - 1][..rows * k], |d, m| d * m, |d, m| d * m);
+                }
+                activation_grad(dprev, &ws.h[l - 1][..rows * k], self.activation);
+            }
+        }
+        for (layer, (gw, gb)) in self.layers.iter_mut().zip(&ws.grads) {
+            kernels::sgd_step(&mut layer.w, gw, lr);
+            kernels::sgd_step(&mut layer.b, gb, lr);
+        }
+    }
+}

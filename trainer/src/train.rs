@@ -1,0 +1,192 @@
+//! The training loop: mini-batch SGD with per-epoch reshuffling, Keras-style history.
+
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::{PIXELS, Split};
+use crate::model::{DropoutSeed, Mlp, ModelKind, Workspace, batch_loss_correct};
+
+/// Hyperparameters of one run. [`Recipe::seed`] is the study's.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Recipe {
+    /// Which model.
+    pub kind: ModelKind,
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// SGD learning rate.
+    pub lr: f32,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Seed for initialization, shuffling and dropout.
+    pub seed: u64,
+}
+
+impl Recipe {
+    /// The study's recipe for `kind`: SGD lr 0.01, batch 500, 20 epochs (sigmoid) or 15.
+    pub fn seed(kind: ModelKind) -> Recipe {
+        let epochs = if kind == ModelKind::Sigmoid { 20 } else { 15 };
+        Recipe { kind, epochs, lr: 0.01, batch_size: 500, seed: 42 }
+    }
+}
+
+/// One row of the history, as Keras reports an epoch.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches (with dropout active).
+    pub loss: f64,
+    /// Training accuracy over the epoch's batches.
+    pub accuracy: f64,
+    /// Loss on the validation (test) set after the epoch.
+    pub val_loss: f64,
+    /// Accuracy on the validation (test) set after the epoch.
+    pub val_accuracy: f64,
+    /// Wall time of the epoch, including validation.
+    pub seconds: f64,
+}
+
+/// Training diverged.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "training diverged: the loss became {loss} at epoch {epoch}, step {step}; \
+     lower the learning rate (now {lr}) or check the input data"
+)]
+pub struct Diverged {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// 1-based step within the epoch.
+    pub step: usize,
+    /// The non-finite loss.
+    pub loss: f64,
+    /// The learning rate in use.
+    pub lr: f32,
+}
+
+/// Receives progress while training runs; the CLI draws bars, tests stay quiet.
+pub trait Observer {
+    /// An epoch of `steps` steps begins.
+    fn epoch_start(&mut self, _epoch: usize, _epochs: usize, _steps: usize) {}
+    /// A step finished with these running means.
+    fn step(&mut self, _step: usize, _loss: f64, _accuracy: f64) {}
+    /// Validation is running.
+    fn validating(&mut self) {}
+    /// The epoch finished.
+    fn epoch_end(&mut self, _record: &EpochRecord) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// Loss, accuracy and predicted classes of a model over a split.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// Mean categorical cross-entropy.
+    pub loss: f64,
+    /// Fraction correct, 0..1.
+    pub accuracy: f64,
+    /// Predicted class per image.
+    pub predictions: Vec<u8>,
+}
+
+/// Evaluates `model` on `split` in inference mode (no dropout).
+pub fn evaluate(model: &Mlp, split: &Split, ws: &mut Workspace) -> Evaluation {
+    const CHUNK: usize = 1000;
+    let mut loss = 0.0;
+    let mut correct = 0;
+    let mut predictions = Vec::with_capacity(split.len());
+    for start in (0..split.len()).step_by(CHUNK) {
+        let rows = CHUNK.min(split.len() - start);
+        model.forward(&split.images[start * PIXELS..(start + rows) * PIXELS], rows, ws, None);
+        let labels = &split.labels[start..start + rows];
+        let (l, c) = batch_loss_correct(&ws.probs[..rows * 10], labels);
+        loss += l;
+        correct += c;
+        predictions.extend(ws.probs[..rows * 10].chunks_exact(10).map(|r| infer_core::f32net::argmax(r) as u8));
+    }
+    let n = split.len().max(1) as f64;
+    Evaluation { loss: loss / n, accuracy: correct as f64 / n, predictions }
+}
+
+/// A trained model and how it got there.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    /// The recipe it was trained with.
+    pub recipe: Recipe,
+    /// Final parameters.
+    pub model: Mlp,
+    /// One record per epoch.
+    pub history: Vec<EpochRecord>,
+    /// Final evaluation on the test set.
+    pub test: Evaluation,
+    /// Wall time of training, validation included.
+    pub train_seconds: f64,
+}
+
+/// Trains a model with `recipe` on `train`, validating on `test` after every epoch.
+pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Observer) -> Result<Trained, Diverged> {
+    let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed);
+    let mut model = Mlp::new(recipe.kind.activation(), &mut rng);
+    let dropout = recipe.kind.dropout();
+    let bs = recipe.batch_size.max(1);
+    let steps = train.len().div_ceil(bs);
+    let mut order: Vec<u32> = (0..train.len() as u32).collect();
+    let mut ws = Workspace::default();
+    let mut eval_ws = Workspace::default();
+    let mut x = vec![0.0f32; bs * PIXELS];
+    let mut y = vec![0u8; bs];
+    let mut history = Vec::with_capacity(recipe.epochs);
+    let started = Instant::now();
+    let mut last_eval = None;
+    for epoch in 1..=recipe.epochs {
+        let t0 = Instant::now();
+        observer.epoch_start(epoch, recipe.epochs, steps);
+        order.shuffle(&mut rng);
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        for (step, idx) in order.chunks(bs).enumerate() {
+            let rows = idx.len();
+            for (r, &i) in idx.iter().enumerate() {
+                let i = i as usize;
+                x[r * PIXELS..(r + 1) * PIXELS].copy_from_slice(&train.images[i * PIXELS..(i + 1) * PIXELS]);
+                y[r] = train.labels[i];
+            }
+            let seed = DropoutSeed { seed: recipe.seed, step: ((epoch - 1) * steps + step) as u64 };
+            model.forward(&x[..rows * PIXELS], rows, &mut ws, Some((dropout, seed)));
+            let (loss, c) = batch_loss_correct(&ws.probs[..rows * 10], &y[..rows]);
+            let batch_mean = loss / rows as f64;
+            if !batch_mean.is_finite() || ws.probs[..rows * 10].iter().any(|p| !p.is_finite()) {
+                return Err(Diverged { epoch, step: step + 1, loss: batch_mean, lr: recipe.lr });
+            }
+            model.backward_sgd(&x[..rows * PIXELS], &y[..rows], &mut ws, dropout > 0.0, recipe.lr);
+            loss_sum += loss;
+            correct += c;
+            seen += rows;
+            observer.step(step + 1, loss_sum / seen as f64, correct as f64 / seen as f64);
+        }
+        if !model.is_finite() {
+            return Err(Diverged { epoch, step: steps, loss: f64::NAN, lr: recipe.lr });
+        }
+        observer.validating();
+        let eval = evaluate(&model, test, &mut eval_ws);
+        let record = EpochRecord {
+            epoch,
+            loss: loss_sum / seen.max(1) as f64,
+            accuracy: correct as f64 / seen.max(1) as f64,
+            val_loss: eval.loss,
+            val_accuracy: eval.accuracy,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        observer.epoch_end(&record);
+        history.push(record);
+        last_eval = Some(eval);
+    }
+    let test_eval = match last_eval {
+        Some(e) => e,
+        None => evaluate(&model, test, &mut eval_ws),
+    };
+    Ok(Trained { recipe: *recipe, model, history, test: test_eval, train_seconds: started.elapsed().as_secs_f64() })
+}
