@@ -1,0 +1,175 @@
+//! Training on small synthetic data: determinism, divergence, gradients, model files.
+
+use trainer::data::{PIXELS, Split};
+use trainer::format;
+use trainer::model::{Mlp, ModelKind, Workspace, batch_loss_correct};
+use trainer::train::{self, Quiet, Recipe};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// Images whose class is written as a bright horizontal band at row `2 * class`, plus noise.
+fn synthetic(n: usize, seed: u64) -> Split {
+    let mut pixels = vec![0u8; n * PIXELS];
+    let mut labels = vec![0u8; n];
+    let mut s = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    let mut next = || {
+        s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (s >> 33) as u32
+    };
+    for i in 0..n {
+        let class = (next() % 10) as usize;
+        labels[i] = class as u8;
+        let img = &mut pixels[i * PIXELS..(i + 1) * PIXELS];
+        for (p, v) in img.iter_mut().enumerate() {
+            let row = p / 28;
+            *v = if row == 2 * class + 3 { 200 + (next() % 56) as u8 } else { (next() % 40) as u8 };
+        }
+    }
+    Split::new(pixels, labels)
+}
+
+fn recipe(kind: ModelKind, epochs: usize) -> Recipe {
+    Recipe { kind, epochs, lr: 0.1, batch_size: 100, seed: 7 }
+}
+
+#[test]
+fn same_seed_gives_bit_identical_weights_and_history_with_1_and_2_threads() {
+    let (tr, te) = (synthetic(1000, 1), synthetic(200, 2));
+    for kind in [ModelKind::Dropout, ModelKind::Sigmoid] {
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| train::fit(&recipe(kind, 2), &tr, &te, &mut Quiet).unwrap())
+        };
+        let (a, b) = (run(1), run(2));
+        assert_eq!(format::encode_f32(&a.model).unwrap(), format::encode_f32(&b.model).unwrap(), "{kind:?} weights");
+        let strip = |t: &train::Trained| t.history.iter().map(|r| (r.loss, r.accuracy, r.val_loss, r.val_accuracy)).collect::<Vec<_>>();
+        assert_eq!(strip(&a), strip(&b), "{kind:?} history");
+        assert_eq!(a.test.predictions, b.test.predictions);
+    }
+}
+
+#[test]
+fn different_seeds_give_different_models() {
+    let (tr, te) = (synthetic(300, 1), synthetic(100, 2));
+    let a = train::fit(&recipe(ModelKind::Relu, 1), &tr, &te, &mut Quiet).unwrap();
+    let b = train::fit(&Recipe { seed: 8, ..recipe(ModelKind::Relu, 1) }, &tr, &te, &mut Quiet).unwrap();
+    assert_ne!(a.model, b.model);
+}
+
+#[test]
+fn training_learns_the_synthetic_task() {
+    let (tr, te) = (synthetic(2000, 3), synthetic(500, 4));
+    let t = train::fit(&recipe(ModelKind::Relu, 3), &tr, &te, &mut Quiet).unwrap();
+    assert_eq!(t.history.len(), 3);
+    assert!(t.history[2].loss < t.history[0].loss, "loss falls: {:?}", t.history);
+    assert!(t.test.accuracy > 0.9, "accuracy {}", t.test.accuracy);
+}
+
+#[test]
+fn divergence_stops_with_a_clear_error() {
+    let (tr, te) = (synthetic(500, 1), synthetic(100, 2));
+    let bad = Recipe { lr: 1e6, ..recipe(ModelKind::Relu, 3) };
+    let e = train::fit(&bad, &tr, &te, &mut Quiet).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("lower the learning rate"), "{msg}");
+    assert!(msg.contains(&format!("epoch {}", e.epoch)) && msg.contains(&format!("step {}", e.step)), "{msg}");
+    assert!(e.epoch == 1 && e.step <= 5, "caught early: {msg}");
+}
+
+/// Mean loss of `model` on the first `rows` images of `s`, without dropout.
+fn loss(model: &Mlp, s: &Split, rows: usize) -> f64 {
+    let mut ws = Workspace::default();
+    model.forward(&s.images[..rows * PIXELS], rows, &mut ws, None);
+    batch_loss_correct(&ws.probs[..rows * 10], &s.labels[..rows]).0 / rows as f64
+}
+
+#[test]
+fn backward_pass_matches_finite_differences() {
+    let s = synthetic(16, 5);
+    let rows = 16;
+    for kind in [ModelKind::Relu, ModelKind::Sigmoid] {
+        let model = Mlp::new(kind.activation(), &mut ChaCha8Rng::seed_from_u64(3));
+        // One SGD step with lr = 1 leaves w - g: read the gradient back from it.
+        let mut stepped = model.clone();
+        let mut ws = Workspace::default();
+        stepped.forward(&s.images[..rows * PIXELS], rows, &mut ws, None);
+        stepped.backward_sgd(&s.images[..rows * PIXELS], &s.labels[..rows], &mut ws, false, 1.0);
+        for l in 0..3 {
+            let grads: Vec<f32> = model.layers[l].w.iter().zip(&stepped.layers[l].w).map(|(a, b)| a - b).collect();
+            // The three largest gradients of the layer, and its largest bias gradient.
+            let mut idx: Vec<usize> = (0..grads.len()).collect();
+            idx.sort_by(|&a, &b| grads[b].abs().total_cmp(&grads[a].abs()));
+            for &i in &idx[..3] {
+                let eps = 1e-2f32;
+                let mut plus = model.clone();
+                plus.layers[l].w[i] += eps;
+                let mut minus = model.clone();
+                minus.layers[l].w[i] -= eps;
+                let numeric = (loss(&plus, &s, rows) - loss(&minus, &s, rows)) / (2.0 * f64::from(eps));
+                let analytic = f64::from(grads[i]);
+                let rel = (numeric - analytic).abs() / analytic.abs().max(1e-4);
+                assert!(rel < 0.05, "{kind:?} layer {l} w[{i}]: analytic {analytic:e}, numeric {numeric:e}");
+            }
+            let bgrads: Vec<f32> = model.layers[l].b.iter().zip(&stepped.layers[l].b).map(|(a, b)| a - b).collect();
+            let j = (0..bgrads.len()).max_by(|&a, &b| bgrads[a].abs().total_cmp(&bgrads[b].abs())).unwrap();
+            let eps = 1e-2f32;
+            let mut plus = model.clone();
+            plus.layers[l].b[j] += eps;
+            let mut minus = model.clone();
+            minus.layers[l].b[j] -= eps;
+            let numeric = (loss(&plus, &s, rows) - loss(&minus, &s, rows)) / (2.0 * f64::from(eps));
+            let analytic = f64::from(bgrads[j]);
+            assert!((numeric - analytic).abs() / analytic.abs().max(1e-4) < 0.05, "{kind:?} layer {l} b[{j}]: {analytic:e} vs {numeric:e}");
+        }
+    }
+}
+
+#[test]
+fn model_file_round_trips_and_rejects_damage() {
+    let model = Mlp::new(infer_core::Activation::Sigmoid, &mut ChaCha8Rng::seed_from_u64(1));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.f32.fmlp");
+    format::save_f32(&model, &path).unwrap();
+    assert_eq!(format::load_f32(&path).unwrap(), model);
+
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+    let e = format::load_f32(&path).unwrap_err().to_string();
+    assert!(e.contains("truncated") && e.contains("m.f32.fmlp"), "{e}");
+
+    let mut flipped = bytes.clone();
+    flipped[5000] ^= 1;
+    std::fs::write(&path, &flipped).unwrap();
+    assert!(format::load_f32(&path).unwrap_err().to_string().contains("corrupt"));
+
+    // A 784-100-256-10 file with a valid checksum is refused for its architecture.
+    let mut header = infer_core::format::Header::f32(infer_core::Activation::Relu);
+    header.architecture.layers[1] = 100;
+    let mut out = vec![0u8; infer_core::arch::F32_PAYLOAD_BYTES + 64];
+    let payload = format::f32_payload(&model);
+    let len = infer_core::format::write(&header, &payload, &mut out).unwrap();
+    let e = format::decode_f32(&out[..len]).unwrap_err().to_string();
+    assert!(e.contains("784-100-256-10"), "{e}");
+
+    let mut nan = model.clone();
+    nan.layers[1].w[3] = f32::NAN;
+    let e = format::decode_f32(&format::encode_f32(&nan).unwrap()).unwrap_err();
+    assert_eq!(e, infer_core::Error::NonFinite);
+}
+
+#[test]
+fn infer_core_f32_agrees_with_trainer_forward() {
+    let (tr, te) = (synthetic(1000, 1), synthetic(300, 9));
+    let t = train::fit(&recipe(ModelKind::Sigmoid, 2), &tr, &te, &mut Quiet).unwrap();
+    let bytes = format::encode_f32(&t.model).unwrap();
+    let m = infer_core::F32Model::from_bytes(&bytes).unwrap();
+    let mut scratch = infer_core::Scratch::new();
+    let mut agree = 0;
+    for i in 0..te.len() {
+        let img: &[f32; PIXELS] = te.images[i * PIXELS..(i + 1) * PIXELS].try_into().unwrap();
+        let (class, _) = m.predict(img, &mut scratch);
+        agree += usize::from(class == t.test.predictions[i] as usize);
+    }
+    assert!(agree >= te.len() - 1, "{agree}/{}", te.len());
+}
