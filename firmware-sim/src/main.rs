@@ -1,1 +1,154 @@
-fn main() {}
+//! `firmware-sim`: runs a model file through `infer-core` the way firmware does (one static
+//! byte blob, one fixed `Scratch`, no allocation in the inference loop) over the test set,
+//! and checks it against the trainer's predictions.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use infer_core::{F32Model, Scratch, arch, f32net::SCRATCH_BYTES};
+use trainer::data::{self, CLASS_NAMES, PIXELS};
+
+/// Runs infer-core as firmware would and compares it with the trainer.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify the 10,000 test images with a model file and report accuracy, agreement with
+    /// the trainer, flash and RAM use and latency.
+    ///
+    /// Exits with status 2 when fewer than --min-agreement of the predictions equal the
+    /// trainer's (default 0.999: at most 10 of 10,000 may differ, from f32 rounding of
+    /// near-ties between the trainer's blocked SIMD sums and infer-core's sequential ones).
+    Check {
+        /// The model file (`*.f32.fmlp` from `trainer fit`).
+        #[arg(long)]
+        model: PathBuf,
+        /// Dataset folder (default: the trainer's lookup order).
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// The trainer's predictions (default: predictions.csv beside the model).
+        #[arg(long, value_name = "CSV")]
+        predictions: Option<PathBuf>,
+        /// Smallest fraction of predictions that must equal the trainer's.
+        #[arg(long, default_value_t = 0.999)]
+        min_agreement: f64,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn read_predictions(path: &Path) -> Result<Vec<u8>> {
+    let mut r = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    r.records()
+        .map(|rec| {
+            let rec = rec?;
+            rec.get(2).context("missing column `predicted`")?.parse::<u8>().context("bad class")
+        })
+        .collect::<Result<_>>()
+        .with_context(|| format!("parsing {}", path.display()))
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<bool> {
+    let Command::Check { model, data, predictions, min_agreement, json } = cli.command;
+    let blob = std::fs::read(&model).with_context(|| format!("reading {}", model.display()))?;
+    // Firmware holds the model as a static in flash: leak the bytes to get a 'static blob.
+    let blob: &'static [u8] = Box::leak(blob.into_boxed_slice());
+    let net = F32Model::from_bytes(blob).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+    let test = data::load(data.as_deref())?.test;
+
+    let pred_path = predictions.unwrap_or_else(|| model.with_file_name("predictions.csv"));
+    let trainer_preds = if pred_path.is_file() { Some(read_predictions(&pred_path)?) } else { None };
+    if let Some(p) = &trainer_preds {
+        anyhow::ensure!(
+            p.len() == test.len(),
+            "{} has {} predictions, the test set {} images",
+            pred_path.display(),
+            p.len(),
+            test.len()
+        );
+    }
+
+    let mut scratch = Scratch::new();
+    let mut outputs = vec![0u8; test.len()];
+    let started = Instant::now();
+    for (i, out) in outputs.iter_mut().enumerate() {
+        let image: &[f32; PIXELS] = test.images[i * PIXELS..(i + 1) * PIXELS].try_into().expect("784 pixels");
+        *out = net.predict(image, &mut scratch).0 as u8;
+    }
+    let latency_us = started.elapsed().as_secs_f64() * 1e6 / test.len().max(1) as f64;
+
+    let correct = outputs.iter().zip(&test.labels).filter(|(p, t)| p == t).count();
+    let accuracy = correct as f64 / test.len() as f64;
+    let mut per_class = [(0usize, 0usize); 10];
+    for (&p, &t) in outputs.iter().zip(&test.labels) {
+        per_class[t as usize].1 += 1;
+        per_class[t as usize].0 += usize::from(p == t);
+    }
+    let differing: Vec<usize> = match &trainer_preds {
+        Some(tp) => (0..test.len()).filter(|&i| tp[i] != outputs[i]).collect(),
+        None => Vec::new(),
+    };
+    let agreement = 1.0 - differing.len() as f64 / test.len() as f64;
+    let ok = trainer_preds.is_none() || agreement >= min_agreement;
+
+    if json {
+        let obj = serde_json::json!({
+            "model": model.display().to_string(),
+            "images": test.len(),
+            "accuracy": accuracy,
+            "disagreements": trainer_preds.as_ref().map(|_| differing.len()),
+            "first_disagreements": differing.iter().take(10).collect::<Vec<_>>(),
+            "per_class_accuracy": per_class.iter().map(|(c, n)| *c as f64 / (*n).max(1) as f64).collect::<Vec<_>>(),
+            "model_bytes": blob.len(),
+            "scratch_bytes": SCRATCH_BYTES,
+            "latency_us": latency_us,
+            "macs_per_image": arch::MACS,
+        });
+        println!("{}", serde_json::to_string_pretty(&obj)?);
+    } else {
+        println!("model          {} ({:?}, f32)", model.display(), net.activation());
+        println!("images         {}", test.len());
+        println!("accuracy       {:.2}%", 100.0 * accuracy);
+        match &trainer_preds {
+            Some(_) => println!(
+                "agreement      {:.2}% with {} ({} differ{}{:?})",
+                100.0 * agreement,
+                pred_path.display(),
+                differing.len(),
+                if differing.is_empty() { "" } else { ", first: " },
+                &differing[..differing.len().min(5)]
+            ),
+            None => println!("agreement      not checked: no {}", pred_path.display()),
+        }
+        println!("flash (model)  {} bytes", blob.len());
+        println!("RAM (scratch)  {SCRATCH_BYTES} bytes");
+        println!("latency        {latency_us:.1} us per image (host, 1 thread, scalar f32)");
+        for (name, (c, n)) in CLASS_NAMES.iter().zip(per_class) {
+            println!("  {name:12} {:6.2}%", 100.0 * c as f64 / n.max(1) as f64);
+        }
+        if !ok {
+            eprintln!("agreement {:.4} is below --min-agreement {min_agreement}", agreement);
+        }
+    }
+    Ok(ok)
+}

@@ -81,10 +81,9 @@ impl fmt::Display for Error {
                 f,
                 "model format version {found} is not supported (this build reads version {FORMAT_VERSION}); re-export the model with this build's trainer"
             ),
-            Error::Checksum { stored, computed } => write!(
-                f,
-                "checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the file is corrupt"
-            ),
+            Error::Checksum { stored, computed } => {
+                write!(f, "checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the file is corrupt")
+            }
             Error::Malformed => f.write_str("header or payload cannot be decoded"),
             Error::WrongArchitecture { found } => write!(
                 f,
@@ -137,9 +136,8 @@ pub struct Architecture {
 
 impl Architecture {
     /// The network this build runs.
-    pub const FMNIST: Architecture = Architecture {
-        layers: [arch::INPUT as u32, arch::HIDDEN1 as u32, arch::HIDDEN2 as u32, arch::OUTPUT as u32],
-    };
+    pub const FMNIST: Architecture =
+        Architecture { layers: [arch::INPUT as u32, arch::HIDDEN1 as u32, arch::HIDDEN2 as u32, arch::OUTPUT as u32] };
 }
 
 /// Everything in a model file but its payload.
@@ -282,9 +280,8 @@ mod tests {
         let len = small_file(&mut buf);
         // magic, version 1, 784 (varint 0x90 0x06), 512 (0x80 0x04), 256 (0x80 0x02), 10,
         // activation Sigmoid = 0, quant F32 = 0, payload length 2_143_272 as varint.
-        let expected_head: [u8; 17] = [
-            b'F', b'M', b'L', b'P', 1, 0x90, 0x06, 0x80, 0x04, 0x80, 0x02, 10, 0, 0, 0xa8, 0xe8, 0x82,
-        ];
+        let expected_head: [u8; 17] =
+            [b'F', b'M', b'L', b'P', 1, 0x90, 0x06, 0x80, 0x04, 0x80, 0x02, 10, 0, 0, 0xa8, 0xe8, 0x82];
         assert_eq!(buf[..17], expected_head[..]);
         assert_eq!(len, 17 + 1 + arch::F32_PAYLOAD_BYTES + 4);
         let crc = CRC.checksum(&buf[..len - 4]);

@@ -151,7 +151,9 @@ pub enum DataError {
         found: String,
     },
     /// Downloading failed.
-    #[error("download of {url} failed: {reason}\nIf this machine has no internet access, install Debian's dataset-fashion-mnist or copy the four files into a folder and pass --data-dir")]
+    #[error(
+        "download of {url} failed: {reason}\nIf this machine has no internet access, install Debian's dataset-fashion-mnist or copy the four files into a folder and pass --data-dir"
+    )]
     Fetch {
         /// What was being downloaded.
         url: String,
@@ -285,7 +287,8 @@ fn header(bytes: &[u8], path: &Path, kind: &'static str, expected: u32, dims: us
     if magic != expected {
         return Err(DataError::BadMagic { path: path.to_path_buf(), kind, found: magic, expected });
     }
-    let sizes: Vec<usize> = (0..dims).map(|d| be_u32(bytes, 4 + 4 * d).map(|v| v as usize)).collect::<Option<_>>().ok_or_else(truncated)?;
+    let sizes: Vec<usize> =
+        (0..dims).map(|d| be_u32(bytes, 4 + 4 * d).map(|v| v as usize)).collect::<Option<_>>().ok_or_else(truncated)?;
     let body: usize = sizes.iter().product();
     if bytes.len() < head + body {
         return Err(DataError::Truncated { path: path.to_path_buf(), expected: head + body, found: bytes.len() });

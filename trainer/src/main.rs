@@ -234,7 +234,9 @@ fn fit(args: FitArgs) -> Result<()> {
             bail!("--lr must be a positive number, got {}", r.lr);
         }
     }
-    let out = args.out.unwrap_or_else(|| PathBuf::from("runs").join(chrono::Local::now().format("%Y%m%d-%H%M%S").to_string()));
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(chrono::Local::now().format("%Y%m%d-%H%M%S").to_string()));
     std::fs::create_dir_all(&out).with_context(|| format!("creating output folder {}", out.display()))?;
 
     let started = Instant::now();
@@ -264,8 +266,7 @@ fn fit(args: FitArgs) -> Result<()> {
             recipe.seed
         );
         let mut bars = Bars { bar: None, name };
-        let trained = train::fit(recipe, &ds.train, &ds.test, &mut bars)
-            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let trained = train::fit(recipe, &ds.train, &ds.test, &mut bars).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         report::write_model_dir(&out.join(name), &trained, &ds.test.labels)?;
         eprintln!(
             "{name}: test accuracy {:.2}%, test loss {:.4}, {:.1} s",

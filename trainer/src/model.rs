@@ -98,10 +98,7 @@ impl Mlp {
     /// A freshly initialized network, as Keras builds it.
     pub fn new(activation: Activation, rng: &mut ChaCha8Rng) -> Mlp {
         let [i, h1, h2, o] = arch::LAYERS;
-        Mlp {
-            activation,
-            layers: [Dense::glorot(i, h1, rng), Dense::glorot(h1, h2, rng), Dense::glorot(h2, o, rng)],
-        }
+        Mlp { activation, layers: [Dense::glorot(i, h1, rng), Dense::glorot(h1, h2, rng), Dense::glorot(h2, o, rng)] }
     }
 
     /// Every parameter in file order: W1, b1, W2, b2, W3, b3.
@@ -227,15 +224,7 @@ fn activation_grad(dz: &mut [f32], h: &[f32], activation: Activation) {
 /// `out = x · W + b` for `rows` inputs.
 fn dense(layer: &Dense, x: &[f32], rows: usize, out: &mut [f32]) {
     let (k, n) = (layer.inputs, layer.outputs);
-    kernels::gemm(
-        rows,
-        n,
-        k,
-        MatRef::row_major(x, k),
-        MatRef::row_major(&layer.w, n),
-        out,
-        Epilogue::Bias(&layer.b),
-    );
+    kernels::gemm(rows, n, k, MatRef::row_major(x, k), MatRef::row_major(&layer.w, n), out, Epilogue::Bias(&layer.b));
 }
 
 /// Row-wise softmax of logits in place.

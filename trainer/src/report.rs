@@ -36,9 +36,7 @@ fn csv_bytes(write: impl FnOnce(&mut csv::Writer<Vec<u8>>) -> csv::Result<()>) -
 
 /// `history.csv`: epoch, loss, accuracy, val_loss, val_accuracy, seconds.
 pub fn history_csv(history: &[EpochRecord]) -> Result<Vec<u8>> {
-    csv_bytes(|w| {
-        history.iter().try_for_each(|r| w.serialize(r))
-    })
+    csv_bytes(|w| history.iter().try_for_each(|r| w.serialize(r)))
 }
 
 /// `confusion.csv`: a header of predicted class names, one row per true class.
@@ -151,7 +149,10 @@ pub fn summary_markdown(models: &[ModelSummary], ctx: &RunContext) -> String {
          {} threads, kernels compiled for {}, {:.1} s in all. Data: `{}`.\n",
         ctx.threads, ctx.isa, ctx.total_seconds, ctx.data_dir
     );
-    let _ = writeln!(s, "| model | layers | epochs | lr | batch | test accuracy | study | difference | test loss | train time |");
+    let _ = writeln!(
+        s,
+        "| model | layers | epochs | lr | batch | test accuracy | study | difference | test loss | train time |"
+    );
     let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for m in models {
         let kind = m.recipe.kind;

@@ -43,7 +43,9 @@ fn same_seed_gives_bit_identical_weights_and_history_with_1_and_2_threads() {
         };
         let (a, b) = (run(1), run(2));
         assert_eq!(format::encode_f32(&a.model).unwrap(), format::encode_f32(&b.model).unwrap(), "{kind:?} weights");
-        let strip = |t: &train::Trained| t.history.iter().map(|r| (r.loss, r.accuracy, r.val_loss, r.val_accuracy)).collect::<Vec<_>>();
+        let strip = |t: &train::Trained| {
+            t.history.iter().map(|r| (r.loss, r.accuracy, r.val_loss, r.val_accuracy)).collect::<Vec<_>>()
+        };
         assert_eq!(strip(&a), strip(&b), "{kind:?} history");
         assert_eq!(a.test.predictions, b.test.predictions);
     }
@@ -120,7 +122,10 @@ fn backward_pass_matches_finite_differences() {
             minus.layers[l].b[j] -= eps;
             let numeric = (loss(&plus, &s, rows) - loss(&minus, &s, rows)) / (2.0 * f64::from(eps));
             let analytic = f64::from(bgrads[j]);
-            assert!((numeric - analytic).abs() / analytic.abs().max(1e-4) < 0.05, "{kind:?} layer {l} b[{j}]: {analytic:e} vs {numeric:e}");
+            assert!(
+                (numeric - analytic).abs() / analytic.abs().max(1e-4) < 0.05,
+                "{kind:?} layer {l} b[{j}]: {analytic:e} vs {numeric:e}"
+            );
         }
     }
 }

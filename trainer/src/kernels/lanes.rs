@@ -17,10 +17,10 @@ mod pick {
     pub const MR: usize = 6;
 }
 
-/// The SIMD vector type every kernel is written over.
-pub use pick::V;
 /// Rows of the output micro-tile.
 pub use pick::MR;
+/// The SIMD vector type every kernel is written over.
+pub use pick::V;
 
 /// f32 lanes in one [`V`].
 pub const LANES: usize = core::mem::size_of::<V>() / 4;

@@ -1,0 +1,93 @@
+//! The `trainer` binary as a user runs it.
+
+use std::process::Command;
+
+const DEBIAN_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+fn trainer() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_trainer"))
+}
+
+#[test]
+fn fit_writes_every_output_on_the_real_dataset() {
+    assert!(
+        std::path::Path::new(DEBIAN_DIR).join("t10k-labels-idx1-ubyte.gz").is_file(),
+        "the real dataset is missing: apt-get install dataset-fashion-mnist"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let run = trainer()
+        .args([
+            "fit",
+            "--model",
+            "relu",
+            "--model",
+            "sigmoid",
+            "--epochs",
+            "1",
+            "--limit",
+            "3000",
+            "--data-dir",
+            DEBIAN_DIR,
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("val_accuracy"), "Keras-like epoch line: {stderr}");
+
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
+    let models = summary["models"].as_array().unwrap();
+    assert_eq!(models.len(), 2);
+    for m in models {
+        let acc = m["test_accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc), "{m}");
+        assert_eq!(m["epochs"], 1);
+        assert!(m["test_loss"].as_f64().unwrap() > 0.0 && m["train_seconds"].as_f64().unwrap() > 0.0);
+    }
+    assert!(std::fs::read_to_string(out.path().join("summary.md")).unwrap().contains("| relu |"));
+    for name in ["relu", "sigmoid"] {
+        let dir = out.path().join(name);
+        let history = std::fs::read_to_string(dir.join("history.csv")).unwrap();
+        assert!(history.starts_with("epoch,loss,accuracy,val_loss,val_accuracy,seconds\n1,"), "{history}");
+        let confusion = std::fs::read_to_string(dir.join("confusion.csv")).unwrap();
+        let lines: Vec<&str> = confusion.lines().collect();
+        assert_eq!(lines.len(), 11);
+        assert!(lines[1].starts_with("T-shirt/top,") && lines[10].starts_with("Ankle boot,"));
+        let total: u32 = lines[1..].iter().flat_map(|l| l.split(',').skip(1)).map(|c| c.parse::<u32>().unwrap()).sum();
+        assert_eq!(total, 10_000);
+        let predictions = std::fs::read_to_string(dir.join("predictions.csv")).unwrap();
+        assert_eq!(predictions.lines().count(), 10_001);
+        let model = trainer::format::load_f32(&dir.join(format!("{name}.f32.fmlp"))).unwrap();
+        assert!(model.is_finite());
+    }
+}
+
+#[test]
+fn missing_data_dir_fails_with_instructions() {
+    let empty = tempfile::tempdir().unwrap();
+    let run = trainer()
+        .args(["fit", "--all", "--data-dir"])
+        .arg(empty.path())
+        .arg("--out")
+        .arg(empty.path().join("o"))
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("Fashion-MNIST not found") && stderr.contains("apt-get install dataset-fashion-mnist"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_arguments_are_refused() {
+    let run = trainer().args(["fit", "--model", "relu", "--lr=0"]).output().unwrap();
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("--lr must be a positive number"));
+    let run = trainer().args(["fit"]).output().unwrap();
+    assert!(!run.status.success(), "fit needs --all or --model");
+}
