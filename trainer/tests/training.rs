@@ -86,6 +86,16 @@ fn loss(model: &Mlp, s: &Split, rows: usize) -> f64 {
     batch_loss_correct(&ws.probs[..rows * 10], &s.labels[..rows]).0 / rows as f64
 }
 
+/// Central difference of the loss when `nudge` adds ±eps to one parameter.
+fn numeric_grad(model: &Mlp, s: &Split, rows: usize, nudge: impl Fn(&mut Mlp, f32)) -> f64 {
+    let eps = 1e-2f32;
+    let mut plus = model.clone();
+    nudge(&mut plus, eps);
+    let mut minus = model.clone();
+    nudge(&mut minus, -eps);
+    (loss(&plus, s, rows) - loss(&minus, s, rows)) / (2.0 * f64::from(eps))
+}
+
 #[test]
 fn backward_pass_matches_finite_differences() {
     let s = synthetic(16, 5);
@@ -103,24 +113,14 @@ fn backward_pass_matches_finite_differences() {
             let mut idx: Vec<usize> = (0..grads.len()).collect();
             idx.sort_by(|&a, &b| grads[b].abs().total_cmp(&grads[a].abs()));
             for &i in &idx[..3] {
-                let eps = 1e-2f32;
-                let mut plus = model.clone();
-                plus.layers[l].w[i] += eps;
-                let mut minus = model.clone();
-                minus.layers[l].w[i] -= eps;
-                let numeric = (loss(&plus, &s, rows) - loss(&minus, &s, rows)) / (2.0 * f64::from(eps));
+                let numeric = numeric_grad(&model, &s, rows, |m, e| m.layers[l].w[i] += e);
                 let analytic = f64::from(grads[i]);
                 let rel = (numeric - analytic).abs() / analytic.abs().max(1e-4);
                 assert!(rel < 0.05, "{kind:?} layer {l} w[{i}]: analytic {analytic:e}, numeric {numeric:e}");
             }
             let bgrads: Vec<f32> = model.layers[l].b.iter().zip(&stepped.layers[l].b).map(|(a, b)| a - b).collect();
             let j = (0..bgrads.len()).max_by(|&a, &b| bgrads[a].abs().total_cmp(&bgrads[b].abs())).unwrap();
-            let eps = 1e-2f32;
-            let mut plus = model.clone();
-            plus.layers[l].b[j] += eps;
-            let mut minus = model.clone();
-            minus.layers[l].b[j] -= eps;
-            let numeric = (loss(&plus, &s, rows) - loss(&minus, &s, rows)) / (2.0 * f64::from(eps));
+            let numeric = numeric_grad(&model, &s, rows, |m, e| m.layers[l].b[j] += e);
             let analytic = f64::from(bgrads[j]);
             assert!(
                 (numeric - analytic).abs() / analytic.abs().max(1e-4) < 0.05,
