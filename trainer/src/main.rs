@@ -33,6 +33,8 @@ enum Command {
     /// Examples:
     ///   trainer fit --all
     ///   trainer fit --model relu --epochs 5 --lr 0.05 --out runs/relu-fast
+    ///   trainer fit --model dropout --seed 7 --threads 1
+    #[command(verbatim_doc_comment)]
     Fit(FitArgs),
     /// Find, check or download the dataset.
     #[command(subcommand)]
