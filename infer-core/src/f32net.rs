@@ -57,6 +57,11 @@ impl<'a> F32Model<'a> {
         Ok(F32Model { activation: file.header.activation, payload: file.payload })
     }
 
+    /// The validated payload: `W1, b1, W2, b2, W3, b3` as little-endian f32.
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
+    }
+
     /// Hidden-layer activation of this model.
     pub fn activation(&self) -> Activation {
         self.activation

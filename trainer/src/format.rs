@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use infer_core::arch;
-use infer_core::format::{self, Header, Quant};
+use infer_core::format::{self, Header};
 
 use crate::model::{Dense, Mlp};
 
@@ -44,12 +44,8 @@ pub fn encode_f32(model: &Mlp) -> Result<Vec<u8>, infer_core::Error> {
 
 /// Decodes an f32 model file (validating it fully).
 pub fn decode_f32(bytes: &[u8]) -> Result<Mlp, infer_core::Error> {
-    infer_core::F32Model::from_bytes(bytes)?;
-    let file = format::read(bytes)?;
-    if file.header.quant != Quant::F32 {
-        return Err(infer_core::Error::WrongQuantization);
-    }
-    let mut values = file.payload.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    let model = infer_core::F32Model::from_bytes(bytes)?;
+    let mut values = model.payload().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
     let mut take = |n: usize| values.by_ref().take(n).collect::<Vec<f32>>();
     let [i, h1, h2, o] = arch::LAYERS;
     let mut layer = |inputs, outputs| {
@@ -58,7 +54,7 @@ pub fn decode_f32(bytes: &[u8]) -> Result<Mlp, infer_core::Error> {
         Dense { inputs, outputs, w, b }
     };
     let layers = [layer(i, h1), layer(h1, h2), layer(h2, o)];
-    Ok(Mlp { activation: file.header.activation, layers })
+    Ok(Mlp { activation: model.activation(), layers })
 }
 
 /// Writes `model` to `path` atomically.
