@@ -1,6 +1,6 @@
 //! `firmware-sim`: runs a model file through `infer-core` the way firmware does (one static
-//! byte blob, one fixed `Scratch`, no allocation in the inference loop) over the test set,
-//! and checks it against the trainer's predictions.
+//! byte blob, one fixed scratch buffer, no allocation in the inference loop) over the test
+//! set, and checks it against the trainer's predictions: bit-exact for int8 models.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use infer_core::{F32Model, Scratch, arch, f32net::SCRATCH_BYTES};
+use infer_core::int8net::INT8_SCRATCH_BYTES;
+use infer_core::{Int8Scratch, Model, Scratch, arch, f32net::SCRATCH_BYTES};
 use trainer::data::{self, CLASS_NAMES, PIXELS};
 
 /// Runs infer-core as firmware would and compares it with the trainer.
@@ -25,21 +26,27 @@ enum Command {
     /// the trainer, flash and RAM use and latency.
     ///
     /// Exits with status 2 when fewer than --min-agreement of the predictions equal the
-    /// trainer's (default 0.999: at most 10 of 10,000 may differ, from f32 rounding of
-    /// near-ties between the trainer's blocked SIMD sums and infer-core's sequential ones).
+    /// trainer's. The default depends on the model:
+    ///
+    /// - int8: 1.0. Integer inference is exact, so every one of the 10,000 predictions must
+    ///   equal the trainer's integer reference (predictions_int8.csv).
+    /// - f32: 0.999. At most 10 of 10,000 may differ from predictions.csv, from f32 rounding
+    ///   of near-ties between the trainer's blocked SIMD sums and infer-core's sequential ones.
     Check {
-        /// The model file (`*.f32.fmlp` from `trainer fit`).
+        /// The model file (`*.int8.fmlp` or `*.f32.fmlp` from `trainer fit`).
         #[arg(long)]
         model: PathBuf,
         /// Dataset folder (default: the trainer's lookup order).
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
-        /// The trainer's predictions (default: predictions.csv beside the model).
+        /// The trainer's predictions (default: predictions_int8.csv or predictions.csv beside
+        /// the model).
         #[arg(long, value_name = "CSV")]
         predictions: Option<PathBuf>,
-        /// Smallest fraction of predictions that must equal the trainer's.
-        #[arg(long, default_value_t = 0.999)]
-        min_agreement: f64,
+        /// Smallest fraction of predictions that must equal the trainer's (default: 1.0 for
+        /// int8, 0.999 for f32).
+        #[arg(long)]
+        min_agreement: Option<f64>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -73,10 +80,15 @@ fn run(cli: Cli) -> Result<bool> {
     let blob = std::fs::read(&model).with_context(|| format!("reading {}", model.display()))?;
     // Firmware holds the model as a static in flash: leak the bytes to get a 'static blob.
     let blob: &'static [u8] = Box::leak(blob.into_boxed_slice());
-    let net = F32Model::from_bytes(blob).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+    let net = Model::from_bytes(blob).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
     let test = data::load(data.as_deref())?.test;
+    let (quant, default_preds, default_min, scratch_bytes) = match net {
+        Model::F32(_) => ("f32", "predictions.csv", 0.999, SCRATCH_BYTES),
+        Model::Int8(_) => ("int8", "predictions_int8.csv", 1.0, INT8_SCRATCH_BYTES),
+    };
+    let min_agreement = min_agreement.unwrap_or(default_min);
 
-    let pred_path = predictions.unwrap_or_else(|| model.with_file_name("predictions.csv"));
+    let pred_path = predictions.unwrap_or_else(|| model.with_file_name(default_preds));
     let trainer_preds = if pred_path.is_file() { Some(read_predictions(&pred_path)?) } else { None };
     if let Some(p) = &trainer_preds {
         anyhow::ensure!(
@@ -88,12 +100,23 @@ fn run(cli: Cli) -> Result<bool> {
         );
     }
 
-    let mut scratch = Scratch::new();
     let mut outputs = vec![0u8; test.len()];
     let started = Instant::now();
-    for (i, out) in outputs.iter_mut().enumerate() {
-        let image: &[f32; PIXELS] = test.images[i * PIXELS..(i + 1) * PIXELS].try_into().expect("784 pixels");
-        *out = net.predict(image, &mut scratch).0 as u8;
+    match net {
+        Model::F32(net) => {
+            let mut scratch = Scratch::new();
+            for (out, image) in outputs.iter_mut().zip(test.images.chunks_exact(PIXELS)) {
+                let image: &[f32; PIXELS] = image.try_into().expect("784 pixels");
+                *out = net.predict(image, &mut scratch).0 as u8;
+            }
+        }
+        Model::Int8(net) => {
+            let mut scratch = Int8Scratch::new();
+            for (out, image) in outputs.iter_mut().zip(test.pixels.chunks_exact(PIXELS)) {
+                let image: &[u8; PIXELS] = image.try_into().expect("784 pixels");
+                *out = net.predict(image, &mut scratch).0 as u8;
+            }
+        }
     }
     let latency_us = started.elapsed().as_secs_f64() * 1e6 / test.len().max(1) as f64;
 
@@ -119,14 +142,17 @@ fn run(cli: Cli) -> Result<bool> {
             "disagreements": trainer_preds.as_ref().map(|_| differing.len()),
             "first_disagreements": differing.iter().take(10).collect::<Vec<_>>(),
             "per_class_accuracy": per_class.iter().map(|(c, n)| *c as f64 / (*n).max(1) as f64).collect::<Vec<_>>(),
+            "quantization": quant,
+            "agreement": trainer_preds.as_ref().map(|_| agreement),
+            "min_agreement": min_agreement,
             "model_bytes": blob.len(),
-            "scratch_bytes": SCRATCH_BYTES,
+            "scratch_bytes": scratch_bytes,
             "latency_us": latency_us,
             "macs_per_image": arch::MACS,
         });
         println!("{}", serde_json::to_string_pretty(&obj)?);
     } else {
-        println!("model          {} ({:?}, f32)", model.display(), net.activation());
+        println!("model          {} ({:?}, {quant})", model.display(), net.activation());
         println!("images         {}", test.len());
         println!("accuracy       {:.2}%", 100.0 * accuracy);
         match &trainer_preds {
@@ -141,8 +167,8 @@ fn run(cli: Cli) -> Result<bool> {
             None => println!("agreement      not checked: no {}", pred_path.display()),
         }
         println!("flash (model)  {} bytes", blob.len());
-        println!("RAM (scratch)  {SCRATCH_BYTES} bytes");
-        println!("latency        {latency_us:.1} us per image (host, 1 thread, scalar f32)");
+        println!("RAM (scratch)  {scratch_bytes} bytes");
+        println!("latency        {latency_us:.2} us per image (host, 1 thread)");
         for (name, (c, n)) in CLASS_NAMES.iter().zip(per_class) {
             println!("  {name:12} {:6.2}%", 100.0 * c as f64 / n.max(1) as f64);
         }

@@ -47,7 +47,11 @@ const LAYER_SPANS: [(usize, usize, usize); 3] = {
 impl<'a> F32Model<'a> {
     /// Validates a model file (see [`format::read`]) holding f32 parameters, all finite.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<F32Model<'a>, Error> {
-        let file = format::read(bytes)?;
+        F32Model::from_file(format::read(bytes)?)
+    }
+
+    /// An f32 model from a file [`format::read`] validated.
+    pub fn from_file(file: format::ModelFile<'a>) -> Result<F32Model<'a>, Error> {
         if file.header.quant != Quant::F32 {
             return Err(Error::WrongQuantization);
         }

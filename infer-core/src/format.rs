@@ -14,6 +14,7 @@
 //!
 //! An f32 payload holds `W1, b1, W2, b2, W3, b3` as little-endian f32, each weight
 //! matrix row-major with shape (inputs, outputs), as Keras stores a Dense kernel.
+//! An int8 payload is laid out in [`crate::int8net`]'s documentation.
 
 use core::fmt;
 
@@ -125,6 +126,9 @@ pub enum Activation {
 pub enum Quant {
     /// Every parameter as little-endian f32.
     F32,
+    /// int8 weights with per-output-channel scales, 8-bit activations and integer
+    /// requantization (see [`crate::int8net`]).
+    Int8,
 }
 
 /// Layer widths, input first.
@@ -167,10 +171,17 @@ impl Header {
         }
     }
 
+    /// Header of an int8 model of this build's architecture.
+    pub const fn int8(activation: Activation) -> Header {
+        Header { quant: Quant::Int8, ..Header::f32(activation) }
+    }
+
     /// Payload bytes this header implies.
     pub fn payload_len(&self) -> usize {
-        match self.quant {
-            Quant::F32 => arch::F32_PAYLOAD_BYTES,
+        match (self.quant, self.activation) {
+            (Quant::F32, _) => arch::F32_PAYLOAD_BYTES,
+            (Quant::Int8, Activation::Relu) => arch::INT8_RELU_PAYLOAD_BYTES,
+            (Quant::Int8, Activation::Sigmoid) => arch::INT8_SIGMOID_PAYLOAD_BYTES,
         }
     }
 }

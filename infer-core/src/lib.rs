@@ -29,6 +29,37 @@
 pub mod arch;
 pub mod f32net;
 pub mod format;
+pub mod int8net;
 
 pub use f32net::{F32Model, Scratch};
-pub use format::{Activation, Error};
+
+/// A model of either quantization, as a file holds it.
+#[derive(Debug, Clone, Copy)]
+pub enum Model<'a> {
+    /// f32 parameters.
+    F32(F32Model<'a>),
+    /// int8 parameters.
+    Int8(Int8Model<'a>),
+}
+
+impl<'a> Model<'a> {
+    /// Validates a model file of any quantization this build runs: magic, version, sizes,
+    /// checksum, then the parameters. Any byte string gives `Ok` or `Err`, never a panic.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Model<'a>, Error> {
+        let file = format::read(bytes)?;
+        match file.header.quant {
+            Quant::F32 => F32Model::from_file(file).map(Model::F32),
+            Quant::Int8 => Int8Model::from_file(file).map(Model::Int8),
+        }
+    }
+
+    /// Hidden-layer activation.
+    pub fn activation(&self) -> Activation {
+        match self {
+            Model::F32(m) => m.activation(),
+            Model::Int8(m) => m.activation(),
+        }
+    }
+}
+pub use format::{Activation, Error, Quant};
+pub use int8net::{Int8Model, Int8Scratch};

@@ -9,5 +9,6 @@ pub mod format;
 pub mod fsutil;
 pub mod kernels;
 pub mod model;
+pub mod quant;
 pub mod report;
 pub mod train;

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use trainer::data::{self, Dataset};
 use trainer::kernels::lanes;
 use trainer::model::ModelKind;
+use trainer::quant;
 use trainer::report::{self, ModelSummary, RunContext};
 use trainer::train::{self, EpochRecord, Observer, Recipe};
 
@@ -36,9 +37,39 @@ enum Command {
     ///   trainer fit --model dropout --seed 7 --threads 1
     #[command(verbatim_doc_comment)]
     Fit(FitArgs),
+    /// Quantize a trained f32 model for infer-core (`fit` does this for every model it trains).
+    ///
+    /// Calibrates activation ranges on the first 5,000 training images, writes the int8 model
+    /// file and, beside it, predictions_int8.csv: the integer reference's class for every test
+    /// image, which `firmware-sim check` compares with infer-core's.
+    ///
+    /// Example:
+    ///   trainer export runs/20261124-101500/relu/relu.f32.fmlp --quant int8
+    #[command(verbatim_doc_comment)]
+    Export(ExportArgs),
     /// Find, check or download the dataset.
     #[command(subcommand)]
     Data(DataCommand),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportQuant {
+    /// int8 weights (per output channel), 8-bit activations, integer-only inference.
+    Int8,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// An f32 model file written by `trainer fit` (`*.f32.fmlp`).
+    model: PathBuf,
+    /// Quantization scheme.
+    #[arg(long, value_enum, default_value = "int8")]
+    quant: ExportQuant,
+    /// Output file (default: the model's path with `.f32.fmlp` replaced by `.int8.fmlp`).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    data: DataArgs,
 }
 
 #[derive(Args)]
@@ -109,6 +140,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Fit(args) => fit(args),
+        Command::Export(args) => export(args),
         Command::Data(DataCommand::Fetch { dir }) => fetch(dir.unwrap_or_else(data::cache_dir)).map(|_| ()),
         Command::Data(DataCommand::Check(args)) => check(args.data_dir.as_deref()),
     };
@@ -209,6 +241,37 @@ impl Observer for Bars {
     }
 }
 
+fn report_int8(name: &str, export: &quant::Int8Export, f32_accuracy: f64) {
+    eprintln!(
+        "{name}: int8 export {} bytes, test accuracy {:.2}% ({:+.2} pp vs f32)",
+        export.bytes.len(),
+        100.0 * export.accuracy,
+        100.0 * (export.accuracy - f32_accuracy)
+    );
+}
+
+fn export(args: ExportArgs) -> Result<()> {
+    let ExportQuant::Int8 = args.quant;
+    let model = trainer::format::load_f32(&args.model)?;
+    let out = args.out.unwrap_or_else(|| {
+        let name = args.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = name.strip_suffix(".f32.fmlp").or_else(|| name.strip_suffix(".fmlp")).unwrap_or(&name);
+        args.model.with_file_name(format!("{stem}.int8.fmlp"))
+    });
+    let ds = find_or_fetch(args.data.data_dir.as_deref())?;
+    let export = quant::export_int8(&model, &ds.train, &ds.test).map_err(|e| anyhow::anyhow!("int8 export: {e}"))?;
+    let mut ws = trainer::model::Workspace::default();
+    let f32_accuracy = train::evaluate(&model, &ds.test, &mut ws).accuracy;
+    trainer::fsutil::write_atomic(&out, &export.bytes).with_context(|| format!("writing {}", out.display()))?;
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let predictions = dir.join("predictions_int8.csv");
+    trainer::fsutil::write_atomic(&predictions, &report::predictions_csv(&ds.test.labels, &export.predictions)?)
+        .with_context(|| format!("writing {}", predictions.display()))?;
+    report_int8(&out.display().to_string(), &export, f32_accuracy);
+    eprintln!("f32 test accuracy {:.2}%; wrote {} and {}", 100.0 * f32_accuracy, out.display(), predictions.display());
+    Ok(())
+}
+
 fn fit(args: FitArgs) -> Result<()> {
     if let Some(threads) = args.threads {
         rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("starting worker threads")?;
@@ -269,14 +332,22 @@ fn fit(args: FitArgs) -> Result<()> {
         );
         let mut bars = Bars { bar: None, name };
         let trained = train::fit(recipe, &ds.train, &ds.test, &mut bars).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        report::write_model_dir(&out.join(name), &trained, &ds.test.labels)?;
+        let dir = out.join(name);
+        report::write_model_dir(&dir, &trained, &ds.test.labels)?;
         eprintln!(
             "{name}: test accuracy {:.2}%, test loss {:.4}, {:.1} s",
             100.0 * trained.test.accuracy,
             trained.test.loss,
             trained.train_seconds
         );
-        summaries.push(ModelSummary::of(&trained));
+        let export = quant::export_int8(&trained.model, &ds.train, &ds.test)
+            .map_err(|e| anyhow::anyhow!("{name}: int8 export: {e}"))?;
+        report::write_int8(&dir, name, &export, &ds.test.labels)?;
+        report_int8(name, &export, trained.test.accuracy);
+        let mut summary = ModelSummary::of(&trained);
+        summary.int8_test_accuracy = Some(export.accuracy);
+        summary.int8_model_bytes = Some(export.bytes.len());
+        summaries.push(summary);
     }
     let ctx = RunContext {
         threads: rayon::current_num_threads(),

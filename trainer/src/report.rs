@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 
 use crate::data::CLASS_NAMES;
 use crate::fsutil::write_atomic;
+use crate::quant::Int8Export;
 use crate::train::{EpochRecord, Trained};
 
 /// Test accuracy the study reported for each model, in 0..1.
@@ -82,6 +83,10 @@ pub struct ModelSummary {
     pub recipe: crate::train::Recipe,
     /// Test accuracy the study reported, 0..1.
     pub study_test_accuracy: Option<f64>,
+    /// Test accuracy of the int8 export (integer reference), 0..1.
+    pub int8_test_accuracy: Option<f64>,
+    /// Bytes of the int8 model file.
+    pub int8_model_bytes: Option<usize>,
 }
 
 impl ModelSummary {
@@ -96,6 +101,8 @@ impl ModelSummary {
             train_seconds: t.train_seconds,
             recipe: t.recipe,
             study_test_accuracy: study_accuracy(name),
+            int8_test_accuracy: None,
+            int8_model_bytes: None,
         }
     }
 }
@@ -109,6 +116,15 @@ pub fn write_model_dir(dir: &Path, t: &Trained, test_labels: &[u8]) -> Result<()
     write_atomic(&dir.join("predictions.csv"), &predictions_csv(test_labels, &t.test.predictions)?)?;
     let name = format!("{}.f32.fmlp", t.recipe.kind.name());
     crate::format::save_f32(&t.model, &dir.join(name))?;
+    Ok(())
+}
+
+/// Writes a model's int8 export: `<name>.int8.fmlp` and `predictions_int8.csv`, the integer
+/// reference's test-set predictions that the firmware must reproduce.
+pub fn write_int8(dir: &Path, name: &str, export: &Int8Export, test_labels: &[u8]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_atomic(&dir.join(format!("{name}.int8.fmlp")), &export.bytes)?;
+    write_atomic(&dir.join("predictions_int8.csv"), &predictions_csv(test_labels, &export.predictions)?)?;
     Ok(())
 }
 

@@ -1,0 +1,435 @@
+//! The int8 forward pass: integer arithmetic only, bit-exact on every platform.
+//!
+//! # Scheme
+//!
+//! - **Weights** are int8, symmetric, with one scale per output channel
+//!   (`s_w[j] = max_i |w[i][j]| / 127`).
+//! - **Activations** (the input pixels and both hidden layers) are 8-bit, unsigned, with a
+//!   per-tensor scale and zero point 0. All of them are non-negative (pixels, ReLU and sigmoid
+//!   outputs), so the unsigned grid loses nothing, and a zero activation is a stored 0: dark
+//!   pixels and inactive units cost no work. The input scale is exactly 1/255, so a raw pixel
+//!   byte is the quantized input.
+//! - **Accumulators** are i32: `acc[j] = Σ_i x[i] · w[i][j]` is exact (|acc| < 2^25).
+//! - **Requantization** per output channel `j`, with a per-layer rounding shift `r`, a
+//!   per-layer multiplier shift `s`, and per-channel i16 bias `b[j]` and multiplier `m[j]`:
+//!
+//!   ```text
+//!   t = clamp(((acc + (2^r >> 1)) >> r) + b[j], -32768, 32767)
+//!   v = (t · m[j] + (2^s >> 1)) >> s
+//!   ```
+//!
+//!   `t` is the pre-activation on a 16-bit grid; `v` is it on the output grid. Every product
+//!   fits in 32 bits, so the same integers come out on a Cortex-M4 and on AVX-512.
+//! - **Output of a hidden layer**: ReLU gives `clamp(v, 0, 255)`; sigmoid looks up
+//!   `table[clamp(v + zero_point, -128, 127) + 128]` in the model's 256-entry sigmoid table
+//!   (`v` is then the int8 pre-activation with that zero point).
+//! - **Scores**: the last layer returns `v` for each class; `v · score_scale` approximates the
+//!   f32 logit. The class is the first index of the largest score.
+//!
+//! # Payload layout (all integers little-endian)
+//!
+//! | field | bytes |
+//! |---|---|
+//! | `W1`, `W2`, `W3`: i8 weights, each `[inputs / 4][outputs][4]` | 401 408 + 131 072 + 2 560 |
+//! | per layer: `outputs` × i16 bias, then `outputs` × i16 multiplier (0..=32767) | 3 112 |
+//! | per layer: `r` (u8, ≤ 24), `s` (u8, ≤ 30), zero point (i8; 0 unless sigmoid) | 9 |
+//! | `score_scale`: f32, finite, > 0 (only for turning scores into logits) | 4 |
+//! | sigmoid models only: the table, 256 × u8 | 256 |
+//!
+//! Weights are grouped by four inputs: the 32-bit word at `[g][j]` holds the weights from
+//! inputs `4g..4g+4` to output `j`. This is the operand layout of x86's `VPDPBUSD` and of
+//! the Cortex-M4's `SMLAD` after `SXTB16`, and lets an all-zero group of four inputs be
+//! skipped with one test.
+
+use crate::arch::{GROUP, HIDDEN1, HIDDEN2, INPUT, INT8_CHANNEL_BYTES, INT8_WEIGHT_BYTES, OUTPUT, SIGMOID_TABLE_BYTES};
+use crate::format::{self, Activation, Error, Quant};
+
+/// Largest rounding shift `r` a file may hold.
+pub const MAX_ROUNDING_SHIFT: u8 = 24;
+/// Largest multiplier shift `s` a file may hold.
+pub const MAX_MULTIPLIER_SHIFT: u8 = 30;
+
+/// Working memory of one int8 forward pass: both hidden layers' activations and the list
+/// of input groups that are not all zero.
+#[derive(Clone)]
+pub struct Int8Scratch {
+    h1: [u8; HIDDEN1],
+    h2: [u8; HIDDEN2],
+    groups: heapless::Vec<u8, { INPUT / GROUP }>,
+}
+
+/// Bytes of RAM one [`Int8Scratch`] takes.
+pub const INT8_SCRATCH_BYTES: usize = core::mem::size_of::<Int8Scratch>();
+
+impl Int8Scratch {
+    /// Zeroed buffers.
+    pub const fn new() -> Int8Scratch {
+        Int8Scratch { h1: [0; HIDDEN1], h2: [0; HIDDEN2], groups: heapless::Vec::new() }
+    }
+}
+
+impl Default for Int8Scratch {
+    fn default() -> Self {
+        Int8Scratch::new()
+    }
+}
+
+/// What a layer's requantized values become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output<'a> {
+    Relu,
+    Sigmoid { zero_point: i32, table: &'a [u8; SIGMOID_TABLE_BYTES] },
+    Scores,
+}
+
+/// One dense layer of an int8 model, borrowed from the payload.
+#[derive(Debug, Clone, Copy)]
+struct Layer<'a> {
+    inputs: usize,
+    outputs: usize,
+    /// `[inputs / 4][outputs][4]` int8 weights, followed by at least 60 more payload bytes
+    /// (so a 64-byte vector load of the last group stays in bounds).
+    weights: &'a [u8],
+    bias: &'a [u8],
+    mult: &'a [u8],
+    r: u32,
+    s: u32,
+    output: Output<'a>,
+}
+
+impl Layer<'_> {
+    fn bias(&self, j: usize) -> i32 {
+        i16::from_le_bytes([self.bias[2 * j], self.bias[2 * j + 1]]) as i32
+    }
+
+    fn mult(&self, j: usize) -> i32 {
+        i16::from_le_bytes([self.mult[2 * j], self.mult[2 * j + 1]]) as i32
+    }
+}
+
+/// Requantizes one accumulator (see the module documentation); all of it fits in i32.
+#[inline(always)]
+pub fn requantize(acc: i32, bias: i32, mult: i32, r: u32, s: u32) -> i32 {
+    let t = (((acc + ((1 << r) >> 1)) >> r) + bias).clamp(-32768, 32767);
+    (t * mult + ((1 << s) >> 1)) >> s
+}
+
+/// The requantized hidden-layer value `v` as an 8-bit activation.
+#[inline(always)]
+fn activate(output: Output<'_>, v: i32) -> u8 {
+    match output {
+        Output::Relu => v.clamp(0, 255) as u8,
+        Output::Sigmoid { zero_point, table } => table[((v + zero_point).clamp(-128, 127) + 128) as usize],
+        Output::Scores => 0,
+    }
+}
+
+/// An int8 model whose weights stay in the borrowed bytes (flash on a microcontroller).
+#[derive(Debug, Clone, Copy)]
+pub struct Int8Model<'a> {
+    activation: Activation,
+    layers: [Layer<'a>; 3],
+    score_scale: f32,
+}
+
+impl<'a> Int8Model<'a> {
+    /// Validates a model file (see [`format::read`]) holding an int8 model: shifts and
+    /// multipliers in range, zero points only where a sigmoid uses them, a finite score scale.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Int8Model<'a>, Error> {
+        Int8Model::from_file(format::read(bytes)?)
+    }
+
+    /// An int8 model from a file [`format::read`] validated.
+    pub fn from_file(file: format::ModelFile<'a>) -> Result<Int8Model<'a>, Error> {
+        if file.header.quant != Quant::Int8 {
+            return Err(Error::WrongQuantization);
+        }
+        let payload = file.payload;
+        let activation = file.header.activation;
+        let widths = [(INPUT, HIDDEN1), (HIDDEN1, HIDDEN2), (HIDDEN2, OUTPUT)];
+
+        let rest = &payload[INT8_WEIGHT_BYTES..];
+        let (channels, rest) = rest.split_at(INT8_CHANNEL_BYTES);
+        let (params, rest) = rest.split_at(3 * 3);
+        let (scale, table) = rest.split_at(4);
+        let score_scale = f32::from_le_bytes([scale[0], scale[1], scale[2], scale[3]]);
+        if !(score_scale.is_finite() && score_scale > 0.0) {
+            return Err(Error::Malformed);
+        }
+        let table: Option<&'a [u8; SIGMOID_TABLE_BYTES]> = match activation {
+            Activation::Sigmoid => Some(table.try_into().map_err(|_| Error::Malformed)?),
+            Activation::Relu => None,
+        };
+
+        let mut w_at = 0;
+        let mut c_at = 0;
+        let mut layer = |k: usize| -> Result<Layer<'a>, Error> {
+            let (inputs, outputs) = widths[k];
+            let [r, s, zero_point] = [params[3 * k], params[3 * k + 1], params[3 * k + 2]];
+            let zero_point = zero_point as i8 as i32;
+            let output = match (k, table) {
+                (2, _) => Output::Scores,
+                (_, Some(table)) => Output::Sigmoid { zero_point, table },
+                (_, None) => Output::Relu,
+            };
+            if r > MAX_ROUNDING_SHIFT
+                || s > MAX_MULTIPLIER_SHIFT
+                || (zero_point != 0 && !matches!(output, Output::Sigmoid { .. }))
+            {
+                return Err(Error::Malformed);
+            }
+            let layer = Layer {
+                inputs,
+                outputs,
+                weights: &payload[w_at..],
+                bias: &channels[c_at..c_at + 2 * outputs],
+                mult: &channels[c_at + 2 * outputs..c_at + 4 * outputs],
+                r: r as u32,
+                s: s as u32,
+                output,
+            };
+            if (0..outputs).any(|j| layer.mult(j) < 0) {
+                return Err(Error::Malformed);
+            }
+            w_at += inputs * outputs;
+            c_at += 4 * outputs;
+            Ok(layer)
+        };
+        let layers = [layer(0)?, layer(1)?, layer(2)?];
+        Ok(Int8Model { activation, layers, score_scale })
+    }
+
+    /// Hidden-layer activation of this model.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// Multiply a score by this to get (approximately) the f32 model's logit.
+    pub fn score_scale(&self) -> f32 {
+        self.score_scale
+    }
+
+    /// Classifies one image of raw pixel bytes (0 = black), row-major.
+    ///
+    /// Returns the predicted class (the first largest score) and the ten integer scores.
+    /// Uses the fastest kernel this build has; it gives the same bits as
+    /// [`Int8Model::predict_scalar`].
+    pub fn predict(&self, image: &[u8; INPUT], scratch: &mut Int8Scratch) -> (usize, [i32; OUTPUT]) {
+        let mut scores = [0i32; OUTPUT];
+        let Int8Scratch { h1, h2, groups } = scratch;
+        kernel::dense(&self.layers[0], image, groups, h1, &mut []);
+        kernel::dense(&self.layers[1], h1, groups, h2, &mut []);
+        kernel::dense(&self.layers[2], h2, groups, &mut [], &mut scores);
+        (argmax_i32(&scores), scores)
+    }
+
+    /// [`Int8Model::predict`] on the plain portable kernel: one output at a time, every input.
+    pub fn predict_scalar(&self, image: &[u8; INPUT], scratch: &mut Int8Scratch) -> (usize, [i32; OUTPUT]) {
+        let mut scores = [0i32; OUTPUT];
+        scalar::dense(&self.layers[0], image, &mut scratch.h1, &mut []);
+        scalar::dense(&self.layers[1], &scratch.h1, &mut scratch.h2, &mut []);
+        scalar::dense(&self.layers[2], &scratch.h2, &mut [], &mut scores);
+        (argmax_i32(&scores), scores)
+    }
+}
+
+/// Index of the largest score; the first one on ties.
+pub fn argmax_i32(scores: &[i32]) -> usize {
+    let mut best = 0;
+    for (i, &s) in scores.iter().enumerate() {
+        if s > scores[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Writes the layer's requantized output `v` for channel `j`: an activation byte for a
+/// hidden layer, a score for the last one.
+#[inline(always)]
+fn emit(layer: &Layer<'_>, j: usize, v: i32, act: &mut [u8], scores: &mut [i32]) {
+    match layer.output {
+        Output::Scores => scores[j] = v,
+        output => act[j] = activate(output, v),
+    }
+}
+
+/// The reference: for each output, the dot product over every input in storage order.
+mod scalar {
+    use super::*;
+
+    pub(super) fn dense(layer: &Layer<'_>, x: &[u8], act: &mut [u8], scores: &mut [i32]) {
+        let n = layer.outputs;
+        for j in 0..n {
+            let mut acc = 0i32;
+            for (g, xs) in x[..layer.inputs].chunks_exact(GROUP).enumerate() {
+                let w = &layer.weights[(g * n + j) * GROUP..][..GROUP];
+                for (&xi, &wi) in xs.iter().zip(w) {
+                    acc += xi as i32 * wi as i8 as i32;
+                }
+            }
+            let v = requantize(acc, layer.bias(j), layer.mult(j), layer.r, layer.s);
+            emit(layer, j, v, act, scores);
+        }
+    }
+}
+
+/// Lists the groups of four inputs that hold a non-zero byte.
+fn nonzero_groups(x: &[u8], groups: &mut heapless::Vec<u8, { INPUT / GROUP }>) {
+    groups.clear();
+    for (g, xs) in x.chunks_exact(GROUP).enumerate() {
+        if xs != [0; GROUP] {
+            // Cannot fail: there are at most INPUT / GROUP groups.
+            let _ = groups.push(g as u8);
+        }
+    }
+}
+
+/// Portable fallback for targets without a SIMD kernel: the scalar loop, skipping zero groups.
+#[cfg(not(target_arch = "x86_64"))]
+mod kernel {
+    use super::*;
+
+    pub(super) fn dense(
+        layer: &Layer<'_>,
+        x: &[u8],
+        groups: &mut heapless::Vec<u8, { INPUT / GROUP }>,
+        act: &mut [u8],
+        scores: &mut [i32],
+    ) {
+        nonzero_groups(&x[..layer.inputs], groups);
+        let n = layer.outputs;
+        for j in 0..n {
+            let mut acc = 0i32;
+            for &g in groups.iter() {
+                let g = g as usize;
+                let w = &layer.weights[(g * n + j) * GROUP..][..GROUP];
+                for (&xi, &wi) in x[g * GROUP..][..GROUP].iter().zip(w) {
+                    acc += xi as i32 * wi as i8 as i32;
+                }
+            }
+            let v = requantize(acc, layer.bias(j), layer.mult(j), layer.r, layer.s);
+            emit(layer, j, v, act, scores);
+        }
+    }
+}
+
+/// The x86-64 kernel: 16 outputs per 512-bit vector with `wide`, and AVX-512 VNNI's
+/// `VPDPBUSD` (64 multiply-accumulates per instruction) where the build enables it.
+#[cfg(target_arch = "x86_64")]
+mod kernel {
+    use super::*;
+    use wide::i32x16;
+
+    /// Output vectors accumulated per pass over the non-zero groups.
+    #[cfg(target_feature = "avx512vnni-disabled")]
+    const CHUNK: usize = 16;
+    #[cfg(not(target_feature = "avx512vnni-disabled"))]
+    const CHUNK: usize = 8;
+
+    /// `acc[k] += Σ_{i<4} x[i] · w[k][i]` for the 16 outputs `k` whose weights are `w`.
+    #[cfg(target_feature = "avx512vnni-disabled")]
+    #[inline(always)]
+    fn dot4(acc: &mut [i32x16; 2], xs: u32, w: &[u8; 64]) {
+        use core::arch::x86_64::{__m512i, _mm512_dpbusd_epi32, _mm512_set1_epi32};
+        let w: __m512i = bytemuck::pod_read_unaligned(w);
+        let a: __m512i = bytemuck::cast(acc[0]);
+        acc[0] = bytemuck::cast(_mm512_dpbusd_epi32(a, _mm512_set1_epi32(xs as i32), w));
+    }
+
+    /// As above with 16-bit products: widen the weights, multiply by the repeated four
+    /// inputs and add neighbouring products (`VPMADDWD`). Lane pairs of `acc[0]` hold
+    /// outputs 0..8 and of `acc[1]` outputs 8..16; [`fold`] adds each pair.
+    #[cfg(not(target_feature = "avx512vnni-disabled"))]
+    #[inline(always)]
+    fn dot4(acc: &mut [i32x16; 2], xs: u32, w: &[u8; 64]) {
+        use wide::{i8x32, i16x32};
+        let x = xs.to_le_bytes().map(|b| b as u64);
+        let pattern = x[0] | x[1] << 16 | x[2] << 32 | x[3] << 48;
+        let x: i16x32 = bytemuck::cast([pattern; 8]);
+        let (lo, hi) = w.split_at(32);
+        let lo = i16x32::from_i8x32(bytemuck::pod_read_unaligned::<i8x32>(lo));
+        let hi = i16x32::from_i8x32(bytemuck::pod_read_unaligned::<i8x32>(hi));
+        acc[0] += lo.dot(x);
+        acc[1] += hi.dot(x);
+    }
+
+    /// The 16 outputs' sums.
+    #[cfg(target_feature = "avx512vnni-disabled")]
+    #[inline(always)]
+    fn fold(acc: &[i32x16; 2]) -> [i32; 16] {
+        acc[0].to_array()
+    }
+
+    #[cfg(not(target_feature = "avx512vnni-disabled"))]
+    #[inline(always)]
+    fn fold(acc: &[i32x16; 2]) -> [i32; 16] {
+        let (lo, hi) = (acc[0].to_array(), acc[1].to_array());
+        core::array::from_fn(|k| if k < 8 { lo[2 * k] + lo[2 * k + 1] } else { hi[2 * k - 16] + hi[2 * k - 15] })
+    }
+
+    pub(super) fn dense(
+        layer: &Layer<'_>,
+        x: &[u8],
+        groups: &mut heapless::Vec<u8, { INPUT / GROUP }>,
+        act: &mut [u8],
+        scores: &mut [i32],
+    ) {
+        nonzero_groups(&x[..layer.inputs], groups);
+        let n = layer.outputs;
+        let vectors = n.div_ceil(16);
+        for first in (0..vectors).step_by(CHUNK) {
+            let count = CHUNK.min(vectors - first);
+            let mut acc = [[i32x16::ZERO; 2]; CHUNK];
+            for &g in groups.iter() {
+                let g = g as usize;
+                let xs = u32::from_le_bytes([x[4 * g], x[4 * g + 1], x[4 * g + 2], x[4 * g + 3]]);
+                let row = &layer.weights[(g * n + 16 * first) * GROUP..];
+                for (v, acc) in acc[..count].iter_mut().enumerate() {
+                    // In bounds for the last, partial vector too: see `Layer::weights`.
+                    let w: &[u8; 64] = row[64 * v..64 * v + 64].try_into().unwrap();
+                    dot4(acc, xs, w);
+                }
+            }
+            for (v, acc) in acc[..count].iter().enumerate() {
+                requantize16(layer, 16 * (first + v), fold(acc), act, scores);
+            }
+        }
+    }
+
+    /// Requantizes the sums of outputs `j0..j0 + 16` (fewer at the end of the layer).
+    #[inline(always)]
+    fn requantize16(layer: &Layer<'_>, j0: usize, sums: [i32; 16], act: &mut [u8], scores: &mut [i32]) {
+        let live = 16.min(layer.outputs - j0);
+        let mut bias = [0i32; 16];
+        let mut mult = [0i32; 16];
+        for k in 0..live {
+            bias[k] = layer.bias(j0 + k);
+            mult[k] = layer.mult(j0 + k);
+        }
+        let (r, s) = (layer.r, layer.s);
+        let t = (i32x16::new(sums) + i32x16::splat((1 << r) >> 1)) >> r;
+        let t = (t + i32x16::new(bias)).max(i32x16::splat(-32768)).min(i32x16::splat(32767));
+        let v = ((t * i32x16::new(mult) + i32x16::splat((1 << s) >> 1)) >> s).to_array();
+        for k in 0..live {
+            emit(layer, j0 + k, v[k], act, scores);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requantize_rounds_half_up_and_saturates() {
+        assert_eq!(requantize(6, 0, 1, 2, 0), 2); // 6/4 = 1.5 -> 2
+        assert_eq!(requantize(-6, 0, 1, 2, 0), -1); // -1.5 -> -1
+        assert_eq!(requantize(1 << 24, 0, 1, 0, 0), 32767);
+        assert_eq!(requantize(-(1 << 24), 0, 1, 0, 0), -32768);
+        assert_eq!(requantize(100, 3, 3, 0, 1), 155); // (103 * 3 + 1) >> 1
+        // The extremes stay inside i32.
+        assert_eq!(requantize(-(1 << 25), -32768, 32767, 0, 30), -1);
+        assert_eq!(requantize(1 << 25, 32767, 32767, 24, 30), 1);
+    }
+}

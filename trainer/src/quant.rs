@@ -1,0 +1,299 @@
+//! int8 quantization of a trained [`Mlp`], its export in `infer_core`'s int8 format, and a
+//! plain integer reference of the int8 forward pass.
+//!
+//! The scheme is defined in [`infer_core::int8net`]. Here the floating-point side: scales are
+//! calibrated on training images, then every parameter becomes an integer. The reference
+//! below ([`QuantModel::predict`]) is written from that definition alone, in the natural
+//! `(inputs, outputs)` weight layout, so it checks `infer_core`'s kernels independently.
+
+use infer_core::arch::{self, GROUP, INPUT, OUTPUT, SIGMOID_TABLE_BYTES};
+use infer_core::format::{self, Header};
+use infer_core::int8net::{MAX_MULTIPLIER_SHIFT, MAX_ROUNDING_SHIFT};
+use infer_core::Activation;
+
+use rayon::prelude::*;
+
+use crate::data::Split;
+use crate::kernels::{self, Epilogue, MatRef};
+use crate::model::{Dense, Mlp};
+
+/// A sigmoid pre-activation beyond this is 0 or 255 once the output is rounded to 8 bits
+/// (255 / (1 + e^6.25) < 0.5), so the int8 pre-activation grid need not reach further.
+const SIGMOID_SATURATION: f64 = 6.5;
+
+/// One quantized dense layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QLayer {
+    /// Input width.
+    pub inputs: usize,
+    /// Output width.
+    pub outputs: usize,
+    /// int8 weights, (inputs, outputs) row-major like [`Dense::w`].
+    pub w: Vec<i8>,
+    /// Bias per output, in units of the layer's 16-bit pre-activation grid.
+    pub bias: Vec<i16>,
+    /// Requantization multiplier per output, 0..=32767.
+    pub mult: Vec<i16>,
+    /// Rounding shift from the accumulator to the 16-bit grid.
+    pub r: u8,
+    /// Shift after the multiplier.
+    pub s: u8,
+    /// Zero point of the int8 pre-activation that indexes the sigmoid table (0 otherwise).
+    pub zero_point: i8,
+    /// Real value of one step of the layer's output (activation byte, sigmoid index or score).
+    pub out_scale: f64,
+}
+
+/// A model quantized to int8 with [`quantize`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantModel {
+    /// Hidden-layer activation.
+    pub activation: Activation,
+    /// The three layers.
+    pub layers: [QLayer; 3],
+    /// `sigmoid(z)` as a byte for each int8 pre-activation (sigmoid models only; the same
+    /// for both hidden layers, whose pre-activation grids are identical).
+    pub table: Option<[u8; SIGMOID_TABLE_BYTES]>,
+}
+
+/// Ranges seen on the calibration images.
+struct Ranges {
+    /// Largest hidden activation per hidden layer.
+    max_act: [f64; 2],
+    /// Smallest and largest hidden pre-activation, over both hidden layers.
+    z: (f64, f64),
+    /// Largest |logit|.
+    max_logit: f64,
+}
+
+fn calibrate(model: &Mlp, images: &[f32]) -> Ranges {
+    let rows = images.len() / INPUT;
+    let mut x = images.to_vec();
+    let mut r = Ranges { max_act: [0.0; 2], z: (f64::INFINITY, f64::NEG_INFINITY), max_logit: 0.0 };
+    for (l, layer) in model.layers.iter().enumerate() {
+        let mut z = vec![0.0f32; rows * layer.outputs];
+        kernels::gemm(
+            rows,
+            layer.outputs,
+            layer.inputs,
+            MatRef::row_major(&x, layer.inputs),
+            MatRef::row_major(&layer.w, layer.outputs),
+            &mut z,
+            Epilogue::Bias(&layer.b),
+        );
+        if l == 2 {
+            r.max_logit = z.iter().fold(0.0, |m, &v| m.max(f64::from(v).abs()));
+            break;
+        }
+        for v in z.iter_mut() {
+            r.z = (r.z.0.min(f64::from(*v)), r.z.1.max(f64::from(*v)));
+            *v = match model.activation {
+                Activation::Relu => v.max(0.0),
+                _ => 1.0 / (1.0 + (-*v).exp()),
+            };
+        }
+        r.max_act[l] = z.iter().fold(0.0, |m, &v| m.max(f64::from(v)));
+        x = z;
+    }
+    r
+}
+
+/// Per-channel symmetric int8 weights and their scales.
+fn quantize_weights(layer: &Dense) -> (Vec<i8>, Vec<f64>) {
+    let n = layer.outputs;
+    let mut scale = vec![0.0f64; n];
+    for row in layer.w.chunks_exact(n) {
+        for (s, &w) in scale.iter_mut().zip(row) {
+            *s = s.max(f64::from(w).abs());
+        }
+    }
+    for s in scale.iter_mut() {
+        *s = if *s > 0.0 { *s / 127.0 } else { 1.0 };
+    }
+    let w = layer.w.iter().enumerate().map(|(i, &w)| (f64::from(w) / scale[i % n]).round().clamp(-127.0, 127.0) as i8);
+    (w.collect(), scale)
+}
+
+/// Quantizes one layer whose input has step `in_scale`, so that pre-activations up to
+/// `z_bound` in magnitude are represented and one output step is worth `out_scale`.
+fn quantize_layer(layer: &Dense, in_scale: f64, z_bound: f64, out_scale: f64, zero_point: i8) -> QLayer {
+    let (w, w_scale) = quantize_weights(layer);
+    // Smallest rounding shift whose 16-bit grid reaches z_bound and every bias in every channel.
+    let fits = |r: u8| {
+        w_scale.iter().zip(&layer.b).all(|(&sw, &b)| {
+            let unit = f64::from(1u32 << r) * in_scale * sw;
+            32767.0 * unit >= z_bound.max(f64::from(b).abs())
+        })
+    };
+    let r = (0..=MAX_ROUNDING_SHIFT).find(|&r| fits(r)).unwrap_or(MAX_ROUNDING_SHIFT);
+    let unit: Vec<f64> = w_scale.iter().map(|&sw| f64::from(1u32 << r) * in_scale * sw).collect();
+    let bias = unit.iter().zip(&layer.b).map(|(&u, &b)| (f64::from(b) / u).round().clamp(-32768.0, 32767.0) as i16);
+    // Largest multiplier shift that keeps every multiplier within 15 bits.
+    let max_ratio = unit.iter().fold(0.0f64, |m, &u| m.max(u / out_scale));
+    let s = (0..=MAX_MULTIPLIER_SHIFT)
+        .rev()
+        .find(|&s| (max_ratio * f64::from(1u32 << s)).round() <= 32767.0)
+        .unwrap_or(0);
+    let mult = unit.iter().map(|&u| (u / out_scale * f64::from(1u32 << s)).round().min(32767.0) as i16);
+    QLayer {
+        inputs: layer.inputs,
+        outputs: layer.outputs,
+        w,
+        bias: bias.collect(),
+        mult: mult.collect(),
+        r,
+        s,
+        zero_point,
+        out_scale,
+    }
+}
+
+/// Quantizes `model`, calibrating activation ranges on `calibration` (images scaled to 0..1,
+/// (rows, 784) row-major; a few thousand training images are plenty).
+pub fn quantize(model: &Mlp, calibration: &[f32]) -> QuantModel {
+    let ranges = calibrate(model, calibration);
+    let [l1, l2, l3] = &model.layers;
+    let input_scale = 1.0 / 255.0;
+    let (hidden, hidden_scales, table) = match model.activation {
+        Activation::Relu => {
+            let scales = ranges.max_act.map(|m| if m > 0.0 { m / 255.0 } else { 1.0 });
+            let layer = |l: &Dense, s_in: f64, s_out: f64| quantize_layer(l, s_in, 255.0 * s_out, s_out, 0);
+            let h1 = layer(l1, input_scale, scales[0]);
+            let h2 = layer(l2, scales[0], scales[1]);
+            ([h1, h2], scales, None)
+        }
+        _ => {
+            // One int8 grid for both layers' pre-activations, so one table serves both.
+            let lo = ranges.z.0.max(-SIGMOID_SATURATION);
+            let hi = ranges.z.1.min(SIGMOID_SATURATION).max(lo + 1e-3);
+            let z_scale = (hi - lo) / 255.0;
+            let zero_point = (-128.0 - lo / z_scale).round().clamp(-128.0, 127.0) as i8;
+            let z_bound = lo.abs().max(hi.abs()) + z_scale;
+            let table: [u8; SIGMOID_TABLE_BYTES] = core::array::from_fn(|i| {
+                let z = z_scale * (i as f64 - 128.0 - f64::from(zero_point));
+                (255.0 / (1.0 + (-z).exp())).round() as u8
+            });
+            let sig_scale = 1.0 / 255.0;
+            let h1 = quantize_layer(l1, input_scale, z_bound, z_scale, zero_point);
+            let h2 = quantize_layer(l2, sig_scale, z_bound, z_scale, zero_point);
+            ([h1, h2], [sig_scale; 2], Some(table))
+        }
+    };
+    // Scores: the 16-bit grid spans twice the largest calibration logit.
+    let z_bound = 2.0 * ranges.max_logit.max(1e-3);
+    let scores = quantize_layer(l3, hidden_scales[1], z_bound, z_bound / 32767.0, 0);
+    let [h1, h2] = hidden;
+    QuantModel { activation: model.activation, layers: [h1, h2, scores], table }
+}
+
+/// Requantization as `infer_core::int8net` defines it, in 64-bit arithmetic.
+fn requantize(acc: i64, layer: &QLayer, j: usize) -> i64 {
+    let round = |shift: u8| if shift == 0 { 0 } else { 1i64 << (shift - 1) };
+    let t = (((acc + round(layer.r)) >> layer.r) + i64::from(layer.bias[j])).clamp(-32768, 32767);
+    (t * i64::from(layer.mult[j]) + round(layer.s)) >> layer.s
+}
+
+impl QuantModel {
+    /// Classifies raw pixel bytes with plain integer arithmetic; returns the class (first
+    /// largest score) and the scores.
+    pub fn predict(&self, pixels: &[u8]) -> (usize, [i32; OUTPUT]) {
+        let mut x: Vec<i32> = pixels.iter().map(|&p| i32::from(p)).collect();
+        let mut scores = [0i32; OUTPUT];
+        for (l, layer) in self.layers.iter().enumerate() {
+            // |acc| <= 784 * 255 * 127 < 2^25: exact in i32.
+            let mut acc = vec![0i32; layer.outputs];
+            for (&xi, row) in x.iter().zip(layer.w.chunks_exact(layer.outputs)) {
+                for (a, &w) in acc.iter_mut().zip(row) {
+                    *a += xi * i32::from(w);
+                }
+            }
+            let v = acc.iter().enumerate().map(|(j, &a)| requantize(i64::from(a), layer, j));
+            if l == 2 {
+                for (s, v) in scores.iter_mut().zip(v) {
+                    *s = v as i32;
+                }
+                break;
+            }
+            x = match &self.table {
+                None => v.map(|v| v.clamp(0, 255) as i32).collect(),
+                Some(t) => {
+                    let zp = i64::from(layer.zero_point);
+                    v.map(|v| i32::from(t[((v + zp).clamp(-128, 127) + 128) as usize])).collect()
+                }
+            };
+        }
+        (infer_core::int8net::argmax_i32(&scores), scores)
+    }
+
+    /// Predicted class of every image of `split` ([`QuantModel::predict`], in parallel).
+    pub fn predict_all(&self, split: &Split) -> Vec<u8> {
+        split.pixels.par_chunks_exact(INPUT).map(|p| self.predict(p).0 as u8).collect()
+    }
+
+    /// Scores times this approximate the f32 logits.
+    pub fn score_scale(&self) -> f32 {
+        self.layers[2].out_scale as f32
+    }
+
+    /// The int8 payload, laid out as `infer_core::int8net` documents.
+    pub fn payload(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(arch::INT8_SIGMOID_PAYLOAD_BYTES);
+        for layer in &self.layers {
+            let n = layer.outputs;
+            for g in 0..layer.inputs / GROUP {
+                for j in 0..n {
+                    out.extend((0..GROUP).map(|k| layer.w[(GROUP * g + k) * n + j] as u8));
+                }
+            }
+        }
+        for layer in &self.layers {
+            out.extend(layer.bias.iter().flat_map(|b| b.to_le_bytes()));
+            out.extend(layer.mult.iter().flat_map(|m| m.to_le_bytes()));
+        }
+        for layer in &self.layers {
+            out.extend([layer.r, layer.s, layer.zero_point as u8]);
+        }
+        out.extend(self.score_scale().to_le_bytes());
+        if let Some(table) = &self.table {
+            out.extend(table);
+        }
+        out
+    }
+
+    /// The int8 model file.
+    pub fn encode(&self) -> Result<Vec<u8>, infer_core::Error> {
+        let payload = self.payload();
+        let mut out = vec![0u8; payload.len() + format::MAX_OVERHEAD];
+        let len = format::write(&Header::int8(self.activation), &payload, &mut out)?;
+        out.truncate(len);
+        Ok(out)
+    }
+}
+
+/// Training images used to calibrate activation ranges (the first ones of the split).
+pub const CALIBRATION_IMAGES: usize = 5000;
+
+/// An int8 export of a trained model and how it scores on the test set.
+#[derive(Debug, Clone)]
+pub struct Int8Export {
+    /// The quantized model.
+    pub model: QuantModel,
+    /// Its model file.
+    pub bytes: Vec<u8>,
+    /// The integer reference's class for each test image.
+    pub predictions: Vec<u8>,
+    /// Test accuracy of those predictions, 0..1.
+    pub accuracy: f64,
+}
+
+/// Quantizes `model` (calibrated on the first [`CALIBRATION_IMAGES`] of `train`), encodes it
+/// and classifies `test` with the integer reference.
+pub fn export_int8(model: &Mlp, train: &Split, test: &Split) -> Result<Int8Export, infer_core::Error> {
+    let rows = CALIBRATION_IMAGES.min(train.len());
+    let q = quantize(model, &train.images[..rows * INPUT]);
+    let bytes = q.encode()?;
+    let predictions = q.predict_all(test);
+    let correct = predictions.iter().zip(&test.labels).filter(|(p, y)| p == y).count();
+    let accuracy = correct as f64 / test.len().max(1) as f64;
+    Ok(Int8Export { model: q, bytes, predictions, accuracy })
+}
