@@ -35,3 +35,36 @@ fn low_agreement_exits_2_and_corrupt_model_exits_1() {
     assert_eq!(run.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&run.stderr).contains("corrupt"));
 }
+
+#[test]
+fn int8_model_agrees_exactly_with_the_trainer_reference() {
+    let ds = trainer::data::load(None).expect("the real dataset (apt-get install dataset-fashion-mnist)");
+    let model = trainer::model::Mlp::new(infer_core::Activation::Relu, &mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
+    let export = trainer::quant::export_int8(&model, &ds.train, &ds.test).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    trainer::report::write_int8(dir.path(), "m", &export, &ds.test.labels).unwrap();
+    let path = dir.path().join("m.int8.fmlp");
+    let run = sim().args(["check", "--json", "--model"]).arg(&path).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["quantization"], "int8");
+    assert_eq!(report["disagreements"], 0);
+    assert_eq!(report["min_agreement"], 1.0);
+    assert!((report["accuracy"].as_f64().unwrap() - export.accuracy).abs() < 1e-12);
+    assert!(report["scratch_bytes"].as_u64().unwrap() < 2048);
+    assert!(report["model_bytes"].as_u64().unwrap() < 540_000);
+
+    // One changed prediction in the reference is one disagreement, and exit status 2.
+    let csv = dir.path().join("predictions_int8.csv");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let last: Vec<&str> = lines[10_000].split(',').collect();
+    let flipped = (last[2].parse::<u8>().unwrap() + 1) % 10;
+    lines[10_000] = format!("{},{},{flipped}", last[0], last[1]);
+    std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
+    let run = sim().args(["check", "--json", "--model"]).arg(&path).output().unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["disagreements"], 1);
+    assert_eq!(report["first_disagreements"][0], 9_999);
+}

@@ -21,6 +21,9 @@ pub const F32_PAYLOAD_BYTES: usize = 4 * PARAMS;
 /// Inputs that share one 32-bit word of an int8 weight row (see [`crate::int8net`]).
 pub const GROUP: usize = 4;
 
+/// Outputs per block of an int8 weight matrix (see [`crate::int8net`]).
+pub const BLOCK: usize = 128;
+
 /// Weight bytes of an int8 payload: one byte per weight.
 pub const INT8_WEIGHT_BYTES: usize = INPUT * HIDDEN1 + HIDDEN1 * HIDDEN2 + HIDDEN2 * OUTPUT;
 

@@ -38,3 +38,30 @@ fn relu_two_epochs_beats_accuracy_floor_and_infer_core_agrees() {
         .count();
     assert!(disagreements <= 10, "{disagreements} of 10,000 predictions differ");
 }
+
+#[test]
+fn int8_export_stays_within_half_a_point_and_infer_core_is_bit_exact() {
+    let ds = dataset();
+    for kind in [ModelKind::Relu, ModelKind::Sigmoid] {
+        let recipe = Recipe { epochs: 2, ..Recipe::seed(kind) };
+        let t = train::fit(&recipe, &ds.train, &ds.test, &mut Quiet).unwrap();
+        let export = trainer::quant::export_int8(&t.model, &ds.train, &ds.test).unwrap();
+        let drop = 100.0 * (t.test.accuracy - export.accuracy);
+        assert!(drop.abs() <= 0.5, "{kind:?}: f32 {} int8 {}", t.test.accuracy, export.accuracy);
+        assert!(export.bytes.len() < 540_000, "{} bytes", export.bytes.len());
+
+        // infer-core, both kernels, equals the trainer's integer reference on every image,
+        // scores included.
+        let model = infer_core::Int8Model::from_bytes(&export.bytes).unwrap();
+        let mut scratch = infer_core::Int8Scratch::new();
+        for (i, px) in ds.test.pixels.chunks_exact(PIXELS).enumerate() {
+            let img: &[u8; PIXELS] = px.try_into().unwrap();
+            let (class, scores) = model.predict(img, &mut scratch);
+            assert_eq!(class, export.predictions[i] as usize, "{kind:?}: image {i}");
+            if i % 50 == 0 {
+                assert_eq!((class, scores), export.model.predict(px), "{kind:?}: image {i}");
+                assert_eq!(model.predict_scalar(img, &mut scratch), (class, scores), "{kind:?}: image {i}");
+            }
+        }
+    }
+}

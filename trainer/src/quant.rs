@@ -6,10 +6,10 @@
 //! below ([`QuantModel::predict`]) is written from that definition alone, in the natural
 //! `(inputs, outputs)` weight layout, so it checks `infer_core`'s kernels independently.
 
-use infer_core::arch::{self, GROUP, INPUT, OUTPUT, SIGMOID_TABLE_BYTES};
+use infer_core::Activation;
+use infer_core::arch::{self, BLOCK, GROUP, INPUT, OUTPUT, SIGMOID_TABLE_BYTES};
 use infer_core::format::{self, Header};
 use infer_core::int8net::{MAX_MULTIPLIER_SHIFT, MAX_ROUNDING_SHIFT};
-use infer_core::Activation;
 
 use rayon::prelude::*;
 
@@ -130,10 +130,8 @@ fn quantize_layer(layer: &Dense, in_scale: f64, z_bound: f64, out_scale: f64, ze
     let bias = unit.iter().zip(&layer.b).map(|(&u, &b)| (f64::from(b) / u).round().clamp(-32768.0, 32767.0) as i16);
     // Largest multiplier shift that keeps every multiplier within 15 bits.
     let max_ratio = unit.iter().fold(0.0f64, |m, &u| m.max(u / out_scale));
-    let s = (0..=MAX_MULTIPLIER_SHIFT)
-        .rev()
-        .find(|&s| (max_ratio * f64::from(1u32 << s)).round() <= 32767.0)
-        .unwrap_or(0);
+    let s =
+        (0..=MAX_MULTIPLIER_SHIFT).rev().find(|&s| (max_ratio * f64::from(1u32 << s)).round() <= 32767.0).unwrap_or(0);
     let mult = unit.iter().map(|&u| (u / out_scale * f64::from(1u32 << s)).round().min(32767.0) as i16);
     QLayer {
         inputs: layer.inputs,
@@ -240,9 +238,11 @@ impl QuantModel {
         let mut out = Vec::with_capacity(arch::INT8_SIGMOID_PAYLOAD_BYTES);
         for layer in &self.layers {
             let n = layer.outputs;
-            for g in 0..layer.inputs / GROUP {
-                for j in 0..n {
-                    out.extend((0..GROUP).map(|k| layer.w[(GROUP * g + k) * n + j] as u8));
+            for block in (0..n).step_by(BLOCK) {
+                for g in 0..layer.inputs / GROUP {
+                    for j in block..n.min(block + BLOCK) {
+                        out.extend((0..GROUP).map(|k| layer.w[(GROUP * g + k) * n + j] as u8));
+                    }
                 }
             }
         }

@@ -62,6 +62,14 @@ fn fit_writes_every_output_on_the_real_dataset() {
         assert_eq!(predictions.lines().count(), 10_001);
         let model = trainer::format::load_f32(&dir.join(format!("{name}.f32.fmlp"))).unwrap();
         assert!(model.is_finite());
+        let int8 = std::fs::read(dir.join(format!("{name}.int8.fmlp"))).unwrap();
+        assert!(matches!(infer_core::Model::from_bytes(&int8), Ok(infer_core::Model::Int8(_))));
+        let predictions = std::fs::read_to_string(dir.join("predictions_int8.csv")).unwrap();
+        assert_eq!(predictions.lines().count(), 10_001);
+    }
+    for m in models {
+        let int8 = m["int8_test_accuracy"].as_f64().unwrap();
+        assert!((int8 - m["test_accuracy"].as_f64().unwrap()).abs() < 0.05, "{m}");
     }
 }
 

@@ -1,0 +1,49 @@
+//! The forward pass of one image and of a batch: infer-core's f32 and int8 kernels, scalar
+//! and SIMD, on the real test images with a trained ReLU model. Throughput in images/s.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use infer_core::{F32Model, Int8Model, Int8Scratch, Scratch, arch::INPUT};
+use std::hint::black_box;
+use trainer::quant;
+
+fn bench(c: &mut Criterion) {
+    let ds = benches::dataset();
+    let model = benches::relu_model(&ds);
+    let f32_file = trainer::format::encode_f32(&model).expect("encodes");
+    let int8 = quant::export_int8(&model, &ds.train, &ds.test).expect("quantizes");
+    let f32_net = F32Model::from_bytes(&f32_file).expect("valid f32 model");
+    let int8_net = Int8Model::from_bytes(&int8.bytes).expect("valid int8 model");
+    let batch = 1000;
+    let pixels: Vec<&[u8; INPUT]> =
+        ds.test.pixels.chunks_exact(INPUT).take(batch).map(|p| p.try_into().unwrap()).collect();
+    let images: Vec<&[f32; INPUT]> =
+        ds.test.images.chunks_exact(INPUT).take(batch).map(|p| p.try_into().unwrap()).collect();
+    let (mut s32, mut s8) = (Scratch::new(), Int8Scratch::new());
+
+    // One image, cycling through the test images so that sparsity is the test set's.
+    let mut g = c.benchmark_group("forward/one-image");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    let mut next = || {
+        i = (i + 1) % batch;
+        i
+    };
+    g.bench_function("f32-scalar", |b| b.iter(|| f32_net.predict(black_box(images[next()]), &mut s32)));
+    g.bench_function("int8-scalar", |b| b.iter(|| int8_net.predict_scalar(black_box(pixels[next()]), &mut s8)));
+    g.bench_function("int8-simd", |b| b.iter(|| int8_net.predict(black_box(pixels[next()]), &mut s8)));
+    g.finish();
+
+    let mut g = c.benchmark_group(format!("forward/batch-{batch}"));
+    g.throughput(Throughput::Elements(batch as u64));
+    g.sample_size(10);
+    g.bench_function("int8-simd", |b| {
+        b.iter(|| pixels.iter().map(|p| int8_net.predict(black_box(p), &mut s8).0).sum::<usize>())
+    });
+    let mut ws = trainer::model::Workspace::default();
+    let x = &ds.test.images[..batch * INPUT];
+    g.bench_function("f32-trainer-gemm", |b| b.iter(|| model.forward(black_box(x), batch, &mut ws, None)));
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
