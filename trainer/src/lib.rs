@@ -5,6 +5,7 @@
 //! [`report`] (history, confusion matrices, summaries).
 
 pub mod data;
+pub mod figures;
 pub mod format;
 pub mod fsutil;
 pub mod kernels;

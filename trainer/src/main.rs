@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use trainer::data::{self, Dataset};
+use trainer::fsutil;
 use trainer::kernels::lanes;
 use trainer::model::ModelKind;
 use trainer::quant;
@@ -47,6 +48,16 @@ enum Command {
     ///   trainer export runs/20261124-101500/relu/relu.f32.fmlp --quant int8
     #[command(verbatim_doc_comment)]
     Export(ExportArgs),
+    /// Redraw every figure and rewrite summary.md and report.html of a run from its saved
+    /// CSV and JSON files (no training, no dataset needed).
+    ///
+    /// Example:
+    ///   trainer report runs/20261124-101500
+    #[command(verbatim_doc_comment)]
+    Report {
+        /// A folder written by `trainer fit`.
+        run_dir: PathBuf,
+    },
     /// Find, check or download the dataset.
     #[command(subcommand)]
     Data(DataCommand),
@@ -141,6 +152,8 @@ fn main() {
     let result = match cli.command {
         Command::Fit(args) => fit(args),
         Command::Export(args) => export(args),
+        Command::Report { run_dir } => report::render(&run_dir)
+            .map(|()| eprintln!("Rewrote the figures, summary.md and report.html in {}", run_dir.display())),
         Command::Data(DataCommand::Fetch { dir }) => fetch(dir.unwrap_or_else(data::cache_dir)).map(|_| ()),
         Command::Data(DataCommand::Check(args)) => check(args.data_dir.as_deref()),
     };
@@ -262,10 +275,10 @@ fn export(args: ExportArgs) -> Result<()> {
     let export = quant::export_int8(&model, &ds.train, &ds.test).map_err(|e| anyhow::anyhow!("int8 export: {e}"))?;
     let mut ws = trainer::model::Workspace::default();
     let f32_accuracy = train::evaluate(&model, &ds.test, &mut ws).accuracy;
-    trainer::fsutil::write_atomic(&out, &export.bytes).with_context(|| format!("writing {}", out.display()))?;
+    fsutil::write_atomic(&out, &export.bytes).with_context(|| format!("writing {}", out.display()))?;
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let predictions = dir.join("predictions_int8.csv");
-    trainer::fsutil::write_atomic(&predictions, &report::predictions_csv(&ds.test.labels, &export.predictions)?)
+    fsutil::write_atomic(&predictions, &report::predictions_csv(&ds.test.labels, &export.predictions)?)
         .with_context(|| format!("writing {}", predictions.display()))?;
     report_int8(&out.display().to_string(), &export, f32_accuracy);
     eprintln!("f32 test accuracy {:.2}%; wrote {} and {}", 100.0 * f32_accuracy, out.display(), predictions.display());
@@ -319,6 +332,9 @@ fn fit(args: FitArgs) -> Result<()> {
         out.display()
     );
 
+    let samples = ds.train.head(25);
+    fsutil::write_atomic(&out.join("samples.csv"), &report::samples_csv(&samples.pixels, &samples.labels)?)
+        .context("writing samples.csv")?;
     let mut summaries = Vec::new();
     for recipe in &recipes {
         let name = recipe.kind.name();
@@ -349,14 +365,15 @@ fn fit(args: FitArgs) -> Result<()> {
         summary.int8_model_bytes = Some(export.bytes.len());
         summaries.push(summary);
     }
-    let ctx = RunContext {
+    let context = RunContext {
         threads: rayon::current_num_threads(),
-        isa: lanes::isa(),
+        isa: lanes::isa().to_string(),
         total_seconds: started.elapsed().as_secs_f64(),
         data_dir: ds.dir.display().to_string(),
     };
-    report::write_summaries(&out, &summaries, &ctx)?;
-    eprintln!("\n{}", report::summary_markdown(&summaries, &ctx));
-    eprintln!("Results in {}", out.display());
+    report::write_summary_json(&out, &report::Summary { models: summaries, context })?;
+    eprintln!("\nDrawing figures and the report...");
+    report::render(&out)?;
+    eprintln!("Results in {}: open report.html (or summary.md) for the figures and conclusions.", out.display());
     Ok(())
 }

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::data::CLASS_NAMES;
+use crate::data::{CLASS_NAMES, PIXELS};
+use crate::figures;
 use crate::fsutil::write_atomic;
 use crate::quant::Int8Export;
 use crate::train::{EpochRecord, Trained};
@@ -67,7 +68,7 @@ pub fn predictions_csv(labels: &[u8], predictions: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// The per-model entry of `summary.json`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ModelSummary {
     /// Model name.
     pub name: String,
@@ -84,8 +85,10 @@ pub struct ModelSummary {
     /// Test accuracy the study reported, 0..1.
     pub study_test_accuracy: Option<f64>,
     /// Test accuracy of the int8 export (integer reference), 0..1.
+    #[serde(default)]
     pub int8_test_accuracy: Option<f64>,
     /// Bytes of the int8 model file.
+    #[serde(default)]
     pub int8_model_bytes: Option<usize>,
 }
 
@@ -128,83 +131,296 @@ pub fn write_int8(dir: &Path, name: &str, export: &Int8Export, test_labels: &[u8
     Ok(())
 }
 
-/// Writes `summary.json` and `summary.md` for the models of a run.
-pub fn write_summaries(out: &Path, models: &[ModelSummary], context: &RunContext) -> Result<()> {
-    let json = serde_json::json!({
-        "models": models,
-        "threads": context.threads,
-        "isa": context.isa,
-        "total_seconds": context.total_seconds,
-        "data_dir": context.data_dir,
-    });
-    write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
-    write_atomic(&out.join("summary.md"), summary_markdown(models, context).as_bytes())?;
+/// `summary.json`: every model's summary and the run's context.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Summary {
+    /// One entry per model, in training order.
+    pub models: Vec<ModelSummary>,
+    /// The run.
+    #[serde(flatten)]
+    pub context: RunContext,
+}
+
+/// Writes `summary.json` for the models of a run.
+pub fn write_summary_json(out: &Path, summary: &Summary) -> Result<()> {
+    write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(summary)?.as_bytes())?;
+    Ok(())
+}
+
+/// `samples.csv`: label and 784 pixels of each image of the samples figure, so that the
+/// report can be rebuilt without the dataset.
+pub fn samples_csv(pixels: &[u8], labels: &[u8]) -> Result<Vec<u8>> {
+    csv_bytes(|w| {
+        for (label, img) in labels.iter().zip(pixels.chunks_exact(PIXELS)) {
+            let mut rec = vec![label.to_string()];
+            rec.extend(img.iter().map(|p| p.to_string()));
+            w.write_record(&rec)?;
+        }
+        Ok(())
+    })
+}
+
+fn read_csv_rows(path: &Path, headers: bool) -> Result<Vec<Vec<String>>> {
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(headers)
+        .from_path(path)
+        .with_context(|| format!("reading {}", path.display()))?;
+    r.records()
+        .map(|rec| Ok(rec?.iter().map(String::from).collect()))
+        .collect::<Result<_>>()
+        .with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Reads a `history.csv`.
+pub fn read_history(path: &Path) -> Result<Vec<EpochRecord>> {
+    let mut r = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    r.deserialize().collect::<Result<_, _>>().with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Reads a `confusion.csv`.
+pub fn read_confusion(path: &Path) -> Result<[[u32; 10]; 10]> {
+    let rows = read_csv_rows(path, true)?;
+    anyhow::ensure!(rows.len() == 10, "{}: {} rows, expected 10", path.display(), rows.len());
+    let mut m = [[0u32; 10]; 10];
+    for (t, row) in rows.iter().enumerate() {
+        anyhow::ensure!(row.len() == 11, "{}: row {} has {} fields, expected 11", path.display(), t + 1, row.len());
+        for p in 0..10 {
+            m[t][p] = row[p + 1].parse().with_context(|| format!("{}: row {}", path.display(), t + 1))?;
+        }
+    }
+    Ok(m)
+}
+
+/// Reads a `samples.csv`: (pixels, labels).
+pub fn read_samples(path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
+    let rows = read_csv_rows(path, false)?;
+    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+    for (i, row) in rows.iter().enumerate() {
+        anyhow::ensure!(row.len() == 1 + PIXELS, "{}: row {} has {} fields", path.display(), i + 1, row.len());
+        let parsed: Result<Vec<u8>, _> = row.iter().map(|v| v.parse::<u8>()).collect();
+        let parsed = parsed.with_context(|| format!("{}: row {}", path.display(), i + 1))?;
+        anyhow::ensure!(parsed[0] < 10, "{}: row {}: label {} is not a class", path.display(), i + 1, parsed[0]);
+        labels.push(parsed[0]);
+        pixels.extend(&parsed[1..]);
+    }
+    Ok((pixels, labels))
+}
+
+/// Precision and recall of each class from a confusion matrix (rows = true class).
+pub fn precision_recall(m: &[[u32; 10]; 10]) -> [(f64, f64); 10] {
+    std::array::from_fn(|c| {
+        let predicted: u32 = (0..10).map(|t| m[t][c]).sum();
+        let actual: u32 = m[c].iter().sum();
+        let hit = f64::from(m[c][c]);
+        (hit / f64::from(predicted.max(1)), hit / f64::from(actual.max(1)))
+    })
+}
+
+/// The `n` largest off-diagonal cells: (true class, predicted class, count).
+pub fn most_confused(m: &[[u32; 10]; 10], n: usize) -> Vec<(usize, usize, u32)> {
+    let mut cells: Vec<(usize, usize, u32)> = (0..10)
+        .flat_map(|t| (0..10).map(move |p| (t, p)))
+        .filter(|(t, p)| t != p)
+        .map(|(t, p)| (t, p, m[t][p]))
+        .collect();
+    cells.sort_by(|a, b| b.2.cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
+    cells.truncate(n);
+    cells
+}
+
+/// A saved run, read back: what the figures and the report are made of.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// `summary.json`.
+    pub summary: Summary,
+    /// Per model (in the summary's order): history and confusion matrix.
+    pub models: Vec<(Vec<EpochRecord>, [[u32; 10]; 10])>,
+    /// `samples.csv`, when present.
+    pub samples: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Run {
+    /// Reads a run folder written by `trainer fit`.
+    pub fn read(dir: &Path) -> Result<Run> {
+        let path = dir.join("summary.json");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("reading {} (is {} a folder written by `trainer fit`?)", path.display(), dir.display())
+        })?;
+        let summary: Summary = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let models = summary
+            .models
+            .iter()
+            .map(|m| {
+                let d = dir.join(&m.name);
+                Ok((read_history(&d.join("history.csv"))?, read_confusion(&d.join("confusion.csv"))?))
+            })
+            .collect::<Result<_>>()?;
+        let samples_path = dir.join("samples.csv");
+        let samples = if samples_path.is_file() { Some(read_samples(&samples_path)?) } else { None };
+        Ok(Run { summary, models, samples })
+    }
+}
+
+/// Draws every figure and writes `summary.md` and `report.html` of the run in `dir`, from
+/// its saved files alone.
+pub fn render(dir: &Path) -> Result<()> {
+    let run = Run::read(dir)?;
+    if let Some((pixels, labels)) = &run.samples {
+        figures::samples(&dir.join("samples.png"), pixels, labels)?;
+    }
+    for (m, (history, confusion)) in run.summary.models.iter().zip(&run.models) {
+        let d = dir.join(&m.name);
+        figures::curves(&d, &m.name, history)?;
+        figures::confusion(&d.join("confusion.png"), &m.name, confusion)?;
+    }
+    let curves: Vec<(&str, &[EpochRecord])> =
+        run.summary.models.iter().zip(&run.models).map(|(m, (h, _))| (m.name.as_str(), h.as_slice())).collect();
+    figures::val_accuracy(dir, &curves)?;
+    write_atomic(&dir.join("summary.md"), summary_markdown(&run).as_bytes())?;
+    write_atomic(&dir.join("report.html"), report_html(dir, &run)?.as_bytes())?;
     Ok(())
 }
 
 /// Facts about the run that are not per model.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunContext {
     /// Rayon threads used.
     pub threads: usize,
     /// Instruction set the kernels were compiled for.
-    pub isa: &'static str,
+    pub isa: String,
     /// Wall time of the whole run.
     pub total_seconds: f64,
     /// Where the data came from.
     pub data_dir: String,
 }
 
-/// The study's report table with measured numbers, and conclusions drawn from them.
-pub fn summary_markdown(models: &[ModelSummary], ctx: &RunContext) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "# Fashion-MNIST MLPs: summary\n");
-    let _ = writeln!(
-        s,
-        "SGD (no momentum), categorical cross-entropy, Glorot-uniform initialization, test set as validation. \
-         {} threads, kernels compiled for {}, {:.1} s in all. Data: `{}`.\n",
-        ctx.threads, ctx.isa, ctx.total_seconds, ctx.data_dir
-    );
-    let _ = writeln!(
-        s,
-        "| model | layers | epochs | lr | batch | test accuracy | study | difference | test loss | train time |"
-    );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for m in models {
-        let kind = m.recipe.kind;
-        let (study, diff) = match m.study_test_accuracy {
-            Some(a) => (format!("{:.2}%", 100.0 * a), format!("{:+.2} pp", 100.0 * (m.test_accuracy - a))),
-            None => ("-".into(), "-".into()),
-        };
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {:.2}% | {} | {} | {:.4} | {:.1} s |",
-            m.name,
-            kind.describe(),
-            m.epochs,
+/// A piece of the report, rendered to Markdown and to HTML alike.
+enum Block {
+    Heading(u8, String),
+    Para(String),
+    Bullets(Vec<String>),
+    Table(Vec<&'static str>, Vec<Vec<String>>),
+    /// A figure: path relative to the run folder, and a caption.
+    Figure(String, String),
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
+fn blocks(run: &Run) -> Vec<Block> {
+    let models = &run.summary.models;
+    let ctx = &run.summary.context;
+    let mut out = vec![
+        Block::Heading(1, "Fashion-MNIST MLPs: report".into()),
+        Block::Para(format!(
+            "Three multilayer perceptrons (784-512-256-10) trained with plain SGD on categorical cross-entropy, \
+             Glorot-uniform initialization, the test set as validation. {} threads, kernels compiled for {}, \
+             {:.1} s in all. Data: `{}`.",
+            ctx.threads, ctx.isa, ctx.total_seconds, ctx.data_dir
+        )),
+        Block::Heading(2, "Models and results".into()),
+    ];
+    let rows = models
+        .iter()
+        .map(|m| {
+            let (study, diff) = match m.study_test_accuracy {
+                Some(a) => (pct(a), format!("{:+.2} pp", 100.0 * (m.test_accuracy - a))),
+                None => ("-".into(), "-".into()),
+            };
+            let int8 = match m.int8_test_accuracy {
+                Some(a) => format!("{} ({:+.2} pp)", pct(a), 100.0 * (a - m.test_accuracy)),
+                None => "-".into(),
+            };
+            vec![
+                m.name.clone(),
+                m.recipe.kind.describe().to_string(),
+                m.epochs.to_string(),
+                m.recipe.lr.to_string(),
+                m.recipe.batch_size.to_string(),
+                pct(m.test_accuracy),
+                study,
+                diff,
+                format!("{:.4}", m.test_loss),
+                int8,
+                format!("{:.1} s", m.train_seconds),
+            ]
+        })
+        .collect();
+    out.push(Block::Table(
+        vec![
+            "model",
+            "layers",
+            "epochs",
+            "lr",
+            "batch",
+            "test accuracy",
+            "study",
+            "difference",
+            "test loss",
+            "int8 accuracy",
+            "train time",
+        ],
+        rows,
+    ));
+    out.push(Block::Heading(2, "Conclusions".into()));
+    out.push(Block::Bullets(conclusions(models)));
+    out.push(Block::Heading(2, "Figures".into()));
+    if run.samples.is_some() {
+        out.push(Block::Figure("samples.png".into(), "The first 25 training images and their classes.".into()));
+    }
+    out.push(Block::Figure("val_accuracy.png".into(), "Validation accuracy of every model, epoch by epoch.".into()));
+    for (m, (_, confusion)) in models.iter().zip(&run.models) {
+        out.push(Block::Heading(2, format!("Model: {}", m.name)));
+        out.push(Block::Para(format!(
+            "{}; SGD lr {}, batch {}, {} epochs, seed {}. Test accuracy {}, test loss {:.4}.",
+            m.recipe.kind.describe(),
             m.recipe.lr,
             m.recipe.batch_size,
-            100.0 * m.test_accuracy,
-            study,
-            diff,
-            m.test_loss,
-            m.train_seconds
-        );
+            m.epochs,
+            m.recipe.seed,
+            pct(m.test_accuracy),
+            m.test_loss
+        )));
+        out.push(Block::Figure(format!("{}/curves.png", m.name), format!("{}: accuracy and loss per epoch.", m.name)));
+        out.push(Block::Figure(
+            format!("{}/confusion.png", m.name),
+            format!("{}: confusion matrix on the test set.", m.name),
+        ));
+        let pr = precision_recall(confusion);
+        let rows = CLASS_NAMES
+            .iter()
+            .zip(pr)
+            .zip(confusion.iter().map(|r| r.iter().sum::<u32>()))
+            .map(|((name, (p, r)), n)| vec![name.to_string(), pct(p), pct(r), n.to_string()])
+            .collect();
+        out.push(Block::Heading(3, format!("{}: precision and recall per class", m.name)));
+        out.push(Block::Table(vec!["class", "precision", "recall", "test images"], rows));
+        out.push(Block::Heading(3, format!("{}: most confused classes", m.name)));
+        out.push(Block::Bullets(
+            most_confused(confusion, 5)
+                .into_iter()
+                .map(|(t, p, c)| format!("{} taken for {}: {} times", CLASS_NAMES[t], CLASS_NAMES[p], c))
+                .collect(),
+        ));
     }
-    let _ = writeln!(s, "\n## Conclusions\n");
+    out
+}
+
+fn conclusions(models: &[ModelSummary]) -> Vec<String> {
+    let mut s = Vec::new();
     if let Some(best) = models.iter().max_by(|a, b| a.test_accuracy.total_cmp(&b.test_accuracy)) {
-        let _ = writeln!(s, "- Best test accuracy: **{}** at {:.2}%.", best.name, 100.0 * best.test_accuracy);
+        s.push(format!("Best test accuracy: **{}** at {}.", best.name, pct(best.test_accuracy)));
     }
     let find = |n: &str| models.iter().find(|m| m.name == n);
     if let (Some(sig), Some(relu)) = (find("sigmoid"), find("relu")) {
-        let _ = writeln!(
-            s,
-            "- ReLU vs sigmoid: {:+.2} percentage points in {} vs {} epochs. With plain SGD at lr 0.01 the \
+        s.push(format!(
+            "ReLU vs sigmoid: {:+.2} percentage points in {} vs {} epochs. With plain SGD at lr 0.01 the \
              sigmoid network learns slowly (its gradients shrink through saturating units).",
             100.0 * (relu.test_accuracy - sig.test_accuracy),
             relu.epochs,
             sig.epochs
-        );
+        ));
     }
     if let (Some(relu), Some(drop)) = (find("relu"), find("dropout")) {
         let d = 100.0 * (drop.test_accuracy - relu.test_accuracy);
@@ -215,7 +431,131 @@ pub fn summary_markdown(models: &[ModelSummary], ctx: &RunContext) -> String {
              still under-fitting, so regularizing it costs accuracy. The study called dropout optimal while its \
              own table had ReLU ahead; the measured numbers here say the same as its table."
         };
-        let _ = writeln!(s, "- Dropout vs ReLU: {d:+.2} percentage points. {verdict}");
+        s.push(format!("Dropout vs ReLU: {d:+.2} percentage points. {verdict}"));
+    }
+    let int8: Vec<String> = models
+        .iter()
+        .filter_map(|m| m.int8_test_accuracy.map(|a| format!("{} {:+.2} pp", m.name, 100.0 * (a - m.test_accuracy))))
+        .collect();
+    if !int8.is_empty() {
+        s.push(format!(
+            "int8 export (per-channel int8 weights, 8-bit activations, integer-only inference) vs f32: {}.",
+            int8.join(", ")
+        ));
     }
     s
+}
+
+/// `summary.md`: the report in Markdown, figures linked by relative path.
+pub fn summary_markdown(run: &Run) -> String {
+    let mut s = String::new();
+    for block in blocks(run) {
+        match block {
+            Block::Heading(level, text) => {
+                let _ = writeln!(s, "{} {text}\n", "#".repeat(level as usize));
+            }
+            Block::Para(text) => {
+                let _ = writeln!(s, "{text}\n");
+            }
+            Block::Bullets(items) => {
+                for item in items {
+                    let _ = writeln!(s, "- {item}");
+                }
+                s.push('\n');
+            }
+            Block::Table(head, rows) => {
+                let _ = writeln!(s, "| {} |", head.join(" | "));
+                let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
+                for row in rows {
+                    let _ = writeln!(s, "| {} |", row.join(" | "));
+                }
+                s.push('\n');
+            }
+            Block::Figure(path, caption) => {
+                let _ = writeln!(s, "![{caption}]({path})\n");
+            }
+        }
+    }
+    s
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Escapes text and turns Markdown's `**bold**` and `` `code` `` into HTML.
+fn html_inline(text: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in html_escape(text).split("**").enumerate() {
+        if i % 2 == 1 {
+            let _ = write!(out, "<strong>{part}</strong>");
+        } else {
+            for (j, p) in part.split('`').enumerate() {
+                if j % 2 == 1 {
+                    let _ = write!(out, "<code>{p}</code>");
+                } else {
+                    out.push_str(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `report.html`: the same report, self-contained (figures embedded as data URIs).
+pub fn report_html(dir: &Path, run: &Run) -> Result<String> {
+    use base64::Engine as _;
+    let mut s = String::from(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Fashion-MNIST MLPs: report</title><style>\
+         body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}\
+         table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}\
+         td:first-child,th:first-child,td:nth-child(2){text-align:left}th{background:#f3f6fa}\
+         figure{margin:1.5em 0}img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:.9em}\
+         code{background:#f3f3f3;padding:0 .2em}</style></head><body>\n",
+    );
+    for block in blocks(run) {
+        match block {
+            Block::Heading(level, text) => {
+                let _ = writeln!(s, "<h{level}>{}</h{level}>", html_inline(&text));
+            }
+            Block::Para(text) => {
+                let _ = writeln!(s, "<p>{}</p>", html_inline(&text));
+            }
+            Block::Bullets(items) => {
+                s.push_str("<ul>\n");
+                for item in items {
+                    let _ = writeln!(s, "<li>{}</li>", html_inline(&item));
+                }
+                s.push_str("</ul>\n");
+            }
+            Block::Table(head, rows) => {
+                s.push_str("<table><tr>");
+                for h in head {
+                    let _ = write!(s, "<th>{}</th>", html_escape(h));
+                }
+                s.push_str("</tr>\n");
+                for row in rows {
+                    s.push_str("<tr>");
+                    for cell in row {
+                        let _ = write!(s, "<td>{}</td>", html_inline(&cell));
+                    }
+                    s.push_str("</tr>\n");
+                }
+                s.push_str("</table>\n");
+            }
+            Block::Figure(path, caption) => {
+                let file = dir.join(&path);
+                let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+                let _ = writeln!(
+                    s,
+                    "<figure><img alt=\"{0}\" src=\"data:image/png;base64,{data}\"><figcaption>{0}</figcaption></figure>",
+                    html_escape(&caption)
+                );
+            }
+        }
+    }
+    s.push_str("</body></html>\n");
+    Ok(s)
 }

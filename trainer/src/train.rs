@@ -10,7 +10,7 @@ use crate::data::{PIXELS, Split};
 use crate::model::{DropoutSeed, Mlp, ModelKind, Workspace, batch_loss_correct};
 
 /// Hyperparameters of one run. [`Recipe::seed`] is the study's.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Recipe {
     /// Which model.
     pub kind: ModelKind,
@@ -33,7 +33,7 @@ impl Recipe {
 }
 
 /// One row of the history, as Keras reports an epoch.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochRecord {
     /// 1-based epoch number.
     pub epoch: usize,

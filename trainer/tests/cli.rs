@@ -48,6 +48,9 @@ fn fit_writes_every_output_on_the_real_dataset() {
         assert!(m["test_loss"].as_f64().unwrap() > 0.0 && m["train_seconds"].as_f64().unwrap() > 0.0);
     }
     assert!(std::fs::read_to_string(out.path().join("summary.md")).unwrap().contains("| relu |"));
+    for figure in ["samples.png", "val_accuracy.png", "report.html", "relu/curves.png", "sigmoid/confusion.png"] {
+        assert!(out.path().join(figure).is_file(), "{figure} missing");
+    }
     for name in ["relu", "sigmoid"] {
         let dir = out.path().join(name);
         let history = std::fs::read_to_string(dir.join("history.csv")).unwrap();
