@@ -141,8 +141,8 @@ fn panel<DB: DrawingBackend>(
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(err)?;
-    let series: [(&str, RGBColor, &dyn Fn(&EpochRecord) -> f64); 2] =
-        [("train", PALETTE[0], &train), ("validation", PALETTE[1], &val)];
+    type Metric<'f> = &'f dyn Fn(&EpochRecord) -> f64;
+    let series: [(&str, RGBColor, Metric<'_>); 2] = [("train", PALETTE[0], &train), ("validation", PALETTE[1], &val)];
     for (name, color, f) in series {
         let points: Vec<(f64, f64)> = history.iter().map(|r| (r.epoch as f64, f(r))).collect();
         chart
