@@ -47,4 +47,4 @@ pub const MACS: usize = INPUT * HIDDEN1 + HIDDEN1 * HIDDEN2 + HIDDEN2 * OUTPUT;
 
 const _: () = assert!(PARAMS == 535_818);
 const _: () = assert!(MACS == 535_040);
-const _: () = assert!(INPUT % GROUP == 0 && HIDDEN1 % GROUP == 0 && HIDDEN2 % GROUP == 0);
+const _: () = assert!(INPUT.is_multiple_of(GROUP) && HIDDEN1.is_multiple_of(GROUP) && HIDDEN2.is_multiple_of(GROUP));

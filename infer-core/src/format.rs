@@ -237,19 +237,19 @@ pub fn read(bytes: &[u8]) -> Result<ModelFile<'_>, Error> {
     }
     // The version comes straight after the magic; read it before the checksum so that a
     // file from another version says so rather than "corrupt".
-    if let Ok((version, _)) = postcard::take_from_bytes::<u16>(&bytes[MAGIC.len()..]) {
-        if version != FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion { found: version });
-        }
+    if let Ok((version, _)) = postcard::take_from_bytes::<u16>(&bytes[MAGIC.len()..])
+        && version != FORMAT_VERSION
+    {
+        return Err(Error::UnsupportedVersion { found: version });
     }
     // The header says how long the file is: a cut-short file is found without reading
     // (and checksumming) the rest.
-    if let Ok((_, rest)) = postcard::take_from_bytes::<Header>(bytes) {
-        if let Ok((len, after)) = postcard::take_from_bytes::<u32>(rest) {
-            let expected = (bytes.len() - after.len()).saturating_add(len as usize).saturating_add(4);
-            if bytes.len() < expected {
-                return Err(Error::Truncated);
-            }
+    if let Ok((_, rest)) = postcard::take_from_bytes::<Header>(bytes)
+        && let Ok((len, after)) = postcard::take_from_bytes::<u32>(rest)
+    {
+        let expected = (bytes.len() - after.len()).saturating_add(len as usize).saturating_add(4);
+        if bytes.len() < expected {
+            return Err(Error::Truncated);
         }
     }
     let (body, tail) = bytes.split_at(bytes.len() - 4);
