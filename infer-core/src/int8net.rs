@@ -126,16 +126,6 @@ pub fn requantize(acc: i32, bias: i32, mult: i32, r: u32, s: u32) -> i32 {
     (t * mult + ((1 << s) >> 1)) >> s
 }
 
-/// The requantized hidden-layer value `v` as an 8-bit activation.
-#[inline(always)]
-fn activate(output: Output<'_>, v: i32) -> u8 {
-    match output {
-        Output::Relu => v.clamp(0, 255) as u8,
-        Output::Sigmoid { zero_point, table } => table[((v + zero_point).clamp(-128, 127) + 128) as usize],
-        Output::Scores => 0,
-    }
-}
-
 /// An int8 model whose weights stay in the borrowed bytes (flash on a microcontroller).
 #[derive(Debug, Clone, Copy)]
 pub struct Int8Model<'a> {
@@ -261,8 +251,31 @@ pub fn argmax_i32(scores: &[i32]) -> usize {
 #[inline(always)]
 fn emit(layer: &Layer<'_>, j: usize, v: i32, act: &mut [u8], scores: &mut [i32]) {
     match layer.output {
+        Output::Relu => act[j] = v.clamp(0, 255) as u8,
+        Output::Sigmoid { zero_point, table } => act[j] = table[((v + zero_point).clamp(-128, 127) + 128) as usize],
         Output::Scores => scores[j] = v,
-        output => act[j] = activate(output, v),
+    }
+}
+
+/// Every output of `layer`, one at a time: the dot product over the groups of four inputs
+/// listed in `groups` (in order), requantized and emitted.
+fn dense_scalar(
+    layer: &Layer<'_>,
+    x: &[u8],
+    groups: impl Iterator<Item = usize> + Clone,
+    act: &mut [u8],
+    scores: &mut [i32],
+) {
+    for j in 0..layer.outputs {
+        let mut acc = 0i32;
+        for g in groups.clone() {
+            let w = &layer.weights[layer.offset(g, j)..][..GROUP];
+            for (&xi, &wi) in x[g * GROUP..][..GROUP].iter().zip(w) {
+                acc += xi as i32 * wi as i8 as i32;
+            }
+        }
+        let v = requantize(acc, layer.bias(j), layer.mult(j), layer.r, layer.s);
+        emit(layer, j, v, act, scores);
     }
 }
 
@@ -271,18 +284,7 @@ mod scalar {
     use super::*;
 
     pub(super) fn dense(layer: &Layer<'_>, x: &[u8], act: &mut [u8], scores: &mut [i32]) {
-        let n = layer.outputs;
-        for j in 0..n {
-            let mut acc = 0i32;
-            for (g, xs) in x[..layer.inputs].chunks_exact(GROUP).enumerate() {
-                let w = &layer.weights[layer.offset(g, j)..][..GROUP];
-                for (&xi, &wi) in xs.iter().zip(w) {
-                    acc += xi as i32 * wi as i8 as i32;
-                }
-            }
-            let v = requantize(acc, layer.bias(j), layer.mult(j), layer.r, layer.s);
-            emit(layer, j, v, act, scores);
-        }
+        dense_scalar(layer, x, 0..layer.inputs / GROUP, act, scores);
     }
 }
 
@@ -310,19 +312,7 @@ mod kernel {
         scores: &mut [i32],
     ) {
         nonzero_groups(&x[..layer.inputs], groups);
-        let n = layer.outputs;
-        for j in 0..n {
-            let mut acc = 0i32;
-            for &g in groups.iter() {
-                let g = g as usize;
-                let w = &layer.weights[layer.offset(g, j)..][..GROUP];
-                for (&xi, &wi) in x[g * GROUP..][..GROUP].iter().zip(w) {
-                    acc += xi as i32 * wi as i8 as i32;
-                }
-            }
-            let v = requantize(acc, layer.bias(j), layer.mult(j), layer.r, layer.s);
-            emit(layer, j, v, act, scores);
-        }
+        dense_scalar(layer, x, groups.iter().map(|&g| g as usize), act, scores);
     }
 }
 

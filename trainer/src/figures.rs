@@ -8,6 +8,7 @@ use std::sync::Once;
 
 use anyhow::{Context, Result, anyhow};
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -108,6 +109,32 @@ pub fn samples(path: &Path, pixels: &[u8], labels: &[u8]) -> Result<()> {
     })
 }
 
+/// The y axis for `values`: their range with 8% margins (0..1 when there are none).
+fn y_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+    let pad = ((hi - lo) * 0.08).max(1e-3);
+    (lo - pad)..(hi + pad)
+}
+
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// One series: a line with a marker at each epoch, and its legend entry.
+fn line<DB: DrawingBackend>(
+    chart: &mut Chart<'_, DB>,
+    points: Vec<(f64, f64)>,
+    color: RGBColor,
+    name: &str,
+) -> Result<()> {
+    chart
+        .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+        .map_err(err)?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(err)?;
+    Ok(())
+}
+
 /// One panel of [`curves`]: a train and a validation series against epoch.
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -119,16 +146,13 @@ fn panel<DB: DrawingBackend>(
     legend: SeriesLabelPosition,
 ) -> Result<()> {
     let epochs = history.len().max(1) as f64;
-    let values = history.iter().flat_map(|r| [train(r), val(r)]);
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
-    let pad = ((hi - lo) * 0.08).max(1e-3);
+    let y = y_range(history.iter().flat_map(|r| [train(r), val(r)]));
     let mut chart = ChartBuilder::on(area)
         .caption(title, (FONT, 22))
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(65)
-        .build_cartesian_2d(0.5..epochs + 0.5, (lo - pad)..(hi + pad))
+        .build_cartesian_2d(0.5..epochs + 0.5, y)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -144,13 +168,7 @@ fn panel<DB: DrawingBackend>(
     type Metric<'f> = &'f dyn Fn(&EpochRecord) -> f64;
     let series: [(&str, RGBColor, Metric<'_>); 2] = [("train", PALETTE[0], &train), ("validation", PALETTE[1], &val)];
     for (name, color, f) in series {
-        let points: Vec<(f64, f64)> = history.iter().map(|r| (r.epoch as f64, f(r))).collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(err)?;
+        line(&mut chart, history.iter().map(|r| (r.epoch as f64, f(r))).collect(), color, name)?;
     }
     chart
         .configure_series_labels()
@@ -192,16 +210,13 @@ fn draw_val_accuracy<DB: DrawingBackend>(
     models: &[(&str, &[EpochRecord])],
 ) -> Result<()> {
     let epochs = models.iter().map(|(_, h)| h.len()).max().unwrap_or(1).max(1) as f64;
-    let values = models.iter().flat_map(|(_, h)| h.iter().map(|r| r.val_accuracy));
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
-    let pad = ((hi - lo) * 0.08).max(1e-3);
+    let y = y_range(models.iter().flat_map(|(_, h)| h.iter().map(|r| r.val_accuracy)));
     let mut chart = ChartBuilder::on(root)
         .caption("Validation accuracy of all models", (FONT, 26))
         .margin(16)
         .x_label_area_size(50)
         .y_label_area_size(70)
-        .build_cartesian_2d(0.5..epochs + 0.5, (lo - pad)..(hi + pad))
+        .build_cartesian_2d(0.5..epochs + 0.5, y)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -217,13 +232,7 @@ fn draw_val_accuracy<DB: DrawingBackend>(
         .map_err(err)?;
     for (i, (name, history)) in models.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
-        let points: Vec<(f64, f64)> = history.iter().map(|r| (r.epoch as f64, r.val_accuracy)).collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(err)?;
+        line(&mut chart, history.iter().map(|r| (r.epoch as f64, r.val_accuracy)).collect(), color, name)?;
     }
     chart
         .configure_series_labels()

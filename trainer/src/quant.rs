@@ -68,7 +68,8 @@ struct Ranges {
 
 fn calibrate(model: &Mlp, images: &[f32]) -> Ranges {
     let rows = images.len() / INPUT;
-    let mut x = images.to_vec();
+    // The first layer reads the images in place; later ones the previous layer's output.
+    let mut x = std::borrow::Cow::Borrowed(images);
     let mut r = Ranges { max_act: [0.0; 2], z: (f64::INFINITY, f64::NEG_INFINITY), max_logit: 0.0 };
     for (l, layer) in model.layers.iter().enumerate() {
         let mut z = vec![0.0f32; rows * layer.outputs];
@@ -93,7 +94,7 @@ fn calibrate(model: &Mlp, images: &[f32]) -> Ranges {
             };
         }
         r.max_act[l] = z.iter().fold(0.0, |m, &v| m.max(f64::from(v)));
-        x = z;
+        x = std::borrow::Cow::Owned(z);
     }
     r
 }
