@@ -1,0 +1,135 @@
+//! `firmware-sim check`: infer-core on the host, the way firmware runs it, against the
+//! trainer's predictions.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use infer_core::int8net::INT8_SCRATCH_BYTES;
+use infer_core::{Int8Scratch, Model, Scratch, arch, f32net::SCRATCH_BYTES};
+use trainer::data::{self, CLASS_NAMES, PIXELS};
+
+/// What `check` was asked to do.
+pub struct Args {
+    pub model: PathBuf,
+    pub data: Option<PathBuf>,
+    pub predictions: Option<PathBuf>,
+    pub min_agreement: Option<f64>,
+    pub json: bool,
+}
+
+fn read_predictions(path: &Path) -> Result<Vec<u8>> {
+    let mut r = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    r.records()
+        .map(|rec| {
+            let rec = rec?;
+            rec.get(2).context("missing column `predicted`")?.parse::<u8>().context("bad class")
+        })
+        .collect::<Result<_>>()
+        .with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Runs the check; `Ok(false)` when agreement is below the threshold.
+pub fn run(args: Args) -> Result<bool> {
+    let Args { model, data, predictions, min_agreement, json } = args;
+    let blob = std::fs::read(&model).with_context(|| format!("reading {}", model.display()))?;
+    // Firmware holds the model as a static in flash: leak the bytes to get a 'static blob.
+    let blob: &'static [u8] = Box::leak(blob.into_boxed_slice());
+    let net = Model::from_bytes(blob).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+    let test = data::load(data.as_deref())?.test;
+    let (quant, default_preds, default_min, scratch_bytes) = match net {
+        Model::F32(_) => ("f32", "predictions.csv", 0.999, SCRATCH_BYTES),
+        Model::Int8(_) => ("int8", "predictions_int8.csv", 1.0, INT8_SCRATCH_BYTES),
+    };
+    let min_agreement = min_agreement.unwrap_or(default_min);
+
+    let pred_path = predictions.unwrap_or_else(|| model.with_file_name(default_preds));
+    let trainer_preds = if pred_path.is_file() { Some(read_predictions(&pred_path)?) } else { None };
+    if let Some(p) = &trainer_preds {
+        anyhow::ensure!(
+            p.len() == test.len(),
+            "{} has {} predictions, the test set {} images",
+            pred_path.display(),
+            p.len(),
+            test.len()
+        );
+    }
+
+    let mut outputs = vec![0u8; test.len()];
+    let started = Instant::now();
+    match net {
+        Model::F32(net) => {
+            let mut scratch = Scratch::new();
+            for (out, image) in outputs.iter_mut().zip(test.images.chunks_exact(PIXELS)) {
+                let image: &[f32; PIXELS] = image.try_into().expect("784 pixels");
+                *out = net.predict(image, &mut scratch).0 as u8;
+            }
+        }
+        Model::Int8(net) => {
+            let mut scratch = Int8Scratch::new();
+            for (out, image) in outputs.iter_mut().zip(test.pixels.chunks_exact(PIXELS)) {
+                let image: &[u8; PIXELS] = image.try_into().expect("784 pixels");
+                *out = net.predict(image, &mut scratch).0 as u8;
+            }
+        }
+    }
+    let latency_us = started.elapsed().as_secs_f64() * 1e6 / test.len().max(1) as f64;
+
+    let correct = outputs.iter().zip(&test.labels).filter(|(p, t)| p == t).count();
+    let accuracy = correct as f64 / test.len() as f64;
+    let mut per_class = [(0usize, 0usize); 10];
+    for (&p, &t) in outputs.iter().zip(&test.labels) {
+        per_class[t as usize].1 += 1;
+        per_class[t as usize].0 += usize::from(p == t);
+    }
+    let differing: Vec<usize> = match &trainer_preds {
+        Some(tp) => (0..test.len()).filter(|&i| tp[i] != outputs[i]).collect(),
+        None => Vec::new(),
+    };
+    let agreement = 1.0 - differing.len() as f64 / test.len() as f64;
+    let ok = trainer_preds.is_none() || agreement >= min_agreement;
+
+    if json {
+        let obj = serde_json::json!({
+            "model": model.display().to_string(),
+            "images": test.len(),
+            "accuracy": accuracy,
+            "disagreements": trainer_preds.as_ref().map(|_| differing.len()),
+            "first_disagreements": differing.iter().take(10).collect::<Vec<_>>(),
+            "per_class_accuracy": per_class.iter().map(|(c, n)| *c as f64 / (*n).max(1) as f64).collect::<Vec<_>>(),
+            "quantization": quant,
+            "agreement": trainer_preds.as_ref().map(|_| agreement),
+            "min_agreement": min_agreement,
+            "model_bytes": blob.len(),
+            "scratch_bytes": scratch_bytes,
+            "latency_us": latency_us,
+            "macs_per_image": arch::MACS,
+        });
+        println!("{}", serde_json::to_string_pretty(&obj)?);
+    } else {
+        println!("model          {} ({:?}, {quant})", model.display(), net.activation());
+        println!("images         {}", test.len());
+        println!("accuracy       {:.2}%", 100.0 * accuracy);
+        match &trainer_preds {
+            Some(_) => println!(
+                "agreement      {:.2}% with {} ({} differ{}{:?})",
+                100.0 * agreement,
+                pred_path.display(),
+                differing.len(),
+                if differing.is_empty() { "" } else { ", first: " },
+                &differing[..differing.len().min(5)]
+            ),
+            None => println!("agreement      not checked: no {}", pred_path.display()),
+        }
+        println!("flash (model)  {} bytes", blob.len());
+        println!("RAM (scratch)  {scratch_bytes} bytes");
+        println!("latency        {latency_us:.2} us per image (host, 1 thread)");
+        for (name, (c, n)) in CLASS_NAMES.iter().zip(per_class) {
+            println!("  {name:12} {:6.2}%", 100.0 * c as f64 / n.max(1) as f64);
+        }
+        if !ok {
+            eprintln!("agreement {:.4} is below --min-agreement {min_agreement}", agreement);
+        }
+    }
+    Ok(ok)
+}

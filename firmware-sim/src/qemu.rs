@@ -1,0 +1,401 @@
+//! `firmware-sim qemu`: builds `tools/firmware-m4` with a model embedded, runs it on QEMU's
+//! emulated Cortex-M4F board (Arm MPS2 AN386), and compares every prediction and score with
+//! infer-core's on the host.
+//!
+//! The firmware protocol (files in QEMU's working directory, through semihosting) is
+//! described in `tools/firmware-m4/src/main.rs`.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use infer_core::{Int8Model, Int8Scratch, arch};
+use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SectionKind};
+use trainer::data::{self, PIXELS};
+
+/// The board's RAM as QEMU's `mps2-an386` maps it (flash is at 0).
+const RAM: std::ops::Range<u64> = 0x2000_0000..0x2040_0000;
+/// Bytes per image record in `results.bin`.
+const RECORD: usize = 48;
+/// The firmware's name for the embedded model (its ELF symbol).
+const MODEL_SYMBOL: &str = "FIRMWARE_MODEL";
+/// Which Debian packages provide the toolchain.
+const INSTALL: &str = "apt-get install -y rustc-web rust-web-src gcc-arm-none-eabi qemu-system-arm";
+/// Environment a parent cargo may have set that would change how the firmware is built.
+const CARGO_ENV_TO_CLEAR: [&str; 8] = [
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "CARGO_BUILD_TARGET",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET_DIR",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+];
+
+/// What `qemu` was asked to do.
+pub struct Args {
+    pub model: PathBuf,
+    pub count: Option<usize>,
+    pub data: Option<PathBuf>,
+    pub firmware_dir: PathBuf,
+    pub timeout: u64,
+    pub json: bool,
+}
+
+/// The programs the firmware needs.
+struct Toolchain {
+    rustc: PathBuf,
+    cargo: OsString,
+    qemu: PathBuf,
+}
+
+fn find_in_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
+}
+
+/// Finds the toolchain, or says exactly what to install.
+fn toolchain() -> Result<Toolchain> {
+    let rustc = std::env::var_os("FIRMWARE_RUSTC").map_or_else(|| PathBuf::from("/usr/bin/rustc"), PathBuf::from);
+    let mut missing = Vec::new();
+    match Command::new(&rustc).args(["--print", "sysroot"]).output() {
+        Ok(out) if out.status.success() => {
+            let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            let core = sysroot.join("lib/rustlib/src/rust/library/core");
+            if !core.is_dir() {
+                missing.push(format!("the Rust standard library source ({} is missing: rust-web-src)", core.display()));
+            }
+        }
+        _ => missing.push(format!(
+            "a rustc that can build `core` for thumbv7em-none-eabihf at {} (rustc-web)",
+            rustc.display()
+        )),
+    }
+    if find_in_path("arm-none-eabi-gcc").is_none() {
+        missing.push("the linker arm-none-eabi-gcc (gcc-arm-none-eabi)".into());
+    }
+    let qemu = find_in_path("qemu-system-arm");
+    if qemu.is_none() {
+        missing.push("the emulator qemu-system-arm (qemu-system-arm)".into());
+    }
+    if !missing.is_empty() {
+        bail!(
+            "the Cortex-M4 toolchain is not installed; missing:\n  - {}\ninstall it on Debian with\n  {INSTALL}\n\
+             (elsewhere: FIRMWARE_RUSTC=path/to/a nightly rustc with the rust-src component, plus \
+             arm-none-eabi-gcc and qemu-system-arm on PATH)",
+            missing.join("\n  - ")
+        );
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    Ok(Toolchain { rustc, cargo, qemu: qemu.expect("checked above") })
+}
+
+/// Builds the firmware with `model` embedded; returns the ELF.
+fn build(tc: &Toolchain, firmware_dir: &Path, model: &Path) -> Result<PathBuf> {
+    ensure!(
+        firmware_dir.join("Cargo.toml").is_file(),
+        "{} is not the firmware crate (no Cargo.toml); pass --firmware-dir tools/firmware-m4",
+        firmware_dir.display()
+    );
+    let target_dir = firmware_dir.join("target");
+    let mut cmd = Command::new(&tc.cargo);
+    cmd.current_dir(firmware_dir)
+        .args(["build", "--release", "--locked"])
+        .env("RUSTC", &tc.rustc)
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("FIRMWARE_MODEL", model)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .stdout(Stdio::null());
+    for var in CARGO_ENV_TO_CLEAR {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().with_context(|| format!("running {}", tc.cargo.to_string_lossy()))?;
+    ensure!(status.success(), "building the firmware in {} failed ({status})", firmware_dir.display());
+    Ok(target_dir.join("thumbv7em-none-eabihf/release/firmware-m4"))
+}
+
+/// Flash and RAM of the firmware image, read from its ELF sections and symbols.
+#[derive(Debug)]
+struct ElfSizes {
+    /// Allocated sections with contents (code, constants, the initial image of `.data`).
+    flash: u64,
+    /// The embedded model file.
+    weights: u64,
+    /// `.data`, `.bss` and the like: the statics in RAM.
+    static_ram: u64,
+    /// `SMLAD` instructions in the code (32-bit Thumb-2 encodings).
+    smlad: usize,
+    /// The embedded model file's bytes.
+    model: Vec<u8>,
+}
+
+fn elf_sizes(elf: &Path) -> Result<ElfSizes> {
+    let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
+    let file = object::File::parse(&*bytes).with_context(|| format!("parsing {}", elf.display()))?;
+    let (mut flash, mut static_ram, mut smlad) = (0, 0, 0);
+    for section in file.sections() {
+        let SectionFlags::Elf { sh_flags } = section.flags() else { continue };
+        if sh_flags & u64::from(object::elf::SHF_ALLOC) == 0 {
+            continue;
+        }
+        if RAM.contains(&section.address()) {
+            static_ram += section.size();
+        }
+        if section.kind() != SectionKind::UninitializedData {
+            flash += section.size();
+        }
+        if section.kind() == SectionKind::Text {
+            smlad += count_smlad(section.data()?);
+        }
+    }
+    let symbol = file
+        .symbols()
+        .find(|s| s.name() == Ok(MODEL_SYMBOL))
+        .with_context(|| format!("{} has no symbol {MODEL_SYMBOL}", elf.display()))?;
+    let section = file.section_by_index(symbol.section_index().context("the model symbol has no section")?)?;
+    let at = (symbol.address() - section.address()) as usize;
+    let model =
+        section.data()?.get(at..at + symbol.size() as usize).context("the model symbol is out of its section")?;
+    Ok(ElfSizes { flash, weights: symbol.size(), static_ram, smlad, model: model.to_vec() })
+}
+
+/// Counts `SMLAD Rd, Rn, Rm, Ra` (T1 encoding `FB2n aadm` with bits 7:4 zero, `Ra` not PC,
+/// which would be `SMUAD`) at halfword positions of Thumb code.
+fn count_smlad(code: &[u8]) -> usize {
+    let halves: Vec<u16> = code.chunks_exact(2).map(|h| u16::from_le_bytes([h[0], h[1]])).collect();
+    halves.windows(2).filter(|w| w[0] & 0xfff0 == 0xfb20 && w[1] & 0x00f0 == 0 && w[1] >> 12 != 0xf).count()
+}
+
+/// What the firmware printed at the end.
+struct Trailer {
+    images: usize,
+    calibration_instructions: u64,
+    calibration_ticks: u64,
+    stack_bytes: u64,
+}
+
+fn parse_trailer(stdout: &str) -> Result<Trailer> {
+    if let Some(line) = stdout.lines().find(|l| l.starts_with("firmware-m4 error:") || l.contains("panicked")) {
+        bail!("the firmware failed: {line}");
+    }
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("firmware-m4 images="))
+        .with_context(|| format!("the firmware printed no summary line; its output was:\n{stdout}"))?;
+    let fields: HashMap<&str, u64> = line["firmware-m4 ".len()..]
+        .split(' ')
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
+        .collect();
+    let get = |k: &str| fields.get(k).copied().with_context(|| format!("no `{k}` in the firmware's line: {line}"));
+    Ok(Trailer {
+        images: get("images")? as usize,
+        calibration_instructions: get("calibration_instructions")?,
+        calibration_ticks: get("calibration_ticks")?,
+        stack_bytes: get("stack_bytes")?,
+    })
+}
+
+/// Runs the ELF on QEMU with `images` in its working directory; returns what it printed
+/// and `results.bin`.
+fn run_qemu(tc: &Toolchain, elf: &Path, images: &[u8], timeout: Duration) -> Result<(String, Vec<u8>)> {
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    std::fs::write(dir.path().join("images.u8"), images).context("writing images.u8")?;
+    let out = std::fs::File::create(dir.path().join("stdout.txt"))?;
+    let err = std::fs::File::create(dir.path().join("stderr.txt"))?;
+    let mut child = Command::new(&tc.qemu)
+        .current_dir(dir.path())
+        .args(["-machine", "mps2-an386", "-cpu", "cortex-m4", "-nographic", "-monitor", "none"])
+        .args(["-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel"])
+        .arg(elf)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("starting {}", tc.qemu.display()))?;
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("QEMU ran for more than {} s; the firmware hung (see --timeout)", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = std::fs::read_to_string(dir.path().join("stdout.txt")).unwrap_or_default();
+    let stderr = std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
+    if !status.success() {
+        bail!("QEMU exited with {status}\nfirmware output:\n{stdout}{stderr}");
+    }
+    let results = std::fs::read(dir.path().join("results.bin")).context("the firmware wrote no results.bin")?;
+    Ok((stdout, results))
+}
+
+/// Builds, runs and compares; `Ok(false)` when any prediction or score differs from the host.
+pub fn run(args: Args) -> Result<bool> {
+    let Args { model, count, data, firmware_dir, timeout, json } = args;
+    let model = std::fs::canonicalize(&model).with_context(|| format!("reading {}", model.display()))?;
+    let blob = std::fs::read(&model).with_context(|| format!("reading {}", model.display()))?;
+    let net = Int8Model::from_bytes(&blob).map_err(|e| match e {
+        infer_core::format::Error::WrongQuantization => anyhow::anyhow!(
+            "{} is an f32 model; the firmware runs int8 models (`trainer export MODEL --quant int8`)",
+            model.display()
+        ),
+        e => anyhow::anyhow!("{}: {e}", model.display()),
+    })?;
+    let test = data::load(data.as_deref())?.test;
+    let count = count.unwrap_or(test.len()).min(test.len());
+    ensure!(count > 0, "--count must be at least 1");
+    let images = &test.pixels[..count * PIXELS];
+
+    let tc = toolchain()?;
+    let firmware_dir = std::fs::canonicalize(&firmware_dir)
+        .with_context(|| format!("the firmware crate {} (see --firmware-dir)", firmware_dir.display()))?;
+    let started = Instant::now();
+    let built = build(&tc, &firmware_dir, &model)?;
+    let build_seconds = started.elapsed().as_secs_f64();
+    // A private copy: another build may replace the ELF in the target folder at any time,
+    // and the copy's embedded model is checked to be this one.
+    let work = tempfile::tempdir().context("creating a temporary directory")?;
+    let elf = {
+        let copy = work.path().join("firmware-m4.elf");
+        std::fs::copy(&built, &copy).with_context(|| format!("copying {}", built.display()))?;
+        copy
+    };
+    let sizes = elf_sizes(&elf)?;
+    ensure!(
+        sizes.model == blob,
+        "the firmware ELF does not embed {} (another build replaced it meanwhile?); run again",
+        model.display()
+    );
+
+    let started = Instant::now();
+    let (stdout, results) = run_qemu(&tc, &elf, images, Duration::from_secs(timeout))?;
+    let qemu_seconds = started.elapsed().as_secs_f64();
+    let trailer = parse_trailer(&stdout)?;
+    ensure!(
+        trailer.images == count && results.len() == count * RECORD,
+        "the firmware classified {} images and wrote {} bytes, expected {count} and {}",
+        trailer.images,
+        results.len(),
+        count * RECORD
+    );
+    ensure!(trailer.calibration_ticks > 0, "SysTick did not count (is QEMU run with -icount?)");
+    let per_tick = trailer.calibration_instructions as f64 / trailer.calibration_ticks as f64;
+
+    let mut scratch = Int8Scratch::new();
+    let (mut correct, mut differing, mut score_mismatches) = (0, Vec::new(), 0);
+    let mut ticks = Vec::with_capacity(count);
+    for (i, (image, record)) in images.chunks_exact(PIXELS).zip(results.chunks_exact(RECORD)).enumerate() {
+        let (class, scores) = net.predict(image.try_into().expect("784 pixels"), &mut scratch);
+        let fw_class = record[0] as usize;
+        let fw_scores: Vec<i32> =
+            record[4..44].chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap())).collect();
+        ticks.push(u32::from_le_bytes(record[44..48].try_into().unwrap()) as f64);
+        correct += usize::from(fw_class == test.labels[i] as usize);
+        if fw_class != class {
+            differing.push(i);
+        }
+        score_mismatches += usize::from(fw_scores != scores);
+    }
+    let accuracy = correct as f64 / count as f64;
+    let mean_ticks = ticks.iter().sum::<f64>() / count as f64;
+    let min_ticks = ticks.iter().copied().fold(f64::INFINITY, f64::min);
+    let max_ticks = ticks.iter().copied().fold(0.0, f64::max);
+    let instructions = mean_ticks * per_tick;
+    let code_bytes = sizes.flash - sizes.weights;
+    let ram_bytes = sizes.static_ram + trailer.stack_bytes;
+    let ok = differing.is_empty() && score_mismatches == 0;
+
+    if json {
+        let obj = serde_json::json!({
+            "model": model.display().to_string(),
+            "activation": format!("{:?}", net.activation()).to_lowercase(),
+            "images": count,
+            "accuracy": accuracy,
+            "disagreements": differing.len(),
+            "first_disagreements": differing.iter().take(10).collect::<Vec<_>>(),
+            "score_mismatches": score_mismatches,
+            "code_bytes": code_bytes,
+            "weights_bytes": sizes.weights,
+            "flash_bytes": sizes.flash,
+            "static_ram_bytes": sizes.static_ram,
+            "stack_bytes": trailer.stack_bytes,
+            "ram_bytes": ram_bytes,
+            "instructions_per_inference": instructions.round(),
+            "instructions_min": (min_ticks * per_tick).round(),
+            "instructions_max": (max_ticks * per_tick).round(),
+            "instructions_per_tick": per_tick,
+            "macs_per_inference": arch::MACS,
+            "smlad_in_code": sizes.smlad,
+            "build_seconds": build_seconds,
+            "qemu_seconds": qemu_seconds,
+            "elf": built.display().to_string(),
+        });
+        println!("{}", serde_json::to_string_pretty(&obj)?);
+    } else {
+        println!("model          {} ({:?}, int8)", model.display(), net.activation());
+        println!("board          QEMU mps2-an386 (Cortex-M4F), firmware {}", built.display());
+        println!("images         {count} in {qemu_seconds:.1} s of QEMU (build {build_seconds:.1} s)");
+        println!("accuracy       {:.2}%", 100.0 * accuracy);
+        println!(
+            "agreement      {} of {count} predictions differ from infer-core on the host{}; {score_mismatches} score vectors differ",
+            differing.len(),
+            if differing.is_empty() {
+                String::new()
+            } else {
+                format!(" (first: {:?})", &differing[..differing.len().min(5)])
+            }
+        );
+        println!("flash          {} bytes of code and constants + {} bytes of model", code_bytes, sizes.weights);
+        println!(
+            "RAM            {ram_bytes} bytes: {} static + {} stack high-water",
+            sizes.static_ram, trailer.stack_bytes
+        );
+        println!(
+            "instructions   {:.0} per inference (min {:.0}, max {:.0}); {:.2} per multiply-accumulate of the dense layers ({}); {} SMLAD in the code",
+            instructions,
+            min_ticks * per_tick,
+            max_ticks * per_tick,
+            instructions / arch::MACS as f64,
+            arch::MACS,
+            sizes.smlad
+        );
+        if !ok {
+            eprintln!("the firmware's predictions differ from the host's");
+        }
+    }
+    Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_smlad_encodings_only() {
+        // smlad r0, r1, r2, r3 = fb21 3002; smuad r0, r1, r2 = fb21 f002; smladx = fb21 3012.
+        let code = [0xfb21u16, 0x3002, 0xfb21, 0xf002, 0xfb21, 0x3012, 0xbf00];
+        let bytes: Vec<u8> = code.iter().flat_map(|h| h.to_le_bytes()).collect();
+        assert_eq!(count_smlad(&bytes), 1);
+    }
+
+    #[test]
+    fn trailer_fields_and_errors() {
+        let t = parse_trailer(
+            "hello\nfirmware-m4 images=3 calibration_instructions=2000000 calibration_ticks=50000 stack_bytes=5000\n",
+        )
+        .unwrap();
+        assert_eq!((t.images, t.calibration_ticks, t.stack_bytes), (3, 50_000, 5000));
+        let e = parse_trailer("firmware-m4 error: short read from images.u8\n").err().unwrap();
+        assert!(e.to_string().contains("short read"));
+        assert!(parse_trailer("firmware-m4 images=3 stack_bytes=1\n").is_err());
+    }
+}

@@ -1,0 +1,75 @@
+//! `firmware-sim qemu`: the Cortex-M4F firmware on QEMU predicts, bit for bit, what
+//! infer-core predicts on the host, within the flash and RAM budgets.
+//!
+//! Needs the Cortex-M4 toolchain (`apt-get install -y rustc-web rust-web-src
+//! gcc-arm-none-eabi qemu-system-arm`, which `.ci/run` does) and the real dataset; without
+//! them these tests fail and say what to install.
+
+use std::path::Path;
+use std::process::Command;
+
+use infer_core::Activation;
+use rand::SeedableRng;
+
+fn sim() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_firmware-sim"))
+}
+
+/// An int8 export of an untrained model: its scores exercise every kernel path as well as
+/// a trained one's do, and it takes a second instead of a training run.
+fn int8_model(dir: &Path, activation: Activation, seed: u64) -> std::path::PathBuf {
+    let ds = trainer::data::load(None).expect("the real dataset (apt-get install dataset-fashion-mnist)");
+    let model = trainer::model::Mlp::new(activation, &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    let export = trainer::quant::export_int8(&model, &ds.train, &ds.test).unwrap();
+    trainer::report::write_int8(dir, "m", &export, &ds.test.labels).unwrap();
+    dir.join("m.int8.fmlp")
+}
+
+fn run_json(model: &Path, count: usize) -> serde_json::Value {
+    let run = sim().args(["qemu", "--json", "--count", &count.to_string(), "--model"]).arg(model).output().unwrap();
+    assert!(run.status.success(), "firmware-sim qemu failed:\n{}", String::from_utf8_lossy(&run.stderr));
+    serde_json::from_slice(&run.stdout).unwrap()
+}
+
+#[test]
+fn firmware_matches_the_host_bit_for_bit_within_budgets() {
+    let dir = tempfile::tempdir().unwrap();
+    for (activation, seed) in [(Activation::Relu, 3), (Activation::Sigmoid, 4)] {
+        let sub = dir.path().join(format!("{activation:?}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        let model = int8_model(&sub, activation, seed);
+        let report = run_json(&model, 120);
+        assert_eq!(report["images"], 120, "{report}");
+        assert_eq!(report["disagreements"], 0, "{report}");
+        assert_eq!(report["score_mismatches"], 0, "{report}");
+        assert_eq!(report["weights_bytes"], std::fs::metadata(&model).unwrap().len(), "{report}");
+        assert!(report["code_bytes"].as_u64().unwrap() < 16 * 1024, "{report}");
+        assert!(report["ram_bytes"].as_u64().unwrap() < 8 * 1024, "{report}");
+        // The stack holds at least the scratch buffers and one image.
+        assert!(report["stack_bytes"].as_u64().unwrap() > (infer_core::int8net::INT8_SCRATCH_BYTES + 784) as u64);
+        assert!(report["smlad_in_code"].as_u64().unwrap() >= 8, "{report}");
+        // A pass reads at least the last two layers' weights: far more than 100k instructions.
+        let instructions = report["instructions_per_inference"].as_f64().unwrap();
+        assert!(instructions > 100_000.0 && instructions < 2_000_000.0, "{report}");
+    }
+}
+
+#[test]
+fn f32_and_corrupt_models_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = trainer::model::Mlp::new(Activation::Relu, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+    let f32_path = dir.path().join("m.f32.fmlp");
+    trainer::format::save_f32(&model, &f32_path).unwrap();
+    let run = sim().args(["qemu", "--count", "1", "--model"]).arg(&f32_path).output().unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("int8"), "{}", String::from_utf8_lossy(&run.stderr));
+
+    let int8 = int8_model(dir.path(), Activation::Relu, 2);
+    let mut bytes = std::fs::read(&int8).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(&int8, &bytes).unwrap();
+    let run = sim().args(["qemu", "--count", "1", "--model"]).arg(&int8).output().unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("corrupt"), "{}", String::from_utf8_lossy(&run.stderr));
+}
