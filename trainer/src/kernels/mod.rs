@@ -69,12 +69,19 @@ thread_local! {
     static PACKED_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Output rows one rayon task computes: enough tasks to balance two or more threads,
-/// each large enough to reuse a packed B panel across several micro-tiles.
+/// Output rows one rayon task computes.
+///
+/// Each task packs its rows of A once and sweeps every packed B panel over them, so a
+/// task should span several micro-tiles (a B panel is read from L3 once and then reused
+/// from L2) but not so many that its A block leaves L2. The count of tasks matters as much:
+/// the same number per thread (three), so that no thread is left with one task more than
+/// another (7 tasks of 72 rows on 2 threads cost 13% of the time).
 fn block_rows(m: usize) -> usize {
+    const TASKS_PER_THREAD: usize = 3;
+    const MAX_MICRO_TILES: usize = 12;
     let threads = rayon::current_num_threads().max(1);
-    let target = m.div_ceil(4 * threads).div_ceil(MR) * MR;
-    target.clamp(MR, 8 * MR)
+    let micro = m.div_ceil(MR);
+    micro.div_ceil(TASKS_PER_THREAD * threads).clamp(1, MAX_MICRO_TILES) * MR
 }
 
 /// `C (m x n, row-major) = A (m x k) · B (k x n)`, then the epilogue; SIMD and parallel.
@@ -143,18 +150,26 @@ pub fn gemm(m: usize, n: usize, k: usize, a: MatRef<'_>, b: MatRef<'_>, c: &mut 
 /// Packs columns `j0..j0+NR` of B (all k rows) as `k` groups of `NV` vectors, zero-padded.
 fn pack_b(b: MatRef<'_>, k: usize, n: usize, j0: usize, out: &mut [V]) {
     let cols = (n - j0).min(NR);
+    if b.cs == 1 && cols == NR {
+        // Row-major B, a full panel: NV vector copies per row (no per-row memcpy call).
+        for (p, dst) in out.chunks_exact_mut(NV).enumerate().take(k) {
+            let src = &b.data[p * b.rs + j0..][..NR];
+            for (v, d) in dst.iter_mut().enumerate() {
+                *d = load(&src[v * LANES..]);
+            }
+        }
+        return;
+    }
     let flat: &mut [f32] = bytemuck::cast_slice_mut(out);
+    if cols < NR {
+        flat[..k * NR].fill(0.0);
+    }
     if b.cs == 1 {
         for (p, dst) in flat.chunks_exact_mut(NR).enumerate().take(k) {
-            let src = &b.data[p * b.rs + j0..p * b.rs + j0 + cols];
-            dst[..cols].copy_from_slice(src);
-            dst[cols..].fill(0.0);
+            dst[..cols].copy_from_slice(&b.data[p * b.rs + j0..][..cols]);
         }
     } else {
         // Transposed B (rows contiguous along k): read each source column in order.
-        if cols < NR {
-            flat.fill(0.0);
-        }
         for j in 0..cols {
             let base = (j0 + j) * b.cs;
             for p in 0..k {
@@ -166,21 +181,30 @@ fn pack_b(b: MatRef<'_>, k: usize, n: usize, j0: usize, out: &mut [V]) {
 
 /// Packs rows `i0..i0+rows` of A (all k columns) as `k` groups of `MR` floats, zero-padded.
 fn pack_a(a: MatRef<'_>, k: usize, i0: usize, rows: usize, out: &mut [f32]) {
-    if rows < MR {
-        out[..k * MR].fill(0.0);
-    }
-    if a.rs == 1 {
-        // Transposed A: the MR values of one k step are contiguous.
-        for p in 0..k {
-            let src = &a.data[p * a.cs + i0..p * a.cs + i0 + rows];
-            out[p * MR..p * MR + rows].copy_from_slice(src);
+    let out = &mut out[..k * MR];
+    if rows == MR && a.rs == 1 {
+        // Transposed A, a full tile: the MR values of one k step are contiguous.
+        for (p, dst) in out.chunks_exact_mut(MR).enumerate() {
+            let src: &[f32; MR] = a.data[p * a.cs + i0..][..MR].try_into().unwrap();
+            dst.copy_from_slice(src);
         }
-    } else {
-        for r in 0..rows {
-            let row = &a.data[(i0 + r) * a.rs..];
-            for p in 0..k {
-                out[p * MR + r] = row[p * a.cs];
+        return;
+    }
+    if rows == MR {
+        // Row-major A, a full tile: one k step at a time, so that the writes are
+        // contiguous and the MR row streams are read in step.
+        let rows: [&[f32]; MR] = core::array::from_fn(|r| &a.data[(i0 + r) * a.rs..]);
+        for (p, dst) in out.chunks_exact_mut(MR).enumerate() {
+            for (d, row) in dst.iter_mut().zip(&rows) {
+                *d = row[p * a.cs];
             }
+        }
+        return;
+    }
+    out.fill(0.0);
+    for r in 0..rows {
+        for p in 0..k {
+            out[p * MR + r] = a.data[(i0 + r) * a.rs + p * a.cs];
         }
     }
 }
@@ -226,13 +250,18 @@ fn micro_kernel(
             }
         }
     } else {
-        for (r, acc_r) in acc.iter().enumerate().take(rows) {
+        // Constant indices only, so that `acc` stays in registers (indexing it with the
+        // run-time `rows` would put it in memory, zeroed by a memset per call).
+        let tile: [[f32; NR]; MR] = core::array::from_fn(|r| {
             let mut vals = [0.0f32; NR];
-            for (v, acc_v) in acc_r.iter().enumerate() {
-                vals[v * LANES..(v + 1) * LANES].copy_from_slice(&acc_v.to_array());
+            for v in 0..NV {
+                vals[v * LANES..(v + 1) * LANES].copy_from_slice(&acc[r][v].to_array());
             }
+            vals
+        });
+        for (r, vals) in tile.iter().enumerate().take(rows) {
             let row = &mut c[r * ldc..r * ldc + cols];
-            for (j, (dst, &val)) in row.iter_mut().zip(&vals).enumerate() {
+            for (j, (dst, &val)) in row.iter_mut().zip(vals).enumerate() {
                 *dst = match epilogue {
                     Epilogue::Store => val,
                     Epilogue::Accumulate => *dst + val,
