@@ -125,7 +125,8 @@ pub struct Workspace {
     /// Softmax output.
     pub probs: Vec<f32>,
     dz: [Vec<f32>; 3],
-    grads: [(Vec<f32>, Vec<f32>); 3],
+    /// Bias gradients (weight gradients are applied inside their product, never stored).
+    grad_b: [Vec<f32>; 3],
 }
 
 impl Workspace {
@@ -301,8 +302,13 @@ impl Mlp {
             Some((rate, seed, index)) => {
                 let (a, mask) = (&mut a[..rows * n], &mut mask[..rows * n]);
                 fill_mask(mask, n, rate, seed, index);
-                a.copy_from_slice(h);
-                zip_inplace(a, mask, |a, m| a * m, |a, m| a * m);
+                a.par_chunks_mut(8 * 1024).zip(h.par_chunks(8 * 1024)).zip(mask.par_chunks(8 * 1024)).for_each(
+                    |((a, h), m)| {
+                        for ((a, h), m) in a.iter_mut().zip(h.iter()).zip(m.iter()) {
+                            *a = h * m;
+                        }
+                    },
+                );
                 a
             }
             None => h,
@@ -324,29 +330,10 @@ impl Mlp {
         }
         let widths = [h1, h2];
         for l in (0..3).rev() {
-            let layer = &self.layers[l];
-            let (k, n) = (layer.inputs, layer.outputs);
-            let input: &[f32] = match l {
-                0 => x,
-                _ if dropout => &ws.a[l - 1][..rows * k],
-                _ => &ws.h[l - 1][..rows * k],
-            };
-            let (gw, gb) = &mut ws.grads[l];
-            gw.resize(k * n, 0.0);
-            gb.resize(n, 0.0);
-            // dW = inputᵀ · dz: (k, rows) · (rows, n)
-            kernels::gemm(
-                k,
-                n,
-                rows,
-                MatRef::row_major(input, k).t(),
-                MatRef::row_major(&ws.dz[l], n),
-                gw,
-                Epilogue::Store,
-            );
-            kernels::column_sums(&ws.dz[l][..rows * n], gb);
+            let (k, n) = (self.layers[l].inputs, self.layers[l].outputs);
             if l > 0 {
-                // d(input) = dz · Wᵀ: (rows, n) · (n, k), then through dropout and activation.
+                // d(input) = dz · Wᵀ: (rows, n) · (n, k), with W before this step's update,
+                // then back through dropout and the activation.
                 let (lower, upper) = ws.dz.split_at_mut(l);
                 let dprev = &mut lower[l - 1];
                 dprev.resize(rows * widths[l - 1], 0.0);
@@ -355,7 +342,7 @@ impl Mlp {
                     k,
                     n,
                     MatRef::row_major(&upper[0], n),
-                    MatRef::row_major(&layer.w, n).t(),
+                    MatRef::row_major(&self.layers[l].w, n).t(),
                     dprev,
                     Epilogue::Store,
                 );
@@ -364,9 +351,25 @@ impl Mlp {
                 }
                 activation_grad(dprev, &ws.h[l - 1][..rows * k], self.activation);
             }
-        }
-        for (layer, (gw, gb)) in self.layers.iter_mut().zip(&ws.grads) {
-            kernels::sgd_step(&mut layer.w, gw, lr);
+            let input: &[f32] = match l {
+                0 => x,
+                _ if dropout => &ws.a[l - 1][..rows * k],
+                _ => &ws.h[l - 1][..rows * k],
+            };
+            let layer = &mut self.layers[l];
+            // W -= lr · inputᵀ · dz, (k, rows) · (rows, n), applied by the product's epilogue.
+            kernels::gemm(
+                k,
+                n,
+                rows,
+                MatRef::row_major(input, k).t(),
+                MatRef::row_major(&ws.dz[l], n),
+                &mut layer.w,
+                Epilogue::Descend(lr),
+            );
+            let gb = &mut ws.grad_b[l];
+            gb.resize(n, 0.0);
+            kernels::column_sums(&ws.dz[l][..rows * n], gb);
             kernels::sgd_step(&mut layer.b, gb, lr);
         }
     }

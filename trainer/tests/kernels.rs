@@ -66,6 +66,16 @@ fn simd_equals_scalar_exactly_on_integers_all_transposes_and_epilogues() {
             let mut got_bias = vec![f32::NAN; m * n];
             kernels::gemm(m, n, k, av, bv, &mut got_bias, Epilogue::Bias(&bias));
             assert_eq!(got_bias, want, "bias {m}x{n}x{k}");
+
+            // The SGD epilogue: the same bits as storing the product and stepping with it.
+            let lr = 0.3;
+            let mut product = vec![0.0; m * n];
+            reference::gemm(m, n, k, av, bv, &mut product, false);
+            let mut want_step = start.clone();
+            kernels::sgd_step(&mut want_step, &product, lr);
+            let mut got_step = start.clone();
+            kernels::gemm(m, n, k, av, bv, &mut got_step, Epilogue::Descend(lr));
+            assert_eq!(got_step, want_step, "descend {m}x{n}x{k} ta={ta} tb={tb}");
         }
     }
 }

@@ -62,6 +62,9 @@ pub enum Epilogue<'a> {
     Accumulate,
     /// `C = A·B + bias`, bias broadcast over rows (the dense layer's `x·W + b`).
     Bias(&'a [f32]),
+    /// `C = fma(A·B, -lr, C)`: an SGD step with the gradient `A·B` applied as it is computed
+    /// (the same bits as storing the gradient and then calling [`sgd_step`]).
+    Descend(f32),
 }
 
 thread_local! {
@@ -237,16 +240,42 @@ fn micro_kernel(
         }
     }
     if rows == MR && cols == NR {
-        for (r, acc_r) in acc.iter().enumerate() {
-            let row = &mut c[r * ldc..r * ldc + NR];
-            for (v, &acc_v) in acc_r.iter().enumerate() {
-                let dst = &mut row[v * LANES..(v + 1) * LANES];
-                let out = match epilogue {
-                    Epilogue::Store => acc_v,
-                    Epilogue::Accumulate => load(dst) + acc_v,
-                    Epilogue::Bias(bias) => acc_v + load(&bias[j0 + v * LANES..]),
-                };
-                store(dst, out);
+        // One loop per epilogue, each small enough to unroll completely: `acc` is then only
+        // indexed by constants and stays in registers (a loop with the `match` inside is
+        // not unrolled, and LLVM keeps `acc` in memory, zeroed by a memset per call).
+        let dst = |r: usize, v: usize| r * ldc + v * LANES;
+        match epilogue {
+            Epilogue::Store => {
+                for r in 0..MR {
+                    for v in 0..NV {
+                        store(&mut c[dst(r, v)..], acc[r][v]);
+                    }
+                }
+            }
+            Epilogue::Accumulate => {
+                for r in 0..MR {
+                    for v in 0..NV {
+                        let out = load(&c[dst(r, v)..]) + acc[r][v];
+                        store(&mut c[dst(r, v)..], out);
+                    }
+                }
+            }
+            Epilogue::Bias(bias) => {
+                let b: [V; NV] = core::array::from_fn(|v| load(&bias[j0 + v * LANES..]));
+                for r in 0..MR {
+                    for v in 0..NV {
+                        store(&mut c[dst(r, v)..], acc[r][v] + b[v]);
+                    }
+                }
+            }
+            Epilogue::Descend(lr) => {
+                let neg = V::splat(-lr);
+                for r in 0..MR {
+                    for v in 0..NV {
+                        let out = acc[r][v].mul_add(neg, load(&c[dst(r, v)..]));
+                        store(&mut c[dst(r, v)..], out);
+                    }
+                }
             }
         }
     } else {
@@ -266,6 +295,7 @@ fn micro_kernel(
                     Epilogue::Store => val,
                     Epilogue::Accumulate => *dst + val,
                     Epilogue::Bias(bias) => val + bias[j0 + j],
+                    Epilogue::Descend(lr) => val.mul_add(-lr, *dst),
                 };
             }
         }
