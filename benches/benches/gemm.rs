@@ -20,6 +20,7 @@ const SHAPES: &[Shape] = &[
     Shape { name: "fwd1 X(500x784).W1(784x512)", m: 500, n: 512, k: 784, ta: false, tb: false },
     Shape { name: "fwd2 A1(500x512).W2(512x256)", m: 500, n: 256, k: 512, ta: false, tb: false },
     Shape { name: "dW1 Xt(784x500).dZ1(500x512)", m: 784, n: 512, k: 500, ta: true, tb: false },
+    Shape { name: "dW2 A1t(512x500).dZ2(500x256)", m: 512, n: 256, k: 500, ta: true, tb: false },
     Shape { name: "dA1 dZ2(500x256).W2t(256x512)", m: 500, n: 512, k: 256, ta: false, tb: true },
 ];
 
