@@ -55,3 +55,15 @@ pub const fn isa() -> &'static str {
         "portable SSE2 (f32x8 as 2 x f32x4)"
     }
 }
+
+/// `a * b + c` rounded exactly as [`V::mul_add`] rounds each lane on this build: fused where
+/// `wide` fuses (x86 with FMA, aarch64), a product and a sum otherwise. Scalar tails use it
+/// so that an element gets the same bits whether a vector or the tail computed it.
+#[inline(always)]
+pub fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+    if cfg!(any(target_feature = "fma", all(target_arch = "aarch64", target_feature = "neon"))) {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}

@@ -295,7 +295,7 @@ fn micro_kernel(
                     Epilogue::Store => val,
                     Epilogue::Accumulate => *dst + val,
                     Epilogue::Bias(bias) => val + bias[j0 + j],
-                    Epilogue::Descend(lr) => val.mul_add(-lr, *dst),
+                    Epilogue::Descend(lr) => lanes::mul_add(val, -lr, *dst),
                 };
             }
         }
@@ -339,7 +339,7 @@ pub fn sgd_step(w: &mut [f32], g: &[f32], lr: f32) {
             store(wv, load(gv).mul_add(neg, load(wv)));
         }
         for (wv, gv) in wc.into_remainder().iter_mut().zip(gc.remainder()) {
-            *wv = gv.mul_add(-lr, *wv);
+            *wv = lanes::mul_add(*gv, -lr, *wv);
         }
     });
 }
