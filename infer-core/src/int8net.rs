@@ -342,40 +342,29 @@ mod kernel {
         out
     }
 
-    /// Bytes 0 and 2 of `x`, sign-extended to 16-bit halves.
-    #[inline(always)]
-    fn sxtb16(x: u32) -> u32 {
-        let out: u32;
-        // SAFETY: register-only arithmetic.
-        unsafe { asm!("sxtb16 {0}, {1}", lateout(reg) out, in(reg) x, options(pure, nomem, nostack)) };
-        out
+    /// One-instruction byte-pair extensions: `$op {out}, {x}[, ror #8]`.
+    macro_rules! extend16 {
+        ($($(#[$doc:meta])* $name:ident => $insn:literal;)*) => {$(
+            $(#[$doc])*
+            #[inline(always)]
+            fn $name(x: u32) -> u32 {
+                let out: u32;
+                // SAFETY: register-only arithmetic.
+                unsafe { asm!($insn, out = lateout(reg) out, x = in(reg) x, options(pure, nomem, nostack)) };
+                out
+            }
+        )*};
     }
 
-    /// Bytes 1 and 3 of `x`, sign-extended to 16-bit halves.
-    #[inline(always)]
-    fn sxtb16_ror8(x: u32) -> u32 {
-        let out: u32;
-        // SAFETY: register-only arithmetic.
-        unsafe { asm!("sxtb16 {0}, {1}, ror #8", lateout(reg) out, in(reg) x, options(pure, nomem, nostack)) };
-        out
-    }
-
-    /// Bytes 0 and 2 of `x`, zero-extended to 16-bit halves.
-    #[inline(always)]
-    fn uxtb16(x: u32) -> u32 {
-        let out: u32;
-        // SAFETY: register-only arithmetic.
-        unsafe { asm!("uxtb16 {0}, {1}", lateout(reg) out, in(reg) x, options(pure, nomem, nostack)) };
-        out
-    }
-
-    /// Bytes 1 and 3 of `x`, zero-extended to 16-bit halves.
-    #[inline(always)]
-    fn uxtb16_ror8(x: u32) -> u32 {
-        let out: u32;
-        // SAFETY: register-only arithmetic.
-        unsafe { asm!("uxtb16 {0}, {1}, ror #8", lateout(reg) out, in(reg) x, options(pure, nomem, nostack)) };
-        out
+    extend16! {
+        /// Bytes 0 and 2 of `x`, sign-extended to 16-bit halves.
+        sxtb16 => "sxtb16 {out}, {x}";
+        /// Bytes 1 and 3 of `x`, sign-extended to 16-bit halves.
+        sxtb16_ror8 => "sxtb16 {out}, {x}, ror #8";
+        /// Bytes 0 and 2 of `x`, zero-extended to 16-bit halves.
+        uxtb16 => "uxtb16 {out}, {x}";
+        /// Bytes 1 and 3 of `x`, zero-extended to 16-bit halves.
+        uxtb16_ror8 => "uxtb16 {out}, {x}, ror #8";
     }
 
     /// `acc + Σ_{i<4} x[i] · w[i]`, with the four inputs given as `uxtb16` halves `x02`, `x13`.
