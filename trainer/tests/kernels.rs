@@ -81,6 +81,22 @@ fn simd_equals_scalar_exactly_on_integers_all_transposes_and_epilogues() {
 }
 
 #[test]
+fn simd_equals_scalar_on_windows_of_wider_matrices() {
+    // Row strides larger than the width: B's full panels are read in place with its stride.
+    for &(m, n, k) in SHAPES {
+        let (pad_a, pad_b) = (3, 37);
+        let (a, b) = (ints(m * (k + pad_a), 7), ints(k * (n + pad_b), 8));
+        let av = MatRef { data: &a[pad_a..], rs: k + pad_a, cs: 1 };
+        let bv = MatRef { data: &b[pad_b - 2..], rs: n + pad_b, cs: 1 };
+        let mut want = vec![0.0; m * n];
+        reference::gemm(m, n, k, av, bv, &mut want, false);
+        let mut got = vec![f32::NAN; m * n];
+        kernels::gemm(m, n, k, av, bv, &mut got, Epilogue::Store);
+        assert_eq!(got, want, "window {m}x{n}x{k}");
+    }
+}
+
+#[test]
 fn simd_matches_scalar_and_nalgebra_on_reals() {
     for &(m, n, k) in SHAPES {
         let (a, b) = (reals(m * k, 5), reals(k * n, 6));

@@ -72,19 +72,22 @@ thread_local! {
     static PACKED_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Output rows one rayon task computes.
+/// Splits the `m` output rows into rayon tasks: returns each task's first row, ascending.
 ///
 /// Each task packs its rows of A once and sweeps every packed B panel over them, so a
 /// task should span several micro-tiles (a B panel is read from L3 once and then reused
 /// from L2) but not so many that its A block leaves L2. The count of tasks matters as much:
 /// the same number per thread (three), so that no thread is left with one task more than
-/// another (7 tasks of 72 rows on 2 threads cost 13% of the time).
-fn block_rows(m: usize) -> usize {
+/// another (7 tasks of 72 rows on 2 threads cost 13% of the time), and micro-tiles spread
+/// so that tasks differ by at most one (512 rows as five tasks of 96 and one of 32 left
+/// one thread with 288 rows and the other 224: 2 threads ran 1.7x one, not 1.9x).
+fn row_tasks(m: usize) -> impl Iterator<Item = usize> {
     const TASKS_PER_THREAD: usize = 3;
     const MAX_MICRO_TILES: usize = 12;
     let threads = rayon::current_num_threads().max(1);
     let micro = m.div_ceil(MR);
-    micro.div_ceil(TASKS_PER_THREAD * threads).clamp(1, MAX_MICRO_TILES) * MR
+    let tasks = (TASKS_PER_THREAD * threads).max(micro.div_ceil(MAX_MICRO_TILES)).min(micro);
+    (0..tasks).map(move |t| t * micro / tasks * MR)
 }
 
 /// `C (m x n, row-major) = A (m x k) · B (k x n)`, then the epilogue; SIMD and parallel.
@@ -112,12 +115,25 @@ pub fn gemm(m: usize, n: usize, k: usize, a: MatRef<'_>, b: MatRef<'_>, c: &mut 
             packed.resize(need, V::ZERO);
         }
         let packed = &mut packed[..need];
-        packed.par_chunks_mut(k.max(1) * NV).enumerate().for_each(|(jp, panel)| pack_b(b, k, n, jp * NR, panel));
-        let packed: &[V] = packed;
+        // A full panel of a row-major B is read where it lies: its NR floats of a k step
+        // are contiguous, and each row task streams it from L2 either way. Not packing it
+        // saves a parallel pass and its barrier, a tenth of the 131-MFLOP products on two
+        // threads. Transposed B and a ragged last panel are packed.
+        let direct = |jp: usize| b.cs == 1 && n - jp * NR >= NR;
+        packed.par_chunks_mut(k.max(1) * NV).enumerate().filter(|&(jp, _)| !direct(jp)).for_each(|(jp, panel)| {
+            pack_b(b, k, n, jp * NR, panel);
+        });
+        let packed: &[f32] = bytemuck::cast_slice(packed);
 
-        let rows_per_task = block_rows(m);
-        c[..m * n].par_chunks_mut(rows_per_task * n).enumerate().for_each(|(blk, c_blk)| {
-            let i0 = blk * rows_per_task;
+        let mut blocks = Vec::new();
+        let mut rest = &mut c[..m * n];
+        let mut i0 = 0;
+        for end in row_tasks(m).skip(1).chain([m]) {
+            let (blk, tail) = rest.split_at_mut((end - i0) * n);
+            blocks.push((i0, blk));
+            (rest, i0) = (tail, end);
+        }
+        blocks.into_par_iter().for_each(|(i0, c_blk)| {
             let rows = c_blk.len() / n;
             PACKED_A.with(|cell| {
                 let mut own = Vec::new();
@@ -135,14 +151,17 @@ pub fn gemm(m: usize, n: usize, k: usize, a: MatRef<'_>, b: MatRef<'_>, c: &mut 
                     pack_a(a, k, i0 + ip * MR, (rows - ip * MR).min(MR), chunk);
                 }
                 for jp in 0..panels {
-                    let b_panel = &packed[jp * k * NV..(jp + 1) * k * NV];
                     let j0 = jp * NR;
+                    let (b_panel, ldb) = match direct(jp) {
+                        true => (&b.data[j0..], b.rs),
+                        false => (&packed[jp * k * NR..(jp + 1) * k * NR], NR),
+                    };
                     let cols = (n - j0).min(NR);
                     for ip in 0..micro {
                         let r0 = ip * MR;
                         let a_panel = &pa[ip * k * MR..(ip + 1) * k * MR];
                         let tile = &mut c_blk[r0 * n + j0..];
-                        micro_kernel(k, a_panel, b_panel, tile, n, (rows - r0).min(MR), cols, j0, epilogue);
+                        micro_kernel(k, a_panel, b_panel, ldb, tile, n, (rows - r0).min(MR), cols, j0, epilogue);
                     }
                 }
             });
@@ -214,14 +233,16 @@ fn pack_a(a: MatRef<'_>, k: usize, i0: usize, rows: usize, out: &mut [f32]) {
 
 /// One `MR x NR` output tile: `acc = Σ_p a[p, :]ᵀ b[p, :]`, then written with the epilogue.
 ///
-/// `a`: (k, MR) packed, `b`: (k, NV vectors) packed, `c`: tile's top-left, row stride `ldc`;
-/// only `rows x cols` of the tile are written. `j0` is the tile's first column (for bias).
+/// `a`: (k, MR) packed; `b`: k rows of NR floats, `ldb` apart (packed, or B itself);
+/// `c`: tile's top-left, row stride `ldc`; only `rows x cols` of the tile are written.
+/// `j0` is the tile's first column (for bias).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn micro_kernel(
     k: usize,
     a: &[f32],
-    b: &[V],
+    b: &[f32],
+    ldb: usize,
     c: &mut [f32],
     ldc: usize,
     rows: usize,
@@ -230,8 +251,9 @@ fn micro_kernel(
     epilogue: Epilogue<'_>,
 ) {
     let mut acc = [[V::ZERO; NV]; MR];
-    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NV)).take(k) {
-        let bv: [V; NV] = [bp[0], bp[1]];
+    for (p, ap) in a.chunks_exact(MR).take(k).enumerate() {
+        let bp = &b[p * ldb..p * ldb + NR];
+        let bv: [V; NV] = [load(bp), load(&bp[LANES..])];
         for r in 0..MR {
             let av = V::splat(ap[r]);
             for v in 0..NV {
