@@ -81,6 +81,34 @@ fn simd_equals_scalar_exactly_on_integers_all_transposes_and_epilogues() {
 }
 
 #[test]
+fn zero_steps_of_a_are_skipped_with_the_same_result() {
+    // Whole columns of A zero (every third k step, as +0 and -0), scattered zeros elsewhere:
+    // the kernel leaves those steps out and must still match the reference exactly.
+    for &(m, n, k) in SHAPES {
+        for ta in [false, true] {
+            let mut a = ints(m * k, 9);
+            for i in 0..m {
+                for p in 0..k {
+                    let at = if ta { p * m + i } else { i * k + p };
+                    if p % 3 == 1 || (i + p) % 5 == 0 {
+                        a[at] = if i % 2 == 0 { 0.0 } else { -0.0 };
+                    }
+                }
+            }
+            let b = ints(k * n, 10);
+            let (av, bv) = views(&a, &b, m, n, k, ta, false);
+            let mut want = vec![0.0; m * n];
+            reference::gemm(m, n, k, av, bv, &mut want, false);
+            let start = ints(m * n, 11);
+            let mut got = start.clone();
+            kernels::gemm(m, n, k, av, bv, &mut got, Epilogue::Accumulate);
+            let want: Vec<f32> = want.iter().zip(&start).map(|(w, s)| w + s).collect();
+            assert_eq!(got, want, "sparse A {m}x{n}x{k} ta={ta}");
+        }
+    }
+}
+
+#[test]
 fn simd_equals_scalar_on_windows_of_wider_matrices() {
     // Row strides larger than the width: B's full panels are read in place with its stride.
     for &(m, n, k) in SHAPES {
