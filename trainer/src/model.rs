@@ -133,12 +133,11 @@ impl Workspace {
     fn ensure(&mut self, rows: usize, dropout: bool) {
         let [_, h1, h2, o] = arch::LAYERS;
         self.rows = rows;
-        let widths = [h1, h2];
-        for l in 0..2 {
-            self.h[l].resize(rows * widths[l], 0.0);
+        for (l, width) in [h1, h2].into_iter().enumerate() {
+            self.h[l].resize(rows * width, 0.0);
             if dropout {
-                self.a[l].resize(rows * widths[l], 0.0);
-                self.mask[l].resize(rows * widths[l], 0.0);
+                self.a[l].resize(rows * width, 0.0);
+                self.mask[l].resize(rows * width, 0.0);
             }
         }
         self.probs.resize(rows * o, 0.0);

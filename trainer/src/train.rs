@@ -128,25 +128,102 @@ pub struct Trained {
     pub train_seconds: f64,
 }
 
+/// A sort key per image that puts images with similar backgrounds next to each other:
+/// the class, then the count of zero pixels.
+///
+/// Each batch is ordered by it (the batch holds the same images, so the gradient is the
+/// same sum, in another order). The first layer's product then finds more pixels that are
+/// zero in all twelve images of a micro-tile, and skips them: 27% of the steps instead of
+/// 10% in random order.
+fn silhouette_keys(split: &Split) -> Vec<u16> {
+    split
+        .pixels
+        .par_chunks(PIXELS)
+        .zip(split.labels.par_iter())
+        .map(|(img, &label)| u16::from(label) << 10 | img.iter().filter(|&&p| p == 0).count() as u16)
+        .collect()
+}
+
+/// The order in which training lays out an image's pixels: 3x4 patches, row by row of
+/// patches, then the last image row. Returns the image pixel at each position.
+///
+/// The weight gradient of the first layer is `Xᵀ·dZ`, whose micro-tiles are twelve
+/// consecutive pixels of this order; a patch of background is all zero, and the product
+/// skips it: 32% of the (pixel tile, image) steps, against 20% for twelve pixels of a row.
+pub fn patch_order() -> [u16; PIXELS] {
+    const SIDE: usize = 28;
+    let mut order = [0u16; PIXELS];
+    let mut at = 0;
+    for r0 in (0..SIDE - 1).step_by(3) {
+        for c0 in (0..SIDE).step_by(4) {
+            for r in r0..r0 + 3 {
+                for c in c0..c0 + 4 {
+                    order[at] = (r * SIDE + c) as u16;
+                    at += 1;
+                }
+            }
+        }
+    }
+    for p in (SIDE - 1) * SIDE..PIXELS {
+        order[at] = p as u16;
+        at += 1;
+    }
+    order
+}
+
+/// `split`'s 8-bit pixels laid out in `order` (the float images are not built).
+fn reorder_pixels(split: &Split, order: &[u16; PIXELS]) -> Vec<u8> {
+    let mut out = vec![0u8; split.pixels.len()];
+    out.par_chunks_mut(PIXELS).zip(split.pixels.par_chunks(PIXELS)).for_each(|(dst, img)| {
+        for (d, &p) in dst.iter_mut().zip(order) {
+            *d = img[p as usize];
+        }
+    });
+    out
+}
+
+/// Moves the first layer's weight rows between image order and `order`: row `j` of the
+/// result is row `order[j]` of `w` (`back = false`), or the reverse.
+fn reorder_input_rows(model: &mut Mlp, order: &[u16; PIXELS], back: bool) {
+    let layer = &mut model.layers[0];
+    let n = layer.outputs;
+    let mut w = vec![0.0f32; layer.w.len()];
+    for (j, &p) in order.iter().enumerate() {
+        let (dst, src) = if back { (p as usize, j) } else { (j, p as usize) };
+        w[dst * n..(dst + 1) * n].copy_from_slice(&layer.w[src * n..(src + 1) * n]);
+    }
+    layer.w = w;
+}
+
 /// Trains a model with `recipe` on `train`, validating on `test` after every epoch.
+///
+/// Inside, pixels are laid out in [`patch_order`] (the first layer's weight rows with
+/// them); the returned model is in image order, and its test evaluation is computed on it.
 pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Observer) -> Result<Trained, Diverged> {
     let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed);
     let mut model = Mlp::new(recipe.kind.activation(), &mut rng);
+    let layout = patch_order();
+    reorder_input_rows(&mut model, &layout, false);
+    let train_pixels = reorder_pixels(train, &layout);
+    let test_reordered = Split::new(reorder_pixels(test, &layout), test.labels.clone());
     let dropout = recipe.kind.dropout();
     let bs = recipe.batch_size.max(1);
     let steps = train.len().div_ceil(bs);
     let mut order: Vec<u32> = (0..train.len() as u32).collect();
+    let similar = silhouette_keys(train);
     let mut ws = Workspace::default();
     let mut eval_ws = Workspace::default();
     let mut x = vec![0.0f32; bs * PIXELS];
     let mut y = vec![0u8; bs];
     let mut history = Vec::with_capacity(recipe.epochs);
     let started = Instant::now();
-    let mut last_eval = None;
     for epoch in 1..=recipe.epochs {
         let t0 = Instant::now();
         observer.epoch_start(epoch, recipe.epochs, steps);
         order.shuffle(&mut rng);
+        for batch in order.chunks_mut(bs) {
+            batch.sort_by_key(|&i| similar[i as usize]);
+        }
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for (step, idx) in order.chunks(bs).enumerate() {
             let rows = idx.len();
@@ -155,7 +232,7 @@ pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Obse
             // same division by 255 as `Split::images`, so the same values.
             x[..rows * PIXELS].par_chunks_mut(PIXELS).zip(idx.par_iter()).with_min_len(50).for_each(|(dst, &i)| {
                 let i = i as usize;
-                for (d, &p) in dst.iter_mut().zip(&train.pixels[i * PIXELS..(i + 1) * PIXELS]) {
+                for (d, &p) in dst.iter_mut().zip(&train_pixels[i * PIXELS..(i + 1) * PIXELS]) {
                     *d = f32::from(p) / 255.0;
                 }
             });
@@ -179,7 +256,7 @@ pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Obse
             return Err(Diverged { epoch, step: steps, loss: f64::NAN, lr: recipe.lr });
         }
         observer.validating();
-        let eval = evaluate(&model, test, &mut eval_ws);
+        let eval = evaluate(&model, &test_reordered, &mut eval_ws);
         let record = EpochRecord {
             epoch,
             loss: loss_sum / seen.max(1) as f64,
@@ -190,11 +267,8 @@ pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Obse
         };
         observer.epoch_end(&record);
         history.push(record);
-        last_eval = Some(eval);
     }
-    let test_eval = match last_eval {
-        Some(e) => e,
-        None => evaluate(&model, test, &mut eval_ws),
-    };
+    reorder_input_rows(&mut model, &layout, true);
+    let test_eval = evaluate(&model, test, &mut eval_ws);
     Ok(Trained { recipe: *recipe, model, history, test: test_eval, train_seconds: started.elapsed().as_secs_f64() })
 }
