@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::kernels::lanes::{LANES, V, load, store};
-use crate::kernels::{self, Epilogue, MatRef};
+use crate::kernels::{self, Act, Epilogue, MatRef};
 
 /// The three models of the study.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -197,19 +197,6 @@ fn dropout_rows(h: &[f32], a: &mut [f32], mask: &mut [f32], width: usize, rate: 
     });
 }
 
-/// Applies `f` to every element of `x` in parallel, vectorized; `g` for the tail.
-fn map_inplace(x: &mut [f32], f: impl Fn(V) -> V + Sync, g: impl Fn(f32) -> f32 + Sync) {
-    x.par_chunks_mut(8 * 1024).for_each(|c| {
-        let mut it = c.chunks_exact_mut(LANES);
-        for s in &mut it {
-            store(s, f(load(s)));
-        }
-        for v in it.into_remainder() {
-            *v = g(*v);
-        }
-    });
-}
-
 /// `out[i] = f(out[i], x[i])`, vectorized and parallel.
 fn zip_inplace(out: &mut [f32], x: &[f32], f: impl Fn(V, V) -> V + Sync, g: impl Fn(f32, f32) -> f32 + Sync) {
     assert_eq!(out.len(), x.len());
@@ -245,13 +232,6 @@ fn zip2_inplace(
             *ov = g(*ov, *xv, *yv);
         }
     });
-}
-
-fn activate(x: &mut [f32], activation: Activation) {
-    match activation {
-        Activation::Relu => map_inplace(x, |v| v.max(V::ZERO), |v| v.max(0.0)),
-        _ => map_inplace(x, |v| V::ONE / (V::ONE + (-v).exp()), |v| 1.0 / (1.0 + (-v).exp())),
-    }
 }
 
 /// `dz *= act'(h)` where `h = act(z)` is the stored activation, after `dz *= mask` when
@@ -349,8 +329,12 @@ impl Mlp {
     ) -> &'w [f32] {
         let n = layer.outputs;
         let h = &mut h[..rows * n];
-        dense(layer, x, rows, h);
-        activate(h, self.activation);
+        let act = match self.activation {
+            Activation::Relu => Act::Relu,
+            _ => Act::Sigmoid,
+        };
+        let (k, w) = (layer.inputs, MatRef::row_major(&layer.w, n));
+        kernels::gemm(rows, n, k, MatRef::row_major(x, k), w, h, Epilogue::BiasAct(&layer.b, act));
         match dropout {
             Some((rate, seed, index)) => {
                 let (a, mask) = (&mut a[..rows * n], &mut mask[..rows * n]);

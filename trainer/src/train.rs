@@ -171,15 +171,21 @@ pub fn patch_order() -> [u16; PIXELS] {
     order
 }
 
-/// `split`'s 8-bit pixels laid out in `order` (the float images are not built).
-fn reorder_pixels(split: &Split, order: &[u16; PIXELS]) -> Vec<u8> {
-    let mut out = vec![0u8; split.pixels.len()];
-    out.par_chunks_mut(PIXELS).zip(split.pixels.par_chunks(PIXELS)).for_each(|(dst, img)| {
-        for (d, &p) in dst.iter_mut().zip(order) {
+/// `split` with its images in `images` order and each image's pixels laid out in `layout`
+/// (the float images are built only with `floats`).
+fn reorder(split: &Split, images: &[u32], layout: &[u16; PIXELS], floats: bool) -> Split {
+    let mut pixels = vec![0u8; images.len() * PIXELS];
+    pixels.par_chunks_mut(PIXELS).zip(images.par_iter()).for_each(|(dst, &i)| {
+        let img = &split.pixels[i as usize * PIXELS..][..PIXELS];
+        for (d, &p) in dst.iter_mut().zip(layout) {
             *d = img[p as usize];
         }
     });
-    out
+    let labels = images.iter().map(|&i| split.labels[i as usize]).collect();
+    match floats {
+        true => Split::new(pixels, labels),
+        false => Split { pixels, images: Vec::new(), labels },
+    }
 }
 
 /// Moves the first layer's weight rows between image order and `order`: row `j` of the
@@ -204,8 +210,14 @@ pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Obse
     let mut model = Mlp::new(recipe.kind.activation(), &mut rng);
     let layout = patch_order();
     reorder_input_rows(&mut model, &layout, false);
-    let train_pixels = reorder_pixels(train, &layout);
-    let test_reordered = Split::new(reorder_pixels(test, &layout), test.labels.clone());
+    // Training images keep their order (batches pick them by index); validation runs
+    // on a copy sorted like a batch, whose per-image predictions are not kept.
+    let all = |n: usize| (0..n as u32).collect::<Vec<u32>>();
+    let train_pixels = reorder(train, &all(train.len()), &layout, false).pixels;
+    let mut val_images = all(test.len());
+    let keys = silhouette_keys(test);
+    val_images.sort_by_key(|&i| keys[i as usize]);
+    let validation = reorder(test, &val_images, &layout, true);
     let dropout = recipe.kind.dropout();
     let bs = recipe.batch_size.max(1);
     let steps = train.len().div_ceil(bs);
@@ -256,7 +268,7 @@ pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Obse
             return Err(Diverged { epoch, step: steps, loss: f64::NAN, lr: recipe.lr });
         }
         observer.validating();
-        let eval = evaluate(&model, &test_reordered, &mut eval_ws);
+        let eval = evaluate(&model, &validation, &mut eval_ws);
         let record = EpochRecord {
             epoch,
             loss: loss_sum / seen.max(1) as f64,

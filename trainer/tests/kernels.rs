@@ -1,6 +1,7 @@
 //! Every SIMD kernel path against the scalar reference and nalgebra.
 
-use trainer::kernels::{self, Epilogue, MatRef, reference};
+use trainer::kernels::lanes::V;
+use trainer::kernels::{self, Act, Epilogue, MatRef, reference};
 
 /// Small integers: products and sums are exact in f32, so SIMD and scalar must agree bit for bit.
 fn ints(len: usize, seed: usize) -> Vec<f32> {
@@ -66,6 +67,14 @@ fn simd_equals_scalar_exactly_on_integers_all_transposes_and_epilogues() {
             let mut got_bias = vec![f32::NAN; m * n];
             kernels::gemm(m, n, k, av, bv, &mut got_bias, Epilogue::Bias(&bias));
             assert_eq!(got_bias, want, "bias {m}x{n}x{k}");
+
+            // A hidden layer's output: the activation of the biased product, lane by lane.
+            for act in [Act::Relu, Act::Sigmoid] {
+                let want_act: Vec<f32> = want.iter().map(|&x| act.apply(V::splat(x)).to_array()[0]).collect();
+                let mut got_act = vec![f32::NAN; m * n];
+                kernels::gemm(m, n, k, av, bv, &mut got_act, Epilogue::BiasAct(&bias, act));
+                assert_eq!(got_act, want_act, "bias+{act:?} {m}x{n}x{k} ta={ta} tb={tb}");
+            }
 
             // The SGD epilogue: the same bits as storing the product and stepping with it.
             let lr = 0.3;
