@@ -131,6 +131,9 @@ fn row_tasks(m: usize) -> impl Iterator<Item = usize> {
     (0..tasks).map(move |t| t * micro / tasks * MR)
 }
 
+/// Values of B up to which it is packed without the pool.
+const SMALL_B: usize = 16 * 1024;
+
 /// `C (m x n, row-major) = A (m x k) · B (k x n)`, then the epilogue; SIMD and parallel.
 pub fn gemm(m: usize, n: usize, k: usize, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], epilogue: Epilogue<'_>) {
     assert!(c.len() >= m * n, "output holds {} values, needs {}", c.len(), m * n);
@@ -161,9 +164,11 @@ pub fn gemm(m: usize, n: usize, k: usize, a: MatRef<'_>, b: MatRef<'_>, c: &mut 
         // saves a parallel pass and its barrier, a tenth of the 131-MFLOP products on two
         // threads. Transposed B and a ragged last panel are packed.
         let direct = |jp: usize| b.cs == 1 && n - jp * NR >= NR;
-        packed.par_chunks_mut(k.max(1) * NV).enumerate().filter(|&(jp, _)| !direct(jp)).for_each(|(jp, panel)| {
-            pack_b(b, k, n, jp * NR, panel);
-        });
+        // A small B (the output layer's 10 columns) is packed on this thread: handing it to
+        // the pool costs more than packing it.
+        let serial = if k * n <= SMALL_B { panels } else { 1 };
+        let panels_iter = packed.par_chunks_mut(k.max(1) * NV).with_min_len(serial).enumerate();
+        panels_iter.filter(|&(jp, _)| !direct(jp)).for_each(|(jp, panel)| pack_b(b, k, n, jp * NR, panel));
         let packed: &[f32] = bytemuck::cast_slice(packed);
 
         let mut blocks = Vec::new();
