@@ -96,7 +96,7 @@ thread_local! {
 }
 
 /// A task's rows of A, packed one micro-tile after another, and each tile's steps with a
-/// nonzero value (see [`nonzero_steps`]).
+/// nonzero value (see [`note_step`]).
 #[derive(Default)]
 struct PackedA {
     /// Per micro-tile: `k * MR` floats.
@@ -197,8 +197,7 @@ pub fn gemm(m: usize, n: usize, k: usize, a: MatRef<'_>, b: MatRef<'_>, c: &mut 
                 for ip in 0..micro {
                     let vals = &mut pa.vals[ip * k * MR..(ip + 1) * k * MR];
                     let steps = &mut pa.steps[ip * k..(ip + 1) * k];
-                    pack_a(a, k, i0 + ip * MR, (rows - ip * MR).min(MR), vals);
-                    pa.kept.push(nonzero_steps(vals, steps));
+                    pa.kept.push(pack_a(a, k, i0 + ip * MR, (rows - ip * MR).min(MR), vals, steps));
                 }
                 for jp in 0..panels {
                     let j0 = jp * NR;
@@ -253,26 +252,28 @@ fn pack_b(b: MatRef<'_>, k: usize, n: usize, j0: usize, out: &mut [V]) {
 }
 
 /// Packs rows `i0..i0+rows` of A (all k columns) as `k` groups of `MR` floats, zero-padded.
-fn pack_a(a: MatRef<'_>, k: usize, i0: usize, rows: usize, out: &mut [f32]) {
+fn pack_a(a: MatRef<'_>, k: usize, i0: usize, rows: usize, out: &mut [f32], steps: &mut [u32]) -> usize {
     let out = &mut out[..k * MR];
+    let mut kept = 0;
     if rows == MR && a.rs == 1 {
         // Transposed A, a full tile: the MR values of one k step are contiguous.
         for (p, dst) in out.chunks_exact_mut(MR).enumerate() {
             let src: &[f32; MR] = a.data[p * a.cs + i0..][..MR].try_into().unwrap();
             dst.copy_from_slice(src);
+            note_step(src, p, steps, &mut kept);
         }
-        return;
+        return kept;
     }
     if rows == MR {
         // Row-major A, a full tile: one k step at a time, so that the writes are
         // contiguous and the MR row streams are read in step.
         let rows: [&[f32]; MR] = core::array::from_fn(|r| &a.data[(i0 + r) * a.rs..]);
         for (p, dst) in out.chunks_exact_mut(MR).enumerate() {
-            for (d, row) in dst.iter_mut().zip(&rows) {
-                *d = row[p * a.cs];
-            }
+            let vals: [f32; MR] = core::array::from_fn(|r| rows[r][p * a.cs]);
+            dst.copy_from_slice(&vals);
+            note_step(&vals, p, steps, &mut kept);
         }
-        return;
+        return kept;
     }
     out.fill(0.0);
     for r in 0..rows {
@@ -280,25 +281,26 @@ fn pack_a(a: MatRef<'_>, k: usize, i0: usize, rows: usize, out: &mut [f32]) {
             out[p * MR + r] = a.data[(i0 + r) * a.rs + p * a.cs];
         }
     }
-}
-
-/// Writes to `steps` the k steps of a packed tile (`MR` floats each) that hold a nonzero
-/// value, in order, and returns how many there are.
-///
-/// The micro-kernel skips the others: a zero step would add `0·b` to every accumulator,
-/// which changes nothing, so the result has the same bits. Inputs are often zero: half of
-/// Fashion-MNIST's pixels are background, and a ReLU zeroes about half of its outputs.
-fn nonzero_steps(packed: &[f32], steps: &mut [u32]) -> usize {
-    let mut kept = 0;
-    for (p, vals) in packed.chunks_exact(MR).enumerate() {
-        // Each step is written at the next free slot, which moves on only if the step has
-        // a nonzero value: no branch on the data. The OR of the bit patterns without sign
-        // bits is zero for ±0 only (NaN is kept), and folds into a few vector instructions.
-        steps[kept] = p as u32;
-        let bits = vals.iter().fold(0u32, |any, &v| any | v.to_bits()) & 0x7fff_ffff;
-        kept += usize::from(bits != 0);
+    for (p, vals) in out.chunks_exact(MR).enumerate() {
+        note_step(vals.try_into().unwrap(), p, steps, &mut kept);
     }
     kept
+}
+
+/// Adds step `p` to `steps` if one of its `MR` values is nonzero.
+///
+/// The micro-kernel skips the other steps: a zero step would add `0·b` to every
+/// accumulator, which changes nothing, so the result has the same bits. Inputs are often
+/// zero: half of Fashion-MNIST's pixels are background, and a ReLU zeroes about half of
+/// its outputs.
+#[inline(always)]
+fn note_step(vals: &[f32; MR], p: usize, steps: &mut [u32], kept: &mut usize) {
+    // The step is written at the next free slot, which moves on only if the step has a
+    // nonzero value: no branch on the data. The OR of the bit patterns without sign bits is
+    // zero for ±0 only (NaN is kept), and folds into a few vector instructions.
+    steps[*kept] = p as u32;
+    let bits = vals.iter().fold(0u32, |any, &v| any | v.to_bits()) & 0x7fff_ffff;
+    *kept += usize::from(bits != 0);
 }
 
 /// One `MR x NR` output tile: `acc = Σ_p a[p, :]ᵀ b[p, :]`, then written with the epilogue.
