@@ -9,6 +9,8 @@ use trainer::train::{self, Quiet, Recipe};
 
 fn bench(c: &mut Criterion) {
     let ds = benches::dataset();
+    // Products and epochs run as in `trainer fit`: the calling thread is one of the pool's.
+    trainer::train::start_thread_pool(None).expect("the global pool starts once");
     let threads = rayon::current_num_threads();
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     for kind in [ModelKind::Relu, ModelKind::Sigmoid, ModelKind::Dropout] {

@@ -29,6 +29,8 @@ fn values(len: usize) -> Vec<f32> {
 }
 
 fn bench(c: &mut Criterion) {
+    // Products and epochs run as in `trainer fit`: the calling thread is one of the pool's.
+    trainer::train::start_thread_pool(None).expect("the global pool starts once");
     let threads = rayon::current_num_threads();
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     for s in SHAPES {

@@ -286,9 +286,7 @@ fn export(args: ExportArgs) -> Result<()> {
 }
 
 fn fit(args: FitArgs) -> Result<()> {
-    if let Some(threads) = args.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("starting worker threads")?;
-    }
+    train::start_thread_pool(args.threads).context("starting worker threads")?;
     let kinds: Vec<ModelKind> = if args.all { ModelKind::ALL.to_vec() } else { args.model.clone() };
     let recipes: Vec<Recipe> = kinds
         .iter()
