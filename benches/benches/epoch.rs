@@ -8,9 +8,10 @@ use trainer::model::ModelKind;
 use trainer::train::{self, Quiet, Recipe};
 
 fn bench(c: &mut Criterion) {
-    let ds = benches::dataset();
-    // Products and epochs run as in `trainer fit`: the calling thread is one of the pool's.
+    // Epochs run as in `trainer fit`: the calling thread is one of the pool's (before the
+    // dataset loads, which starts the default pool otherwise).
     trainer::train::start_thread_pool(None).expect("the global pool starts once");
+    let ds = benches::dataset();
     let threads = rayon::current_num_threads();
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     for kind in [ModelKind::Relu, ModelKind::Sigmoid, ModelKind::Dropout] {
