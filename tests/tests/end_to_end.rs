@@ -43,7 +43,11 @@ fn relu_two_epochs_beats_accuracy_floor_and_infer_core_agrees() {
 fn int8_export_stays_within_half_a_point_and_infer_core_is_bit_exact() {
     let ds = dataset();
     for kind in [ModelKind::Relu, ModelKind::Sigmoid] {
-        let recipe = Recipe { epochs: 2, ..Recipe::seed(kind) };
+        // Sigmoid learns slowly: after 2 epochs (41%) many test images sit near a tie
+        // between two classes, and int8 rounding moves 0.2-0.7% of them either way; by 6
+        // epochs (58%) it behaves as the trained model does (-0.23 points after 20).
+        let epochs = if kind == ModelKind::Sigmoid { 6 } else { 2 };
+        let recipe = Recipe { epochs, ..Recipe::seed(kind) };
         let t = train::fit(&recipe, &ds.train, &ds.test, &mut Quiet).unwrap();
         let export = trainer::quant::export_int8(&t.model, &ds.train, &ds.test).unwrap();
         let drop = 100.0 * (t.test.accuracy - export.accuracy);
