@@ -290,9 +290,10 @@ fn pack_a(a: MatRef<'_>, k: usize, i0: usize, rows: usize, out: &mut [f32], step
 /// Adds step `p` to `steps` if one of its `MR` values is nonzero.
 ///
 /// The micro-kernel skips the other steps: a zero step would add `0·b` to every
-/// accumulator, which changes nothing, so the result has the same bits. Inputs are often
-/// zero: half of Fashion-MNIST's pixels are background, and a ReLU zeroes about half of
-/// its outputs.
+/// accumulator, which changes nothing, so the result has the same bits (unless that row of
+/// B holds an infinity or NaN, whose product with zero is NaN; training checks its outputs
+/// and weights for those itself). Inputs are often zero: half of Fashion-MNIST's pixels are
+/// background, and a ReLU zeroes about half of its outputs.
 #[inline(always)]
 fn note_step(vals: &[f32; MR], p: usize, steps: &mut [u32], kept: &mut usize) {
     // The step is written at the next free slot, which moves on only if the step has a
