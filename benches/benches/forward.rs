@@ -12,7 +12,8 @@ fn bench(c: &mut Criterion) {
     let f32_file = trainer::format::encode_f32(&model).expect("encodes");
     let int8 = quant::export_int8(&model, &ds.train, &ds.test).expect("quantizes");
     let f32_net = F32Model::from_bytes(&f32_file).expect("valid f32 model");
-    let int8_net = Int8Model::from_bytes(&int8.bytes).expect("valid int8 model");
+    let int8_file = benches::AlignedModel::new(&int8.bytes);
+    let int8_net = Int8Model::from_bytes(int8_file.bytes()).expect("valid int8 model");
     let batch = 1000;
     let pixels: Vec<&[u8; INPUT]> =
         ds.test.pixels.chunks_exact(INPUT).take(batch).map(|p| p.try_into().unwrap()).collect();

@@ -27,3 +27,32 @@ pub fn relu_model(ds: &Dataset) -> Mlp {
     let recipe = Recipe { epochs: 2, ..Recipe::seed(ModelKind::Relu) };
     train::fit(&recipe, &ds.train, &ds.test, &mut Quiet).expect("2 epochs of the seed recipe converge").model
 }
+
+/// A copy of a model file placed so that its payload starts on a 64-byte boundary: the
+/// int8 kernel loads 64 weight bytes at a time, and a load that straddles two cache lines
+/// costs two. The payload follows a 17-byte header, so a file read into a plain `Vec`
+/// never has it aligned; one image then takes 5.4 µs instead of 4.4 (Zen 4, trained ReLU
+/// model). Aligning it makes the figure repeatable from run to run.
+pub struct AlignedModel {
+    buf: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedModel {
+    /// Copies `bytes` (a whole model file) so that its payload is 64-byte aligned.
+    pub fn new(bytes: &[u8]) -> AlignedModel {
+        const LINE: usize = 64;
+        let file = infer_core::format::read(bytes).expect("a valid model file");
+        let payload_at = file.payload.as_ptr() as usize - bytes.as_ptr() as usize;
+        let mut buf = vec![0u8; bytes.len() + LINE];
+        let start = (LINE - (buf.as_ptr() as usize + payload_at) % LINE) % LINE;
+        buf[start..start + bytes.len()].copy_from_slice(bytes);
+        AlignedModel { buf, start, len: bytes.len() }
+    }
+
+    /// The file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+}
