@@ -219,9 +219,9 @@ impl<'a> Int8Model<'a> {
     pub fn predict(&self, image: &[u8; INPUT], scratch: &mut Int8Scratch) -> (usize, [i32; OUTPUT]) {
         let mut scores = [0i32; OUTPUT];
         let Int8Scratch { h1, h2, groups } = scratch;
-        kernel::dense(&self.layers[0], image, groups, h1, &mut []);
-        kernel::dense(&self.layers[1], h1, groups, h2, &mut []);
-        kernel::dense(&self.layers[2], h2, groups, &mut [], &mut scores);
+        dense(&self.layers[0], image, groups, h1, &mut []);
+        dense(&self.layers[1], h1, groups, h2, &mut []);
+        dense(&self.layers[2], h2, groups, &mut [], &mut scores);
         (argmax_i32(&scores), scores)
     }
 
@@ -299,19 +299,24 @@ fn nonzero_groups(x: &[u8], groups: &mut heapless::Vec<u8, { INPUT / GROUP }>) {
     }
 }
 
+/// One layer on this target's kernel, over the groups of four inputs that are not all zero.
+fn dense(
+    layer: &Layer<'_>,
+    x: &[u8],
+    groups: &mut heapless::Vec<u8, { INPUT / GROUP }>,
+    act: &mut [u8],
+    scores: &mut [i32],
+) {
+    nonzero_groups(&x[..layer.inputs], groups);
+    kernel::dense(layer, x, groups, act, scores);
+}
+
 /// Portable fallback for targets without a SIMD kernel: the scalar loop, skipping zero groups.
 #[cfg(not(any(target_arch = "x86_64", all(target_arch = "arm", target_feature = "dsp"))))]
 mod kernel {
     use super::*;
 
-    pub(super) fn dense(
-        layer: &Layer<'_>,
-        x: &[u8],
-        groups: &mut heapless::Vec<u8, { INPUT / GROUP }>,
-        act: &mut [u8],
-        scores: &mut [i32],
-    ) {
-        nonzero_groups(&x[..layer.inputs], groups);
+    pub(super) fn dense(layer: &Layer<'_>, x: &[u8], groups: &[u8], act: &mut [u8], scores: &mut [i32]) {
         dense_scalar(layer, x, groups.iter().map(|&g| g as usize), act, scores);
     }
 }
@@ -466,14 +471,7 @@ mod kernel {
         }
     }
 
-    pub(super) fn dense(
-        layer: &Layer<'_>,
-        x: &[u8],
-        groups: &mut heapless::Vec<u8, { INPUT / GROUP }>,
-        act: &mut [u8],
-        scores: &mut [i32],
-    ) {
-        nonzero_groups(&x[..layer.inputs], groups);
+    pub(super) fn dense(layer: &Layer<'_>, x: &[u8], groups: &[u8], act: &mut [u8], scores: &mut [i32]) {
         let mut j0 = 0;
         while j0 < layer.outputs {
             let width = BLOCK.min(layer.outputs - j0);
@@ -582,14 +580,7 @@ mod kernel {
         core::array::from_fn(|k| if k < 8 { lo[2 * k] + lo[2 * k + 1] } else { hi[2 * k - 16] + hi[2 * k - 15] })
     }
 
-    pub(super) fn dense(
-        layer: &Layer<'_>,
-        x: &[u8],
-        groups: &mut heapless::Vec<u8, { INPUT / GROUP }>,
-        act: &mut [u8],
-        scores: &mut [i32],
-    ) {
-        nonzero_groups(&x[..layer.inputs], groups);
+    pub(super) fn dense(layer: &Layer<'_>, x: &[u8], groups: &[u8], act: &mut [u8], scores: &mut [i32]) {
         let vectors = layer.outputs.div_ceil(16);
         let mut first = 0;
         while first + CHUNK <= vectors {
