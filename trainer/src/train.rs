@@ -181,9 +181,8 @@ pub fn patch_order() -> [u16; PIXELS] {
     order
 }
 
-/// `split` with its images in `images` order and each image's pixels laid out in `layout`
-/// (the float images are built only with `floats`).
-fn reorder(split: &Split, images: &[u32], layout: &[u16; PIXELS], floats: bool) -> Split {
+/// The 8-bit pixels of `split`'s images, in `images` order, each laid out in `layout`.
+fn reorder_pixels(split: &Split, images: &[u32], layout: &[u16; PIXELS]) -> Vec<u8> {
     let mut pixels = vec![0u8; images.len() * PIXELS];
     pixels.par_chunks_mut(PIXELS).zip(images.par_iter()).for_each(|(dst, &i)| {
         let img = &split.pixels[i as usize * PIXELS..][..PIXELS];
@@ -191,11 +190,7 @@ fn reorder(split: &Split, images: &[u32], layout: &[u16; PIXELS], floats: bool) 
             *d = img[p as usize];
         }
     });
-    let labels = images.iter().map(|&i| split.labels[i as usize]).collect();
-    match floats {
-        true => Split::new(pixels, labels),
-        false => Split { pixels, images: Vec::new(), labels },
-    }
+    pixels
 }
 
 /// Moves the first layer's weight rows between image order and `order`: row `j` of the
@@ -223,11 +218,12 @@ pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Obse
     // Training images keep their order (batches pick them by index); validation runs
     // on a copy sorted like a batch, whose per-image predictions are not kept.
     let all = |n: usize| (0..n as u32).collect::<Vec<u32>>();
-    let train_pixels = reorder(train, &all(train.len()), &layout, false).pixels;
+    let train_pixels = reorder_pixels(train, &all(train.len()), &layout);
     let mut val_images = all(test.len());
     let keys = silhouette_keys(test);
     val_images.sort_by_key(|&i| keys[i as usize]);
-    let validation = reorder(test, &val_images, &layout, true);
+    let val_labels = val_images.iter().map(|&i| test.labels[i as usize]).collect();
+    let validation = Split::new(reorder_pixels(test, &val_images, &layout), val_labels);
     let dropout = recipe.kind.dropout();
     let bs = recipe.batch_size.max(1);
     let steps = train.len().div_ceil(bs);
