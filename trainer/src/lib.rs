@@ -1,7 +1,7 @@
 //! Trains the Fashion-MNIST MLPs of the study and writes what infer-core runs.
 //!
 //! Modules by concept: [`data`] (IDX files), [`kernels`] (SIMD matrix products),
-//! [`model`] (forward and backward pass), [`train`] (the loop), [`format`] (model files),
+//! [`model`] (forward and backward pass), [`train`] (the loop), [`format`](mod@format) (model files),
 //! [`report`] (history, confusion matrices, summaries).
 
 pub mod data;
