@@ -13,7 +13,7 @@ fn bench(c: &mut Criterion) {
     trainer::train::start_thread_pool(None).expect("the global pool starts once");
     let ds = benches::dataset();
     let threads = rayon::current_num_threads();
-    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let one = benches::one_thread_pool();
     for kind in [ModelKind::Relu, ModelKind::Sigmoid, ModelKind::Dropout] {
         let recipe = Recipe { epochs: 1, ..Recipe::seed(kind) };
         let mut g = c.benchmark_group(format!("epoch/{}", kind.name()));

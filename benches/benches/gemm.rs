@@ -32,7 +32,7 @@ fn bench(c: &mut Criterion) {
     // Products and epochs run as in `trainer fit`: the calling thread is one of the pool's.
     trainer::train::start_thread_pool(None).expect("the global pool starts once");
     let threads = rayon::current_num_threads();
-    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let one = benches::one_thread_pool();
     for s in SHAPES {
         let (a, b) = (values(s.m * s.k), values(s.k * s.n));
         let av = if s.ta { MatRef::row_major(&a, s.m).t() } else { MatRef::row_major(&a, s.k) };

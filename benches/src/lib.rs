@@ -28,6 +28,22 @@ pub fn relu_model(ds: &Dataset) -> Mlp {
     train::fit(&recipe, &ds.train, &ds.test, &mut Quiet).expect("2 epochs of the seed recipe converge").model
 }
 
+/// A pool of one thread for the one-thread figures, pinned to the last CPU the process may
+/// use: [`train::start_thread_pool`] pins the calling thread, which waits for this pool's
+/// work, to the first. Unpinned, the scheduler sometimes ran it on the first CPU too.
+pub fn one_thread_pool() -> rayon::ThreadPool {
+    let last = core_affinity::get_core_ids().unwrap_or_default().pop();
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .start_handler(move |_| {
+            if let Some(cpu) = last {
+                core_affinity::set_for_current(cpu);
+            }
+        })
+        .build()
+        .expect("a one-thread pool")
+}
+
 /// A copy of a model file placed so that its payload starts on a 64-byte boundary: the
 /// int8 kernel loads 64 weight bytes at a time, and a load that straddles two cache lines
 /// costs two. The payload follows a 17-byte header, so a file read into a plain `Vec`
