@@ -50,7 +50,10 @@ fn main() {
     let one = benches::one_thread_pool();
     let threads = rayon::current_num_threads();
     println!("GFLOP/s over {ROUNDS} rounds; ratios: totals (median of the rounds)");
-    println!("{:<5} {:>8} {:>9} {:>9} {:>16} {:>16}", "shape", "SIMD 1T", "nalgebra", "SIMD all", "SIMD/nalgebra", "all/1T");
+    println!(
+        "{:<5} {:>8} {:>9} {:>9} {:>16} {:>16}",
+        "shape", "SIMD 1T", "nalgebra", "SIMD all", "SIMD/nalgebra", "all/1T"
+    );
     for (name, m, n, k, ta, tb) in SHAPES {
         let (a, b) = (values(m * k), values(k * n));
         let av = if ta { MatRef::row_major(&a, m).t() } else { MatRef::row_major(&a, k) };
