@@ -286,14 +286,20 @@ impl QuantModel {
     /// The same model with its hidden units renumbered: unit `order[l][k]` of hidden layer
     /// `l` becomes unit `k`. Every integer of every unit moves with it, so every image gets
     /// the same scores, bit for bit.
+    ///
+    /// Panics unless each order is a permutation of its layer's units.
     pub fn permute_hidden(&self, order: &[Vec<usize>; 2]) -> QuantModel {
         let identity = |n: usize| (0..n).collect::<Vec<_>>();
+        for (l, order) in order.iter().enumerate() {
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert!(sorted == identity(self.layers[l].outputs), "hidden layer {l}: not a permutation of its units");
+        }
         let mut out = self.clone();
         for (l, layer) in out.layers.iter_mut().enumerate() {
             let old = &self.layers[l];
             let rows = if l == 0 { identity(old.inputs) } else { order[l - 1].clone() };
             let cols = if l == 2 { identity(old.outputs) } else { order[l].clone() };
-            assert!(rows.len() == old.inputs && cols.len() == old.outputs, "an order per hidden unit");
             let n = old.outputs;
             for (i, &ri) in rows.iter().enumerate() {
                 for (j, &cj) in cols.iter().enumerate() {

@@ -18,7 +18,7 @@ fn model_and_images() -> (QuantModel, Vec<u8>) {
     (quant::quantize(&model, &images), pixels)
 }
 
-/// Groups of four inputs with a non-zero byte, summed over images of `width` bytes.
+/// Groups of four activations with a non-zero byte, in one image's activations.
 fn nonzero_groups(acts: &[u8]) -> usize {
     acts.chunks_exact(GROUP).filter(|g| g.iter().any(|&v| v != 0)).count()
 }
@@ -88,4 +88,13 @@ fn sparse_order_does_not_add_active_groups() {
         assert!(after[l] <= before[l], "layer {l}: {} -> {} active groups", before[l], after[l]);
     }
     assert!(after[0] < before[0], "noise leaves some units off together: {before:?} -> {after:?}");
+}
+
+#[test]
+#[should_panic(expected = "not a permutation")]
+fn renumbering_rejects_an_order_that_repeats_a_unit() {
+    let (q, _) = model_and_images();
+    let mut order: [Vec<usize>; 2] = [(0..512).collect(), (0..256).collect()];
+    order[1][7] = 6;
+    q.permute_hidden(&order);
 }
