@@ -291,8 +291,27 @@ mod scalar {
 /// Lists the groups of four inputs that hold a non-zero byte.
 fn nonzero_groups(x: &[u8], groups: &mut heapless::Vec<u8, { INPUT / GROUP }>) {
     groups.clear();
-    for (g, xs) in x.chunks_exact(GROUP).enumerate() {
-        if xs != [0; GROUP] {
+    let words = x.chunks_exact(GROUP).map(|xs| u32::from_le_bytes([xs[0], xs[1], xs[2], xs[3]]));
+    // On x86 without a branch on the data: each group's number is written at the next free
+    // slot, which moves on only if the group is non-zero. Whether a group is zero follows
+    // the image's outline and the units' activity, and a branch on it was mispredicted
+    // often: listing an image's groups took 270 ns with the branch, 70 ns without (a
+    // tenth of an inference). On a Cortex-M4, which predicts nothing, the branch-free
+    // loop and its copy executed 1% more instructions per inference, so it keeps the branch.
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut list = [0u8; INPUT / GROUP];
+        let mut n = 0;
+        for (g, word) in words.enumerate().take(INPUT / GROUP) {
+            list[n] = g as u8;
+            n += usize::from(word != 0);
+        }
+        // Cannot fail: n <= INPUT / GROUP, the capacity.
+        let _ = groups.extend_from_slice(&list[..n]);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for (g, word) in words.enumerate() {
+        if word != 0 {
             // Cannot fail: there are at most INPUT / GROUP groups.
             let _ = groups.push(g as u8);
         }
