@@ -137,7 +137,8 @@ struct FitArgs {
     /// Output folder (default: runs/<timestamp>).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Worker threads (default: all cores; RAYON_NUM_THREADS also works).
+    /// Worker threads (default: all cores; RAYON_NUM_THREADS also works). Each is pinned to
+    /// its own CPU when there are no more threads than CPUs (taskset chooses which CPUs).
     #[arg(long)]
     threads: Option<usize>,
     /// Train on only the first N training images (quick experiments).
