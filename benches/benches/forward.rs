@@ -2,8 +2,9 @@
 //! and SIMD, on the real test images with a trained ReLU model. Throughput in images/s.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use infer_core::{F32Model, Int8Model, Int8Scratch, Scratch, arch::INPUT};
+use infer_core::{F32Model, Int8Model, Int8Scratch, Scratch};
 use std::hint::black_box;
+use trainer::data::PIXELS as INPUT;
 use trainer::quant;
 
 fn bench(c: &mut Criterion) {
@@ -15,11 +16,10 @@ fn bench(c: &mut Criterion) {
     let int8_file = benches::AlignedModel::new(&int8.bytes);
     let int8_net = Int8Model::from_bytes(int8_file.bytes()).expect("valid int8 model");
     let batch = 1000;
-    let pixels: Vec<&[u8; INPUT]> =
-        ds.test.pixels.chunks_exact(INPUT).take(batch).map(|p| p.try_into().unwrap()).collect();
-    let images: Vec<&[f32; INPUT]> =
-        ds.test.images.chunks_exact(INPUT).take(batch).map(|p| p.try_into().unwrap()).collect();
+    let pixels: Vec<&[u8]> = ds.test.pixels.chunks_exact(INPUT).take(batch).collect();
+    let images: Vec<&[f32]> = ds.test.images.chunks_exact(INPUT).take(batch).collect();
     let (mut s32, mut s8) = (Scratch::new(), Int8Scratch::new());
+    let (mut logits, mut scores) = ([0f32; 10], [0i32; 10]);
 
     // One image, cycling through the test images so that sparsity is the test set's.
     let mut g = c.benchmark_group("forward/one-image");
@@ -29,16 +29,20 @@ fn bench(c: &mut Criterion) {
         i = (i + 1) % batch;
         i
     };
-    g.bench_function("f32-scalar", |b| b.iter(|| f32_net.predict(black_box(images[next()]), &mut s32)));
-    g.bench_function("int8-scalar", |b| b.iter(|| int8_net.predict_scalar(black_box(pixels[next()]), &mut s8)));
-    g.bench_function("int8-simd", |b| b.iter(|| int8_net.predict(black_box(pixels[next()]), &mut s8)));
+    g.bench_function("f32-scalar", |b| b.iter(|| f32_net.predict(black_box(images[next()]), &mut s32, &mut logits)));
+    g.bench_function("int8-scalar", |b| {
+        b.iter(|| int8_net.predict_scalar(black_box(pixels[next()]), &mut s8, &mut scores))
+    });
+    g.bench_function("int8-simd", |b| b.iter(|| int8_net.predict(black_box(pixels[next()]), &mut s8, &mut scores)));
     g.finish();
 
     let mut g = c.benchmark_group(format!("forward/batch-{batch}"));
     g.throughput(Throughput::Elements(batch as u64));
     g.sample_size(10);
     g.bench_function("int8-simd", |b| {
-        b.iter(|| pixels.iter().map(|p| int8_net.predict(black_box(p), &mut s8).0).sum::<usize>())
+        b.iter(|| {
+            pixels.iter().map(|p| int8_net.predict(black_box(p), &mut s8, &mut scores).unwrap_or(0)).sum::<usize>()
+        })
     });
     let mut ws = trainer::model::Workspace::default();
     let x = &ds.test.images[..batch * INPUT];

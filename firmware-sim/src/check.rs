@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use infer_core::int8net::INT8_SCRATCH_BYTES;
-use infer_core::{Int8Scratch, Model, Scratch, arch, f32net::SCRATCH_BYTES};
-use trainer::data::{self, CLASS_NAMES, PIXELS};
+use dataset::{self as data, CLASS_NAMES, CLASSES, PIXELS};
+use infer_core::arch::MAX_WIDTH;
+use infer_core::int8net::INT8_SCRATCH_MAX;
+use infer_core::{Int8Scratch, Model, Scratch};
 
 /// What `check` was asked to do.
 pub struct Args {
@@ -32,14 +33,18 @@ fn read_predictions(path: &Path) -> Result<Vec<u8>> {
 /// Runs the check; `Ok(false)` when agreement is below the threshold.
 pub fn run(args: Args) -> Result<bool> {
     let Args { model, data, predictions, min_agreement, json } = args;
-    let blob = std::fs::read(&model).with_context(|| format!("reading {}", model.display()))?;
-    // Firmware holds the model as a static in flash: leak the bytes to get a 'static blob.
-    let blob: &'static [u8] = Box::leak(blob.into_boxed_slice());
+    let blob = crate::read_aligned(&model)?;
     let net = Model::from_bytes(blob).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+    let arch = net.architecture();
+    anyhow::ensure!(
+        arch.inputs() == PIXELS && arch.classes() == CLASSES,
+        "{}: a {arch} network, not one for Fashion-MNIST ({PIXELS} pixels in, {CLASSES} classes out)",
+        model.display()
+    );
     let test = data::load(data.as_deref())?.test;
     let (quant, default_preds, default_min, scratch_bytes) = match net {
-        Model::F32(_) => ("f32", "predictions.csv", 0.999, SCRATCH_BYTES),
-        Model::Int8(_) => ("int8", "predictions_int8.csv", 1.0, INT8_SCRATCH_BYTES),
+        Model::F32(m) => ("f32", "predictions.csv", 0.999, 4 * m.scratch_len()),
+        Model::Int8(m) => ("int8", "predictions_int8.csv", 1.0, m.scratch_bytes()),
     };
     let min_agreement = min_agreement.unwrap_or(default_min);
 
@@ -57,19 +62,20 @@ pub fn run(args: Args) -> Result<bool> {
 
     let mut outputs = vec![0u8; test.len()];
     let started = Instant::now();
+    // One scratch buffer, as firmware has, large enough for any model.
     match net {
         Model::F32(net) => {
-            let mut scratch = Scratch::new();
+            let mut scratch = Scratch::<{ 2 * MAX_WIDTH }>::for_model(&net)?;
+            let mut logits = [0f32; CLASSES];
             for (out, image) in outputs.iter_mut().zip(test.images.chunks_exact(PIXELS)) {
-                let image: &[f32; PIXELS] = image.try_into().expect("784 pixels");
-                *out = net.predict(image, &mut scratch).0 as u8;
+                *out = net.predict(image, &mut scratch, &mut logits)? as u8;
             }
         }
         Model::Int8(net) => {
-            let mut scratch = Int8Scratch::new();
+            let mut scratch = Int8Scratch::<INT8_SCRATCH_MAX>::for_model(&net)?;
+            let mut scores = [0i32; CLASSES];
             for (out, image) in outputs.iter_mut().zip(test.pixels.chunks_exact(PIXELS)) {
-                let image: &[u8; PIXELS] = image.try_into().expect("784 pixels");
-                *out = net.predict(image, &mut scratch).0 as u8;
+                *out = net.predict(image, &mut scratch, &mut scores)? as u8;
             }
         }
     }
@@ -103,11 +109,12 @@ pub fn run(args: Args) -> Result<bool> {
             "model_bytes": blob.len(),
             "scratch_bytes": scratch_bytes,
             "latency_us": latency_us,
-            "macs_per_image": arch::MACS,
+            "macs_per_image": arch.macs(),
+            "architecture": arch.to_string(),
         });
         println!("{}", serde_json::to_string_pretty(&obj)?);
     } else {
-        println!("model          {} ({:?}, {quant})", model.display(), net.activation());
+        println!("model          {} ({arch}, {:?}, {quant})", model.display(), net.activation());
         println!("images         {}", test.len());
         println!("accuracy       {:.2}%", 100.0 * accuracy);
         match &trainer_preds {
@@ -123,6 +130,7 @@ pub fn run(args: Args) -> Result<bool> {
         }
         println!("flash (model)  {} bytes", blob.len());
         println!("RAM (scratch)  {scratch_bytes} bytes");
+        println!("work           {} multiply-accumulates per image (dense)", arch.macs());
         println!("latency        {latency_us:.2} us per image (host, 1 thread)");
         for (name, (c, n)) in CLASS_NAMES.iter().zip(per_class) {
             println!("  {name:12} {:6.2}%", 100.0 * c as f64 / n.max(1) as f64);

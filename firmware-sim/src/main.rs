@@ -4,16 +4,17 @@
 //! - `check`: on the host (one static byte blob, one fixed scratch buffer, no allocation in
 //!   the inference loop) over the test set, against the trainer's predictions: bit-exact for
 //!   int8 models.
-//! - `qemu`: real Cortex-M4F firmware (`tools/firmware-m4`) with the model in flash, on an
-//!   emulated board, against infer-core on the host: flash, RAM and instruction counts.
+//! - `qemu`: real Cortex-M firmware (`tools/firmware`) with the model in flash, on an
+//!   emulated board (M4F, M3 or M0), against infer-core on the host: flash, RAM and
+//!   instruction counts.
 
 mod check;
 mod qemu;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 /// Runs infer-core as firmware would and compares it with the trainer.
@@ -55,8 +56,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Build the Cortex-M4F firmware with an int8 model in flash, run it on QEMU's emulated
-    /// MPS2 AN386 board, and compare every prediction and score with infer-core on the host.
+    /// Build the Cortex-M firmware with an int8 model in flash, run it on an emulated board
+    /// (QEMU), and compare every prediction and score with infer-core on the host.
+    ///
+    /// Boards: mps2-an386 (Cortex-M4F, the default: the SMLAD kernel), mps2-an385
+    /// (Cortex-M3) and microbit (Cortex-M0, 256 KB flash and 16 KB RAM: a small model, e.g.
+    /// `trainer fit --hidden 128,64`), both on the portable kernel.
     ///
     /// Reports accuracy, disagreements with the host, flash (code and model apart, from the
     /// ELF), RAM (statics plus the stack's high-water mark, found by painting the stack) and
@@ -66,13 +71,17 @@ enum Command {
     /// count of executed instructions, not of cycles (a real M4 spends extra cycles on
     /// loads, taken branches and flash wait states).
     ///
-    /// Needs Debian's rustc-web and rust-web-src (to build `core` for thumbv7em-none-eabihf),
+    /// Needs Debian's rustc-web and rust-web-src (to build `core` for the Cortex-M targets),
     /// gcc-arm-none-eabi (the linker) and qemu-system-arm. Exits with status 2 when any
-    /// prediction or score differs from the host's.
+    /// prediction or score differs from the host's, or the firmware's RAM exceeds the
+    /// board's (a model too large for its flash fails to link).
     Qemu {
         /// The int8 model file (`*.int8.fmlp`).
         #[arg(long)]
         model: PathBuf,
+        /// The emulated board.
+        #[arg(long, value_enum, default_value = "mps2-an386")]
+        board: qemu::Board,
         /// Classify only the first N test images (default: all 10,000).
         #[arg(long, value_name = "N")]
         count: Option<usize>,
@@ -80,7 +89,7 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
         /// The firmware crate.
-        #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/firmware-m4"))]
+        #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/firmware"))]
         firmware_dir: PathBuf,
         /// Give up on QEMU after this many seconds.
         #[arg(long, value_name = "SECONDS", default_value_t = 900)]
@@ -102,13 +111,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// Reads a model file into a 64-byte-aligned buffer that lives as long as the program, as
+/// firmware holds its model in a static: the payload starts 64 bytes into the file, so
+/// its weights are aligned too.
+fn read_aligned(path: &Path) -> Result<&'static [u8]> {
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C, align(64))]
+    struct Line([u8; 64]);
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut lines = vec![Line([0; 64]); bytes.len().div_ceil(64)];
+    for (line, chunk) in lines.iter_mut().zip(bytes.chunks(64)) {
+        line.0[..chunk.len()].copy_from_slice(chunk);
+    }
+    let lines: &'static [Line] = Box::leak(lines.into_boxed_slice());
+    Ok(&bytemuck::cast_slice::<Line, u8>(lines)[..bytes.len()])
+}
+
 fn run(cli: Cli) -> Result<bool> {
     match cli.command {
         Command::Check { model, data, predictions, min_agreement, json } => {
             check::run(check::Args { model, data, predictions, min_agreement, json })
         }
-        Command::Qemu { model, count, data, firmware_dir, timeout, json } => {
-            qemu::run(qemu::Args { model, count, data, firmware_dir, timeout, json })
+        Command::Qemu { model, board, count, data, firmware_dir, timeout, json } => {
+            qemu::run(qemu::Args { model, board, count, data, firmware_dir, timeout, json })
         }
     }
 }

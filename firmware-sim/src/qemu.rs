@@ -1,9 +1,9 @@
-//! `firmware-sim qemu`: builds `tools/firmware-m4` with a model embedded, runs it on QEMU's
-//! emulated Cortex-M4F board (Arm MPS2 AN386), and compares every prediction and score with
+//! `firmware-sim qemu`: builds `tools/firmware` for a board with a model embedded, runs it
+//! on QEMU's emulation of that board, and compares every prediction and score with
 //! infer-core's on the host.
 //!
 //! The firmware protocol (files in QEMU's working directory, through semihosting) is
-//! described in `tools/firmware-m4/src/main.rs`.
+//! described in `tools/firmware/src/main.rs`.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -12,14 +12,67 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use infer_core::{Int8Model, Int8Scratch, arch};
+use dataset::{self as data, PIXELS};
+use infer_core::int8net::INT8_SCRATCH_MAX;
+use infer_core::{Int8Model, Int8Scratch};
 use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SectionKind};
-use trainer::data::{self, PIXELS};
 
-/// The board's RAM as QEMU's `mps2-an386` maps it (flash is at 0).
-const RAM: std::ops::Range<u64> = 0x2000_0000..0x2040_0000;
-/// Bytes per image record in `results.bin`.
-const RECORD: usize = 48;
+/// An emulated board: QEMU's machine, its CPU, the Rust target, and the memory QEMU maps
+/// (flash at 0, RAM at 0x2000_0000), which the firmware's build.rs also knows by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Board {
+    /// Arm MPS2 AN386: Cortex-M4F with the DSP extension (the SMLAD kernel); 4 MiB flash, 4 MiB RAM.
+    #[value(name = "mps2-an386")]
+    Mps2An386,
+    /// Arm MPS2 AN385: Cortex-M3, no DSP extension (the portable kernel); 4 MiB flash, 4 MiB RAM.
+    #[value(name = "mps2-an385")]
+    Mps2An385,
+    /// BBC micro:bit (nRF51822): Cortex-M0, Armv6-M (the portable kernel); 256 KB flash, 16 KB RAM.
+    Microbit,
+}
+
+impl Board {
+    /// QEMU's name for the machine, which the firmware's build.rs takes too.
+    pub fn machine(self) -> &'static str {
+        match self {
+            Board::Mps2An386 => "mps2-an386",
+            Board::Mps2An385 => "mps2-an385",
+            Board::Microbit => "microbit",
+        }
+    }
+
+    fn cpu(self) -> &'static str {
+        match self {
+            Board::Mps2An386 => "cortex-m4",
+            Board::Mps2An385 => "cortex-m3",
+            Board::Microbit => "cortex-m0",
+        }
+    }
+
+    fn target(self) -> &'static str {
+        match self {
+            Board::Mps2An386 => "thumbv7em-none-eabihf",
+            Board::Mps2An385 => "thumbv7m-none-eabi",
+            Board::Microbit => "thumbv6m-none-eabi",
+        }
+    }
+
+    /// Bytes of flash and of RAM.
+    fn memory(self) -> (u64, u64) {
+        match self {
+            Board::Mps2An386 | Board::Mps2An385 => (4 << 20, 4 << 20),
+            Board::Microbit => (256 << 10, 16 << 10),
+        }
+    }
+
+    fn describe(self) -> String {
+        let (flash, ram) = self.memory();
+        format!("QEMU {} ({}, {} KiB flash, {} KiB RAM)", self.machine(), self.cpu(), flash >> 10, ram >> 10)
+    }
+}
+
+/// Where the boards' RAM starts (flash is at 0).
+const RAM_ORIGIN: u64 = 0x2000_0000;
 /// The firmware's name for the embedded model (its ELF symbol).
 const MODEL_SYMBOL: &str = "FIRMWARE_MODEL";
 /// Which Debian packages provide the toolchain.
@@ -39,6 +92,7 @@ const CARGO_ENV_TO_CLEAR: [&str; 8] = [
 /// What `qemu` was asked to do.
 pub struct Args {
     pub model: PathBuf,
+    pub board: Board,
     pub count: Option<usize>,
     pub data: Option<PathBuf>,
     pub firmware_dir: PathBuf,
@@ -94,20 +148,21 @@ fn toolchain() -> Result<Toolchain> {
     Ok(Toolchain { rustc, cargo, qemu: qemu.expect("checked above") })
 }
 
-/// Builds the firmware with `model` embedded; returns the ELF.
-fn build(tc: &Toolchain, firmware_dir: &Path, model: &Path) -> Result<PathBuf> {
+/// Builds the firmware for `board` with `model` embedded; returns the ELF.
+fn build(tc: &Toolchain, firmware_dir: &Path, model: &Path, board: Board) -> Result<PathBuf> {
     ensure!(
         firmware_dir.join("Cargo.toml").is_file(),
-        "{} is not the firmware crate (no Cargo.toml); pass --firmware-dir tools/firmware-m4",
+        "{} is not the firmware crate (no Cargo.toml); pass --firmware-dir tools/firmware",
         firmware_dir.display()
     );
     let target_dir = firmware_dir.join("target");
     let mut cmd = Command::new(&tc.cargo);
     cmd.current_dir(firmware_dir)
-        .args(["build", "--release", "--locked"])
+        .args(["build", "--release", "--locked", "--target", board.target()])
         .env("RUSTC", &tc.rustc)
         .env("RUSTC_BOOTSTRAP", "1")
         .env("FIRMWARE_MODEL", model)
+        .env("FIRMWARE_BOARD", board.machine())
         .env("CARGO_TARGET_DIR", &target_dir)
         .stdout(Stdio::null());
     for var in CARGO_ENV_TO_CLEAR {
@@ -115,7 +170,7 @@ fn build(tc: &Toolchain, firmware_dir: &Path, model: &Path) -> Result<PathBuf> {
     }
     let status = cmd.status().with_context(|| format!("running {}", tc.cargo.to_string_lossy()))?;
     ensure!(status.success(), "building the firmware in {} failed ({status})", firmware_dir.display());
-    Ok(target_dir.join("thumbv7em-none-eabihf/release/firmware-m4"))
+    Ok(target_dir.join(board.target()).join("release/firmware"))
 }
 
 /// Flash and RAM of the firmware image, read from its ELF sections and symbols.
@@ -123,13 +178,13 @@ fn build(tc: &Toolchain, firmware_dir: &Path, model: &Path) -> Result<PathBuf> {
 struct ElfSizes {
     /// Allocated sections with contents (code, constants, the initial image of `.data`).
     flash: u64,
-    /// The embedded model file.
+    /// The embedded model file, rounded up to its 64-byte alignment.
     weights: u64,
     /// `.data`, `.bss` and the like: the statics in RAM.
     static_ram: u64,
     /// `SMLAD` instructions in the code (32-bit Thumb-2 encodings).
     smlad: usize,
-    /// The embedded model file's bytes.
+    /// The embedded model's bytes (the file, then any alignment padding).
     model: Vec<u8>,
 }
 
@@ -142,7 +197,7 @@ fn elf_sizes(elf: &Path) -> Result<ElfSizes> {
         if sh_flags & u64::from(object::elf::SHF_ALLOC) == 0 {
             continue;
         }
-        if RAM.contains(&section.address()) {
+        if section.address() >= RAM_ORIGIN {
             static_ram += section.size();
         }
         if section.kind() != SectionKind::UninitializedData {
@@ -179,14 +234,14 @@ struct Trailer {
 }
 
 fn parse_trailer(stdout: &str) -> Result<Trailer> {
-    if let Some(line) = stdout.lines().find(|l| l.starts_with("firmware-m4 error:") || l.contains("panicked")) {
+    if let Some(line) = stdout.lines().find(|l| l.starts_with("firmware error:") || l.contains("panicked")) {
         bail!("the firmware failed: {line}");
     }
     let line = stdout
         .lines()
-        .find(|l| l.starts_with("firmware-m4 images="))
+        .find(|l| l.starts_with("firmware images="))
         .with_context(|| format!("the firmware printed no summary line; its output was:\n{stdout}"))?;
-    let fields: HashMap<&str, u64> = line["firmware-m4 ".len()..]
+    let fields: HashMap<&str, u64> = line["firmware ".len()..]
         .split(' ')
         .filter_map(|kv| kv.split_once('='))
         .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
@@ -202,14 +257,14 @@ fn parse_trailer(stdout: &str) -> Result<Trailer> {
 
 /// Runs the ELF on QEMU with `images` in its working directory; returns what it printed
 /// and `results.bin`.
-fn run_qemu(tc: &Toolchain, elf: &Path, images: &[u8], timeout: Duration) -> Result<(String, Vec<u8>)> {
+fn run_qemu(tc: &Toolchain, board: Board, elf: &Path, images: &[u8], timeout: Duration) -> Result<(String, Vec<u8>)> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     std::fs::write(dir.path().join("images.u8"), images).context("writing images.u8")?;
     let out = std::fs::File::create(dir.path().join("stdout.txt"))?;
     let err = std::fs::File::create(dir.path().join("stderr.txt"))?;
     let mut child = Command::new(&tc.qemu)
         .current_dir(dir.path())
-        .args(["-machine", "mps2-an386", "-cpu", "cortex-m4", "-nographic", "-monitor", "none"])
+        .args(["-machine", board.machine(), "-cpu", board.cpu(), "-nographic", "-monitor", "none"])
         .args(["-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel"])
         .arg(elf)
         .stdin(Stdio::null())
@@ -240,16 +295,25 @@ fn run_qemu(tc: &Toolchain, elf: &Path, images: &[u8], timeout: Duration) -> Res
 
 /// Builds, runs and compares; `Ok(false)` when any prediction or score differs from the host.
 pub fn run(args: Args) -> Result<bool> {
-    let Args { model, count, data, firmware_dir, timeout, json } = args;
+    let Args { model, board, count, data, firmware_dir, timeout, json } = args;
     let model = std::fs::canonicalize(&model).with_context(|| format!("reading {}", model.display()))?;
-    let blob = std::fs::read(&model).with_context(|| format!("reading {}", model.display()))?;
-    let net = Int8Model::from_bytes(&blob).map_err(|e| match e {
-        infer_core::format::Error::WrongQuantization => anyhow::anyhow!(
+    let blob = crate::read_aligned(&model)?;
+    let net = Int8Model::from_bytes(blob).map_err(|e| match e {
+        infer_core::Error::WrongQuantization { .. } => anyhow::anyhow!(
             "{} is an f32 model; the firmware runs int8 models (`trainer export MODEL --quant int8`)",
             model.display()
         ),
         e => anyhow::anyhow!("{}: {e}", model.display()),
     })?;
+    let arch = net.architecture();
+    ensure!(
+        arch.inputs() == PIXELS,
+        "{}: a {arch} network takes {} inputs, Fashion-MNIST images have {PIXELS} pixels",
+        model.display(),
+        arch.inputs()
+    );
+    let classes = arch.classes();
+    let record = 8 + 4 * classes;
     let test = data::load(data.as_deref())?.test;
     let count = count.unwrap_or(test.len()).min(test.len());
     ensure!(count > 0, "--count must be at least 1");
@@ -259,46 +323,54 @@ pub fn run(args: Args) -> Result<bool> {
     let firmware_dir = std::fs::canonicalize(&firmware_dir)
         .with_context(|| format!("the firmware crate {} (see --firmware-dir)", firmware_dir.display()))?;
     let started = Instant::now();
-    let built = build(&tc, &firmware_dir, &model)?;
+    let built = build(&tc, &firmware_dir, &model, board)?;
     let build_seconds = started.elapsed().as_secs_f64();
     // A private copy: another build may replace the ELF in the target folder at any time,
     // and the copy's embedded model is checked to be this one.
     let work = tempfile::tempdir().context("creating a temporary directory")?;
     let elf = {
-        let copy = work.path().join("firmware-m4.elf");
+        let copy = work.path().join("firmware.elf");
         std::fs::copy(&built, &copy).with_context(|| format!("copying {}", built.display()))?;
         copy
     };
     let sizes = elf_sizes(&elf)?;
     ensure!(
-        sizes.model == blob,
+        sizes.model.get(..blob.len()) == Some(blob),
         "the firmware ELF does not embed {} (another build replaced it meanwhile?); run again",
         model.display()
     );
+    let (flash_budget, ram_budget) = board.memory();
+    ensure!(
+        sizes.flash <= flash_budget,
+        "the firmware takes {} bytes of flash, the board has {flash_budget}",
+        sizes.flash
+    );
 
     let started = Instant::now();
-    let (stdout, results) = run_qemu(&tc, &elf, images, Duration::from_secs(timeout))?;
+    let (stdout, results) = run_qemu(&tc, board, &elf, images, Duration::from_secs(timeout))?;
     let qemu_seconds = started.elapsed().as_secs_f64();
     let trailer = parse_trailer(&stdout)?;
     ensure!(
-        trailer.images == count && results.len() == count * RECORD,
+        trailer.images == count && results.len() == count * record,
         "the firmware classified {} images and wrote {} bytes, expected {count} and {}",
         trailer.images,
         results.len(),
-        count * RECORD
+        count * record
     );
     ensure!(trailer.calibration_ticks > 0, "SysTick did not count (is QEMU run with -icount?)");
     let per_tick = trailer.calibration_instructions as f64 / trailer.calibration_ticks as f64;
 
-    let mut scratch = Int8Scratch::new();
+    let mut scratch = Int8Scratch::<INT8_SCRATCH_MAX>::for_model(&net)?;
+    let mut scores = vec![0i32; classes];
     let (mut correct, mut differing, mut score_mismatches) = (0, Vec::new(), 0);
     let mut ticks = Vec::with_capacity(count);
-    for (i, (image, record)) in images.chunks_exact(PIXELS).zip(results.chunks_exact(RECORD)).enumerate() {
-        let (class, scores) = net.predict(image.try_into().expect("784 pixels"), &mut scratch);
+    for (i, (image, record)) in images.chunks_exact(PIXELS).zip(results.chunks_exact(record)).enumerate() {
+        let class = net.predict(image, &mut scratch, &mut scores)?;
         let fw_class = record[0] as usize;
         let fw_scores: Vec<i32> =
-            record[4..44].chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap())).collect();
-        ticks.push(u32::from_le_bytes(record[44..48].try_into().unwrap()) as f64);
+            record[4..4 + 4 * classes].chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let t = &record[record.len() - 4..];
+        ticks.push(f64::from(u32::from_le_bytes([t[0], t[1], t[2], t[3]])));
         correct += usize::from(fw_class == test.labels[i] as usize);
         if fw_class != class {
             differing.push(i);
@@ -312,28 +384,37 @@ pub fn run(args: Args) -> Result<bool> {
     let instructions = mean_ticks * per_tick;
     let code_bytes = sizes.flash - sizes.weights;
     let ram_bytes = sizes.static_ram + trailer.stack_bytes;
-    let ok = differing.is_empty() && score_mismatches == 0;
+    let fits = ram_bytes <= ram_budget;
+    let ok = differing.is_empty() && score_mismatches == 0 && fits;
+    let macs = arch.macs();
 
     if json {
         let obj = serde_json::json!({
             "model": model.display().to_string(),
+            "architecture": arch.to_string(),
             "activation": format!("{:?}", net.activation()).to_lowercase(),
+            "board": board.machine(),
+            "cpu": board.cpu(),
             "images": count,
             "accuracy": accuracy,
             "disagreements": differing.len(),
             "first_disagreements": differing.iter().take(10).collect::<Vec<_>>(),
             "score_mismatches": score_mismatches,
             "code_bytes": code_bytes,
+            "model_bytes": blob.len(),
             "weights_bytes": sizes.weights,
             "flash_bytes": sizes.flash,
+            "flash_budget_bytes": flash_budget,
             "static_ram_bytes": sizes.static_ram,
             "stack_bytes": trailer.stack_bytes,
             "ram_bytes": ram_bytes,
+            "ram_budget_bytes": ram_budget,
+            "scratch_bytes": net.scratch_bytes(),
             "instructions_per_inference": instructions.round(),
             "instructions_min": (min_ticks * per_tick).round(),
             "instructions_max": (max_ticks * per_tick).round(),
             "instructions_per_tick": per_tick,
-            "macs_per_inference": arch::MACS,
+            "macs_per_inference": macs,
             "smlad_in_code": sizes.smlad,
             "build_seconds": build_seconds,
             "qemu_seconds": qemu_seconds,
@@ -341,8 +422,8 @@ pub fn run(args: Args) -> Result<bool> {
         });
         println!("{}", serde_json::to_string_pretty(&obj)?);
     } else {
-        println!("model          {} ({:?}, int8)", model.display(), net.activation());
-        println!("board          QEMU mps2-an386 (Cortex-M4F), firmware {}", built.display());
+        println!("model          {} ({arch}, {:?}, int8)", model.display(), net.activation());
+        println!("board          {}, firmware {}", board.describe(), built.display());
         println!("images         {count} in {qemu_seconds:.1} s of QEMU (build {build_seconds:.1} s)");
         println!("accuracy       {:.2}%", 100.0 * accuracy);
         println!(
@@ -354,21 +435,28 @@ pub fn run(args: Args) -> Result<bool> {
                 format!(" (first: {:?})", &differing[..differing.len().min(5)])
             }
         );
-        println!("flash          {} bytes of code and constants + {} bytes of model", code_bytes, sizes.weights);
         println!(
-            "RAM            {ram_bytes} bytes: {} static + {} stack high-water",
-            sizes.static_ram, trailer.stack_bytes
+            "flash          {} bytes: {code_bytes} of code and constants + {} of model (budget {flash_budget})",
+            sizes.flash, sizes.weights
         );
         println!(
-            "instructions   {:.0} per inference (min {:.0}, max {:.0}); {:.2} per multiply-accumulate of the dense layers ({}); {} SMLAD in the code",
+            "RAM            {ram_bytes} bytes: {} static + {} stack high-water, of which {} scratch (budget {ram_budget})",
+            sizes.static_ram,
+            trailer.stack_bytes,
+            net.scratch_bytes()
+        );
+        println!(
+            "instructions   {:.0} per inference (min {:.0}, max {:.0}); {:.2} per multiply-accumulate of the dense layers ({macs}); {} SMLAD in the code",
             instructions,
             min_ticks * per_tick,
             max_ticks * per_tick,
-            instructions / arch::MACS as f64,
-            arch::MACS,
+            instructions / macs as f64,
             sizes.smlad
         );
-        if !ok {
+        if !fits {
+            eprintln!("the firmware used {ram_bytes} bytes of RAM, the board has {ram_budget}");
+        }
+        if differing.len() + score_mismatches > 0 {
             eprintln!("the firmware's predictions differ from the host's");
         }
     }
@@ -390,12 +478,12 @@ mod tests {
     #[test]
     fn trailer_fields_and_errors() {
         let t = parse_trailer(
-            "hello\nfirmware-m4 images=3 calibration_instructions=2000000 calibration_ticks=50000 stack_bytes=5000\n",
+            "hello\nfirmware images=3 calibration_instructions=2000000 calibration_ticks=50000 stack_bytes=5000\n",
         )
         .unwrap();
         assert_eq!((t.images, t.calibration_ticks, t.stack_bytes), (3, 50_000, 5000));
-        let e = parse_trailer("firmware-m4 error: short read from images.u8\n").err().unwrap();
+        let e = parse_trailer("firmware error: short read from images.u8\n").err().unwrap();
         assert!(e.to_string().contains("short read"));
-        assert!(parse_trailer("firmware-m4 images=3 stack_bytes=1\n").is_err());
+        assert!(parse_trailer("firmware images=3 stack_bytes=1\n").is_err());
     }
 }

@@ -11,7 +11,11 @@ fn sim() -> Command {
 #[test]
 fn low_agreement_exits_2_and_corrupt_model_exits_1() {
     let dir = tempfile::tempdir().unwrap();
-    let model = trainer::model::Mlp::new(infer_core::Activation::Relu, &mut rand_chacha::ChaCha8Rng::seed_from_u64(5));
+    let model = trainer::model::Mlp::new(
+        &infer_core::arch::Architecture::FMNIST,
+        infer_core::Activation::Relu,
+        &mut rand_chacha::ChaCha8Rng::seed_from_u64(5),
+    );
     let path = dir.path().join("m.f32.fmlp");
     trainer::format::save_f32(&model, &path).unwrap();
 
@@ -39,7 +43,11 @@ fn low_agreement_exits_2_and_corrupt_model_exits_1() {
 #[test]
 fn int8_model_agrees_exactly_with_the_trainer_reference() {
     let ds = trainer::data::load(None).expect("the real dataset (apt-get install dataset-fashion-mnist)");
-    let model = trainer::model::Mlp::new(infer_core::Activation::Relu, &mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
+    let model = trainer::model::Mlp::new(
+        &infer_core::arch::Architecture::FMNIST,
+        infer_core::Activation::Relu,
+        &mut rand_chacha::ChaCha8Rng::seed_from_u64(9),
+    );
     let export = trainer::quant::export_int8(&model, &ds.train, &ds.test).unwrap();
     let dir = tempfile::tempdir().unwrap();
     trainer::report::write_int8(dir.path(), "m", &export, &ds.test.labels).unwrap();

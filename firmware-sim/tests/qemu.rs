@@ -1,5 +1,6 @@
-//! `firmware-sim qemu`: the Cortex-M4F firmware on QEMU predicts, bit for bit, what
-//! infer-core predicts on the host, within the flash and RAM budgets.
+//! `firmware-sim qemu`: the Cortex-M firmware on QEMU (M4F, and M0 for a small model)
+//! predicts, bit for bit, what infer-core predicts on the host, within the flash and RAM
+//! budgets.
 //!
 //! Needs the Cortex-M4 toolchain (`apt-get install -y rustc-web rust-web-src
 //! gcc-arm-none-eabi qemu-system-arm`, which `.ci/run` does) and the real dataset; without
@@ -15,18 +16,21 @@ fn sim() -> Command {
     Command::new(env!("CARGO_BIN_EXE_firmware-sim"))
 }
 
-/// An int8 export of an untrained model: its scores exercise every kernel path as well as
-/// a trained one's do, and it takes a second instead of a training run.
-fn int8_model(dir: &Path, activation: Activation, seed: u64) -> std::path::PathBuf {
+/// An int8 export of an untrained model of `widths`: its scores exercise every kernel path
+/// as well as a trained one's do, and it takes a second instead of a training run.
+fn int8_model(dir: &Path, widths: &[usize], activation: Activation, seed: u64) -> std::path::PathBuf {
     let ds = trainer::data::load(None).expect("the real dataset (apt-get install dataset-fashion-mnist)");
-    let model = trainer::model::Mlp::new(activation, &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    let arch = infer_core::arch::Architecture::new(widths).unwrap();
+    let model = trainer::model::Mlp::new(&arch, activation, &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
     let export = trainer::quant::export_int8(&model, &ds.train, &ds.test).unwrap();
     trainer::report::write_int8(dir, "m", &export, &ds.test.labels).unwrap();
     dir.join("m.int8.fmlp")
 }
 
-fn run_json(model: &Path, count: usize) -> serde_json::Value {
-    let run = sim().args(["qemu", "--json", "--count", &count.to_string(), "--model"]).arg(model).output().unwrap();
+fn run_json(model: &Path, board: &str, count: usize) -> serde_json::Value {
+    let count = count.to_string();
+    let run =
+        sim().args(["qemu", "--json", "--board", board, "--count", &count, "--model"]).arg(model).output().unwrap();
     assert!(run.status.success(), "firmware-sim qemu failed:\n{}", String::from_utf8_lossy(&run.stderr));
     serde_json::from_slice(&run.stdout).unwrap()
 }
@@ -37,13 +41,16 @@ fn firmware_matches_the_host_bit_for_bit_within_budgets() {
     for (activation, seed) in [(Activation::Relu, 3), (Activation::Sigmoid, 4)] {
         let sub = dir.path().join(format!("{activation:?}"));
         std::fs::create_dir_all(&sub).unwrap();
-        let model = int8_model(&sub, activation, seed);
-        let report = run_json(&model, 120);
+        let model = int8_model(&sub, &[784, 512, 256, 10], activation, seed);
+        let report = run_json(&model, "mps2-an386", 120);
         assert_eq!(report["images"], 120, "{report}");
         assert_eq!(report["disagreements"], 0, "{report}");
         assert_eq!(report["score_mismatches"], 0, "{report}");
-        assert_eq!(report["weights_bytes"], std::fs::metadata(&model).unwrap().len(), "{report}");
-        assert!(report["code_bytes"].as_u64().unwrap() < 16 * 1024, "{report}");
+        // The model is embedded whole, on a 64-byte boundary (padded to a multiple of 64).
+        let file = std::fs::metadata(&model).unwrap().len();
+        assert_eq!(report["model_bytes"], file, "{report}");
+        assert_eq!(report["weights_bytes"], file.next_multiple_of(64), "{report}");
+        assert!(report["code_bytes"].as_u64().unwrap() < 20 * 1024, "{report}");
         assert!(report["ram_bytes"].as_u64().unwrap() < 8 * 1024, "{report}");
         // The stack holds at least the scratch buffers and one image.
         assert!(report["stack_bytes"].as_u64().unwrap() > (infer_core::int8net::INT8_SCRATCH_BYTES + 784) as u64);
@@ -55,16 +62,39 @@ fn firmware_matches_the_host_bit_for_bit_within_budgets() {
 }
 
 #[test]
+fn a_small_model_runs_on_the_cortex_m0_within_256_kb_of_flash_and_16_kb_of_ram() {
+    let dir = tempfile::tempdir().unwrap();
+    for (widths, activation) in [(&[784, 128, 64, 10][..], Activation::Relu), (&[784, 40, 10][..], Activation::Sigmoid)]
+    {
+        let sub = dir.path().join(format!("{}", widths.len()));
+        std::fs::create_dir_all(&sub).unwrap();
+        let model = int8_model(&sub, widths, activation, 6);
+        let report = run_json(&model, "microbit", 60);
+        assert_eq!((report["board"].as_str(), report["cpu"].as_str()), (Some("microbit"), Some("cortex-m0")));
+        assert_eq!(report["disagreements"], 0, "{report}");
+        assert_eq!(report["score_mismatches"], 0, "{report}");
+        assert!(report["flash_bytes"].as_u64().unwrap() <= 256 * 1024, "{report}");
+        assert!(report["ram_bytes"].as_u64().unwrap() <= 16 * 1024, "{report}");
+        // Armv6-M has no DSP extension: the portable kernel.
+        assert_eq!(report["smlad_in_code"], 0, "{report}");
+    }
+}
+
+#[test]
 fn f32_and_corrupt_models_are_refused_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let model = trainer::model::Mlp::new(Activation::Relu, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+    let model = trainer::model::Mlp::new(
+        &infer_core::arch::Architecture::FMNIST,
+        Activation::Relu,
+        &mut rand_chacha::ChaCha8Rng::seed_from_u64(1),
+    );
     let f32_path = dir.path().join("m.f32.fmlp");
     trainer::format::save_f32(&model, &f32_path).unwrap();
     let run = sim().args(["qemu", "--count", "1", "--model"]).arg(&f32_path).output().unwrap();
     assert_eq!(run.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&run.stderr).contains("int8"), "{}", String::from_utf8_lossy(&run.stderr));
 
-    let int8 = int8_model(dir.path(), Activation::Relu, 2);
+    let int8 = int8_model(dir.path(), &[784, 512, 256, 10], Activation::Relu, 2);
     let mut bytes = std::fs::read(&int8).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0x40;

@@ -1,22 +1,10 @@
-//! The network's shape, fixed at compile time: 784-512-256-10.
+//! The shape of a network as data: input width, hidden widths and classes.
+//!
+//! Every size the crate needs (parameters, multiply-accumulates, payload offsets, scratch
+//! RAM) is computed from an [`Architecture`], most of it by `const fn`, so firmware can size
+//! its buffers at compile time for the model it embeds.
 
-/// Pixels per image (28 x 28), the input width.
-pub const INPUT: usize = 784;
-/// Units in the first hidden layer.
-pub const HIDDEN1: usize = 512;
-/// Units in the second hidden layer.
-pub const HIDDEN2: usize = 256;
-/// Classes, the output width.
-pub const OUTPUT: usize = 10;
-
-/// Layer widths in order, input first.
-pub const LAYERS: [usize; 4] = [INPUT, HIDDEN1, HIDDEN2, OUTPUT];
-
-/// Number of f32 parameters (weights and biases of the three dense layers).
-pub const PARAMS: usize = INPUT * HIDDEN1 + HIDDEN1 + HIDDEN1 * HIDDEN2 + HIDDEN2 + HIDDEN2 * OUTPUT + OUTPUT;
-
-/// Bytes of an f32 payload: every parameter as little-endian f32.
-pub const F32_PAYLOAD_BYTES: usize = 4 * PARAMS;
+use crate::Error;
 
 /// Inputs that share one 32-bit word of an int8 weight row (see [`crate::int8net`]).
 pub const GROUP: usize = 4;
@@ -24,27 +12,241 @@ pub const GROUP: usize = 4;
 /// Outputs per block of an int8 weight matrix (see [`crate::int8net`]).
 pub const BLOCK: usize = 128;
 
-/// Weight bytes of an int8 payload: one byte per weight.
-pub const INT8_WEIGHT_BYTES: usize = INPUT * HIDDEN1 + HIDDEN1 * HIDDEN2 + HIDDEN2 * OUTPUT;
+/// Fewest hidden layers a network has.
+pub const MIN_HIDDEN: usize = 1;
 
-/// Per-output-channel bytes of an int8 payload: an i16 bias and an i16 multiplier per unit.
-pub const INT8_CHANNEL_BYTES: usize = 4 * (HIDDEN1 + HIDDEN2 + OUTPUT);
+/// Most hidden layers a network has.
+pub const MAX_HIDDEN: usize = 4;
 
-/// Per-layer bytes of an int8 payload: rounding shift, multiplier shift, zero point.
-pub const INT8_LAYER_BYTES: usize = 3 * 3;
+/// Most dense layers a network has: the hidden ones and the output layer.
+pub const MAX_LAYERS: usize = MAX_HIDDEN + 1;
+
+/// Widest layer (input, hidden or output). With it, an int8 accumulator stays below 2^25
+/// (1024 · 255 · 127), and a group of four inputs is numbered by one byte.
+pub const MAX_WIDTH: usize = 1024;
 
 /// Bytes of the sigmoid lookup table of an int8 sigmoid model.
 pub const SIGMOID_TABLE_BYTES: usize = 256;
 
-/// Bytes of an int8 ReLU payload: weights, channel and layer parameters, the f32 score scale.
-pub const INT8_RELU_PAYLOAD_BYTES: usize = INT8_WEIGHT_BYTES + INT8_CHANNEL_BYTES + INT8_LAYER_BYTES + 4;
+/// `x` rounded up to a whole number of groups of four.
+pub const fn pad_to_group(x: usize) -> usize {
+    x.div_ceil(GROUP) * GROUP
+}
 
-/// Bytes of an int8 sigmoid payload: a ReLU payload plus the sigmoid table.
-pub const INT8_SIGMOID_PAYLOAD_BYTES: usize = INT8_RELU_PAYLOAD_BYTES + SIGMOID_TABLE_BYTES;
+/// A validated stack of dense layers: `inputs`, 1 to 4 hidden widths, `classes`.
+///
+/// Every width is 1..=[`MAX_WIDTH`]; the input width is a multiple of [`GROUP`] (the int8
+/// kernels read inputs four at a time; images of 28x28 and the like are). Hidden widths
+/// may be anything in range: the int8 format pads a layer's inputs to a whole group.
+///
+/// ```
+/// use infer_core::arch::Architecture;
+///
+/// let small = Architecture::new(&[784, 128, 64, 10]).unwrap();
+/// assert_eq!(small.to_string(), "784-128-64-10");
+/// assert_eq!(small.params(), 784 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10);
+/// assert_eq!(small.int8_scratch_bytes(), 128 + 64 + 784 / 4);
+/// assert!(Architecture::new(&[784, 2000, 10]).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Architecture {
+    widths: [u16; MAX_LAYERS + 1],
+    len: u8,
+}
 
-/// Multiply-accumulates of one forward pass.
-pub const MACS: usize = INPUT * HIDDEN1 + HIDDEN1 * HIDDEN2 + HIDDEN2 * OUTPUT;
+impl Architecture {
+    /// The study's network: 784 pixels, hidden layers of 512 and 256 units, 10 classes.
+    pub const FMNIST: Architecture = match Architecture::new(&[784, 512, 256, 10]) {
+        Ok(a) => a,
+        Err(_) => panic!("the study's architecture is valid"),
+    };
 
-const _: () = assert!(PARAMS == 535_818);
-const _: () = assert!(MACS == 535_040);
-const _: () = assert!(INPUT.is_multiple_of(GROUP) && HIDDEN1.is_multiple_of(GROUP) && HIDDEN2.is_multiple_of(GROUP));
+    /// Validates layer widths, input first and classes last.
+    pub const fn new(widths: &[usize]) -> Result<Architecture, Error> {
+        let hidden = widths.len().saturating_sub(2);
+        if widths.len() < 2 || hidden < MIN_HIDDEN || hidden > MAX_HIDDEN {
+            return Err(Error::HiddenLayers { found: hidden });
+        }
+        let mut out = [0u16; MAX_LAYERS + 1];
+        let mut i = 0;
+        while i < widths.len() {
+            if widths[i] == 0 || widths[i] > MAX_WIDTH {
+                return Err(Error::Width { index: i, width: widths[i] });
+            }
+            out[i] = widths[i] as u16;
+            i += 1;
+        }
+        if !widths[0].is_multiple_of(GROUP) {
+            return Err(Error::InputWidth { width: widths[0] });
+        }
+        Ok(Architecture { widths: out, len: widths.len() as u8 })
+    }
+
+    /// Every width, input first.
+    pub fn widths(&self) -> &[u16] {
+        &self.widths[..self.len as usize]
+    }
+
+    /// Width `i` of [`Architecture::widths`] (0 is the input).
+    pub const fn width(&self, i: usize) -> usize {
+        self.widths[i] as usize
+    }
+
+    /// Input width (pixels per image).
+    pub const fn inputs(&self) -> usize {
+        self.widths[0] as usize
+    }
+
+    /// Output width (classes).
+    pub const fn classes(&self) -> usize {
+        self.widths[self.len as usize - 1] as usize
+    }
+
+    /// Dense layers: the hidden ones and the output layer.
+    pub const fn layers(&self) -> usize {
+        self.len as usize - 1
+    }
+
+    /// Hidden layers.
+    pub const fn hidden_layers(&self) -> usize {
+        self.len as usize - 2
+    }
+
+    /// Widths of the hidden layers.
+    pub fn hidden(&self) -> &[u16] {
+        &self.widths[1..self.len as usize - 1]
+    }
+
+    /// (inputs, outputs) of dense layer `l`.
+    pub const fn layer(&self, l: usize) -> (usize, usize) {
+        (self.widths[l] as usize, self.widths[l + 1] as usize)
+    }
+
+    /// Weights and biases of every dense layer.
+    pub const fn params(&self) -> usize {
+        let mut n = 0;
+        let mut l = 0;
+        while l < self.layers() {
+            let (i, o) = self.layer(l);
+            n += i * o + o;
+            l += 1;
+        }
+        n
+    }
+
+    /// Multiply-accumulates of one forward pass.
+    pub const fn macs(&self) -> usize {
+        let mut n = 0;
+        let mut l = 0;
+        while l < self.layers() {
+            let (i, o) = self.layer(l);
+            n += i * o;
+            l += 1;
+        }
+        n
+    }
+
+    /// Length of the largest of the hidden activation buffers that must coexist, in units
+    /// of `unit(width)`: one hidden layer alone, or two consecutive ones (a layer reads its
+    /// input from one end of the buffer and writes its output at the other).
+    const fn live_activations(&self, grouped: bool) -> usize {
+        let mut most = 0;
+        let mut k = 0;
+        while k < self.hidden_layers() {
+            let a = self.widths[1 + k] as usize;
+            let b = if k + 1 < self.hidden_layers() { self.widths[2 + k] as usize } else { 0 };
+            let both = if grouped { pad_to_group(a) + pad_to_group(b) } else { a + b };
+            if both > most {
+                most = both;
+            }
+            k += 1;
+        }
+        most
+    }
+
+    /// Bytes of hidden activations an int8 pass keeps (see [`crate::Int8Scratch`]).
+    pub const fn int8_activation_bytes(&self) -> usize {
+        self.live_activations(true)
+    }
+
+    /// Groups of four inputs of the widest layer input: the length of the list of
+    /// non-zero groups an int8 pass keeps.
+    pub const fn int8_group_bytes(&self) -> usize {
+        let mut most = 0;
+        let mut l = 0;
+        while l < self.layers() {
+            let g = pad_to_group(self.widths[l] as usize) / GROUP;
+            if g > most {
+                most = g;
+            }
+            l += 1;
+        }
+        most
+    }
+
+    /// RAM of an int8 forward pass of this network: hidden activations and the list of
+    /// non-zero input groups ([`crate::Int8Scratch`] needs at least this many bytes).
+    pub const fn int8_scratch_bytes(&self) -> usize {
+        self.int8_activation_bytes() + self.int8_group_bytes()
+    }
+
+    /// f32 values of hidden activations an f32 forward pass keeps ([`crate::Scratch`]
+    /// needs at least this many).
+    pub const fn f32_scratch_len(&self) -> usize {
+        self.live_activations(false)
+    }
+}
+
+impl core::fmt::Display for Architecture {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, w) in self.widths().iter().enumerate() {
+            if i > 0 {
+                f.write_str("-")?;
+            }
+            write!(f, "{w}")?;
+        }
+        Ok(())
+    }
+}
+
+const _: () = assert!(Architecture::FMNIST.params() == 535_818);
+const _: () = assert!(Architecture::FMNIST.macs() == 535_040);
+const _: () = assert!(Architecture::FMNIST.int8_scratch_bytes() == 512 + 256 + 784 / 4);
+const _: () = assert!(Architecture::FMNIST.f32_scratch_len() == 512 + 256);
+// Group numbers are one byte.
+const _: () = assert!(MAX_WIDTH / GROUP <= 256);
+// The largest int8 accumulator, |Σ x·w| <= MAX_WIDTH · 255 · 127, fits in 25 bits, so
+// adding the largest rounding term (2^23) stays in i32.
+const _: () = assert!(MAX_WIDTH * 255 * 127 < 1 << 25);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_are_checked() {
+        assert_eq!(Architecture::new(&[784, 10]).unwrap_err(), Error::HiddenLayers { found: 0 });
+        assert_eq!(Architecture::new(&[784, 1, 1, 1, 1, 1, 10]).unwrap_err(), Error::HiddenLayers { found: 5 });
+        assert_eq!(Architecture::new(&[]).unwrap_err(), Error::HiddenLayers { found: 0 });
+        assert_eq!(Architecture::new(&[784, 0, 10]).unwrap_err(), Error::Width { index: 1, width: 0 });
+        assert_eq!(Architecture::new(&[784, 1025, 10]).unwrap_err(), Error::Width { index: 1, width: 1025 });
+        assert_eq!(Architecture::new(&[30, 8, 10]).unwrap_err(), Error::InputWidth { width: 30 });
+        let a = Architecture::new(&[8, 1024, 3, 1, 7, 2]).unwrap();
+        assert_eq!((a.inputs(), a.classes(), a.layers(), a.hidden_layers()), (8, 2, 5, 4));
+        assert_eq!(a.hidden(), &[1024, 3, 1, 7]);
+        assert_eq!(a.layer(1), (1024, 3));
+    }
+
+    #[test]
+    fn scratch_sizes_cover_every_pair_of_consecutive_hidden_layers() {
+        // 4 + 1024 live together, then 1024 + 3 (padded to 4), 3 + 1, 1 + 7.
+        let a = Architecture::new(&[8, 1024, 3, 1, 7, 2]).unwrap();
+        assert_eq!(a.int8_activation_bytes(), 1024 + 4);
+        assert_eq!(a.int8_group_bytes(), 256);
+        assert_eq!(a.f32_scratch_len(), 1024 + 3);
+        let one = Architecture::new(&[784, 32, 10]).unwrap();
+        assert_eq!((one.int8_activation_bytes(), one.int8_group_bytes(), one.f32_scratch_len()), (32, 196, 32));
+        let odd = Architecture::new(&[784, 33, 10]).unwrap();
+        assert_eq!(odd.int8_activation_bytes(), 36);
+    }
+}

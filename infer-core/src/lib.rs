@@ -1,42 +1,60 @@
-//! Allocation-free inference for the Fashion-MNIST multilayer perceptron
-//! (784 inputs, hidden layers of 512 and 256 units, 10 classes) trained by `trainer`.
+//! Allocation-free inference for the multilayer perceptrons `trainer` exports: any stack of
+//! 1 to 4 dense hidden layers (ReLU or sigmoid) of up to 1024 units, in f32 or int8.
 //!
 //! The crate is `#![no_std]` and never allocates: the model is parsed from a byte slice
-//! (which may live in flash) and borrowed in place, and the forward pass works in
-//! caller-provided fixed buffers whose size is a `const`.
+//! (which may live in flash) and borrowed in place, and the forward pass works in a
+//! caller-provided fixed buffer whose size is a const parameter. A model file says its
+//! own shape ([`arch::Architecture`]); [`Int8Model::scratch_bytes`] says the RAM its pass
+//! needs, and a buffer that is too small is an error, never a panic.
 //!
 //! ```
-//! use infer_core::{arch, format, Activation, F32Model, Scratch};
+//! use infer_core::arch::Architecture;
+//! use infer_core::int8net::{self, Int8Layer};
+//! use infer_core::{Activation, Int8Model, Int8Scratch};
 //!
-//! // A model whose weights are all zero and whose last bias favours class 3.
-//! # extern crate std;
-//! let mut payload = std::vec![0u8; arch::F32_PAYLOAD_BYTES];
-//! let b3 = arch::F32_PAYLOAD_BYTES - 4 * arch::OUTPUT;
-//! payload[b3 + 4 * 3..b3 + 4 * 4].copy_from_slice(&1.0f32.to_le_bytes());
-//! let header = format::Header::f32(Activation::Relu);
-//! let mut file = std::vec![0u8; arch::F32_PAYLOAD_BYTES + format::MAX_OVERHEAD];
-//! let len = format::write(&header, &payload, &mut file).unwrap();
+//! // A 4-8-3 model: all weights zero, so the biases decide, and class 2's is largest.
+//! let arch = Architecture::new(&[4, 8, 3]).unwrap();
+//! let hidden = Int8Layer {
+//!     weights: &[0; 4 * 8],
+//!     biases: &[0; 8],
+//!     multipliers: &[1; 8],
+//!     rounding_shift: 0,
+//!     multiplier_shift: 0,
+//!     zero_point: 0,
+//! };
+//! let output = Int8Layer { weights: &[0; 8 * 3], biases: &[1, 5, 9], multipliers: &[1; 3], ..hidden };
+//! let mut file = [0u8; 512];
+//! let len = int8net::encode(&arch, Activation::Relu, &[hidden, output], 0.1, None, &mut file).unwrap();
 //!
-//! let model = F32Model::from_bytes(&file[..len]).unwrap();
-//! let mut scratch = Scratch::new();
-//! let image = [0.5f32; arch::INPUT];
-//! let (class, scores) = model.predict(&image, &mut scratch);
-//! assert_eq!(class, 3);
-//! assert!(scores[3] > scores[0]);
+//! let model = Int8Model::from_bytes(&file[..len]).unwrap();
+//! // Sized for this model: 8 activation bytes, and the 2 groups of four inputs of the
+//! // widest layer input.
+//! assert_eq!(model.scratch_bytes(), 8 + 2);
+//! let mut scratch = Int8Scratch::<{ 8 + 2 }>::for_model(&model).unwrap();
+//! let mut scores = [0i32; 3];
+//! let class = model.predict(&[10, 20, 30, 40], &mut scratch, &mut scores).unwrap();
+//! assert_eq!((class, scores), (2, [1, 5, 9]));
+//! // A buffer too small for the model, or an image of the wrong size, is an error.
+//! assert!(Int8Scratch::<9>::for_model(&model).is_err());
+//! assert!(model.predict(&[0; 5], &mut scratch, &mut scores).is_err());
 //! ```
 #![no_std]
 
 pub mod arch;
+pub mod error;
 pub mod f32net;
 pub mod format;
 pub mod int8net;
+pub mod layout;
 
+pub use error::{Error, Param};
 pub use f32net::{F32Model, Scratch};
+pub use format::{Activation, Quant};
+pub use int8net::{Int8Model, Int8Scratch};
 
 /// A model of either quantization, as a file holds it.
 ///
-/// Both variants only borrow the file; the int8 one is larger (about 200 bytes of slices
-/// and shifts), which does not matter for a value made once at boot.
+/// Both variants only borrow the file.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy)]
 pub enum Model<'a> {
@@ -51,7 +69,7 @@ impl<'a> Model<'a> {
     /// checksum, then the parameters. Any byte string gives `Ok` or `Err`, never a panic.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Model<'a>, Error> {
         let file = format::read(bytes)?;
-        match file.header.quant {
+        match file.header().quant() {
             Quant::F32 => F32Model::from_file(file).map(Model::F32),
             Quant::Int8 => Int8Model::from_file(file).map(Model::Int8),
         }
@@ -64,6 +82,30 @@ impl<'a> Model<'a> {
             Model::Int8(m) => m.activation(),
         }
     }
+
+    /// Layer widths.
+    pub fn architecture(&self) -> arch::Architecture {
+        match self {
+            Model::F32(m) => m.architecture(),
+            Model::Int8(m) => m.architecture(),
+        }
+    }
 }
-pub use format::{Activation, Error, Quant};
-pub use int8net::{Int8Model, Int8Scratch};
+
+/// The input (hidden layer `l - 1`, `k` wide) and the output (hidden layer `l`, `n` wide;
+/// `n = 0` for the last layer) of dense layer `l >= 1` in one activation buffer.
+///
+/// Even hidden layers live at the buffer's start, odd ones at its end, so a layer's input
+/// and output never overlap: the buffer holds any two consecutive hidden layers
+/// ([`arch::Architecture::int8_scratch_bytes`] sizes it so).
+#[inline(always)]
+fn layer_io<T>(buf: &mut [T], l: usize, k: usize, n: usize) -> (&[T], &mut [T]) {
+    let len = buf.len();
+    if (l - 1).is_multiple_of(2) {
+        let (lo, hi) = buf.split_at_mut(len - n);
+        (&lo[..k], hi)
+    } else {
+        let (lo, hi) = buf.split_at_mut(len - k);
+        (&*hi, &mut lo[..n])
+    }
+}

@@ -1,9 +1,12 @@
-//! The int8 model: SIMD kernel against the scalar reference, and the parser against
-//! corrupt, truncated and out-of-range files.
+//! The int8 model on many shapes: the SIMD kernel against the scalar reference and both
+//! against a naive loop over the natural weight layout; the writer and the parser against
+//! corrupt, truncated and out-of-range files; the errors that replaced panics.
 
-use infer_core::arch::{self, INPUT, INT8_CHANNEL_BYTES, INT8_WEIGHT_BYTES};
+use infer_core::arch::Architecture;
 use infer_core::format::{self, Header};
-use infer_core::{Activation, Error, Int8Model, Int8Scratch, Model};
+use infer_core::int8net::{self, INT8_SCRATCH_MAX, Int8Layer};
+use infer_core::layout::Int8Layout;
+use infer_core::{Activation, Error, Int8Model, Int8Scratch, Model, Param, Quant};
 
 /// xorshift64*: enough randomness for test data, no dependency.
 struct Rng(u64);
@@ -19,149 +22,364 @@ impl Rng {
     }
 }
 
-/// Offset of the per-layer parameters (r, s, zero point) in the payload.
-const PARAMS_AT: usize = INT8_WEIGHT_BYTES + INT8_CHANNEL_BYTES;
-
-/// A random but valid int8 payload: any weights, biases and tables; multipliers and
-/// shifts within the format's ranges.
-fn random_payload(rng: &mut Rng, activation: Activation) -> Vec<u8> {
-    let len = Header::int8(activation).payload_len();
-    let mut p: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-    // Small biases (so that inputs, not biases, decide the class) and non-negative
-    // multipliers (clear each one's sign bit).
-    let mut at = INT8_WEIGHT_BYTES;
-    for n in [arch::HIDDEN1, arch::HIDDEN2, arch::OUTPUT] {
-        for j in 0..n {
-            p[at + 2 * j + 1] = if p[at + 2 * j] & 1 == 0 { 0 } else { 0xff };
-            p[at + 2 * n + 2 * j + 1] &= 0x7f;
-        }
-        at += 4 * n;
-    }
-    for l in 0..3 {
-        // Shifts that keep activations away from always-saturated, so both kernels do real work.
-        p[PARAMS_AT + 3 * l] = 9 + rng.below(3) as u8;
-        p[PARAMS_AT + 3 * l + 1] = 14 + rng.below(3) as u8;
-        if activation == Activation::Relu || l == 2 {
-            p[PARAMS_AT + 3 * l + 2] = 0;
-        }
-    }
-    p[PARAMS_AT + 9..PARAMS_AT + 13].copy_from_slice(&0.01f32.to_le_bytes());
-    p
+/// Random parameters in the format's ranges, in the natural layout, owned.
+struct Params {
+    arch: Architecture,
+    activation: Activation,
+    weights: Vec<Vec<i8>>,
+    biases: Vec<Vec<i16>>,
+    mults: Vec<Vec<i16>>,
+    shifts: Vec<[u8; 3]>,
+    table: [u8; 256],
 }
 
-fn file(activation: Activation, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0u8; payload.len() + format::MAX_OVERHEAD];
-    let len = format::write(&Header::int8(activation), payload, &mut out).unwrap();
-    out.truncate(len);
-    out
+impl Params {
+    fn random(rng: &mut Rng, arch: Architecture, activation: Activation) -> Params {
+        let n = arch.layers();
+        let mut p = Params {
+            arch,
+            activation,
+            weights: vec![],
+            biases: vec![],
+            mults: vec![],
+            shifts: vec![],
+            table: std::array::from_fn(|_| rng.next() as u8),
+        };
+        for l in 0..n {
+            let (i, o) = arch.layer(l);
+            p.weights.push((0..i * o).map(|_| rng.next() as i8).collect());
+            // Small biases, so that inputs, not biases, decide the class.
+            p.biases.push((0..o).map(|_| (rng.below(64) as i16) - 32).collect());
+            p.mults.push((0..o).map(|_| (rng.next() as i16) & 0x7fff).collect());
+            let zero_point =
+                if activation == Activation::Sigmoid && l + 1 < n { (rng.below(33) as i8 - 16) as u8 } else { 0 };
+            p.shifts.push([0, 14 + rng.below(3) as u8, zero_point]);
+        }
+        // Rounding shifts calibrated on noise images, layer by layer, so that the 16-bit
+        // pre-activations span about 9 bits: activations neither always saturate nor die
+        // out, however deep or wide the network, and the kernels do real work.
+        let images: Vec<Vec<u8>> = (0..16).map(|_| random_image(rng, arch.inputs())).collect();
+        for l in 0..n {
+            let most = images.iter().flat_map(|img| p.accumulators(l, img)).map(i32::unsigned_abs).max().unwrap_or(0);
+            let bits = (u32::BITS - most.leading_zeros()) as u8;
+            p.shifts[l][0] = bits.saturating_sub(9).min(24);
+        }
+        p
+    }
+
+    fn layers(&self) -> Vec<Int8Layer<'_>> {
+        (0..self.arch.layers())
+            .map(|l| Int8Layer {
+                weights: &self.weights[l],
+                biases: &self.biases[l],
+                multipliers: &self.mults[l],
+                rounding_shift: self.shifts[l][0],
+                multiplier_shift: self.shifts[l][1],
+                zero_point: self.shifts[l][2] as i8,
+            })
+            .collect()
+    }
+
+    fn table(&self) -> Option<&[u8; 256]> {
+        (self.activation == Activation::Sigmoid).then_some(&self.table)
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![0u8; Header::new(self.arch, self.activation, Quant::Int8).file_len()];
+        let len = int8net::encode(&self.arch, self.activation, &self.layers(), 0.01, self.table(), &mut out).unwrap();
+        assert_eq!(len, out.len());
+        out
+    }
+
+    /// Layer `l`'s accumulators for `image`, by the scheme as the module documentation
+    /// defines it, over the natural layout.
+    fn accumulators(&self, l: usize, image: &[u8]) -> Vec<i32> {
+        let mut x: Vec<u8> = image.to_vec();
+        for k in 0..=l {
+            let (i, o) = self.arch.layer(k);
+            let acc: Vec<i32> =
+                (0..o).map(|j| (0..i).map(|m| i32::from(x[m]) * i32::from(self.weights[k][m * o + j])).sum()).collect();
+            if k == l {
+                return acc;
+            }
+            let [r, s, zp] = self.shifts[k];
+            let v = acc
+                .iter()
+                .enumerate()
+                .map(|(j, &a)| int8net::requantize(a, self.biases[k][j], self.mults[k][j], r, s).unwrap());
+            x = match self.activation {
+                Activation::Relu => v.map(|v| v.clamp(0, 255) as u8).collect(),
+                Activation::Sigmoid => {
+                    v.map(|v| self.table[((v + i32::from(zp as i8)).clamp(-128, 127) + 128) as usize]).collect()
+                }
+            };
+        }
+        unreachable!("l is a layer")
+    }
+
+    /// The scores, by the scheme over the natural layout.
+    fn naive(&self, image: &[u8]) -> Vec<i32> {
+        let l = self.arch.layers() - 1;
+        let [r, s, _] = self.shifts[l];
+        let acc = self.accumulators(l, image);
+        acc.iter()
+            .enumerate()
+            .map(|(j, &a)| int8net::requantize(a, self.biases[l][j], self.mults[l][j], r, s).unwrap())
+            .collect()
+    }
 }
 
 /// An image with dark borders and zero runs, like Fashion-MNIST's.
-fn random_image(rng: &mut Rng) -> [u8; INPUT] {
-    let mut img = [0u8; INPUT];
+fn random_image(rng: &mut Rng, len: usize) -> Vec<u8> {
     let density = rng.below(100);
-    for p in img.iter_mut() {
-        if rng.below(100) < density {
-            *p = rng.next() as u8;
-        }
-    }
-    img
+    (0..len).map(|_| if rng.below(100) < density { rng.next() as u8 } else { 0 }).collect()
+}
+
+fn arch(widths: &[usize]) -> Architecture {
+    Architecture::new(widths).unwrap()
+}
+
+/// Shapes that reach every path: 1 to 4 hidden layers, widths that are not multiples of
+/// 4, 16 or 128, a hidden layer wider than the input, one-unit layers, blocks of 128.
+fn shapes() -> Vec<Architecture> {
+    vec![
+        Architecture::FMNIST,
+        arch(&[784, 32, 10]),
+        arch(&[784, 256, 128, 64, 10]),
+        arch(&[784, 33, 10]),
+        arch(&[8, 1024, 3, 1, 7, 2]),
+        arch(&[12, 5, 130, 2]),
+        arch(&[4, 1, 1]),
+        arch(&[64, 250, 129, 17]),
+    ]
 }
 
 #[test]
-fn simd_kernel_matches_scalar_bit_for_bit() {
+fn simd_kernel_matches_scalar_and_the_naive_loop_on_every_shape() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    for activation in [Activation::Relu, Activation::Sigmoid] {
-        for _ in 0..3 {
-            let bytes = file(activation, &random_payload(&mut rng, activation));
+    for arch in shapes() {
+        for activation in [Activation::Relu, Activation::Sigmoid] {
+            let params = Params::random(&mut rng, arch, activation);
+            let bytes = params.encode();
             let model = Int8Model::from_bytes(&bytes).unwrap();
-            let (mut a, mut b) = (Int8Scratch::new(), Int8Scratch::new());
-            let mut images: Vec<[u8; INPUT]> = (0..150).map(|_| random_image(&mut rng)).collect();
-            images.push([0; INPUT]);
-            images.push([255; INPUT]);
-            let mut classes = [0usize; 10];
+            assert_eq!((model.architecture(), model.activation()), (arch, activation));
+            let mut scratch = Int8Scratch::<INT8_SCRATCH_MAX>::zeroed();
+            let mut images: Vec<Vec<u8>> = (0..40).map(|_| random_image(&mut rng, arch.inputs())).collect();
+            images.push(vec![0; arch.inputs()]);
+            images.push(vec![255; arch.inputs()]);
+            let mut classes = vec![0usize; arch.classes()];
             for img in &images {
-                let fast = model.predict(img, &mut a);
-                let slow = model.predict_scalar(img, &mut b);
-                assert_eq!(fast, slow, "{activation:?}");
-                classes[fast.0] += 1;
+                let (mut fast, mut slow) = (vec![0; arch.classes()], vec![0; arch.classes()]);
+                let a = model.predict(img, &mut scratch, &mut fast).unwrap();
+                let b = model.predict_scalar(img, &mut scratch, &mut slow).unwrap();
+                assert_eq!((a, &fast), (b, &slow), "{arch} {activation:?}");
+                assert_eq!(fast, params.naive(img), "{arch} {activation:?}");
+                classes[a] += 1;
             }
             // The models are random, but not degenerate: scores vary across images.
-            assert!(classes.iter().filter(|&&c| c > 0).count() >= 2, "{classes:?}");
+            if arch.classes() > 2 && arch.hidden().iter().all(|&w| w > 2) {
+                assert!(classes.iter().filter(|&&c| c > 0).count() >= 2, "{arch} {activation:?}: {classes:?}");
+            }
         }
     }
 }
 
 #[test]
-fn golden_int8_header_bytes() {
+fn a_scratch_sized_for_the_model_gives_the_same_scores_as_a_large_one() {
+    let mut rng = Rng(3);
+    let arch = arch(&[784, 256, 128, 64, 10]);
+    let bytes = Params::random(&mut rng, arch, Activation::Relu).encode();
+    let model = Int8Model::from_bytes(&bytes).unwrap();
+    const NEED: usize = 256 + 128 + 784 / 4;
+    assert_eq!(model.scratch_bytes(), NEED);
+    assert_eq!(arch.int8_scratch_bytes(), NEED);
+    let mut exact = Int8Scratch::<NEED>::for_model(&model).unwrap();
+    let mut large = Int8Scratch::<INT8_SCRATCH_MAX>::for_model(&model).unwrap();
+    // Stale bytes from a wider model must not leak into the padding of this one.
+    let wide = Params::random(&mut rng, self::arch(&[784, 1024, 1023, 10]), Activation::Sigmoid).encode();
+    let wide = Int8Model::from_bytes(&wide).unwrap();
+    wide.predict(&[255; 784], &mut large, &mut [0; 10]).unwrap();
+    for _ in 0..20 {
+        let img = random_image(&mut rng, 784);
+        let (mut a, mut b) = ([0; 10], [0; 10]);
+        assert_eq!(model.predict(&img, &mut exact, &mut a), model.predict(&img, &mut large, &mut b));
+        assert_eq!(a, b);
+    }
+}
+
+#[test]
+fn buffers_of_the_wrong_size_are_errors_not_panics() {
+    let mut rng = Rng(5);
+    let bytes = Params::random(&mut rng, Architecture::FMNIST, Activation::Relu).encode();
+    let model = Int8Model::from_bytes(&bytes).unwrap();
+    let mut scratch = Int8Scratch::new();
+    let mut scores = [0; 10];
+    assert_eq!(
+        model.predict(&[0; 783], &mut scratch, &mut scores),
+        Err(Error::InputSize { expected: 784, found: 783 })
+    );
+    assert_eq!(model.predict(&[0; 784], &mut scratch, &mut [0; 9]), Err(Error::OutputSize { expected: 10, found: 9 }));
+    // A longer scores buffer is fine: the first ten are written.
+    let mut long = [7; 12];
+    model.predict(&[0; 784], &mut scratch, &mut long).unwrap();
+    assert_eq!(long[10..], [7, 7]);
+    let mut small = Int8Scratch::<963>::zeroed();
+    assert_eq!(
+        model.predict(&[0; 784], &mut small, &mut scores),
+        Err(Error::ScratchTooSmall { needed: 964, capacity: 963 })
+    );
+    assert!(Int8Scratch::<963>::for_model(&model).is_err());
+    // The default scratch is the study's network's, and no larger.
+    assert_eq!(std::mem::size_of::<Int8Scratch>(), 964);
+    assert_eq!(int8net::INT8_SCRATCH_BYTES, 964);
+    // A wider model does not fit the default scratch.
+    let wide = Params::random(&mut rng, arch(&[784, 1024, 10]), Activation::Relu).encode();
+    let wide = Int8Model::from_bytes(&wide).unwrap();
+    assert!(matches!(Int8Scratch::<964>::for_model(&wide), Err(Error::ScratchTooSmall { needed: 1280, .. })));
+}
+
+#[test]
+fn golden_int8_file_bytes() {
     let mut rng = Rng(7);
-    let payload = random_payload(&mut rng, Activation::Relu);
-    assert_eq!(payload.len(), 538_165);
-    let bytes = file(Activation::Relu, &payload);
-    // magic, version 1, 784-512-256-10 as varints, activation Relu = 1, quant Int8 = 1,
-    // payload length 538_165 as varint (0xb5 0xec 0x20).
-    let head = [b'F', b'M', b'L', b'P', 1, 0x90, 0x06, 0x80, 0x04, 0x80, 0x02, 10, 1, 1, 0xb5, 0xec, 0x20];
-    assert_eq!(bytes[..17], head);
-    assert_eq!(bytes.len(), 17 + payload.len() + 4);
-    assert!(bytes.len() < 540_000);
-    assert_eq!(Header::int8(Activation::Sigmoid).payload_len(), 538_165 + 256);
+    let arch = arch(&[8, 5, 3]);
+    let params = Params::random(&mut rng, arch, Activation::Relu);
+    let bytes = params.encode();
+    let layout = Int8Layout::new(&arch, Activation::Relu);
+    // Header: magic, version 2, 3 widths 8 5 3, ReLU 1, int8 1, payload length; zeros to 64.
+    assert_eq!(bytes[..11], [b'F', b'M', b'L', b'P', 2, 3, 8, 5, 3, 1, 1]);
+    assert_eq!(layout.len(), 170);
+    assert_eq!(bytes[11..13], [0xaa, 0x01], "170 as a varint");
+    assert!(bytes[13..64].iter().all(|&b| b == 0));
+    assert_eq!(bytes.len(), 64 + layout.len() + 4);
+    let payload = &bytes[64..64 + layout.len()];
+    // Weights of input group g to output j at (g * 5 + j) * 4: input 4g + k is byte k.
+    let w = &params.weights[0];
+    assert_eq!(payload[..4], [w[0] as u8, w[5] as u8, w[10] as u8, w[15] as u8], "inputs 0..4 to output 0");
+    assert_eq!(payload[(5 + 2) * 4 + 1], w[5 * 5 + 2] as u8, "input 5 to output 2");
+    // The second layer starts on 64 bytes; its 5 inputs are padded to 8 with zero weights.
+    let w2 = &params.weights[1];
+    assert_eq!(layout.weights(1).start, 64);
+    assert_eq!(payload[64..68], [w2[0] as u8, w2[3] as u8, w2[6] as u8, w2[9] as u8]);
+    assert_eq!(payload[64 + (3 + 1) * 4..64 + (3 + 1) * 4 + 4], [w2[12 + 1] as u8, 0, 0, 0]);
+    let b = layout.biases(0).start;
+    assert_eq!(payload[b..b + 2], params.biases[0][0].to_le_bytes());
+    assert_eq!(payload[layout.shifts(1).range()], params.shifts[1]);
+    assert_eq!(payload[layout.score_scale().range()], 0.01f32.to_le_bytes());
+    assert_eq!(bytes[bytes.len() - 4..], format::checksum(&bytes[..bytes.len() - 4]).to_le_bytes());
 }
 
 #[test]
 fn every_truncation_is_an_error() {
     let mut rng = Rng(11);
-    let bytes = file(Activation::Sigmoid, &random_payload(&mut rng, Activation::Sigmoid));
-    assert!(Model::from_bytes(&bytes).is_ok());
-    for cut in 0..bytes.len() {
-        assert!(Model::from_bytes(&bytes[..cut]).is_err(), "cut at {cut}");
+    for arch in [arch(&[12, 5, 130, 2]), Architecture::FMNIST] {
+        let bytes = Params::random(&mut rng, arch, Activation::Sigmoid).encode();
+        assert!(Model::from_bytes(&bytes).is_ok());
+        let step = if bytes.len() > 10_000 { 997 } else { 1 };
+        for cut in (0..bytes.len()).step_by(step) {
+            assert!(Model::from_bytes(&bytes[..cut]).is_err(), "{arch}: cut at {cut}");
+        }
+        assert_eq!(Model::from_bytes(&bytes[..bytes.len() - 1]).unwrap_err(), Error::Truncated);
     }
-    assert_eq!(Model::from_bytes(&bytes[..bytes.len() - 1]).unwrap_err(), Error::Truncated);
 }
 
 #[test]
 fn flipped_bytes_are_errors() {
     let mut rng = Rng(13);
-    let mut bytes = file(Activation::Relu, &random_payload(&mut rng, Activation::Relu));
-    let weights_end = 17 + INT8_WEIGHT_BYTES;
-    // Every byte of the header, the parameters and the checksum; every 127th weight (each
-    // check re-reads half a megabyte, and the CRC treats every weight byte alike).
-    let positions = (0..17).chain((17..weights_end).step_by(127)).chain(weights_end..bytes.len());
-    let mut checked = 0;
-    for at in positions {
-        for flip in [0x01, 0xff] {
+    let mut bytes = Params::random(&mut rng, arch(&[12, 5, 130, 2]), Activation::Relu).encode();
+    for at in 0..bytes.len() {
+        for flip in [0x01, 0x80, 0xff] {
             bytes[at] ^= flip;
             assert!(Model::from_bytes(&bytes).is_err(), "flip {flip:#x} at {at}");
             bytes[at] ^= flip;
-            checked += 1;
         }
     }
-    assert!(checked > 2 * 7_000);
     assert!(Model::from_bytes(&bytes).is_ok());
 }
 
+/// `payload` wrapped in a valid header and checksum, whatever its contents.
+fn raw_file(arch: Architecture, activation: Activation, payload: &[u8]) -> Vec<u8> {
+    let header = Header::new(arch, activation, Quant::Int8);
+    let mut out = vec![0u8; header.file_len()];
+    format::write(&header, payload, &mut out).unwrap();
+    out
+}
+
 #[test]
-fn out_of_range_parameters_are_malformed() {
+fn out_of_range_parameters_name_the_layer_and_field() {
     let mut rng = Rng(17);
-    let good = random_payload(&mut rng, Activation::Relu);
-    let cases: [(&str, usize, &[u8]); 5] = [
-        ("rounding shift 25", PARAMS_AT, &[25]),
-        ("multiplier shift 31", PARAMS_AT + 1, &[31]),
-        ("zero point on a ReLU layer", PARAMS_AT + 2, &[3]),
-        ("negative multiplier", INT8_WEIGHT_BYTES + 2 * arch::HIDDEN1 + 1, &[0x80]),
-        ("NaN score scale", PARAMS_AT + 9, &f32::NAN.to_le_bytes()),
+    let arch = arch(&[784, 64, 32, 10]);
+    let good = Params::random(&mut rng, arch, Activation::Relu).encode();
+    let payload = &good[64..good.len() - 4];
+    let layout = Int8Layout::new(&arch, Activation::Relu);
+    let out_of_range = |layer, what, value| Error::OutOfRange { layer, what, value };
+    let cases: [(usize, &[u8], Error); 6] = [
+        (layout.shifts(0).start, &[25], out_of_range(0, Param::RoundingShift, 25)),
+        (layout.shifts(1).start + 1, &[31], out_of_range(1, Param::MultiplierShift, 31)),
+        (layout.shifts(1).start + 2, &[3], out_of_range(1, Param::ZeroPoint, 3)),
+        (layout.shifts(2).start + 2, &[0xff], out_of_range(2, Param::ZeroPoint, -1)),
+        (layout.multipliers(2).start + 2 * 4, &[0x00, 0x80], out_of_range(2, Param::Multipliers, -32768)),
+        (layout.score_scale().start, &f32::NAN.to_le_bytes(), Error::ScoreScale),
     ];
-    for (what, at, patch) in cases {
-        let mut p = good.clone();
+    for (at, patch, expected) in cases {
+        let mut p = payload.to_vec();
         p[at..at + patch.len()].copy_from_slice(patch);
-        assert_eq!(Int8Model::from_bytes(&file(Activation::Relu, &p)).unwrap_err(), Error::Malformed, "{what}");
+        let e = Int8Model::from_bytes(&raw_file(arch, Activation::Relu, &p)).unwrap_err();
+        assert_eq!(e, expected);
+        assert!(e.to_string().starts_with("layer ") || e == Error::ScoreScale, "{e}");
     }
-    assert!(Int8Model::from_bytes(&file(Activation::Relu, &good)).is_ok());
+    assert!(Int8Model::from_bytes(&raw_file(arch, Activation::Relu, payload)).is_ok());
+    // The writer refuses what the reader would.
+    let mut params = Params::random(&mut rng, arch, Activation::Relu);
+    params.shifts[1][0] = 25;
+    let mut out = vec![0u8; good.len()];
+    let e = int8net::encode(&arch, Activation::Relu, &params.layers(), 0.01, None, &mut out).unwrap_err();
+    assert_eq!(e, out_of_range(1, Param::RoundingShift, 25));
+    params.shifts[1][0] = 10;
+    params.biases[2].pop();
+    let e = int8net::encode(&arch, Activation::Relu, &params.layers(), 0.01, None, &mut out).unwrap_err();
+    assert_eq!(e, Error::ParameterCount { layer: 2, what: Param::Biases, expected: 10, found: 9 });
+    params.biases[2].push(0);
+    let table = [0u8; 256];
+    let e = int8net::encode(&arch, Activation::Relu, &params.layers(), 0.01, Some(&table), &mut out).unwrap_err();
+    assert_eq!(e, Error::SigmoidTable);
+    let e = int8net::encode(&arch, Activation::Relu, &params.layers(), 0.01, None, &mut out[..100]).unwrap_err();
+    assert_eq!(e, Error::BufferTooSmall { needed: good.len(), found: 100 });
 }
 
 #[test]
 fn quantization_mismatch_is_reported() {
     let mut rng = Rng(19);
-    let bytes = file(Activation::Relu, &random_payload(&mut rng, Activation::Relu));
-    assert_eq!(infer_core::F32Model::from_bytes(&bytes).unwrap_err(), Error::WrongQuantization);
+    let bytes = Params::random(&mut rng, arch(&[16, 8, 4]), Activation::Relu).encode();
+    assert_eq!(
+        infer_core::F32Model::from_bytes(&bytes).unwrap_err(),
+        Error::WrongQuantization { expected: Quant::F32, found: Quant::Int8 }
+    );
     assert!(matches!(Model::from_bytes(&bytes), Ok(Model::Int8(_))));
+}
+
+#[test]
+fn version_1_files_of_the_study_network_load_and_classify_alike() {
+    // Version 1 put the payload right after the header fields, with a varint length.
+    let mut rng = Rng(23);
+    let params = Params::random(&mut rng, Architecture::FMNIST, Activation::Relu);
+    let v2 = params.encode();
+    let payload = &v2[64..v2.len() - 4];
+    let mut v1 = vec![b'F', b'M', b'L', b'P', 1, 0x90, 0x06, 0x80, 0x04, 0x80, 0x02, 10, 1, 1];
+    let mut len = payload.len();
+    while len >= 0x80 {
+        v1.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    v1.push(len as u8);
+    v1.extend_from_slice(payload);
+    let crc = format::checksum(&v1);
+    v1.extend_from_slice(&crc.to_le_bytes());
+    let (old, new) = (Int8Model::from_bytes(&v1).unwrap(), Int8Model::from_bytes(&v2).unwrap());
+    let mut scratch = Int8Scratch::new();
+    for _ in 0..10 {
+        let img = random_image(&mut rng, 784);
+        let (mut a, mut b) = ([0; 10], [0; 10]);
+        assert_eq!(old.predict(&img, &mut scratch, &mut a), new.predict(&img, &mut scratch, &mut b));
+        assert_eq!(a, b);
+    }
 }

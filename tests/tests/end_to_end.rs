@@ -2,8 +2,9 @@
 //!
 //! Needs Debian's dataset-fashion-mnist (or FASHION_MNIST_DIR); fails loudly without it.
 
+use infer_core::Activation;
 use trainer::data::{self, PIXELS};
-use trainer::model::ModelKind;
+use trainer::model::{ModelKind, Network};
 use trainer::quant::CALIBRATION_IMAGES;
 use trainer::train::{self, Quiet, Recipe};
 
@@ -31,10 +32,11 @@ fn relu_two_epochs_beats_accuracy_floor_and_infer_core_agrees() {
     let bytes = std::fs::read(&path).unwrap();
     let model = infer_core::F32Model::from_bytes(&bytes).unwrap();
     let mut scratch = infer_core::Scratch::new();
+    let mut logits = [0f32; 10];
     let disagreements = (0..ds.test.len())
         .filter(|&i| {
-            let img: &[f32; PIXELS] = ds.test.images[i * PIXELS..(i + 1) * PIXELS].try_into().unwrap();
-            model.predict(img, &mut scratch).0 != t.test.predictions[i] as usize
+            let img = &ds.test.images[i * PIXELS..(i + 1) * PIXELS];
+            model.predict(img, &mut scratch, &mut logits).unwrap() != t.test.predictions[i] as usize
         })
         .count();
     assert!(disagreements <= 10, "{disagreements} of 10,000 predictions differ");
@@ -70,13 +72,57 @@ fn int8_export_stays_within_half_a_point_and_infer_core_is_bit_exact() {
         // scores included.
         let model = infer_core::Int8Model::from_bytes(&export.bytes).unwrap();
         let mut scratch = infer_core::Int8Scratch::new();
+        let (mut scores, mut reference) = ([0i32; 10], [0i32; 10]);
         for (i, px) in ds.test.pixels.chunks_exact(PIXELS).enumerate() {
-            let img: &[u8; PIXELS] = px.try_into().unwrap();
-            let (class, scores) = model.predict(img, &mut scratch);
+            let class = model.predict(px, &mut scratch, &mut scores).unwrap();
             assert_eq!(class, export.predictions[i] as usize, "{kind:?}: image {i}");
             if i % 50 == 0 {
-                assert_eq!((class, scores), export.model.predict(px), "{kind:?}: image {i}");
-                assert_eq!(model.predict_scalar(img, &mut scratch), (class, scores), "{kind:?}: image {i}");
+                assert_eq!((class, scores.to_vec()), export.model.predict(px), "{kind:?}: image {i}");
+                let scalar = model.predict_scalar(px, &mut scratch, &mut reference).unwrap();
+                assert_eq!((scalar, reference), (class, scores), "{kind:?}: image {i}");
+            }
+        }
+    }
+}
+
+#[test]
+fn networks_of_one_two_and_four_hidden_layers_train_export_and_agree_on_every_image() {
+    // A slice of the training set and two epochs: enough to learn well above chance, and
+    // to make the activations as sparse as a trained model's.
+    let ds = dataset();
+    let train = ds.train.head(12_000);
+    for hidden in [vec![32], vec![128, 64], vec![96, 64, 48, 33]] {
+        let network = Network { hidden: hidden.clone(), activation: Activation::Relu, dropout: 0.0 };
+        let recipe = Recipe { name: network.name(), network, epochs: 2, lr: 0.1, batch_size: 100, seed: 3 };
+        let t = train::fit(&recipe, &train, &ds.test, &mut Quiet).unwrap();
+        assert!(t.test.accuracy > 0.7, "{hidden:?}: test accuracy {}", t.test.accuracy);
+
+        // The f32 file holds the shape and reloads as the same model.
+        let bytes = trainer::format::encode_f32(&t.model).unwrap();
+        assert_eq!(trainer::format::decode_f32(&bytes).unwrap(), t.model);
+        let widths: Vec<u16> = [784].into_iter().chain(hidden.iter().map(|&w| w as u16)).chain([10]).collect();
+        assert_eq!(infer_core::F32Model::from_bytes(&bytes).unwrap().architecture().widths(), &widths[..]);
+
+        // int8: within a point of f32, and infer-core equals the integer reference on every
+        // test image, in a scratch sized exactly for the model.
+        let export = trainer::quant::export_int8(&t.model, &train, &ds.test).unwrap();
+        assert!(
+            (export.accuracy - t.test.accuracy).abs() < 0.01,
+            "{hidden:?}: {} vs {}",
+            export.accuracy,
+            t.test.accuracy
+        );
+        let model = infer_core::Int8Model::from_bytes(&export.bytes).unwrap();
+        let arch = model.architecture();
+        assert_eq!(model.scratch_bytes(), arch.int8_scratch_bytes());
+        let mut scratch =
+            infer_core::Int8Scratch::<{ infer_core::int8net::INT8_SCRATCH_MAX }>::for_model(&model).unwrap();
+        let mut scores = [0i32; 10];
+        for (i, px) in ds.test.pixels.chunks_exact(PIXELS).enumerate() {
+            let class = model.predict(px, &mut scratch, &mut scores).unwrap();
+            assert_eq!(class, export.predictions[i] as usize, "{hidden:?}: image {i}");
+            if i % 100 == 0 {
+                assert_eq!((class, scores.to_vec()), export.model.predict(px), "{hidden:?}: image {i}");
             }
         }
     }

@@ -1,9 +1,10 @@
-//! Model files on disk, in the format `infer_core::format` defines.
+//! Model files on disk, in the format `infer_core::format` defines, written and read by
+//! `infer_core`'s codec.
 
 use std::path::{Path, PathBuf};
 
-use infer_core::arch;
-use infer_core::format::{self, Header};
+use infer_core::f32net::{self, F32Layer};
+use infer_core::format::{Header, Quant};
 
 use crate::model::{Dense, Mlp};
 
@@ -28,32 +29,26 @@ pub enum ModelFileError {
     },
 }
 
-/// The payload of an f32 model file: W1, b1, W2, b2, W3, b3 as little-endian f32.
-pub fn f32_payload(model: &Mlp) -> Vec<u8> {
-    model.params().flat_map(f32::to_le_bytes).collect()
-}
-
 /// Encodes `model` as an f32 model file.
 pub fn encode_f32(model: &Mlp) -> Result<Vec<u8>, infer_core::Error> {
-    let payload = f32_payload(model);
-    let mut out = vec![0u8; payload.len() + format::MAX_OVERHEAD];
-    let len = format::write(&Header::f32(model.activation), &payload, &mut out)?;
+    let arch = model.architecture()?;
+    let layers: Vec<F32Layer<'_>> = model.layers.iter().map(|l| F32Layer { weights: &l.w, biases: &l.b }).collect();
+    let mut out = vec![0u8; Header::new(arch, model.activation, Quant::F32).file_len()];
+    let len = f32net::encode(&arch, model.activation, &layers, &mut out)?;
     out.truncate(len);
     Ok(out)
 }
 
-/// Decodes an f32 model file (validating it fully).
+/// Decodes an f32 model file of any architecture (validating it fully).
 pub fn decode_f32(bytes: &[u8]) -> Result<Mlp, infer_core::Error> {
     let model = infer_core::F32Model::from_bytes(bytes)?;
-    let mut values = model.payload().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-    let mut take = |n: usize| values.by_ref().take(n).collect::<Vec<f32>>();
-    let [i, h1, h2, o] = arch::LAYERS;
-    let mut layer = |inputs, outputs| {
-        let w = take(inputs * outputs);
-        let b = take(outputs);
-        Dense { inputs, outputs, w, b }
-    };
-    let layers = [layer(i, h1), layer(h1, h2), layer(h2, o)];
+    let arch = model.architecture();
+    let layers = (0..arch.layers())
+        .map(|l| {
+            let (inputs, outputs) = arch.layer(l);
+            Dense { inputs, outputs, w: model.weights(l).collect(), b: model.biases(l).collect() }
+        })
+        .collect();
     Ok(Mlp { activation: model.activation(), layers })
 }
 

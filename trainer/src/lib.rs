@@ -1,13 +1,16 @@
-//! Trains the Fashion-MNIST MLPs of the study and writes what infer-core runs.
+//! Trains multilayer perceptrons on Fashion-MNIST (the study's three, or any stack of 1 to 4
+//! dense hidden layers) and writes what infer-core runs.
 //!
-//! Modules by concept: [`data`] (IDX files), [`kernels`] (SIMD matrix products),
-//! [`model`] (forward and backward pass), [`train`] (the loop), [`format`](mod@format) (model files),
-//! [`report`] (history, confusion matrices, summaries).
+//! Modules by concept: [`data`] (the `dataset` crate: IDX files), [`kernels`] (SIMD matrix
+//! products), [`model`] (networks, forward and backward pass), [`train`] (the loop),
+//! [`quant`] (int8 export), [`format`](mod@format) (model files), [`report`] (history,
+//! confusion matrices, summaries).
 
-pub mod data;
+pub use dataset as data;
+pub use dataset::fsutil;
+
 pub mod figures;
 pub mod format;
-pub mod fsutil;
 pub mod kernels;
 pub mod model;
 pub mod quant;

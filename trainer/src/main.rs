@@ -1,4 +1,5 @@
-//! `trainer`: trains the study's Fashion-MNIST MLPs and writes their results and model files.
+//! `trainer`: trains Fashion-MNIST MLPs (the study's, or any stack of dense layers) and
+//! writes their results and model files.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use trainer::data::{self, Dataset};
 use trainer::fsutil;
 use trainer::kernels::lanes;
-use trainer::model::ModelKind;
+use trainer::model::{ModelKind, Network};
 use trainer::quant;
 use trainer::report::{self, ModelSummary, RunContext};
 use trainer::train::{self, EpochRecord, Observer, Recipe};
@@ -20,7 +21,8 @@ use trainer::train::{self, EpochRecord, Observer, Recipe};
 ///
 /// Quick start: `trainer fit --all` trains the study's three models (sigmoid, ReLU,
 /// ReLU + dropout) with its recipe and writes history, confusion matrices, predictions,
-/// model files and a summary to runs/<timestamp>/.
+/// model files and a summary to runs/<timestamp>/. `trainer fit --hidden 128,64` trains a
+/// network of your own shape, for example one that fits a small microcontroller.
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -32,10 +34,15 @@ struct Cli {
 enum Command {
     /// Train one or more models.
     ///
+    /// Either the study's presets (--all, or --model) or a network of your own (--hidden).
+    /// Every model is exported to int8 too; its size and RAM are printed.
+    ///
     /// Examples:
     ///   trainer fit --all
     ///   trainer fit --model relu --epochs 5 --lr 0.05 --out runs/relu-fast
     ///   trainer fit --model dropout --seed 7 --threads 1
+    ///   trainer fit --hidden 128,64                  # 784-128-64-10 ReLU, about 110 KB in int8
+    ///   trainer fit --hidden 256,128,64 --activation relu --dropout 0.2 --epochs 30
     #[command(verbatim_doc_comment)]
     Fit(FitArgs),
     /// Quantize a trained f32 model for infer-core (`fit` does this for every model it trains).
@@ -111,18 +118,37 @@ enum Preset {
     Seed,
 }
 
+/// Hidden-layer activation of a network given with --hidden.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ActivationArg {
+    /// max(x, 0)
+    Relu,
+    /// 1 / (1 + e^-x)
+    Sigmoid,
+}
+
 #[derive(Args)]
 struct FitArgs {
     /// Train all three models of the study.
-    #[arg(long, conflicts_with = "model")]
+    #[arg(long, conflicts_with_all = ["model", "hidden"])]
     all: bool,
-    /// Model to train; repeat for several.
-    #[arg(long, value_enum, required_unless_present = "all")]
+    /// A model of the study to train (784-512-256-10); repeat for several.
+    #[arg(long, value_enum, required_unless_present_any = ["all", "hidden"], conflicts_with = "hidden")]
     model: Vec<ModelKind>,
+    /// Train a network of your own: hidden-layer widths, input side first, comma-separated
+    /// (1 to 4 layers of 1 to 1024 units). Input 784 pixels, output 10 classes.
+    #[arg(long, value_delimiter = ',', value_name = "W1,W2,..")]
+    hidden: Vec<usize>,
+    /// Hidden-layer activation of the --hidden network.
+    #[arg(long, value_enum, default_value = "relu", requires = "hidden")]
+    activation: ActivationArg,
+    /// Dropout rate after each hidden layer of the --hidden network, in [0, 1).
+    #[arg(long, default_value_t = 0.0, requires = "hidden")]
+    dropout: f32,
     /// Recipe the other options start from.
     #[arg(long, value_enum, default_value = "seed")]
     preset: Preset,
-    /// Epochs (default: the preset's, 20 for sigmoid and 15 for the others).
+    /// Epochs (default: the preset's, 20 for sigmoid and 15 for the others and for --hidden).
     #[arg(long)]
     epochs: Option<usize>,
     /// SGD learning rate.
@@ -212,12 +238,12 @@ fn find_or_fetch(explicit: Option<&Path>) -> Result<Dataset> {
     }
 }
 
-struct Bars {
+struct Bars<'a> {
     bar: Option<ProgressBar>,
-    name: &'static str,
+    name: &'a str,
 }
 
-impl Observer for Bars {
+impl Observer for Bars<'_> {
     fn epoch_start(&mut self, epoch: usize, epochs: usize, steps: usize) {
         let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr_with_hz(10));
         bar.set_style(
@@ -256,8 +282,9 @@ impl Observer for Bars {
 }
 
 fn report_int8(name: &str, export: &quant::Int8Export, f32_accuracy: f64) {
+    let ram = export.model.architecture().map(|a| a.int8_scratch_bytes()).unwrap_or(0);
     eprintln!(
-        "{name}: int8 export {} bytes, test accuracy {:.2}% ({:+.2} pp vs f32)",
+        "{name}: int8 export {} bytes (inference RAM {ram} bytes), test accuracy {:.2}% ({:+.2} pp vs f32)",
         export.bytes.len(),
         100.0 * export.accuracy,
         100.0 * (export.accuracy - f32_accuracy)
@@ -286,21 +313,35 @@ fn export(args: ExportArgs) -> Result<()> {
     Ok(())
 }
 
-fn fit(args: FitArgs) -> Result<()> {
-    train::start_thread_pool(args.threads).context("starting worker threads")?;
-    let kinds: Vec<ModelKind> = if args.all { ModelKind::ALL.to_vec() } else { args.model.clone() };
-    let recipes: Vec<Recipe> = kinds
-        .iter()
-        .map(|&kind| {
-            let Preset::Seed = args.preset;
-            let base = Recipe::seed(kind);
-            Recipe {
-                kind,
-                epochs: args.epochs.unwrap_or(base.epochs),
-                lr: args.lr.unwrap_or(base.lr),
-                batch_size: args.batch_size.unwrap_or(base.batch_size),
-                seed: args.seed.unwrap_or(base.seed),
-            }
+/// The recipes `fit` was asked for, checked before any data is read.
+fn recipes(args: &FitArgs) -> Result<Vec<Recipe>> {
+    let Preset::Seed = args.preset;
+    let bases: Vec<Recipe> = if !args.hidden.is_empty() {
+        let activation = match args.activation {
+            ActivationArg::Relu => infer_core::Activation::Relu,
+            ActivationArg::Sigmoid => infer_core::Activation::Sigmoid,
+        };
+        if !(0.0..1.0).contains(&args.dropout) {
+            bail!("--dropout must be in [0, 1), got {}", args.dropout);
+        }
+        let network = Network { hidden: args.hidden.clone(), activation, dropout: args.dropout };
+        let arch = network.architecture().map_err(|e| anyhow::anyhow!("--hidden {:?}: {e}", args.hidden))?;
+        let base = Recipe::seed(ModelKind::Relu);
+        debug_assert_eq!(arch.inputs(), trainer::data::PIXELS);
+        vec![Recipe { name: network.name(), network, ..base }]
+    } else if args.all {
+        ModelKind::ALL.iter().map(|&k| Recipe::seed(k)).collect()
+    } else {
+        args.model.iter().map(|&k| Recipe::seed(k)).collect()
+    };
+    let recipes: Vec<Recipe> = bases
+        .into_iter()
+        .map(|base| Recipe {
+            epochs: args.epochs.unwrap_or(base.epochs),
+            lr: args.lr.unwrap_or(base.lr),
+            batch_size: args.batch_size.unwrap_or(base.batch_size),
+            seed: args.seed.unwrap_or(base.seed),
+            ..base
         })
         .collect();
     for r in &recipes {
@@ -311,6 +352,12 @@ fn fit(args: FitArgs) -> Result<()> {
             bail!("--lr must be a positive number, got {}", r.lr);
         }
     }
+    Ok(recipes)
+}
+
+fn fit(args: FitArgs) -> Result<()> {
+    let recipes = recipes(&args)?;
+    train::start_thread_pool(args.threads).context("starting worker threads")?;
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from("runs").join(chrono::Local::now().format("%Y%m%d-%H%M%S").to_string()));
@@ -336,10 +383,10 @@ fn fit(args: FitArgs) -> Result<()> {
         .context("writing samples.csv")?;
     let mut summaries = Vec::new();
     for recipe in &recipes {
-        let name = recipe.kind.name();
+        let name = recipe.name.as_str();
         eprintln!(
             "\n{name}: {} | {} epochs, SGD lr {}, batch {}, seed {}",
-            recipe.kind.describe(),
+            recipe.network.describe(),
             recipe.epochs,
             recipe.lr,
             recipe.batch_size,

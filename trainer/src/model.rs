@@ -1,15 +1,18 @@
-//! The 784-512-256-10 MLP: parameters, forward pass and backward pass over the kernels.
+//! Multilayer perceptrons of any stack of dense layers: the network description, the
+//! parameters, and the forward and backward passes over the kernels.
 
-use infer_core::{Activation, arch};
+use infer_core::Activation;
+use infer_core::arch::Architecture;
 use rand::RngExt;
 use rand::distr::Uniform;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use crate::data::{CLASSES, PIXELS};
 use crate::kernels::lanes::{LANES, V, load, store};
 use crate::kernels::{self, Act, Epilogue, MatRef};
 
-/// The three models of the study.
+/// The three models of the study, as presets of [`Network`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
@@ -34,31 +37,69 @@ impl ModelKind {
         }
     }
 
+    /// The network: 784-512-256-10 with this preset's activation and dropout.
+    pub fn network(self) -> Network {
+        let (activation, dropout) = match self {
+            ModelKind::Sigmoid => (Activation::Sigmoid, 0.0),
+            ModelKind::Relu => (Activation::Relu, 0.0),
+            ModelKind::Dropout => (Activation::Relu, 0.5),
+        };
+        Network { hidden: vec![512, 256], activation, dropout }
+    }
+}
+
+/// What to train: Fashion-MNIST's 784 pixels in, dense hidden layers of these widths with
+/// one activation, dropout after each hidden layer, 10 classes out (softmax).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Network {
+    /// Hidden widths, input side first: 1 to 4 layers of 1 to 1024 units.
+    pub hidden: Vec<usize>,
     /// Hidden-layer activation.
-    pub fn activation(self) -> Activation {
-        match self {
-            ModelKind::Sigmoid => Activation::Sigmoid,
-            ModelKind::Relu | ModelKind::Dropout => Activation::Relu,
+    pub activation: Activation,
+    /// Fraction of hidden units dropped in training (inverted dropout), 0 for none.
+    pub dropout: f32,
+}
+
+impl Network {
+    /// The layer widths, checked against what the model format holds.
+    pub fn architecture(&self) -> Result<Architecture, infer_core::Error> {
+        let widths: Vec<usize> = std::iter::once(PIXELS).chain(self.hidden.iter().copied()).chain([CLASSES]).collect();
+        Architecture::new(&widths)
+    }
+
+    /// `relu`, `sigmoid` (lowercase).
+    pub fn activation_name(&self) -> &'static str {
+        match self.activation {
+            Activation::Relu => "relu",
+            Activation::Sigmoid => "sigmoid",
         }
     }
 
-    /// Fraction of hidden units dropped in training.
-    pub fn dropout(self) -> f32 {
-        match self {
-            ModelKind::Dropout => 0.5,
-            _ => 0.0,
+    /// A folder name for it: `relu-128-64`, `sigmoid-32`, `relu-256-128-dropout0.2`.
+    pub fn name(&self) -> String {
+        let mut name = self.activation_name().to_string();
+        for w in &self.hidden {
+            name.push_str(&format!("-{w}"));
         }
+        if self.dropout > 0.0 {
+            name.push_str(&format!("-dropout{}", self.dropout));
+        }
+        name
     }
 
-    /// A one-line description of the layers, as the study's summary lists them.
-    pub fn describe(self) -> &'static str {
-        match self {
-            ModelKind::Sigmoid => "Dense(512, sigmoid) > Dense(256, sigmoid) > Dense(10, softmax)",
-            ModelKind::Relu => "Dense(512, relu) > Dense(256, relu) > Dense(10, softmax)",
-            ModelKind::Dropout => {
-                "Dense(512, relu) > Dropout(0.5) > Dense(256, relu) > Dropout(0.5) > Dense(10, softmax)"
+    /// The layers as Keras's summary lists them:
+    /// `Dense(512, relu) > Dropout(0.5) > Dense(256, relu) > Dropout(0.5) > Dense(10, softmax)`.
+    pub fn describe(&self) -> String {
+        let act = self.activation_name();
+        let mut parts = Vec::new();
+        for w in &self.hidden {
+            parts.push(format!("Dense({w}, {act})"));
+            if self.dropout > 0.0 {
+                parts.push(format!("Dropout({})", self.dropout));
             }
         }
+        parts.push(format!("Dense({CLASSES}, softmax)"));
+        parts.join(" > ")
     }
 }
 
@@ -85,23 +126,44 @@ impl Dense {
     }
 }
 
-/// The network: three dense layers and the hidden activation.
+/// The network's parameters: dense layers, input side first, and the hidden activation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mlp {
     /// Hidden-layer activation.
     pub activation: Activation,
-    /// Dense layers, input side first.
-    pub layers: [Dense; 3],
+    /// Dense layers, input side first; the last one gives the logits.
+    pub layers: Vec<Dense>,
 }
 
 impl Mlp {
-    /// A freshly initialized network, as Keras builds it.
-    pub fn new(activation: Activation, rng: &mut ChaCha8Rng) -> Mlp {
-        let [i, h1, h2, o] = arch::LAYERS;
-        Mlp { activation, layers: [Dense::glorot(i, h1, rng), Dense::glorot(h1, h2, rng), Dense::glorot(h2, o, rng)] }
+    /// A freshly initialized network of shape `arch`, as Keras builds it (layer by layer,
+    /// input side first, from one generator).
+    pub fn new(arch: &Architecture, activation: Activation, rng: &mut ChaCha8Rng) -> Mlp {
+        let layers = (0..arch.layers())
+            .map(|l| {
+                let (i, o) = arch.layer(l);
+                Dense::glorot(i, o, rng)
+            })
+            .collect();
+        Mlp { activation, layers }
     }
 
-    /// Every parameter in file order: W1, b1, W2, b2, W3, b3.
+    /// The layer widths, input first.
+    pub fn widths(&self) -> Vec<usize> {
+        self.layers.first().map(|l| l.inputs).into_iter().chain(self.layers.iter().map(|l| l.outputs)).collect()
+    }
+
+    /// The layer widths as the model format checks them.
+    pub fn architecture(&self) -> Result<Architecture, infer_core::Error> {
+        Architecture::new(&self.widths())
+    }
+
+    /// Output width (0 for a model without layers).
+    pub fn classes(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.outputs)
+    }
+
+    /// Every parameter in file order: W1, b1, W2, b2, ...
     pub fn params(&self) -> impl Iterator<Item = f32> + '_ {
         self.layers.iter().flat_map(|l| l.w.iter().chain(&l.b)).copied()
     }
@@ -112,35 +174,43 @@ impl Mlp {
     }
 }
 
-/// Buffers of one batch's forward and backward pass, reused across steps.
+/// Buffers of one batch's forward and backward pass, reused across steps and sized for
+/// the model they last served.
 #[derive(Debug, Default)]
 pub struct Workspace {
     rows: usize,
     /// Hidden activations before dropout, per hidden layer.
-    h: [Vec<f32>; 2],
+    h: Vec<Vec<f32>>,
     /// Hidden activations after dropout (what the next layer reads); empty without dropout.
-    a: [Vec<f32>; 2],
+    a: Vec<Vec<f32>>,
     /// Dropout multipliers: 0 or 1 / (1 - rate).
-    mask: [Vec<f32>; 2],
+    mask: Vec<Vec<f32>>,
     /// Softmax output.
     pub probs: Vec<f32>,
-    dz: [Vec<f32>; 3],
+    /// Gradients of the loss with respect to each layer's pre-activations.
+    dz: Vec<Vec<f32>>,
     /// Bias gradients (weight gradients are applied inside their product, never stored).
-    grad_b: [Vec<f32>; 3],
+    grad_b: Vec<Vec<f32>>,
 }
 
 impl Workspace {
-    fn ensure(&mut self, rows: usize, dropout: bool) {
-        let [_, h1, h2, o] = arch::LAYERS;
+    fn ensure(&mut self, model: &Mlp, rows: usize, dropout: bool) {
+        let layers = model.layers.len();
+        let hidden = layers.saturating_sub(1);
         self.rows = rows;
-        for (l, width) in [h1, h2].into_iter().enumerate() {
-            self.h[l].resize(rows * width, 0.0);
+        for v in [&mut self.h, &mut self.a, &mut self.mask] {
+            v.resize_with(hidden, Vec::new);
+        }
+        self.dz.resize_with(layers, Vec::new);
+        self.grad_b.resize_with(layers, Vec::new);
+        for (l, layer) in model.layers[..hidden].iter().enumerate() {
+            self.h[l].resize(rows * layer.outputs, 0.0);
             if dropout {
-                self.a[l].resize(rows * width, 0.0);
-                self.mask[l].resize(rows * width, 0.0);
+                self.a[l].resize(rows * layer.outputs, 0.0);
+                self.mask[l].resize(rows * layer.outputs, 0.0);
             }
         }
-        self.probs.resize(rows * o, 0.0);
+        self.probs.resize(rows * model.classes(), 0.0);
     }
 }
 
@@ -248,8 +318,8 @@ fn activation_grad(dz: &mut [f32], h: &[f32], mask: Option<&[f32]>, activation: 
             |d, h, m| h.simd_gt(V::ZERO).select(d * m, V::ZERO),
             |d, h, m| if h > 0.0 { d * m } else { 0.0 },
         ),
-        (_, None) => zip_inplace(dz, h, |d, h| d * h * (V::ONE - h), |d, h| d * h * (1.0 - h)),
-        (_, Some(mask)) => {
+        (Activation::Sigmoid, None) => zip_inplace(dz, h, |d, h| d * h * (V::ONE - h), |d, h| d * h * (1.0 - h)),
+        (Activation::Sigmoid, Some(mask)) => {
             zip2_inplace(dz, h, mask, |d, h, m| d * m * h * (V::ONE - h), |d, h, m| d * m * h * (1.0 - h))
         }
     }
@@ -281,12 +351,12 @@ fn softmax_rows(z: &mut [f32], width: usize) {
 /// Keras clips probabilities to [1e-7, 1 - 1e-7] before taking the log.
 pub const EPSILON: f32 = 1e-7;
 
-/// Sum of cross-entropy and count of correct argmax predictions over a batch.
-pub fn batch_loss_correct(probs: &[f32], labels: &[u8]) -> (f64, usize) {
-    let w = arch::OUTPUT;
+/// Sum of cross-entropy and count of correct argmax predictions over a batch: `probs` is
+/// (labels.len(), classes) row-major.
+pub fn batch_loss_correct(probs: &[f32], classes: usize, labels: &[u8]) -> (f64, usize) {
     let mut loss = 0.0f64;
     let mut correct = 0;
-    for (row, &y) in probs.chunks_exact(w).zip(labels) {
+    for (row, &y) in probs.chunks_exact(classes).zip(labels) {
         let p = row[y as usize].clamp(EPSILON, 1.0 - EPSILON);
         loss -= f64::from(p.ln());
         if infer_core::f32net::argmax(row) == y as usize {
@@ -297,76 +367,85 @@ pub fn batch_loss_correct(probs: &[f32], labels: &[u8]) -> (f64, usize) {
 }
 
 impl Mlp {
-    /// Forward pass of `rows` images (`x`: (rows, 784) row-major) into `ws.probs`.
+    /// Forward pass of `rows` inputs (`x`: (rows, inputs) row-major) into `ws.probs`
+    /// ((rows, classes) row-major).
     ///
     /// With `dropout = Some((rate, seed))` hidden units are dropped as in training.
     pub fn forward(&self, x: &[f32], rows: usize, ws: &mut Workspace, dropout: Option<(f32, DropoutSeed)>) {
         let dropout = dropout.filter(|&(rate, _)| rate > 0.0);
-        ws.ensure(rows, dropout.is_some());
-        let [l1, l2, l3] = &self.layers;
-        let [h1, h2] = &mut ws.h;
-        let [a1, a2] = &mut ws.a;
-        let [m1, m2] = &mut ws.mask;
-        let x1 = self.hidden(l1, x, rows, h1, a1, m1, dropout.map(|(r, s)| (r, s, 0)));
-        let x2 = self.hidden(l2, x1, rows, h2, a2, m2, dropout.map(|(r, s)| (r, s, 1)));
-        let out = &mut ws.probs[..rows * l3.outputs];
-        dense(l3, x2, rows, out);
-        softmax_rows(out, l3.outputs);
+        ws.ensure(self, rows, dropout.is_some());
+        let Some((last, hidden)) = self.layers.split_last() else { return };
+        for (l, layer) in hidden.iter().enumerate() {
+            let (h_done, h) = ws.h.split_at_mut(l);
+            let (a_done, a) = ws.a.split_at_mut(l);
+            let (_, mask) = ws.mask.split_at_mut(l);
+            let input = match l {
+                0 => x,
+                _ if dropout.is_some() => &a_done[l - 1][..rows * layer.inputs],
+                _ => &h_done[l - 1][..rows * layer.inputs],
+            };
+            let dropout = dropout.map(|(r, s)| (r, s, l as u64));
+            self.hidden(layer, input, rows, &mut h[0], &mut a[0], &mut mask[0], dropout);
+        }
+        let input = match hidden.len() {
+            0 => x,
+            n if dropout.is_some() => &ws.a[n - 1][..rows * last.inputs],
+            n => &ws.h[n - 1][..rows * last.inputs],
+        };
+        let out = &mut ws.probs[..rows * last.outputs];
+        dense(last, input, rows, out);
+        softmax_rows(out, last.outputs);
     }
 
     /// One hidden layer: `h = act(x·W + b)`, then dropout into `a` when training with it.
-    /// Returns what the next layer reads.
     #[allow(clippy::too_many_arguments)]
-    fn hidden<'w>(
+    fn hidden(
         &self,
         layer: &Dense,
         x: &[f32],
         rows: usize,
-        h: &'w mut [f32],
-        a: &'w mut [f32],
-        mask: &'w mut [f32],
+        h: &mut [f32],
+        a: &mut [f32],
+        mask: &mut [f32],
         dropout: Option<(f32, DropoutSeed, u64)>,
-    ) -> &'w [f32] {
+    ) {
         let n = layer.outputs;
         let h = &mut h[..rows * n];
         let act = match self.activation {
             Activation::Relu => Act::Relu,
-            _ => Act::Sigmoid,
+            Activation::Sigmoid => Act::Sigmoid,
         };
         let (k, w) = (layer.inputs, MatRef::row_major(&layer.w, n));
         kernels::gemm(rows, n, k, MatRef::row_major(x, k), w, h, Epilogue::BiasAct(&layer.b, act));
-        match dropout {
-            Some((rate, seed, index)) => {
-                let (a, mask) = (&mut a[..rows * n], &mut mask[..rows * n]);
-                dropout_rows(h, a, mask, n, rate, seed, index);
-                a
-            }
-            None => h,
+        if let Some((rate, seed, index)) = dropout {
+            dropout_rows(h, &mut a[..rows * n], &mut mask[..rows * n], n, rate, seed, index);
         }
     }
 
     /// Backward pass after [`Mlp::forward`] and an SGD step with learning rate `lr`.
     ///
-    /// The loss is the batch mean of categorical cross-entropy, so `dL/dz3 = (p - y) / rows`.
+    /// The loss is the batch mean of categorical cross-entropy, so `dL/dz = (p - y) / rows`
+    /// for the last layer; the layers are then walked from the output back to the input.
     pub fn backward_sgd(&mut self, x: &[f32], labels: &[u8], ws: &mut Workspace, dropout: bool, lr: f32) {
         let rows = ws.rows;
-        let [_, h1, h2, o] = arch::LAYERS;
+        let layers = self.layers.len();
+        let o = self.classes();
         let inv = 1.0 / rows as f32;
-        ws.dz[2].clear();
-        ws.dz[2].extend_from_slice(&ws.probs[..rows * o]);
-        for (row, &y) in ws.dz[2].chunks_exact_mut(o).zip(labels) {
+        let top = &mut ws.dz[layers - 1];
+        top.clear();
+        top.extend_from_slice(&ws.probs[..rows * o]);
+        for (row, &y) in top.chunks_exact_mut(o).zip(labels) {
             row[y as usize] -= 1.0;
             row.iter_mut().for_each(|v| *v *= inv);
         }
-        let widths = [h1, h2];
-        for l in (0..3).rev() {
+        for l in (0..layers).rev() {
             let (k, n) = (self.layers[l].inputs, self.layers[l].outputs);
             if l > 0 {
                 // d(input) = dz · Wᵀ: (rows, n) · (n, k), with W before this step's update,
                 // then back through dropout and the activation.
                 let (lower, upper) = ws.dz.split_at_mut(l);
                 let dprev = &mut lower[l - 1];
-                dprev.resize(rows * widths[l - 1], 0.0);
+                dprev.resize(rows * k, 0.0);
                 kernels::gemm(
                     rows,
                     k,

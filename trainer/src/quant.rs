@@ -12,13 +12,13 @@
 //! the second layer then reads about a quarter fewer weights.
 
 use infer_core::Activation;
-use infer_core::arch::{self, BLOCK, GROUP, INPUT, OUTPUT, SIGMOID_TABLE_BYTES};
-use infer_core::format::{self, Header};
-use infer_core::int8net::{MAX_MULTIPLIER_SHIFT, MAX_ROUNDING_SHIFT};
+use infer_core::arch::{Architecture, GROUP, SIGMOID_TABLE_BYTES};
+use infer_core::format::{Header, Quant};
+use infer_core::int8net::{self, Int8Layer, MAX_MULTIPLIER_SHIFT, MAX_ROUNDING_SHIFT};
 
 use rayon::prelude::*;
 
-use crate::data::Split;
+use crate::data::{PIXELS, Split};
 use crate::kernels::{self, Epilogue, MatRef};
 use crate::model::{Dense, Mlp};
 
@@ -54,28 +54,30 @@ pub struct QLayer {
 pub struct QuantModel {
     /// Hidden-layer activation.
     pub activation: Activation,
-    /// The three layers.
-    pub layers: [QLayer; 3],
+    /// The dense layers, input side first.
+    pub layers: Vec<QLayer>,
     /// `sigmoid(z)` as a byte for each int8 pre-activation (sigmoid models only; the same
-    /// for both hidden layers, whose pre-activation grids are identical).
+    /// for every hidden layer, whose pre-activation grids are identical).
     pub table: Option<[u8; SIGMOID_TABLE_BYTES]>,
 }
 
 /// Ranges seen on the calibration images.
 struct Ranges {
-    /// Largest hidden activation per hidden layer.
-    max_act: [f64; 2],
-    /// Smallest and largest hidden pre-activation, over both hidden layers.
+    /// Largest activation of each hidden layer.
+    max_act: Vec<f64>,
+    /// Smallest and largest hidden pre-activation, over every hidden layer.
     z: (f64, f64),
     /// Largest |logit|.
     max_logit: f64,
 }
 
 fn calibrate(model: &Mlp, images: &[f32]) -> Ranges {
-    let rows = images.len() / INPUT;
+    let inputs = model.layers.first().map_or(PIXELS, |l| l.inputs);
+    let rows = images.len() / inputs;
+    let last = model.layers.len().saturating_sub(1);
     // The first layer reads the images in place; later ones the previous layer's output.
     let mut x = std::borrow::Cow::Borrowed(images);
-    let mut r = Ranges { max_act: [0.0; 2], z: (f64::INFINITY, f64::NEG_INFINITY), max_logit: 0.0 };
+    let mut r = Ranges { max_act: vec![0.0; last], z: (f64::INFINITY, f64::NEG_INFINITY), max_logit: 0.0 };
     for (l, layer) in model.layers.iter().enumerate() {
         let mut z = vec![0.0f32; rows * layer.outputs];
         kernels::gemm(
@@ -87,7 +89,7 @@ fn calibrate(model: &Mlp, images: &[f32]) -> Ranges {
             &mut z,
             Epilogue::Bias(&layer.b),
         );
-        if l == 2 {
+        if l == last {
             r.max_logit = z.iter().fold(0.0, |m, &v| m.max(f64::from(v).abs()));
             break;
         }
@@ -95,7 +97,7 @@ fn calibrate(model: &Mlp, images: &[f32]) -> Ranges {
             r.z = (r.z.0.min(f64::from(*v)), r.z.1.max(f64::from(*v)));
             *v = match model.activation {
                 Activation::Relu => v.max(0.0),
-                _ => 1.0 / (1.0 + (-*v).exp()),
+                Activation::Sigmoid => 1.0 / (1.0 + (-*v).exp()),
             };
         }
         r.max_act[l] = z.iter().fold(0.0, |m, &v| m.max(f64::from(v)));
@@ -153,21 +155,26 @@ fn quantize_layer(layer: &Dense, in_scale: f64, z_bound: f64, out_scale: f64, ze
 }
 
 /// Quantizes `model`, calibrating activation ranges on `calibration` (images scaled to 0..1,
-/// (rows, 784) row-major; a few thousand training images are plenty).
+/// (rows, inputs) row-major; a few thousand training images are plenty).
 pub fn quantize(model: &Mlp, calibration: &[f32]) -> QuantModel {
     let ranges = calibrate(model, calibration);
-    let [l1, l2, l3] = &model.layers;
+    let Some((last, hidden)) = model.layers.split_last() else {
+        return QuantModel { activation: model.activation, layers: Vec::new(), table: None };
+    };
     let input_scale = 1.0 / 255.0;
-    let (hidden, hidden_scales, table) = match model.activation {
+    let (mut layers, out_scale, table) = match model.activation {
         Activation::Relu => {
-            let scales = ranges.max_act.map(|m| if m > 0.0 { m / 255.0 } else { 1.0 });
-            let layer = |l: &Dense, s_in: f64, s_out: f64| quantize_layer(l, s_in, 255.0 * s_out, s_out, 0);
-            let h1 = layer(l1, input_scale, scales[0]);
-            let h2 = layer(l2, scales[0], scales[1]);
-            ([h1, h2], scales, None)
+            let mut in_scale = input_scale;
+            let mut layers = Vec::with_capacity(model.layers.len());
+            for (layer, &max) in hidden.iter().zip(&ranges.max_act) {
+                let out_scale = if max > 0.0 { max / 255.0 } else { 1.0 };
+                layers.push(quantize_layer(layer, in_scale, 255.0 * out_scale, out_scale, 0));
+                in_scale = out_scale;
+            }
+            (layers, in_scale, None)
         }
-        _ => {
-            // One int8 grid for both layers' pre-activations, so one table serves both.
+        Activation::Sigmoid => {
+            // One int8 grid for every hidden layer's pre-activations, so one table serves all.
             let lo = ranges.z.0.max(-SIGMOID_SATURATION);
             let hi = ranges.z.1.min(SIGMOID_SATURATION).max(lo + 1e-3);
             let z_scale = (hi - lo) / 255.0;
@@ -178,16 +185,21 @@ pub fn quantize(model: &Mlp, calibration: &[f32]) -> QuantModel {
                 (255.0 / (1.0 + (-z).exp())).round() as u8
             });
             let sig_scale = 1.0 / 255.0;
-            let h1 = quantize_layer(l1, input_scale, z_bound, z_scale, zero_point);
-            let h2 = quantize_layer(l2, sig_scale, z_bound, z_scale, zero_point);
-            ([h1, h2], [sig_scale; 2], Some(table))
+            let layers = hidden
+                .iter()
+                .enumerate()
+                .map(|(l, layer)| {
+                    let in_scale = if l == 0 { input_scale } else { sig_scale };
+                    quantize_layer(layer, in_scale, z_bound, z_scale, zero_point)
+                })
+                .collect();
+            (layers, sig_scale, Some(table))
         }
     };
     // Scores: the 16-bit grid spans twice the largest calibration logit.
     let z_bound = 2.0 * ranges.max_logit.max(1e-3);
-    let scores = quantize_layer(l3, hidden_scales[1], z_bound, z_bound / 32767.0, 0);
-    let [h1, h2] = hidden;
-    QuantModel { activation: model.activation, layers: [h1, h2, scores], table }
+    layers.push(quantize_layer(last, out_scale, z_bound, z_bound / 32767.0, 0));
+    QuantModel { activation: model.activation, layers, table }
 }
 
 /// Requantization as `infer_core::int8net` defines it, in 64-bit arithmetic.
@@ -200,18 +212,17 @@ fn requantize(acc: i64, layer: &QLayer, j: usize) -> i64 {
 impl QuantModel {
     /// Classifies raw pixel bytes with plain integer arithmetic; returns the class (first
     /// largest score) and the scores.
-    pub fn predict(&self, pixels: &[u8]) -> (usize, [i32; OUTPUT]) {
+    pub fn predict(&self, pixels: &[u8]) -> (usize, Vec<i32>) {
         let (_, scores) = self.forward(pixels);
         (infer_core::int8net::argmax_i32(&scores), scores)
     }
 
-    /// The integer forward pass: both hidden layers' activation bytes, and the scores.
-    pub fn forward(&self, pixels: &[u8]) -> ([Vec<u8>; 2], [i32; OUTPUT]) {
-        let mut hidden: [Vec<u8>; 2] = Default::default();
+    /// The integer forward pass: every hidden layer's activation bytes, and the scores.
+    pub fn forward(&self, pixels: &[u8]) -> (Vec<Vec<u8>>, Vec<i32>) {
+        let mut hidden = Vec::with_capacity(self.layers.len().saturating_sub(1));
         let mut x = pixels.to_vec();
-        let mut scores = [0i32; OUTPUT];
         for (l, layer) in self.layers.iter().enumerate() {
-            // |acc| <= 784 * 255 * 127 < 2^25: exact in i32.
+            // |acc| <= 1024 * 255 * 127 < 2^25: exact in i32.
             let mut acc = vec![0i32; layer.outputs];
             for (&xi, row) in x.iter().zip(layer.w.chunks_exact(layer.outputs)) {
                 for (a, &w) in acc.iter_mut().zip(row) {
@@ -219,11 +230,8 @@ impl QuantModel {
                 }
             }
             let v = acc.iter().enumerate().map(|(j, &a)| requantize(i64::from(a), layer, j));
-            if l == 2 {
-                for (s, v) in scores.iter_mut().zip(v) {
-                    *s = v as i32;
-                }
-                break;
+            if l + 1 == self.layers.len() {
+                return (hidden, v.map(|v| v as i32).collect());
             }
             x = match &self.table {
                 None => v.map(|v| v.clamp(0, 255) as u8).collect(),
@@ -232,53 +240,45 @@ impl QuantModel {
                     v.map(|v| t[((v + zp).clamp(-128, 127) + 128) as usize]).collect()
                 }
             };
-            hidden[l].clone_from(&x);
+            hidden.push(x.clone());
         }
-        (hidden, scores)
+        (hidden, Vec::new())
     }
 
     /// Predicted class of every image of `split` ([`QuantModel::predict`], in parallel).
     pub fn predict_all(&self, split: &Split) -> Vec<u8> {
-        split.pixels.par_chunks_exact(INPUT).map(|p| self.predict(p).0 as u8).collect()
+        split.pixels.par_chunks_exact(PIXELS).map(|p| self.predict(p).0 as u8).collect()
     }
 
     /// Scores times this approximate the f32 logits.
     pub fn score_scale(&self) -> f32 {
-        self.layers[2].out_scale as f32
+        self.layers.last().map_or(1.0, |l| l.out_scale as f32)
     }
 
-    /// The int8 payload, laid out as `infer_core::int8net` documents.
-    pub fn payload(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(arch::INT8_SIGMOID_PAYLOAD_BYTES);
-        for layer in &self.layers {
-            let n = layer.outputs;
-            for block in (0..n).step_by(BLOCK) {
-                for g in 0..layer.inputs / GROUP {
-                    for j in block..n.min(block + BLOCK) {
-                        out.extend((0..GROUP).map(|k| layer.w[(GROUP * g + k) * n + j] as u8));
-                    }
-                }
-            }
-        }
-        for layer in &self.layers {
-            out.extend(layer.bias.iter().flat_map(|b| b.to_le_bytes()));
-            out.extend(layer.mult.iter().flat_map(|m| m.to_le_bytes()));
-        }
-        for layer in &self.layers {
-            out.extend([layer.r, layer.s, layer.zero_point as u8]);
-        }
-        out.extend(self.score_scale().to_le_bytes());
-        if let Some(table) = &self.table {
-            out.extend(table);
-        }
-        out
+    /// The layer widths, input first.
+    pub fn architecture(&self) -> Result<Architecture, infer_core::Error> {
+        let widths: Vec<usize> =
+            self.layers.first().map(|l| l.inputs).into_iter().chain(self.layers.iter().map(|l| l.outputs)).collect();
+        Architecture::new(&widths)
     }
 
-    /// The int8 model file.
+    /// The int8 model file, written by `infer_core`'s codec.
     pub fn encode(&self) -> Result<Vec<u8>, infer_core::Error> {
-        let payload = self.payload();
-        let mut out = vec![0u8; payload.len() + format::MAX_OVERHEAD];
-        let len = format::write(&Header::int8(self.activation), &payload, &mut out)?;
+        let arch = self.architecture()?;
+        let layers: Vec<Int8Layer<'_>> = self
+            .layers
+            .iter()
+            .map(|l| Int8Layer {
+                weights: &l.w,
+                biases: &l.bias,
+                multipliers: &l.mult,
+                rounding_shift: l.r,
+                multiplier_shift: l.s,
+                zero_point: l.zero_point,
+            })
+            .collect();
+        let mut out = vec![0u8; Header::new(arch, self.activation, Quant::Int8).file_len()];
+        let len = int8net::encode(&arch, self.activation, &layers, self.score_scale(), self.table.as_ref(), &mut out)?;
         out.truncate(len);
         Ok(out)
     }
@@ -287,8 +287,11 @@ impl QuantModel {
     /// `l` becomes unit `k`. Every integer of every unit moves with it, so every image gets
     /// the same scores, bit for bit.
     ///
-    /// Panics unless each order is a permutation of its layer's units.
-    pub fn permute_hidden(&self, order: &[Vec<usize>; 2]) -> QuantModel {
+    /// Panics unless there is one order per hidden layer and each is a permutation of its
+    /// layer's units.
+    pub fn permute_hidden(&self, order: &[Vec<usize>]) -> QuantModel {
+        let hidden = self.layers.len().saturating_sub(1);
+        assert_eq!(order.len(), hidden, "one order per hidden layer");
         let identity = |n: usize| (0..n).collect::<Vec<_>>();
         for (l, order) in order.iter().enumerate() {
             let mut sorted = order.clone();
@@ -299,7 +302,7 @@ impl QuantModel {
         for (l, layer) in out.layers.iter_mut().enumerate() {
             let old = &self.layers[l];
             let rows = if l == 0 { identity(old.inputs) } else { order[l - 1].clone() };
-            let cols = if l == 2 { identity(old.outputs) } else { order[l].clone() };
+            let cols = if l == hidden { identity(old.outputs) } else { order[l].clone() };
             let n = old.outputs;
             for (i, &ri) in rows.iter().enumerate() {
                 for (j, &cj) in cols.iter().enumerate() {
@@ -313,11 +316,15 @@ impl QuantModel {
     }
 
     /// The order of the hidden units that [`group_hidden_units`] picks from this model's
-    /// activations on `pixels` (raw bytes, 784 per image).
-    pub fn sparse_order(&self, pixels: &[u8]) -> [Vec<usize>; 2] {
-        let hidden: Vec<[Vec<u8>; 2]> = pixels.par_chunks_exact(INPUT).map(|p| self.forward(p).0).collect();
-        let layer = |l: usize| hidden.iter().flat_map(|h| h[l].iter().copied()).collect();
-        group_hidden_units(&[layer(0), layer(1)], [self.layers[0].outputs, self.layers[1].outputs])
+    /// activations on `pixels` (raw bytes, one image after another).
+    pub fn sparse_order(&self, pixels: &[u8]) -> Vec<Vec<usize>> {
+        let inputs = self.layers.first().map_or(PIXELS, |l| l.inputs);
+        let hidden: Vec<Vec<Vec<u8>>> = pixels.par_chunks_exact(inputs).map(|p| self.forward(p).0).collect();
+        let layers = self.layers.len().saturating_sub(1);
+        let acts: Vec<Vec<u8>> =
+            (0..layers).map(|l| hidden.iter().flat_map(|h| h[l].iter().copied()).collect()).collect();
+        let units: Vec<usize> = self.layers[..layers].iter().map(|l| l.outputs).collect();
+        group_hidden_units(&acts, &units)
     }
 }
 
@@ -325,45 +332,47 @@ impl QuantModel {
 /// group of four: the int8 kernels skip a group of four inputs that are all zero, so the
 /// more all-zero groups the next layer sees, the less of its weights it reads.
 ///
-/// `hidden[l]` holds layer `l`'s activation bytes on calibration images, image after image.
-/// Greedy: a group starts from the unit that is active (non-zero) on the fewest images, and
-/// grows, three times, by the unit that adds the fewest images to those on which the group
-/// is active. Ties go to the lower unit number, so the order is deterministic.
-pub fn group_hidden_units(hidden: &[Vec<u8>; 2], units: [usize; 2]) -> [Vec<usize>; 2] {
-    std::array::from_fn(|l| {
-        let n = units[l];
-        let images = hidden[l].len() / n;
-        let words = images.div_ceil(64);
-        // active[u]: bit k set when unit u is non-zero on image k.
-        let mut active = vec![0u64; n * words];
-        for (k, h) in hidden[l].chunks_exact(n).enumerate() {
-            for (u, &v) in h.iter().enumerate() {
-                active[u * words + k / 64] |= u64::from(v != 0) << (k % 64);
+/// `hidden[l]` holds layer `l`'s activation bytes on calibration images, image after image,
+/// `units[l]` per image. Greedy: a group starts from the unit that is active (non-zero) on
+/// the fewest images, and grows, three times, by the unit that adds the fewest images to
+/// those on which the group is active. Ties go to the lower unit number, so the order is
+/// deterministic.
+pub fn group_hidden_units(hidden: &[Vec<u8>], units: &[usize]) -> Vec<Vec<usize>> {
+    (0..hidden.len())
+        .map(|l| {
+            let n = units[l];
+            let images = hidden[l].len() / n;
+            let words = images.div_ceil(64);
+            // active[u]: bit k set when unit u is non-zero on image k.
+            let mut active = vec![0u64; n * words];
+            for (k, h) in hidden[l].chunks_exact(n).enumerate() {
+                for (u, &v) in h.iter().enumerate() {
+                    active[u * words + k / 64] |= u64::from(v != 0) << (k % 64);
+                }
             }
-        }
-        let bits = |u: usize| &active[u * words..(u + 1) * words];
-        let ones = |w: &[u64]| w.iter().map(|w| w.count_ones()).sum::<u32>();
-        let mut left: Vec<usize> = (0..n).collect();
-        let mut order = Vec::with_capacity(n);
-        while !left.is_empty() {
-            let seed = *left.iter().min_by_key(|&&u| (ones(bits(u)), u)).expect("units left");
-            left.retain(|&u| u != seed);
-            order.push(seed);
-            let mut union = bits(seed).to_vec();
-            for _ in 1..GROUP {
-                let Some(&best) = left
-                    .iter()
-                    .min_by_key(|&&u| (union.iter().zip(bits(u)).map(|(a, b)| (a | b).count_ones()).sum::<u32>(), u))
-                else {
-                    break;
-                };
-                left.retain(|&u| u != best);
-                order.push(best);
-                union.iter_mut().zip(bits(best)).for_each(|(a, b)| *a |= b);
+            let bits = |u: usize| &active[u * words..(u + 1) * words];
+            let ones = |w: &[u64]| w.iter().map(|w| w.count_ones()).sum::<u32>();
+            let mut left: Vec<usize> = (0..n).collect();
+            let mut order = Vec::with_capacity(n);
+            while !left.is_empty() {
+                let seed = *left.iter().min_by_key(|&&u| (ones(bits(u)), u)).expect("units left");
+                left.retain(|&u| u != seed);
+                order.push(seed);
+                let mut union = bits(seed).to_vec();
+                for _ in 1..GROUP {
+                    let Some(&best) = left.iter().min_by_key(|&&u| {
+                        (union.iter().zip(bits(u)).map(|(a, b)| (a | b).count_ones()).sum::<u32>(), u)
+                    }) else {
+                        break;
+                    };
+                    left.retain(|&u| u != best);
+                    order.push(best);
+                    union.iter_mut().zip(bits(best)).for_each(|(a, b)| *a |= b);
+                }
             }
-        }
-        order
-    })
+            order
+        })
+        .collect()
 }
 
 /// Training images used to calibrate activation ranges (the first ones of the split).
@@ -390,9 +399,9 @@ pub struct Int8Export {
 /// and classifies `test` with the integer reference.
 pub fn export_int8(model: &Mlp, train: &Split, test: &Split) -> Result<Int8Export, infer_core::Error> {
     let rows = CALIBRATION_IMAGES.min(train.len());
-    let q = quantize(model, &train.images[..rows * INPUT]);
+    let q = quantize(model, &train.images[..rows * PIXELS]);
     let rows = ORDER_IMAGES.min(train.len());
-    let q = q.permute_hidden(&q.sparse_order(&train.pixels[..rows * INPUT]));
+    let q = q.permute_hidden(&q.sparse_order(&train.pixels[..rows * PIXELS]));
     let bytes = q.encode()?;
     let predictions = q.predict_all(test);
     let correct = predictions.iter().zip(&test.labels).filter(|(p, y)| p == y).count();

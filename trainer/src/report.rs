@@ -5,19 +5,19 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::data::{CLASS_NAMES, PIXELS};
+use crate::data::{CLASS_NAMES, CLASSES, PIXELS};
 use crate::figures;
 use crate::fsutil::write_atomic;
+use crate::model::ModelKind;
 use crate::quant::Int8Export;
 use crate::train::{EpochRecord, Trained};
 
-/// Test accuracy the study reported for each model, in 0..1.
-pub fn study_accuracy(name: &str) -> Option<f64> {
-    match name {
-        "sigmoid" => Some(0.6783),
-        "relu" => Some(0.8278),
-        "dropout" => Some(0.7933),
-        _ => None,
+/// Test accuracy the study reported for each of its models, in 0..1.
+pub fn study_accuracy(kind: ModelKind) -> f64 {
+    match kind {
+        ModelKind::Sigmoid => 0.6783,
+        ModelKind::Relu => 0.8278,
+        ModelKind::Dropout => 0.7933,
     }
 }
 
@@ -82,8 +82,11 @@ pub struct ModelSummary {
     pub train_seconds: f64,
     /// The recipe.
     pub recipe: crate::train::Recipe,
-    /// Test accuracy the study reported, 0..1.
+    /// Test accuracy the study reported for this model, 0..1 (its presets only).
     pub study_test_accuracy: Option<f64>,
+    /// Layer widths, input first.
+    #[serde(default)]
+    pub architecture: String,
     /// Test accuracy of the int8 export (integer reference), 0..1.
     #[serde(default)]
     pub int8_test_accuracy: Option<f64>,
@@ -95,15 +98,15 @@ pub struct ModelSummary {
 impl ModelSummary {
     /// The summary of a trained model.
     pub fn of(t: &Trained) -> ModelSummary {
-        let name = t.recipe.kind.name();
         ModelSummary {
-            name: name.to_string(),
+            name: t.recipe.name.clone(),
             epochs: t.history.len(),
             test_accuracy: t.test.accuracy,
             test_loss: t.test.loss,
             train_seconds: t.train_seconds,
-            recipe: t.recipe,
-            study_test_accuracy: study_accuracy(name),
+            recipe: t.recipe.clone(),
+            study_test_accuracy: t.recipe.preset().map(study_accuracy),
+            architecture: t.model.widths().iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-"),
             int8_test_accuracy: None,
             int8_model_bytes: None,
         }
@@ -117,7 +120,7 @@ pub fn write_model_dir(dir: &Path, t: &Trained, test_labels: &[u8]) -> Result<()
     let m = confusion(test_labels, &t.test.predictions);
     write_atomic(&dir.join("confusion.csv"), &confusion_csv(&m)?)?;
     write_atomic(&dir.join("predictions.csv"), &predictions_csv(test_labels, &t.test.predictions)?)?;
-    let name = format!("{}.f32.fmlp", t.recipe.kind.name());
+    let name = format!("{}.f32.fmlp", t.recipe.name);
     crate::format::save_f32(&t.model, &dir.join(name))?;
     Ok(())
 }
@@ -311,13 +314,22 @@ fn pct(x: f64) -> String {
 fn blocks(run: &Run) -> Vec<Block> {
     let models = &run.summary.models;
     let ctx = &run.summary.context;
+    let nets: Vec<String> = models.iter().map(|m| format!("{} ({})", m.name, arch_of(m))).collect();
+    let validation = "the test set as validation";
     let mut out = vec![
         Block::Heading(1, "Fashion-MNIST MLPs: report".into()),
         Block::Para(format!(
-            "Three multilayer perceptrons (784-512-256-10) trained with plain SGD on categorical cross-entropy, \
-             Glorot-uniform initialization, the test set as validation. {} threads, kernels compiled for {}, \
-             {:.1} s in all. Data: `{}`.",
-            ctx.threads, ctx.isa, ctx.total_seconds, ctx.data_dir
+            "{} trained with plain SGD on categorical cross-entropy, Glorot-uniform initialization, {validation}: \
+             {}. {} threads, kernels compiled for {}, {:.1} s in all. Data: `{}`.",
+            match models.len() {
+                1 => "One multilayer perceptron".to_string(),
+                n => format!("{n} multilayer perceptrons"),
+            },
+            nets.join(", "),
+            ctx.threads,
+            ctx.isa,
+            ctx.total_seconds,
+            ctx.data_dir
         )),
         Block::Heading(2, "Models and results".into()),
     ];
@@ -334,7 +346,7 @@ fn blocks(run: &Run) -> Vec<Block> {
             };
             vec![
                 m.name.clone(),
-                m.recipe.kind.describe().to_string(),
+                m.recipe.network.describe(),
                 m.epochs.to_string(),
                 m.recipe.lr.to_string(),
                 m.recipe.batch_size.to_string(),
@@ -373,8 +385,9 @@ fn blocks(run: &Run) -> Vec<Block> {
     for (m, (_, confusion)) in models.iter().zip(&run.models) {
         out.push(Block::Heading(2, format!("Model: {}", m.name)));
         out.push(Block::Para(format!(
-            "{}; SGD lr {}, batch {}, {} epochs, seed {}. Test accuracy {}, test loss {:.4}.",
-            m.recipe.kind.describe(),
+            "{} ({}); SGD lr {}, batch {}, {} epochs, seed {}. Test accuracy {}, test loss {:.4}.",
+            m.recipe.network.describe(),
+            arch_of(m),
             m.recipe.lr,
             m.recipe.batch_size,
             m.epochs,
@@ -407,13 +420,23 @@ fn blocks(run: &Run) -> Vec<Block> {
     out
 }
 
+/// `784-512-256-10`: from the summary, or from the recipe for summaries of earlier versions.
+fn arch_of(m: &ModelSummary) -> String {
+    if !m.architecture.is_empty() {
+        return m.architecture.clone();
+    }
+    let widths = std::iter::once(PIXELS).chain(m.recipe.network.hidden.iter().copied()).chain([CLASSES]);
+    widths.map(|w| w.to_string()).collect::<Vec<_>>().join("-")
+}
+
 fn conclusions(models: &[ModelSummary]) -> Vec<String> {
     let mut s = Vec::new();
     if let Some(best) = models.iter().max_by(|a, b| a.test_accuracy.total_cmp(&b.test_accuracy)) {
         s.push(format!("Best test accuracy: **{}** at {}.", best.name, pct(best.test_accuracy)));
     }
-    let find = |n: &str| models.iter().find(|m| m.name == n);
-    if let (Some(sig), Some(relu)) = (find("sigmoid"), find("relu")) {
+    // The study's comparisons, between its presets only.
+    let find = |k: ModelKind| models.iter().find(|m| m.recipe.preset() == Some(k));
+    if let (Some(sig), Some(relu)) = (find(ModelKind::Sigmoid), find(ModelKind::Relu)) {
         s.push(format!(
             "ReLU vs sigmoid: {:+.2} percentage points in {} vs {} epochs. With plain SGD at lr 0.01 the \
              sigmoid network learns slowly (its gradients shrink through saturating units).",
@@ -422,7 +445,7 @@ fn conclusions(models: &[ModelSummary]) -> Vec<String> {
             sig.epochs
         ));
     }
-    if let (Some(relu), Some(drop)) = (find("relu"), find("dropout")) {
+    if let (Some(relu), Some(drop)) = (find(ModelKind::Relu), find(ModelKind::Dropout)) {
         let d = 100.0 * (drop.test_accuracy - relu.test_accuracy);
         let verdict = if d > 0.0 {
             "Dropout helped at this training length."

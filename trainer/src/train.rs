@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::data::{PIXELS, Split};
-use crate::model::{DropoutSeed, Mlp, ModelKind, Workspace, batch_loss_correct};
+use crate::model::{DropoutSeed, Mlp, ModelKind, Network, Workspace, batch_loss_correct};
 
 /// Starts rayon's global pool as `trainer` runs it: `threads` threads (one per core when
 /// `None`), the calling thread being one of them, each pinned to its own CPU.
@@ -31,11 +31,15 @@ pub fn start_thread_pool(threads: Option<usize>) -> Result<(), rayon::ThreadPool
     Ok(())
 }
 
-/// Hyperparameters of one run. [`Recipe::seed`] is the study's.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+/// What to train and how: the network and the hyperparameters of one run.
+/// [`Recipe::seed`] is the study's.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "RecipeFile")]
 pub struct Recipe {
-    /// Which model.
-    pub kind: ModelKind,
+    /// The model's name: its folder and file names.
+    pub name: String,
+    /// The layers to train.
+    pub network: Network,
     /// Passes over the training set.
     pub epochs: usize,
     /// SGD learning rate.
@@ -50,7 +54,34 @@ impl Recipe {
     /// The study's recipe for `kind`: SGD lr 0.01, batch 500, 20 epochs (sigmoid) or 15.
     pub fn seed(kind: ModelKind) -> Recipe {
         let epochs = if kind == ModelKind::Sigmoid { 20 } else { 15 };
-        Recipe { kind, epochs, lr: 0.01, batch_size: 500, seed: 42 }
+        Recipe { name: kind.name().to_string(), network: kind.network(), epochs, lr: 0.01, batch_size: 500, seed: 42 }
+    }
+
+    /// The study's preset this recipe's name and network are, if any.
+    pub fn preset(&self) -> Option<ModelKind> {
+        ModelKind::ALL.into_iter().find(|k| k.name() == self.name && k.network() == self.network)
+    }
+}
+
+/// A recipe as `summary.json` holds it: this version's, or the study-only one of earlier
+/// versions (`"kind": "relu"` instead of a name and a network).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum RecipeFile {
+    Current { name: String, network: Network, epochs: usize, lr: f32, batch_size: usize, seed: u64 },
+    Study { kind: ModelKind, epochs: usize, lr: f32, batch_size: usize, seed: u64 },
+}
+
+impl From<RecipeFile> for Recipe {
+    fn from(r: RecipeFile) -> Recipe {
+        match r {
+            RecipeFile::Current { name, network, epochs, lr, batch_size, seed } => {
+                Recipe { name, network, epochs, lr, batch_size, seed }
+            }
+            RecipeFile::Study { kind, epochs, lr, batch_size, seed } => {
+                Recipe { epochs, lr, batch_size, seed, ..Recipe::seed(kind) }
+            }
+        }
     }
 }
 
@@ -86,6 +117,30 @@ pub struct Diverged {
     pub loss: f64,
     /// The learning rate in use.
     pub lr: f32,
+}
+
+/// Why [`fit`] stopped without a model.
+#[derive(Debug, thiserror::Error)]
+pub enum FitError {
+    /// The loss or a parameter became NaN or infinite.
+    #[error(transparent)]
+    Diverged(#[from] Diverged),
+    /// The network cannot be built or exported (too many layers, a width out of range).
+    #[error("network {hidden:?}: {source}")]
+    Network {
+        /// The hidden widths asked for.
+        hidden: Vec<usize>,
+        /// What is wrong with them.
+        source: infer_core::Error,
+    },
+    /// The training and test images do not have the network's input width.
+    #[error("the network takes {expected} inputs, the images have {found} pixels")]
+    Inputs {
+        /// The network's input width.
+        expected: usize,
+        /// Pixels per image.
+        found: usize,
+    },
 }
 
 /// Receives progress while training runs; the CLI draws bars, tests stay quiet.
@@ -125,10 +180,12 @@ pub fn evaluate(model: &Mlp, split: &Split, ws: &mut Workspace) -> Evaluation {
         let rows = CHUNK.min(split.len() - start);
         model.forward(&split.images[start * PIXELS..(start + rows) * PIXELS], rows, ws, None);
         let labels = &split.labels[start..start + rows];
-        let (l, c) = batch_loss_correct(&ws.probs[..rows * 10], labels);
+        let classes = model.classes();
+        let (l, c) = batch_loss_correct(&ws.probs[..rows * classes], classes, labels);
         loss += l;
         correct += c;
-        predictions.extend(ws.probs[..rows * 10].chunks_exact(10).map(|r| infer_core::f32net::argmax(r) as u8));
+        let probs = ws.probs[..rows * classes].chunks_exact(classes);
+        predictions.extend(probs.map(|r| infer_core::f32net::argmax(r) as u8));
     }
     let n = split.len().max(1) as f64;
     Evaluation { loss: loss / n, accuracy: correct as f64 / n, predictions }
@@ -221,9 +278,15 @@ fn reorder_input_rows(model: &mut Mlp, order: &[u16; PIXELS], back: bool) {
 ///
 /// Inside, pixels are laid out in [`patch_order`] (the first layer's weight rows with
 /// them); the returned model is in image order, and its test evaluation is computed on it.
-pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Observer) -> Result<Trained, Diverged> {
+pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Observer) -> Result<Trained, FitError> {
+    let network = &recipe.network;
+    let arch = network.architecture().map_err(|source| FitError::Network { hidden: network.hidden.clone(), source })?;
+    if arch.inputs() != PIXELS {
+        return Err(FitError::Inputs { expected: arch.inputs(), found: PIXELS });
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed);
-    let mut model = Mlp::new(recipe.kind.activation(), &mut rng);
+    let mut model = Mlp::new(&arch, network.activation, &mut rng);
+    let classes = arch.classes();
     let layout = patch_order();
     reorder_input_rows(&mut model, &layout, false);
     // Training images keep their order (batches pick them by index); validation runs
@@ -235,7 +298,7 @@ pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Obse
     val_images.sort_by_key(|&i| keys[i as usize]);
     let val_labels = val_images.iter().map(|&i| test.labels[i as usize]).collect();
     let validation = Split::new(reorder_pixels(test, &val_images, &layout), val_labels);
-    let dropout = recipe.kind.dropout();
+    let dropout = network.dropout;
     let bs = recipe.batch_size.max(1);
     let steps = train.len().div_ceil(bs);
     let mut order: Vec<u32> = (0..train.len() as u32).collect();
@@ -270,10 +333,11 @@ pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Obse
             }
             let seed = DropoutSeed { seed: recipe.seed, step: ((epoch - 1) * steps + step) as u64 };
             model.forward(&x[..rows * PIXELS], rows, &mut ws, Some((dropout, seed)));
-            let (loss, c) = batch_loss_correct(&ws.probs[..rows * 10], &y[..rows]);
+            let probs = &ws.probs[..rows * classes];
+            let (loss, c) = batch_loss_correct(probs, classes, &y[..rows]);
             let batch_mean = loss / rows as f64;
-            if !batch_mean.is_finite() || ws.probs[..rows * 10].iter().any(|p| !p.is_finite()) {
-                return Err(Diverged { epoch, step: step + 1, loss: batch_mean, lr: recipe.lr });
+            if !batch_mean.is_finite() || probs.iter().any(|p| !p.is_finite()) {
+                return Err(Diverged { epoch, step: step + 1, loss: batch_mean, lr: recipe.lr }.into());
             }
             model.backward_sgd(&x[..rows * PIXELS], &y[..rows], &mut ws, dropout > 0.0, recipe.lr);
             loss_sum += loss;
@@ -282,7 +346,7 @@ pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Obse
             observer.step(step + 1, loss_sum / seen as f64, correct as f64 / seen as f64);
         }
         if !model.is_finite() {
-            return Err(Diverged { epoch, step: steps, loss: f64::NAN, lr: recipe.lr });
+            return Err(Diverged { epoch, step: steps, loss: f64::NAN, lr: recipe.lr }.into());
         }
         observer.validating();
         let eval = evaluate(&model, &validation, &mut eval_ws);
@@ -299,5 +363,11 @@ pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Obse
     }
     reorder_input_rows(&mut model, &layout, true);
     let test_eval = evaluate(&model, test, &mut eval_ws);
-    Ok(Trained { recipe: *recipe, model, history, test: test_eval, train_seconds: started.elapsed().as_secs_f64() })
+    Ok(Trained {
+        recipe: recipe.clone(),
+        model,
+        history,
+        test: test_eval,
+        train_seconds: started.elapsed().as_secs_f64(),
+    })
 }

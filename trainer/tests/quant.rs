@@ -2,7 +2,8 @@
 //! together.
 
 use infer_core::Activation;
-use infer_core::arch::{GROUP, INPUT};
+use infer_core::arch::{Architecture, GROUP};
+use trainer::data::PIXELS as INPUT;
 use trainer::model::Mlp;
 use trainer::quant::{self, QuantModel};
 
@@ -12,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 /// A Glorot-initialised ReLU model quantized on noise images, and more noise images.
 fn model_and_images() -> (QuantModel, Vec<u8>) {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let model = Mlp::new(Activation::Relu, &mut rng);
+    let model = Mlp::new(&Architecture::FMNIST, Activation::Relu, &mut rng);
     let pixels: Vec<u8> = (0..64 * INPUT).map(|_| rng.random::<u8>()).collect();
     let images: Vec<f32> = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
     (quant::quantize(&model, &images), pixels)
@@ -27,9 +28,10 @@ fn nonzero_groups(acts: &[u8]) -> usize {
 fn renumbered_hidden_units_give_the_same_scores() {
     let (q, pixels) = model_and_images();
     // Two permutations with no fixed structure: multiplying by a unit coprime to the width.
-    let order = [(0..512).map(|k| (k * 149 + 5) % 512).collect(), (0..256).map(|k| (k * 91 + 3) % 256).collect()];
+    let order: Vec<Vec<usize>> =
+        vec![(0..512).map(|k| (k * 149 + 5) % 512).collect(), (0..256).map(|k| (k * 91 + 3) % 256).collect()];
     let p = q.permute_hidden(&order);
-    assert_ne!(p.payload(), q.payload(), "the weights moved");
+    assert_ne!(p.encode().unwrap(), q.encode().unwrap(), "the weights moved");
     for (i, px) in pixels.chunks_exact(INPUT).enumerate() {
         let (hq, sq) = q.forward(px);
         let (hp, sp) = p.forward(px);
@@ -52,7 +54,7 @@ fn grouping_puts_units_that_are_zero_together_in_one_group() {
         (0..images).flat_map(|i| (0..n).map(move |u| if u % m == i % m { 1 + (u % 7) as u8 } else { 0 })).collect()
     };
     let hidden = [acts(512, 16), acts(256, 8)];
-    let order = quant::group_hidden_units(&hidden, [512, 256]);
+    let order = quant::group_hidden_units(&hidden, &[512, 256]);
     for (l, (order, m)) in order.iter().zip([16, 8]).enumerate() {
         let mut sorted = order.clone();
         sorted.sort_unstable();
@@ -94,7 +96,7 @@ fn sparse_order_does_not_add_active_groups() {
 #[should_panic(expected = "not a permutation")]
 fn renumbering_rejects_an_order_that_repeats_a_unit() {
     let (q, _) = model_and_images();
-    let mut order: [Vec<usize>; 2] = [(0..512).collect(), (0..256).collect()];
+    let mut order: Vec<Vec<usize>> = vec![(0..512).collect(), (0..256).collect()];
     order[1][7] = 6;
     q.permute_hidden(&order);
 }

@@ -46,7 +46,8 @@ fn saved_run(dir: &Path) {
             test_loss: 0.5,
             train_seconds: 3.0,
             recipe: Recipe { epochs: 3, ..Recipe::seed(kind) },
-            study_test_accuracy: report::study_accuracy(name),
+            study_test_accuracy: Some(report::study_accuracy(kind)),
+            architecture: "784-512-256-10".into(),
             int8_test_accuracy: Some(0.79 - 0.1 * i as f64),
             int8_model_bytes: Some(538_186),
         });
@@ -99,6 +100,47 @@ fn report_rebuilds_figures_and_report_from_saved_files() {
     assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 2 + 2 * 2);
     assert!(!html.contains("src=\"relu/"), "report.html must not link to files");
     assert!(html.contains("<strong>relu</strong>"));
+    assert!(md.contains("2 multilayer perceptrons") && md.contains("relu (784-512-256-10)"), "{md}");
+}
+
+#[test]
+fn report_describes_the_network_that_was_trained() {
+    let dir = tempfile::tempdir().unwrap();
+    saved_run(dir.path());
+    // Rewrite the run as one custom network, named as `fit --hidden 128,64` names it.
+    let path = dir.path().join("summary.json");
+    let mut summary: Summary = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    summary.models.truncate(1);
+    let m = &mut summary.models[0];
+    m.recipe.network.hidden = vec![128, 64];
+    m.recipe.name = m.recipe.network.name();
+    m.name = m.recipe.name.clone();
+    m.architecture = "784-128-64-10".into();
+    m.study_test_accuracy = None;
+    std::fs::rename(dir.path().join("relu"), dir.path().join("relu-128-64")).unwrap();
+    report::write_summary_json(dir.path(), &summary).unwrap();
+    report::render(dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(md.contains("One multilayer perceptron") && md.contains("relu-128-64 (784-128-64-10)"), "{md}");
+    assert!(md.contains("| relu-128-64 | Dense(128, relu) > Dense(64, relu) > Dense(10, softmax) |"), "{md}");
+    assert!(!md.contains("784-512-256-10") && !md.contains("Three"), "{md}");
+}
+
+#[test]
+fn summaries_of_earlier_versions_still_render() {
+    let dir = tempfile::tempdir().unwrap();
+    saved_run(dir.path());
+    // summary.json as version 0.1 wrote it: a study recipe by `kind`, no architecture.
+    let old = r#"{"models": [{"name": "relu", "epochs": 3, "test_accuracy": 0.8, "test_loss": 0.5,
+        "train_seconds": 3.0, "recipe": {"kind": "relu", "epochs": 3, "lr": 0.01, "batch_size": 500, "seed": 42},
+        "study_test_accuracy": 0.8278, "int8_test_accuracy": 0.79, "int8_model_bytes": 538186}],
+        "threads": 2, "isa": "test", "total_seconds": 6.0, "data_dir": "nowhere"}"#;
+    std::fs::write(dir.path().join("summary.json"), old).unwrap();
+    let run = report::Run::read(dir.path()).unwrap();
+    assert_eq!(run.summary.models[0].recipe, Recipe { epochs: 3, ..Recipe::seed(ModelKind::Relu) });
+    report::render(dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(md.contains("relu (784-512-256-10)"), "{md}");
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! Training on small synthetic data: determinism, divergence, gradients, model files.
 
+use infer_core::Activation;
+use infer_core::arch::Architecture;
 use trainer::data::{PIXELS, Split};
 use trainer::format;
-use trainer::model::{Mlp, ModelKind, Workspace, batch_loss_correct};
-use trainer::train::{self, Quiet, Recipe};
+use trainer::model::{Mlp, ModelKind, Network, Workspace, batch_loss_correct};
+use trainer::train::{self, FitError, Quiet, Recipe};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -30,16 +32,28 @@ fn synthetic(n: usize, seed: u64) -> Split {
 }
 
 fn recipe(kind: ModelKind, epochs: usize) -> Recipe {
-    Recipe { kind, epochs, lr: 0.1, batch_size: 100, seed: 7 }
+    Recipe { epochs, lr: 0.1, batch_size: 100, seed: 7, ..Recipe::seed(kind) }
+}
+
+/// A recipe for a network of these hidden widths.
+fn custom(hidden: &[usize], activation: Activation, dropout: f32, epochs: usize) -> Recipe {
+    let network = Network { hidden: hidden.to_vec(), activation, dropout };
+    Recipe { name: network.name(), network, ..recipe(ModelKind::Relu, epochs) }
 }
 
 #[test]
 fn same_seed_gives_bit_identical_weights_and_history_with_1_and_2_threads() {
     let (tr, te) = (synthetic(1000, 1), synthetic(200, 2));
-    for kind in [ModelKind::Dropout, ModelKind::Sigmoid] {
+    let recipes = [
+        recipe(ModelKind::Dropout, 2),
+        recipe(ModelKind::Sigmoid, 2),
+        custom(&[64, 33, 17, 5], Activation::Relu, 0.3, 2),
+    ];
+    for recipe in recipes {
+        let kind = &recipe.name;
         let run = |threads| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| train::fit(&recipe(kind, 2), &tr, &te, &mut Quiet).unwrap())
+            pool.install(|| train::fit(&recipe, &tr, &te, &mut Quiet).unwrap())
         };
         let (a, b) = (run(1), run(2));
         assert_eq!(format::encode_f32(&a.model).unwrap(), format::encode_f32(&b.model).unwrap(), "{kind:?} weights");
@@ -89,7 +103,10 @@ fn patch_order_is_a_permutation_in_3x4_patches() {
 fn divergence_stops_with_a_clear_error() {
     let (tr, te) = (synthetic(500, 1), synthetic(100, 2));
     let bad = Recipe { lr: 1e6, ..recipe(ModelKind::Relu, 3) };
-    let e = train::fit(&bad, &tr, &te, &mut Quiet).unwrap_err();
+    let e = match train::fit(&bad, &tr, &te, &mut Quiet) {
+        Err(FitError::Diverged(e)) => e,
+        other => panic!("expected divergence, got {other:?}"),
+    };
     let msg = e.to_string();
     assert!(msg.contains("lower the learning rate"), "{msg}");
     assert!(msg.contains(&format!("epoch {}", e.epoch)) && msg.contains(&format!("step {}", e.step)), "{msg}");
@@ -100,7 +117,7 @@ fn divergence_stops_with_a_clear_error() {
 fn loss(model: &Mlp, s: &Split, rows: usize) -> f64 {
     let mut ws = Workspace::default();
     model.forward(&s.images[..rows * PIXELS], rows, &mut ws, None);
-    batch_loss_correct(&ws.probs[..rows * 10], &s.labels[..rows]).0 / rows as f64
+    batch_loss_correct(&ws.probs[..rows * 10], 10, &s.labels[..rows]).0 / rows as f64
 }
 
 /// Central difference of the loss when `nudge` adds ±eps to one parameter.
@@ -117,14 +134,20 @@ fn numeric_grad(model: &Mlp, s: &Split, rows: usize, nudge: impl Fn(&mut Mlp, f3
 fn backward_pass_matches_finite_differences() {
     let s = synthetic(16, 5);
     let rows = 16;
-    for kind in [ModelKind::Relu, ModelKind::Sigmoid] {
-        let model = Mlp::new(kind.activation(), &mut ChaCha8Rng::seed_from_u64(3));
+    let shapes = [
+        (Architecture::FMNIST, Activation::Relu),
+        (Architecture::FMNIST, Activation::Sigmoid),
+        (Architecture::new(&[784, 24, 13, 7, 10]).unwrap(), Activation::Relu),
+        (Architecture::new(&[784, 5, 10]).unwrap(), Activation::Sigmoid),
+    ];
+    for (arch, kind) in shapes {
+        let model = Mlp::new(&arch, kind, &mut ChaCha8Rng::seed_from_u64(3));
         // One SGD step with lr = 1 leaves w - g: read the gradient back from it.
         let mut stepped = model.clone();
         let mut ws = Workspace::default();
         stepped.forward(&s.images[..rows * PIXELS], rows, &mut ws, None);
         stepped.backward_sgd(&s.images[..rows * PIXELS], &s.labels[..rows], &mut ws, false, 1.0);
-        for l in 0..3 {
+        for l in 0..arch.layers() {
             let grads: Vec<f32> = model.layers[l].w.iter().zip(&stepped.layers[l].w).map(|(a, b)| a - b).collect();
             // The three largest gradients of the layer, and its largest bias gradient.
             let mut idx: Vec<usize> = (0..grads.len()).collect();
@@ -149,7 +172,7 @@ fn backward_pass_matches_finite_differences() {
 
 #[test]
 fn model_file_round_trips_and_rejects_damage() {
-    let model = Mlp::new(infer_core::Activation::Sigmoid, &mut ChaCha8Rng::seed_from_u64(1));
+    let model = Mlp::new(&Architecture::FMNIST, Activation::Sigmoid, &mut ChaCha8Rng::seed_from_u64(1));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.f32.fmlp");
     format::save_f32(&model, &path).unwrap();
@@ -165,19 +188,29 @@ fn model_file_round_trips_and_rejects_damage() {
     std::fs::write(&path, &flipped).unwrap();
     assert!(format::load_f32(&path).unwrap_err().to_string().contains("corrupt"));
 
-    // A 784-100-256-10 file with a valid checksum is refused for its architecture.
-    let mut header = infer_core::format::Header::f32(infer_core::Activation::Relu);
-    header.architecture.layers[1] = 100;
-    let mut out = vec![0u8; infer_core::arch::F32_PAYLOAD_BYTES + 64];
-    let payload = format::f32_payload(&model);
-    let len = infer_core::format::write(&header, &payload, &mut out).unwrap();
-    let e = format::decode_f32(&out[..len]).unwrap_err().to_string();
-    assert!(e.contains("784-100-256-10"), "{e}");
+    // A file of another shape, 784-100-10, is that shape.
+    let small =
+        Mlp::new(&Architecture::new(&[784, 100, 10]).unwrap(), Activation::Relu, &mut ChaCha8Rng::seed_from_u64(2));
+    assert_eq!(format::decode_f32(&format::encode_f32(&small).unwrap()).unwrap(), small);
 
+    // One with five hidden layers (a valid checksum, a hand-made header) is refused for it.
+    let mut file = vec![0u8; 64];
+    file[..15].copy_from_slice(&[b'F', b'M', b'L', b'P', 2, 7, 4, 1, 1, 1, 1, 1, 2, 1, 0]);
+    // f32 4-1-1-1-1-1-2: weights and biases of the six layers.
+    let payload_len = 4 * ((4 + 1) + 4 * (1 + 1) + (2 + 2));
+    file[15] = payload_len as u8;
+    file.extend(std::iter::repeat_n(0u8, payload_len));
+    let crc = infer_core::format::checksum(&file);
+    file.extend_from_slice(&crc.to_le_bytes());
+    let e = format::decode_f32(&file).unwrap_err();
+    assert_eq!(e, infer_core::Error::HiddenLayers { found: 5 });
+    assert!(e.to_string().contains("5 hidden layers; a network has 1 to 4"), "{e}");
+
+    // NaN is refused when writing, so no file holds it.
     let mut nan = model.clone();
     nan.layers[1].w[3] = f32::NAN;
-    let e = format::decode_f32(&format::encode_f32(&nan).unwrap()).unwrap_err();
-    assert_eq!(e, infer_core::Error::NonFinite);
+    assert_eq!(format::encode_f32(&nan).unwrap_err(), infer_core::Error::NonFinite { layer: 1 });
+    assert!(format::save_f32(&nan, &path).unwrap_err().to_string().contains("layer 2: a weight or bias is NaN"));
 }
 
 #[test]
@@ -187,11 +220,52 @@ fn infer_core_f32_agrees_with_trainer_forward() {
     let bytes = format::encode_f32(&t.model).unwrap();
     let m = infer_core::F32Model::from_bytes(&bytes).unwrap();
     let mut scratch = infer_core::Scratch::new();
+    let mut logits = [0f32; 10];
     let mut agree = 0;
     for i in 0..te.len() {
-        let img: &[f32; PIXELS] = te.images[i * PIXELS..(i + 1) * PIXELS].try_into().unwrap();
-        let (class, _) = m.predict(img, &mut scratch);
+        let class = m.predict(&te.images[i * PIXELS..(i + 1) * PIXELS], &mut scratch, &mut logits).unwrap();
         agree += usize::from(class == t.test.predictions[i] as usize);
     }
     assert!(agree >= te.len() - 1, "{agree}/{}", te.len());
+}
+
+#[test]
+fn any_stack_of_one_to_four_hidden_layers_trains_and_runs_in_infer_core() {
+    let (tr, te) = (synthetic(2000, 3), synthetic(300, 4));
+    for (hidden, activation, dropout) in [
+        (&[32][..], Activation::Relu, 0.0),
+        (&[16, 9][..], Activation::Sigmoid, 0.0),
+        (&[48, 33, 17, 12][..], Activation::Relu, 0.1),
+    ] {
+        // Sigmoid learns slowly with plain SGD (the study's point): a larger step.
+        let lr = if activation == Activation::Sigmoid { 1.0 } else { 0.1 };
+        let r = Recipe { lr, ..custom(hidden, activation, dropout, 4) };
+        let t = train::fit(&r, &tr, &te, &mut Quiet).unwrap();
+        assert_eq!(t.model.layers.len(), hidden.len() + 1, "{hidden:?}");
+        assert!(t.test.accuracy > 0.8, "{hidden:?}: accuracy {}", t.test.accuracy);
+        let bytes = format::encode_f32(&t.model).unwrap();
+        let m = infer_core::F32Model::from_bytes(&bytes).unwrap();
+        assert_eq!(m.architecture().hidden().len(), hidden.len());
+        let mut scratch = infer_core::Scratch::<128>::for_model(&m).unwrap();
+        let mut logits = [0f32; 10];
+        let agree = (0..te.len())
+            .filter(|&i| {
+                let img = &te.images[i * PIXELS..(i + 1) * PIXELS];
+                m.predict(img, &mut scratch, &mut logits).unwrap() == t.test.predictions[i] as usize
+            })
+            .count();
+        assert!(agree >= te.len() - 1, "{hidden:?}: {agree}/{}", te.len());
+    }
+}
+
+#[test]
+fn networks_out_of_range_are_refused_before_training() {
+    let (tr, te) = (synthetic(100, 3), synthetic(10, 4));
+    for (hidden, needle) in
+        [(&[][..], "0 hidden layers"), (&[8, 8, 8, 8, 8][..], "5 hidden layers"), (&[2000][..], "2000")]
+    {
+        let e = train::fit(&custom(hidden, Activation::Relu, 0.0, 1), &tr, &te, &mut Quiet).unwrap_err();
+        assert!(matches!(e, FitError::Network { .. }), "{e}");
+        assert!(e.to_string().contains(needle), "{e}");
+    }
 }

@@ -1,53 +1,79 @@
-//! Arbitrary int8 payloads in a well-formed file (valid header and CRC): the parameter
-//! checks and the forward pass never panic (overflow checks included, as in a debug
-//! build), and the SIMD kernel gives the scalar reference's bits.
+//! Int8 models of arbitrary shape and parameters: the parser and the forward pass never
+//! panic (overflow checks included, as in a debug build), and the SIMD kernel gives the
+//! scalar reference's bits.
 //!
-//! `cargo fuzz run int8_forward` (from `infer-core/`). The input's first byte picks the
-//! activation (bit 0) and whether to bring the parameters into their valid ranges (bit 1:
-//! multipliers non-negative, shifts in range, a positive score scale), so that most inputs
-//! reach the forward pass; the next 784 bytes are the image, and the rest is repeated to
-//! fill the payload.
+//! `cargo fuzz run int8_forward` (from `infer-core/`). The input's first bytes pick the
+//! shape (1 to 4 hidden layers of 1 to 64 units, 4 to 64 inputs, 1 to 16 classes) and the
+//! activation; one bit picks how the parameters are made:
+//!
+//! - through the codec (`int8net::encode`), from the input's bytes brought into the
+//!   format's ranges, so that most inputs reach the forward pass;
+//! - or as raw payload bytes wrapped in a valid header and checksum (`format::write`),
+//!   so that the parser's parameter checks see anything.
+//!
+//! The rest of the input is the image, then the parameter bytes (repeated as needed).
 #![no_main]
 
-use infer_core::format::{self, Header};
-use infer_core::arch::{HIDDEN1, HIDDEN2, INPUT, INT8_CHANNEL_BYTES, INT8_WEIGHT_BYTES, OUTPUT};
+use infer_core::arch::Architecture;
+use infer_core::format::{self, Header, Quant};
+use infer_core::int8net::{self, INT8_SCRATCH_MAX, Int8Layer};
 use infer_core::{Activation, Int8Model, Int8Scratch};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&pick, rest)) = data.split_first() else { return };
-    if rest.len() <= INPUT {
+    let Some((head, rest)) = data.split_first_chunk::<6>() else { return };
+    let hidden = 1 + usize::from(head[0] & 3);
+    let raw = head[0] & 4 != 0;
+    let activation = if head[0] & 8 == 0 { Activation::Relu } else { Activation::Sigmoid };
+    let mut widths = vec![4 * (1 + usize::from(head[1] % 16))];
+    widths.extend(head[2..2 + hidden].iter().map(|&w| 1 + usize::from(w % 64)));
+    widths.push(1 + usize::from(head[5] % 16));
+    let Ok(arch) = Architecture::new(&widths) else { return };
+    let Some((image, params)) = rest.split_at_checked(arch.inputs()) else { return };
+    if params.is_empty() {
         return;
     }
-    let (image, params) = rest.split_at(INPUT);
-    let activation = if pick & 1 == 0 { Activation::Relu } else { Activation::Sigmoid };
-    let header = Header::int8(activation);
-    let mut payload: Vec<u8> = params.iter().copied().cycle().take(header.payload_len()).collect();
-    if pick & 2 != 0 {
-        let mut at = INT8_WEIGHT_BYTES;
-        for n in [HIDDEN1, HIDDEN2, OUTPUT] {
-            // Bias (2n bytes), then the multipliers: clear each one's sign bit.
-            for j in 0..n {
-                payload[at + 2 * n + 2 * j + 1] &= 0x7f;
-            }
-            at += 4 * n;
+    let mut bytes = params.iter().copied().cycle();
+    let header = Header::new(arch, activation, Quant::Int8);
+    let mut file = vec![0u8; header.file_len()];
+    if raw {
+        let payload: Vec<u8> = bytes.take(header.payload_len()).collect();
+        format::write(&header, &payload, &mut file).expect("a payload of the right size encodes");
+    } else {
+        let mut layers = Vec::new();
+        for l in 0..arch.layers() {
+            let (i, o) = arch.layer(l);
+            let weights: Vec<i8> = bytes.by_ref().take(i * o).map(|b| b as i8).collect();
+            let biases: Vec<i16> = (0..o).map(|_| i16::from_le_bytes([bytes.next().unwrap(), bytes.next().unwrap()])).collect();
+            let mults: Vec<i16> =
+                (0..o).map(|_| i16::from_le_bytes([bytes.next().unwrap(), bytes.next().unwrap() & 0x7f])).collect();
+            let shifts = [bytes.next().unwrap() % 25, bytes.next().unwrap() % 31, bytes.next().unwrap()];
+            let zero_point = if activation == Activation::Sigmoid && l + 1 < arch.layers() { shifts[2] as i8 } else { 0 };
+            layers.push((weights, biases, mults, shifts[0], shifts[1], zero_point));
         }
-        let layers = INT8_WEIGHT_BYTES + INT8_CHANNEL_BYTES;
-        for k in 0..3 {
-            payload[layers + 3 * k] %= 25;
-            payload[layers + 3 * k + 1] %= 31;
-            if activation == Activation::Relu || k == 2 {
-                payload[layers + 3 * k + 2] = 0;
-            }
-        }
-        payload[layers + 9..layers + 13].copy_from_slice(&1.0f32.to_le_bytes());
+        let layers: Vec<Int8Layer<'_>> = layers
+            .iter()
+            .map(|(w, b, m, r, s, zp)| Int8Layer {
+                weights: w,
+                biases: b,
+                multipliers: m,
+                rounding_shift: *r,
+                multiplier_shift: *s,
+                zero_point: *zp,
+            })
+            .collect();
+        let table: [u8; 256] = std::array::from_fn(|_| bytes.next().unwrap());
+        let table = (activation == Activation::Sigmoid).then_some(&table);
+        int8net::encode(&arch, activation, &layers, 1.0, table, &mut file).expect("in-range parameters encode");
     }
-    let mut file = vec![0u8; payload.len() + format::MAX_OVERHEAD];
-    let len = format::write(&header, &payload, &mut file).expect("a payload of the right size encodes");
-    let Ok(model) = Int8Model::from_bytes(&file[..len]) else { return };
-    let image: &[u8; INPUT] = image.try_into().unwrap();
-    let mut scratch = Int8Scratch::new();
-    let fast = model.predict(image, &mut scratch);
-    let reference = model.predict_scalar(image, &mut scratch);
-    assert_eq!(fast, reference);
+    let Ok(model) = Int8Model::from_bytes(&file) else {
+        assert!(raw, "what the codec writes, the parser reads");
+        return;
+    };
+    let mut scratch = Int8Scratch::<INT8_SCRATCH_MAX>::zeroed();
+    let (mut fast, mut reference) = (vec![0i32; arch.classes()], vec![0i32; arch.classes()]);
+    let a = model.predict(image, &mut scratch, &mut fast);
+    let b = model.predict_scalar(image, &mut scratch, &mut reference);
+    assert_eq!((a, &fast), (b, &reference));
+    assert!(a.is_ok());
 });

@@ -1,4 +1,10 @@
 //! Fashion-MNIST: finding, fetching, parsing and verifying the four IDX files.
+//!
+//! Shared by `trainer` (which trains on it) and `firmware-sim` (which checks models on the
+//! test set). Downloading is behind the `fetch` feature, so that a program that only reads
+//! the files links no HTTP client.
+
+pub mod fsutil;
 
 use std::fs;
 use std::io::{self, Read};
@@ -11,6 +17,8 @@ use sha2::{Digest, Sha256};
 pub const SIDE: usize = 28;
 /// Pixels per image.
 pub const PIXELS: usize = SIDE * SIDE;
+/// Classes.
+pub const CLASSES: usize = 10;
 
 /// Class names in label order.
 pub const CLASS_NAMES: [&str; 10] =
@@ -375,11 +383,13 @@ pub fn load(explicit: Option<&Path>) -> Result<Dataset, DataError> {
     load_dir(&locate(explicit)?)
 }
 
+#[cfg(feature = "fetch")]
 /// Base URL for downloads: `FASHION_MNIST_URL` or the official location.
 pub fn base_url() -> String {
     std::env::var("FASHION_MNIST_URL").unwrap_or_else(|_| OFFICIAL_URL.to_string())
 }
 
+#[cfg(feature = "fetch")]
 /// Downloads the four files into `dir` (verifying each), skipping ones already valid there.
 ///
 /// `progress` is called with (file name, bytes so far, total bytes if known).
@@ -413,7 +423,7 @@ pub fn fetch(dir: &Path, base: &str, mut progress: impl FnMut(&str, u64, Option<
             out
         };
         verify(&content, &target, spec)?;
-        crate::fsutil::write_atomic(&target, &body).map_err(|source| DataError::Io { path: target.clone(), source })?;
+        fsutil::write_atomic(&target, &body).map_err(|source| DataError::Io { path: target.clone(), source })?;
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use trainer::data::{self, DataError, FILES};
+use dataset::{self as data, DataError, FILES};
 
 fn idx_images(count: u32, rows: u32, cols: u32, body: usize) -> Vec<u8> {
     let mut v = Vec::new();
@@ -130,6 +130,7 @@ fn missing_files_say_how_to_get_them() {
     assert!(msg.contains("trainer data fetch"), "{msg}");
 }
 
+#[cfg(feature = "fetch")]
 #[test]
 fn fetch_failure_is_clear_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();

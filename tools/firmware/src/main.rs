@@ -1,18 +1,21 @@
-//! Cortex-M4F firmware that classifies Fashion-MNIST images with `infer-core`.
+//! Cortex-M firmware that classifies images with `infer-core`: one source for every board
+//! `firmware-sim qemu` knows (Cortex-M4F, M3, M0; see `build.rs`).
 //!
-//! The int8 model named by `FIRMWARE_MODEL` at build time is a `static` in flash, parsed
-//! and read in place. Over Arm semihosting (QEMU's `-semihosting`) the firmware reads raw
-//! 28x28 images from `images.u8` in the host's working directory, a few at a time, and
-//! writes one record per image to `results.bin`:
+//! The int8 model named by `FIRMWARE_MODEL` at build time is a 64-byte-aligned `static` in
+//! flash, parsed and read in place; `build.rs` reads its header and sizes the scratch
+//! buffer and the records for it (`MODEL_INPUTS`, `MODEL_CLASSES`, `MODEL_SCRATCH`). Over
+//! Arm semihosting (QEMU's `-semihosting`) the firmware reads raw images of `MODEL_INPUTS`
+//! bytes from `images.u8` in the host's working directory, a few at a time, and writes one
+//! record per image to `results.bin`:
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 0 | predicted class |
 //! | 1..4 | zero |
-//! | 4..44 | the ten i32 scores, little-endian |
-//! | 44..48 | SysTick ticks the inference took (u32) |
+//! | 4..4 + 4 · classes | the i32 scores, little-endian |
+//! | last 4 | SysTick ticks the inference took (u32) |
 //!
-//! At the end it prints one line, `firmware-m4 images=N calibration_instructions=I
+//! At the end it prints one line, `firmware images=N calibration_instructions=I
 //! calibration_ticks=T stack_bytes=S`, and exits through semihosting. `firmware-sim qemu`
 //! builds, runs and checks it.
 //!
@@ -29,21 +32,28 @@ use core::arch::asm;
 use cortex_m::peripheral::{SYST, syst::SystClkSource};
 use cortex_m_rt::{ExceptionFrame, entry, exception};
 use cortex_m_semihosting::{debug, hprintln, syscall};
-use infer_core::arch::{INPUT, OUTPUT};
 use infer_core::{Int8Model, Int8Scratch};
 use panic_semihosting as _;
 
+// MODEL_INPUTS, MODEL_CLASSES, MODEL_SCRATCH: from the model's header, by build.rs.
+include!(concat!(env!("OUT_DIR"), "/model.rs"));
+
 const MODEL_BYTES: usize = include_bytes!(concat!(env!("OUT_DIR"), "/model.fmlp")).len();
 
-/// The model file, as `trainer` exported it. The symbol's size in the ELF is what
-/// `firmware-sim` reports as weight flash.
+/// A value on a 64-byte boundary: the model file's payload starts 64 bytes in, so its
+/// weights are aligned too.
+#[repr(C, align(64))]
+struct Aligned<T>(T);
+
+/// The model file, as `trainer` exported it. The symbol's size in the ELF (the file,
+/// rounded up to 64 bytes) is what `firmware-sim` reports as model flash.
 #[unsafe(no_mangle)]
-static FIRMWARE_MODEL: [u8; MODEL_BYTES] = *include_bytes!(concat!(env!("OUT_DIR"), "/model.fmlp"));
+static FIRMWARE_MODEL: Aligned<[u8; MODEL_BYTES]> = Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/model.fmlp")));
 
 /// Images read per semihosting call.
 const CHUNK: usize = 4;
 /// Bytes of one record in `results.bin`.
-const RECORD: usize = 48;
+const RECORD: usize = 8 + 4 * MODEL_CLASSES;
 /// Iterations of the calibration loop (two instructions each).
 const CALIBRATION_LOOPS: u32 = 1_000_000;
 /// SysTick's counter is 24 bits wide.
@@ -64,7 +74,7 @@ fn main() -> ! {
     match run() {
         Ok(()) => debug::exit(debug::EXIT_SUCCESS),
         Err(message) => {
-            hprintln!("firmware-m4 error: {}", message);
+            hprintln!("firmware error: {}", message);
             debug::exit(debug::EXIT_FAILURE);
         }
     }
@@ -74,8 +84,9 @@ fn main() -> ! {
 }
 
 fn run() -> Result<(), &'static str> {
-    let model = Int8Model::from_bytes(&FIRMWARE_MODEL).map_err(|_| "the embedded model is not a valid int8 model")?;
-    let mut scratch = Int8Scratch::new();
+    let model = Int8Model::from_bytes(&FIRMWARE_MODEL.0).map_err(|_| "the embedded model is not a valid int8 model")?;
+    // Refused at boot if the model needs more RAM than this build gives it.
+    let mut scratch = Int8Scratch::<MODEL_SCRATCH>::for_model(&model).map_err(|_| "the scratch is too small")?;
 
     let mut syst = cortex_m::Peripherals::take().ok_or("peripherals taken twice")?.SYST;
     syst.set_clock_source(SystClkSource::Core);
@@ -92,28 +103,28 @@ fn run() -> Result<(), &'static str> {
 
     let images = open(c"images.u8", OPEN_READ_BINARY)?;
     let len = unsafe { syscall!(FLEN, images) };
-    if len == usize::MAX || len % INPUT != 0 {
-        return Err("images.u8 is not a whole number of 784-byte images");
+    if len == usize::MAX || len % MODEL_INPUTS != 0 {
+        return Err("images.u8 is not a whole number of images of the model's input size");
     }
-    let count = len / INPUT;
+    let count = len / MODEL_INPUTS;
     let results = open(c"results.bin", OPEN_WRITE_BINARY)?;
 
-    let mut pixels = [0u8; CHUNK * INPUT];
+    let mut pixels = [0u8; CHUNK * MODEL_INPUTS];
     let mut records = [0u8; CHUNK * RECORD];
+    let mut scores = [0i32; MODEL_CLASSES];
     let mut done = 0;
     while done < count {
         let n = CHUNK.min(count - done);
-        read_exact(images, &mut pixels[..n * INPUT])?;
-        for (image, record) in pixels.chunks_exact(INPUT).zip(records.chunks_exact_mut(RECORD)).take(n) {
-            let image: &[u8; INPUT] = image.try_into().map_err(|_| "image size")?;
+        read_exact(images, &mut pixels[..n * MODEL_INPUTS])?;
+        for (image, record) in pixels.chunks_exact(MODEL_INPUTS).zip(records.chunks_exact_mut(RECORD)).take(n) {
             let start = SYST::get_current();
-            let (class, scores) = model.predict(image, &mut scratch);
+            let class = model.predict(image, &mut scratch, &mut scores).map_err(|_| "predict refused its buffers")?;
             let ticks = start.wrapping_sub(SYST::get_current()) & SYST_MASK;
             record[0] = class as u8;
-            for (k, s) in scores.iter().enumerate().take(OUTPUT) {
+            for (k, s) in scores.iter().enumerate() {
                 record[4 + 4 * k..8 + 4 * k].copy_from_slice(&s.to_le_bytes());
             }
-            record[44..48].copy_from_slice(&ticks.to_le_bytes());
+            record[RECORD - 4..].copy_from_slice(&ticks.to_le_bytes());
         }
         write_all(results, &records[..n * RECORD])?;
         done += n;
@@ -123,7 +134,7 @@ fn run() -> Result<(), &'static str> {
         syscall!(CLOSE, results);
     }
     hprintln!(
-        "firmware-m4 images={} calibration_instructions={} calibration_ticks={} stack_bytes={}",
+        "firmware images={} calibration_instructions={} calibration_ticks={} stack_bytes={}",
         count,
         2 * CALIBRATION_LOOPS,
         calibration_ticks,
@@ -188,7 +199,7 @@ fn stack_high_water() -> usize {
 
 #[exception]
 unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-    hprintln!("firmware-m4 error: hard fault at pc {:#010x}", frame.pc());
+    hprintln!("firmware error: hard fault at pc {:#010x}", frame.pc());
     debug::exit(debug::EXIT_FAILURE);
     loop {
         cortex_m::asm::bkpt();

@@ -1,0 +1,215 @@
+//! Why a byte string is not a model this build can run, or a call cannot be carried out.
+
+use core::fmt;
+
+use crate::arch::{MAX_HIDDEN, MAX_WIDTH, MIN_HIDDEN};
+use crate::format::{FORMAT_VERSION, Quant};
+use crate::int8net::{MAX_MULTIPLIER_SHIFT, MAX_ROUNDING_SHIFT};
+
+/// Everything that can go wrong, as a small value: nothing here allocates or panics.
+///
+/// Layers are numbered from 1 in messages, from 0 in fields (`layer: 0` is the first dense
+/// layer, whose inputs are the image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// Fewer bytes than the file's header says it has.
+    Truncated,
+    /// The file does not start with [`crate::format::MAGIC`]: not a model file.
+    BadMagic,
+    /// Written by a format version this build does not read.
+    UnsupportedVersion {
+        /// The version the file says it has.
+        found: u16,
+    },
+    /// The checksum does not match the contents: the file is corrupt.
+    Checksum {
+        /// The checksum stored in the file.
+        stored: u32,
+        /// The checksum of the contents as read.
+        computed: u32,
+    },
+    /// The header cannot be decoded, its padding is not zero, or bytes follow the checksum.
+    Malformed,
+    /// Not 1 to 4 hidden layers.
+    HiddenLayers {
+        /// Hidden layers declared.
+        found: usize,
+    },
+    /// A layer width is 0 or above [`MAX_WIDTH`].
+    Width {
+        /// Position in the list of widths: 0 is the input, the last is the classes.
+        index: usize,
+        /// The width.
+        width: usize,
+    },
+    /// The input width is not a multiple of four.
+    InputWidth {
+        /// The width.
+        width: usize,
+    },
+    /// The payload is not the size the architecture and quantization need.
+    PayloadSize {
+        /// Bytes the header implies.
+        expected: usize,
+        /// Bytes present.
+        found: usize,
+    },
+    /// The model is stored with another quantization than the one asked for.
+    WrongQuantization {
+        /// What the caller asked for.
+        expected: Quant,
+        /// What the file holds.
+        found: Quant,
+    },
+    /// An output buffer is too small for the encoded file.
+    BufferTooSmall {
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes given.
+        found: usize,
+    },
+    /// A parameter's slice does not have the length the architecture gives it.
+    ParameterCount {
+        /// Dense layer (0-based).
+        layer: usize,
+        /// Which parameter.
+        what: Param,
+        /// Values the architecture needs.
+        expected: usize,
+        /// Values given.
+        found: usize,
+    },
+    /// An f32 weight or bias is NaN or infinite.
+    NonFinite {
+        /// Dense layer (0-based).
+        layer: usize,
+    },
+    /// An int8 requantization parameter is out of the format's range.
+    OutOfRange {
+        /// Dense layer (0-based).
+        layer: usize,
+        /// Which parameter.
+        what: Param,
+        /// Its value.
+        value: i32,
+    },
+    /// The int8 score scale is not a finite positive number.
+    ScoreScale,
+    /// A sigmoid model without its table, or a ReLU model with one.
+    SigmoidTable,
+    /// The scratch buffer is smaller than the model needs.
+    ScratchTooSmall {
+        /// Bytes (int8) or values (f32) the model needs.
+        needed: usize,
+        /// What the buffer holds.
+        capacity: usize,
+    },
+    /// The input slice is not the model's input width.
+    InputSize {
+        /// The model's input width.
+        expected: usize,
+        /// The slice's length.
+        found: usize,
+    },
+    /// The scores slice is shorter than the model's classes.
+    OutputSize {
+        /// The model's classes.
+        expected: usize,
+        /// The slice's length.
+        found: usize,
+    },
+}
+
+/// A parameter of a dense layer, as [`Error`] names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Param {
+    /// The weight matrix.
+    Weights,
+    /// The biases.
+    Biases,
+    /// The int8 requantization multipliers (0..=32767).
+    Multipliers,
+    /// The int8 rounding shift (0..=24).
+    RoundingShift,
+    /// The int8 multiplier shift (0..=30).
+    MultiplierShift,
+    /// The int8 zero point (0 except on a sigmoid model's hidden layers).
+    ZeroPoint,
+}
+
+impl fmt::Display for Param {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Param::Weights => "weights",
+            Param::Biases => "biases",
+            Param::Multipliers => "multiplier",
+            Param::RoundingShift => "rounding shift",
+            Param::MultiplierShift => "multiplier shift",
+            Param::ZeroPoint => "zero point",
+        })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Error::Truncated => f.write_str("file is truncated"),
+            Error::BadMagic => f.write_str("not a model file (bad magic bytes)"),
+            Error::UnsupportedVersion { found } => write!(
+                f,
+                "model format version {found} is not supported (this build reads versions 1 to {FORMAT_VERSION}); \
+                 re-export the model with this build's trainer"
+            ),
+            Error::Checksum { stored, computed } => {
+                write!(f, "checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the file is corrupt")
+            }
+            Error::Malformed => f.write_str("header cannot be decoded, or bytes follow the checksum"),
+            Error::HiddenLayers { found } => {
+                write!(f, "{found} hidden layers; a network has {MIN_HIDDEN} to {MAX_HIDDEN}")
+            }
+            Error::Width { index, width } => {
+                write!(f, "width {width} of layer {index} (0 is the input) is not in 1..={MAX_WIDTH}")
+            }
+            Error::InputWidth { width } => write!(f, "input width {width} is not a multiple of 4"),
+            Error::PayloadSize { expected, found } => {
+                write!(f, "payload has {found} bytes, the architecture needs {expected}")
+            }
+            Error::WrongQuantization { expected, found } => {
+                write!(f, "the model is stored as {found:?}, not {expected:?}")
+            }
+            Error::BufferTooSmall { needed, found } => {
+                write!(f, "output buffer of {found} bytes is too small: the file needs {needed}")
+            }
+            Error::ParameterCount { layer, what, expected, found } => {
+                write!(f, "layer {}: {found} {what}, the architecture needs {expected}", layer + 1)
+            }
+            Error::NonFinite { layer } => write!(f, "layer {}: a weight or bias is NaN or infinite", layer + 1),
+            Error::OutOfRange { layer, what, value } => {
+                let range = match what {
+                    Param::RoundingShift => "0..=24",
+                    Param::MultiplierShift => "0..=30",
+                    Param::Multipliers => "0..=32767",
+                    Param::ZeroPoint => "0 on this layer",
+                    Param::Weights | Param::Biases => "range",
+                };
+                write!(f, "layer {}: {what} {value} is out of {range}", layer + 1)
+            }
+            Error::ScoreScale => f.write_str("the score scale is not a finite positive number"),
+            Error::SigmoidTable => f.write_str("a sigmoid model needs its table, and only a sigmoid model has one"),
+            Error::ScratchTooSmall { needed, capacity } => write!(
+                f,
+                "the model needs a scratch of {needed}, the buffer holds {capacity}: use a larger const parameter"
+            ),
+            Error::InputSize { expected, found } => write!(f, "input has {found} values, the model takes {expected}"),
+            Error::OutputSize { expected, found } => {
+                write!(f, "scores buffer holds {found} values, the model has {expected} classes")
+            }
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+const _: () = assert!(MAX_ROUNDING_SHIFT == 24 && MAX_MULTIPLIER_SHIFT == 30);

@@ -1,0 +1,235 @@
+//! Where every parameter lies in a payload, computed once from the [`Architecture`].
+//!
+//! The reader ([`crate::F32Model`], [`crate::Int8Model`]), the writers
+//! ([`crate::f32net::encode`], [`crate::int8net::encode`]), the tests and the fuzz targets
+//! all take their offsets from here, so that the layout is written down in one place.
+
+use crate::arch::{Architecture, GROUP, MAX_LAYERS, SIGMOID_TABLE_BYTES, pad_to_group};
+use crate::format::Activation;
+
+/// Bytes from `start`, `len` long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    /// First byte.
+    pub start: usize,
+    /// Bytes.
+    pub len: usize,
+}
+
+impl Span {
+    const EMPTY: Span = Span { start: 0, len: 0 };
+
+    /// One past the last byte.
+    pub const fn end(&self) -> usize {
+        self.start + self.len
+    }
+
+    /// The span as a range, for slicing.
+    pub const fn range(&self) -> core::ops::Range<usize> {
+        self.start..self.end()
+    }
+}
+
+/// Each int8 layer's weights start on a multiple of this many bytes of the payload, which
+/// itself starts on a 64-byte boundary of the file: a 64-byte vector load of a block whose
+/// width is a multiple of 16 outputs is then aligned.
+pub const INT8_WEIGHTS_ALIGN: usize = 64;
+
+/// The f32 payload: `W1, b1, W2, b2, ...` as little-endian f32, each weight matrix
+/// row-major with shape (inputs, outputs), as Keras stores a Dense kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct F32Layout {
+    layers: usize,
+    weights: [Span; MAX_LAYERS],
+    biases: [Span; MAX_LAYERS],
+    len: usize,
+}
+
+impl F32Layout {
+    /// The layout of `arch`'s f32 payload.
+    pub const fn new(arch: &Architecture) -> F32Layout {
+        let mut out = F32Layout {
+            layers: arch.layers(),
+            weights: [Span::EMPTY; MAX_LAYERS],
+            biases: [Span::EMPTY; MAX_LAYERS],
+            len: 0,
+        };
+        let mut at = 0;
+        let mut l = 0;
+        while l < arch.layers() {
+            let (i, o) = arch.layer(l);
+            out.weights[l] = Span { start: at, len: 4 * i * o };
+            at += 4 * i * o;
+            out.biases[l] = Span { start: at, len: 4 * o };
+            at += 4 * o;
+            l += 1;
+        }
+        out.len = at;
+        out
+    }
+
+    /// Layer `l`'s weights, (inputs, outputs) row-major.
+    pub const fn weights(&self, l: usize) -> Span {
+        self.weights[l]
+    }
+
+    /// Layer `l`'s biases.
+    pub const fn biases(&self, l: usize) -> Span {
+        self.biases[l]
+    }
+
+    /// Dense layers.
+    pub const fn layers(&self) -> usize {
+        self.layers
+    }
+
+    /// Bytes of the payload.
+    pub const fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for no bytes (never, for a valid architecture).
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The int8 payload, as [`crate::int8net`] documents it: every layer's weights (each
+/// starting on a multiple of [`INT8_WEIGHTS_ALIGN`], zero bytes between), every layer's
+/// biases and multipliers, every layer's shifts and zero point, the score scale, and a
+/// sigmoid model's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Int8Layout {
+    layers: usize,
+    weights: [Span; MAX_LAYERS],
+    biases: [Span; MAX_LAYERS],
+    multipliers: [Span; MAX_LAYERS],
+    shifts: Span,
+    score_scale: Span,
+    table: Option<Span>,
+    len: usize,
+}
+
+impl Int8Layout {
+    /// The layout of the int8 payload of `arch` with hidden `activation`.
+    pub const fn new(arch: &Architecture, activation: Activation) -> Int8Layout {
+        let mut out = Int8Layout {
+            layers: arch.layers(),
+            weights: [Span::EMPTY; MAX_LAYERS],
+            biases: [Span::EMPTY; MAX_LAYERS],
+            multipliers: [Span::EMPTY; MAX_LAYERS],
+            shifts: Span::EMPTY,
+            score_scale: Span::EMPTY,
+            table: None,
+            len: 0,
+        };
+        let mut at: usize = 0;
+        let mut l = 0;
+        while l < arch.layers() {
+            let (i, o) = arch.layer(l);
+            at = at.next_multiple_of(INT8_WEIGHTS_ALIGN);
+            out.weights[l] = Span { start: at, len: pad_to_group(i) * o };
+            at += pad_to_group(i) * o;
+            l += 1;
+        }
+        at = at.next_multiple_of(INT8_WEIGHTS_ALIGN);
+        l = 0;
+        while l < arch.layers() {
+            let o = arch.layer(l).1;
+            out.biases[l] = Span { start: at, len: 2 * o };
+            out.multipliers[l] = Span { start: at + 2 * o, len: 2 * o };
+            at += 4 * o;
+            l += 1;
+        }
+        out.shifts = Span { start: at, len: 3 * arch.layers() };
+        at += 3 * arch.layers();
+        out.score_scale = Span { start: at, len: 4 };
+        at += 4;
+        if matches!(activation, Activation::Sigmoid) {
+            out.table = Some(Span { start: at, len: SIGMOID_TABLE_BYTES });
+            at += SIGMOID_TABLE_BYTES;
+        }
+        out.len = at;
+        out
+    }
+
+    /// Layer `l`'s weights, `[outputs / 128][groups][128][4]` (see [`crate::int8net`]).
+    pub const fn weights(&self, l: usize) -> Span {
+        self.weights[l]
+    }
+
+    /// Layer `l`'s i16 biases.
+    pub const fn biases(&self, l: usize) -> Span {
+        self.biases[l]
+    }
+
+    /// Layer `l`'s i16 multipliers.
+    pub const fn multipliers(&self, l: usize) -> Span {
+        self.multipliers[l]
+    }
+
+    /// Layer `l`'s rounding shift, multiplier shift and zero point (three bytes).
+    pub const fn shifts(&self, l: usize) -> Span {
+        Span { start: self.shifts.start + 3 * l, len: 3 }
+    }
+
+    /// The f32 score scale.
+    pub const fn score_scale(&self) -> Span {
+        self.score_scale
+    }
+
+    /// The sigmoid table, for a sigmoid model.
+    pub const fn table(&self) -> Option<Span> {
+        self.table
+    }
+
+    /// Dense layers.
+    pub const fn layers(&self) -> usize {
+        self.layers
+    }
+
+    /// Bytes of the payload.
+    pub const fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for no bytes (never, for a valid architecture).
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Groups of four inputs of a layer with `inputs` inputs (the last one padded with zeros).
+pub const fn groups(inputs: usize) -> usize {
+    pad_to_group(inputs) / GROUP
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_study_layouts_are_version_1s() {
+        // Version 1 had these sizes and no padding; every weight block of the study's
+        // network is a multiple of 64 bytes, so version 2 lays it out identically.
+        let a = Architecture::FMNIST;
+        assert_eq!(F32Layout::new(&a).len(), 4 * 535_818);
+        let relu = Int8Layout::new(&a, Activation::Relu);
+        assert_eq!(relu.len(), 538_165);
+        assert_eq!(relu.weights(2), Span { start: 401_408 + 131_072, len: 2_560 });
+        assert_eq!(relu.biases(0).start, 535_040);
+        assert_eq!(relu.shifts(0).start, 535_040 + 4 * (512 + 256 + 10));
+        assert_eq!(Int8Layout::new(&a, Activation::Sigmoid).len(), 538_165 + 256);
+    }
+
+    #[test]
+    fn int8_weights_are_padded_to_groups_and_aligned() {
+        let a = Architecture::new(&[8, 5, 3, 2]).unwrap();
+        let l = Int8Layout::new(&a, Activation::Relu);
+        assert_eq!(l.weights(0), Span { start: 0, len: 8 * 5 });
+        assert_eq!(l.weights(1), Span { start: 64, len: 8 * 3 });
+        assert_eq!(l.weights(2), Span { start: 128, len: 4 * 2 });
+        assert_eq!(l.biases(0).start, 192);
+        assert_eq!(l.len(), 192 + 4 * (5 + 3 + 2) + 9 + 4);
+    }
+}
