@@ -119,12 +119,15 @@ pub fn run(args: Args) -> Result<bool> {
         println!("accuracy       {:.2}%", 100.0 * accuracy);
         match &trainer_preds {
             Some(_) => println!(
-                "agreement      {:.2}% with {} ({} differ{}{:?})",
+                "agreement      {:.2}% with {} ({} differ{})",
                 100.0 * agreement,
                 pred_path.display(),
                 differing.len(),
-                if differing.is_empty() { "" } else { ", first: " },
-                &differing[..differing.len().min(5)]
+                if differing.is_empty() {
+                    String::new()
+                } else {
+                    format!(", first: {:?}", &differing[..differing.len().min(5)])
+                }
             ),
             None => println!("agreement      not checked: no {}", pred_path.display()),
         }

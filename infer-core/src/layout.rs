@@ -223,6 +223,30 @@ mod tests {
     }
 
     #[test]
+    fn at_least_60_bytes_of_payload_follow_every_layers_weights() {
+        // The x86 kernel's 64-byte loads of a layer's last outputs reach up to 60 bytes
+        // past its weights; in every payload those bytes exist (the kernel copies them
+        // otherwise). Small layers are the tight cases: a padded weight block ends on 64
+        // bytes only when it is large enough that the biases and multipliers after it
+        // (4 bytes an output) pass 60.
+        let mut tightest = usize::MAX;
+        for inputs in [4, 8, 12, 64] {
+            for h in 1..=80 {
+                for o in 1..=40 {
+                    for widths in [&[inputs, h, o][..], &[inputs, o, h, o][..]] {
+                        let a = Architecture::new(widths).unwrap();
+                        let l = Int8Layout::new(&a, Activation::Relu);
+                        for k in 0..l.layers() {
+                            tightest = tightest.min(l.len() - l.weights(k).end());
+                        }
+                    }
+                }
+            }
+        }
+        assert!(tightest >= 60, "{tightest}");
+    }
+
+    #[test]
     fn int8_weights_are_padded_to_groups_and_aligned() {
         let a = Architecture::new(&[8, 5, 3, 2]).unwrap();
         let l = Int8Layout::new(&a, Activation::Relu);

@@ -143,6 +143,10 @@ struct Layer<'a> {
     outputs: usize,
     /// `[ceil(outputs / 128)][inputs / 4][≤128][4]` int8 weights, exactly.
     weights: &'a [u8],
+    /// The weights and the rest of the payload after them, for vector loads that reach
+    /// past a layer's last outputs (their extra lanes are discarded).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    reach: &'a [u8],
     bias: &'a [u8],
     mult: &'a [u8],
     r: u32,
@@ -151,8 +155,17 @@ struct Layer<'a> {
 }
 
 impl Layer<'_> {
-    const EMPTY: Layer<'static> =
-        Layer { inputs: 0, outputs: 0, weights: &[], bias: &[], mult: &[], r: 0, s: 0, output: Output::Scores };
+    const EMPTY: Layer<'static> = Layer {
+        inputs: 0,
+        outputs: 0,
+        weights: &[],
+        reach: &[],
+        bias: &[],
+        mult: &[],
+        r: 0,
+        s: 0,
+        output: Output::Scores,
+    };
 
     /// Byte offset of the four weights from inputs `4g..4g+4` to output `j`.
     #[inline(always)]
@@ -373,6 +386,7 @@ impl<'a> Int8Model<'a> {
                 inputs: pad_to_group(inputs),
                 outputs,
                 weights: &payload[layout.weights(l).range()],
+                reach: &payload[layout.weights(l).start..],
                 bias: &payload[layout.biases(l).range()],
                 mult,
                 r: r.into(),

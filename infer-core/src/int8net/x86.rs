@@ -84,32 +84,43 @@ pub(super) fn dense(layer: &Layer<'_>, x: &[u8], groups: &[u8], act: &mut [u8], 
 /// `C` output vectors held in registers.
 #[inline(always)]
 fn pass<const C: usize>(layer: &Layer<'_>, x: &[u8], groups: &[u8], first: usize, act: &mut [u8], scores: &mut [i32]) {
+    // A vector's lanes past the layer's outputs load the next group's weights, or up to 60
+    // bytes past the layer's weights, and are discarded. Those bytes are in `reach` (the
+    // rest of the payload) for any model but the tiniest; the groups are listed in
+    // ascending order, so if the last one's loads stay inside it, every one's do. Else the
+    // sweep reads zero-padded copies (a check in the loop instead cost 4% of a pass).
+    let inside = groups.last().is_none_or(|&g| layer.offset(g.into(), 16 * first) + 64 * C <= layer.reach.len());
+    let acc =
+        if inside { sweep::<C, false>(layer, x, groups, first) } else { sweep::<C, true>(layer, x, groups, first) };
+    for (v, acc) in acc.iter().enumerate() {
+        requantize16(layer, 16 * (first + v), fold(acc), act, scores);
+    }
+}
+
+/// The accumulators of [`pass`]; `PAD`: copy each load's bytes that exist into zeros.
+#[inline(always)]
+fn sweep<const C: usize, const PAD: bool>(layer: &Layer<'_>, x: &[u8], groups: &[u8], first: usize) -> [Acc; C] {
     let mut acc = [ZERO; C];
     for &g in groups {
         let g = g as usize;
         let xs = u32::from_le_bytes([x[4 * g], x[4 * g + 1], x[4 * g + 2], x[4 * g + 3]]);
         let at = layer.offset(g, 16 * first);
-        // The lanes past the layer's outputs read the next group's weights and are
-        // discarded; only the last groups of a layer reach past its weights, and they
-        // read a zero-padded copy.
-        let tail: [[u8; 64]; C];
-        let row = match layer.weights.get(at..at + 64 * C) {
-            Some(row) => row,
-            None => {
-                let rest = layer.weights.get(at..).unwrap_or(&[]);
-                let mut padded = [[0u8; 64]; C];
-                padded.as_flattened_mut()[..rest.len()].copy_from_slice(rest);
-                tail = padded;
-                tail.as_flattened()
-            }
+        let padded: [[u8; 64]; C];
+        let row = if PAD {
+            let rest = layer.reach.get(at..).unwrap_or(&[]);
+            let rest = &rest[..rest.len().min(64 * C)];
+            let mut copy = [[0u8; 64]; C];
+            copy.as_flattened_mut()[..rest.len()].copy_from_slice(rest);
+            padded = copy;
+            padded.as_flattened()
+        } else {
+            &layer.reach[at..][..64 * C]
         };
         for (acc, w) in acc.iter_mut().zip(row.chunks_exact(64)) {
             dot4(acc, xs, w.try_into().unwrap());
         }
     }
-    for (v, acc) in acc.iter().enumerate() {
-        requantize16(layer, 16 * (first + v), fold(acc), act, scores);
-    }
+    acc
 }
 
 /// Requantizes the sums of outputs `j0..j0 + 16` (fewer at the end of the layer).
@@ -149,5 +160,36 @@ fn requantize16(layer: &Layer<'_>, j0: usize, sums: [i32; 16], act: &mut [u8], s
             }
         }
         Output::Scores => scores[j0..j0 + live].copy_from_slice(&v.to_array()[..live]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A layer of 12 inputs and 21 outputs (two vectors, the second with 5 live lanes) whose
+    /// `reach` ends with its weights: the loads of the last groups must read padded copies.
+    #[test]
+    fn loads_past_the_payload_read_zero_padded_copies() {
+        let (inputs, outputs) = (12, 21);
+        let weights: [u8; 12 * 21] = core::array::from_fn(|i| (i * 37 % 255) as u8);
+        let (bias, mult) = ([3u8, 0].repeat(outputs), [1u8, 64].repeat(outputs));
+        let layer = Layer {
+            inputs,
+            outputs,
+            weights: &weights,
+            reach: &weights,
+            bias: &bias,
+            mult: &mult,
+            r: 4,
+            s: 12,
+            output: Output::Scores,
+        };
+        let x: [u8; 12] = core::array::from_fn(|i| (i * 29 % 256) as u8);
+        let (mut fast, mut slow) = ([0i32; 21], [0i32; 21]);
+        dense(&layer, &x, &[0, 1, 2], &mut [], &mut fast);
+        dense_scalar(&layer, &x, 0..3, &mut [], &mut slow);
+        assert_eq!(fast, slow);
+        assert!(fast.iter().any(|&v| v != fast[0]), "{fast:?}");
     }
 }
