@@ -65,6 +65,14 @@ impl Board {
         }
     }
 
+    /// Which infer-core kernel the firmware runs on this board's CPU.
+    fn kernel(self) -> &'static str {
+        match self {
+            Board::Mps2An386 => "armv7em (SMLAD)",
+            Board::Mps2An385 | Board::Microbit => "portable",
+        }
+    }
+
     fn describe(self) -> String {
         let (flash, ram) = self.memory();
         format!("QEMU {} ({}, {} KiB flash, {} KiB RAM)", self.machine(), self.cpu(), flash >> 10, ram >> 10)
@@ -415,7 +423,10 @@ pub fn run(args: Args) -> Result<bool> {
             "instructions_max": (max_ticks * per_tick).round(),
             "instructions_per_tick": per_tick,
             "macs_per_inference": macs,
-            "smlad_in_code": sizes.smlad,
+            "kernel": board.kernel(),
+            // Counted in Thumb-2 code only: Armv6-M's 16-bit code (and its literal pools)
+            // can hold the same halfword patterns.
+            "smlad_in_code": (board == Board::Mps2An386).then_some(sizes.smlad),
             "build_seconds": build_seconds,
             "qemu_seconds": qemu_seconds,
             "elf": built.display().to_string(),
@@ -446,12 +457,12 @@ pub fn run(args: Args) -> Result<bool> {
             net.scratch_bytes()
         );
         println!(
-            "instructions   {:.0} per inference (min {:.0}, max {:.0}); {:.2} per multiply-accumulate of the dense layers ({macs}); {} SMLAD in the code",
+            "instructions   {:.0} per inference (min {:.0}, max {:.0}); {:.2} per multiply-accumulate of the dense layers ({macs}); kernel {}",
             instructions,
             min_ticks * per_tick,
             max_ticks * per_tick,
             instructions / macs as f64,
-            sizes.smlad
+            board.kernel()
         );
         if !fits {
             eprintln!("the firmware used {ram_bytes} bytes of RAM, the board has {ram_budget}");

@@ -139,12 +139,12 @@ struct FitArgs {
     /// (1 to 4 layers of 1 to 1024 units). Input 784 pixels, output 10 classes.
     #[arg(long, value_delimiter = ',', value_name = "W1,W2,..")]
     hidden: Vec<usize>,
-    /// Hidden-layer activation of the --hidden network.
-    #[arg(long, value_enum, default_value = "relu", requires = "hidden")]
-    activation: ActivationArg,
-    /// Dropout rate after each hidden layer of the --hidden network, in [0, 1).
-    #[arg(long, default_value_t = 0.0, requires = "hidden")]
-    dropout: f32,
+    /// Hidden-layer activation of the --hidden network [default: relu].
+    #[arg(long, value_enum)]
+    activation: Option<ActivationArg>,
+    /// Dropout rate after each hidden layer of the --hidden network, in [0, 1) [default: 0].
+    #[arg(long, value_name = "RATE")]
+    dropout: Option<f32>,
     /// Recipe the other options start from.
     #[arg(long, value_enum, default_value = "seed")]
     preset: Preset,
@@ -316,15 +316,21 @@ fn export(args: ExportArgs) -> Result<()> {
 /// The recipes `fit` was asked for, checked before any data is read.
 fn recipes(args: &FitArgs) -> Result<Vec<Recipe>> {
     let Preset::Seed = args.preset;
+    if args.hidden.is_empty() && (args.activation.is_some() || args.dropout.is_some()) {
+        bail!(
+            "--activation and --dropout shape a network given with --hidden; the study's models (--model, --all) have their own"
+        );
+    }
     let bases: Vec<Recipe> = if !args.hidden.is_empty() {
-        let activation = match args.activation {
+        let activation = match args.activation.unwrap_or(ActivationArg::Relu) {
             ActivationArg::Relu => infer_core::Activation::Relu,
             ActivationArg::Sigmoid => infer_core::Activation::Sigmoid,
         };
-        if !(0.0..1.0).contains(&args.dropout) {
-            bail!("--dropout must be in [0, 1), got {}", args.dropout);
+        let dropout = args.dropout.unwrap_or(0.0);
+        if !(0.0..1.0).contains(&dropout) {
+            bail!("--dropout must be in [0, 1), got {dropout}");
         }
-        let network = Network { hidden: args.hidden.clone(), activation, dropout: args.dropout };
+        let network = Network { hidden: args.hidden.clone(), activation, dropout };
         let arch = network.architecture().map_err(|e| anyhow::anyhow!("--hidden {:?}: {e}", args.hidden))?;
         let base = Recipe::seed(ModelKind::Relu);
         debug_assert_eq!(arch.inputs(), trainer::data::PIXELS);

@@ -77,6 +77,70 @@ fn fit_writes_every_output_on_the_real_dataset() {
 }
 
 #[test]
+fn fit_hidden_trains_a_network_of_that_shape_and_names_it_so() {
+    let out = tempfile::tempdir().unwrap();
+    let run = trainer()
+        .args([
+            "fit",
+            "--hidden",
+            "32,16",
+            "--dropout",
+            "0.1",
+            "--epochs",
+            "1",
+            "--limit",
+            "2000",
+            "--data-dir",
+            DEBIAN_DIR,
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Dense(32, relu) > Dropout(0.1) > Dense(16, relu) > Dropout(0.1) > Dense(10, softmax)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("inference RAM 244 bytes"), "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
+    let m = &summary["models"][0];
+    assert_eq!(m["name"], "relu-32-16-dropout0.1");
+    assert_eq!(m["architecture"], "784-32-16-10");
+    assert_eq!(m["recipe"]["network"]["hidden"], serde_json::json!([32, 16]));
+    assert!(m["study_test_accuracy"].is_null(), "{m}");
+    let dir = out.path().join("relu-32-16-dropout0.1");
+    let int8 = std::fs::read(dir.join("relu-32-16-dropout0.1.int8.fmlp")).unwrap();
+    let model = infer_core::Int8Model::from_bytes(&int8).unwrap();
+    assert_eq!(model.architecture().to_string(), "784-32-16-10");
+    let f32 = trainer::format::load_f32(&dir.join("relu-32-16-dropout0.1.f32.fmlp")).unwrap();
+    assert_eq!(f32.widths(), [784, 32, 16, 10]);
+    let md = std::fs::read_to_string(out.path().join("summary.md")).unwrap();
+    assert!(md.contains("One multilayer perceptron") && md.contains("(784-32-16-10)"), "{md}");
+}
+
+#[test]
+fn networks_the_format_cannot_hold_are_refused_before_any_work() {
+    let cases: [(&[&str], &str); 6] = [
+        (&["--hidden", "2000"], "width 2000 of layer 1"),
+        (&["--hidden", "8,8,8,8,8"], "5 hidden layers; a network has 1 to 4"),
+        (&["--hidden", "0"], "width 0 of layer 1"),
+        (&["--hidden", "32", "--dropout", "1"], "--dropout must be in [0, 1)"),
+        (&["--activation", "sigmoid", "--model", "relu"], "--hidden"),
+        (&["--hidden", "32", "--model", "relu"], "cannot be used with"),
+    ];
+    for (args, needle) in cases {
+        let run = trainer().arg("fit").args(args).args(["--data-dir", "/nonexistent"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{args:?}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Fashion-MNIST not found"), "{args:?}: checked before the data: {stderr}");
+    }
+}
+
+#[test]
 fn missing_data_dir_fails_with_instructions() {
     let empty = tempfile::tempdir().unwrap();
     let run = trainer()

@@ -63,7 +63,8 @@ use crate::{Error, Param, layer_io};
 #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
 #[allow(unsafe_code)]
 mod armv7em;
-#[cfg(not(any(target_arch = "x86_64", all(target_arch = "arm", target_feature = "dsp"))))]
+// Also compiled for the host's tests, which check it against the reference.
+#[cfg(any(test, not(any(target_arch = "x86_64", all(target_arch = "arm", target_feature = "dsp")))))]
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
