@@ -5,6 +5,11 @@
 
 use std::path::PathBuf;
 
+/// The benches allocate as `trainer` does: large buffers on a cache line (see
+/// `trainer::alloc`), so that their figures do not depend on where a buffer happened to land.
+#[global_allocator]
+static ALLOCATOR: trainer::alloc::CacheAligned = trainer::alloc::CacheAligned;
+
 use trainer::data::{self, Dataset};
 use trainer::format;
 use trainer::model::{Mlp, ModelKind};

@@ -36,6 +36,13 @@ pub enum Error {
         /// Hidden layers declared.
         found: usize,
     },
+    /// A writer was given another number of layers than the architecture has.
+    LayerCount {
+        /// Dense layers of the architecture.
+        expected: usize,
+        /// Layers given.
+        found: usize,
+    },
     /// A layer width is 0 or above [`MAX_WIDTH`].
     Width {
         /// Position in the list of widths: 0 is the input, the last is the classes.
@@ -168,6 +175,9 @@ impl fmt::Display for Error {
             Error::Malformed => f.write_str("header cannot be decoded, or bytes follow the checksum"),
             Error::HiddenLayers { found } => {
                 write!(f, "{found} hidden layers; a network has {MIN_HIDDEN} to {MAX_HIDDEN}")
+            }
+            Error::LayerCount { expected, found } => {
+                write!(f, "{found} layers given for an architecture of {expected} dense layers")
             }
             Error::Width { index, width } => {
                 write!(f, "width {width} of layer {index} (0 is the input) is not in 1..={MAX_WIDTH}")

@@ -67,7 +67,7 @@ pub fn encode(
     let header = Header::new(*architecture, activation, Quant::F32);
     let layout = F32Layout::new(architecture);
     if layers.len() != architecture.layers() {
-        return Err(Error::HiddenLayers { found: layers.len().saturating_sub(1) });
+        return Err(Error::LayerCount { expected: architecture.layers(), found: layers.len() });
     }
     for (l, layer) in layers.iter().enumerate() {
         let (i, o) = architecture.layer(l);

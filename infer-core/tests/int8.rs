@@ -342,6 +342,8 @@ fn out_of_range_parameters_name_the_layer_and_field() {
     let table = [0u8; 256];
     let e = int8net::encode(&arch, Activation::Relu, &params.layers(), 0.01, Some(&table), &mut out).unwrap_err();
     assert_eq!(e, Error::SigmoidTable);
+    let e = int8net::encode(&arch, Activation::Relu, &params.layers()[..2], 0.01, None, &mut out).unwrap_err();
+    assert_eq!(e, Error::LayerCount { expected: 3, found: 2 });
     let e = int8net::encode(&arch, Activation::Relu, &params.layers(), 0.01, None, &mut out[..100]).unwrap_err();
     assert_eq!(e, Error::BufferTooSmall { needed: good.len(), found: 100 });
 }

@@ -9,6 +9,7 @@
 pub use dataset as data;
 pub use dataset::fsutil;
 
+pub mod alloc;
 pub mod figures;
 pub mod format;
 pub mod kernels;

@@ -271,7 +271,7 @@ pub fn encode(
     let header = Header::new(*architecture, activation, Quant::Int8);
     let layout = Int8Layout::new(architecture, activation);
     if layers.len() != architecture.layers() {
-        return Err(Error::HiddenLayers { found: layers.len().saturating_sub(1) });
+        return Err(Error::LayerCount { expected: architecture.layers(), found: layers.len() });
     }
     if !(score_scale.is_finite() && score_scale > 0.0) {
         return Err(Error::ScoreScale);
