@@ -97,11 +97,11 @@ mod tests {
                 *p.add(i) = i as u8;
             }
             let q = a.realloc(p, layout, 10_000);
-            assert!(!q.is_null() && q as usize % LINE == 0);
+            assert!(!q.is_null() && (q as usize).is_multiple_of(LINE));
             assert!((0..100).all(|i| *q.add(i) == i as u8));
             let grown = Layout::from_size_align(10_000, 4).unwrap();
             let r = a.realloc(q, grown, 20_000);
-            assert!(!r.is_null() && r as usize % LINE == 0 && *r.add(99) == 99);
+            assert!(!r.is_null() && (r as usize).is_multiple_of(LINE) && *r.add(99) == 99);
             let s = a.realloc(r, Layout::from_size_align(20_000, 4).unwrap(), 50);
             assert!(!s.is_null() && *s.add(49) == 49);
             a.dealloc(s, Layout::from_size_align(50, 4).unwrap());
