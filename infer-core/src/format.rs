@@ -142,6 +142,7 @@ struct HeaderV2 {
 
 /// The version-1 file up to the checksum.
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct FileV1<'a> {
     magic: [u8; 4],
     version: u16,
@@ -411,16 +412,7 @@ mod tests {
 
     /// A version-1 file as version 1 wrote it: no padding, the payload as a byte string.
     fn v1_file(widths: [u32; 4], activation: Activation, quant: Quant, payload: &[u8]) -> Vec<u8> {
-        #[derive(Serialize)]
-        struct V1<'a> {
-            magic: [u8; 4],
-            version: u16,
-            widths: [u32; 4],
-            activation: Activation,
-            quant: Quant,
-            payload: &'a [u8],
-        }
-        let v1 = V1 { magic: MAGIC, version: 1, widths, activation, quant, payload };
+        let v1 = FileV1 { magic: MAGIC, version: 1, widths, activation, quant, payload };
         let mut out = vec![0u8; payload.len() + 64];
         let used = postcard::to_slice(&v1, &mut out).unwrap().len();
         let crc = checksum(&out[..used]);

@@ -8,33 +8,23 @@ fn trainer() -> Command {
     Command::new(env!("CARGO_BIN_EXE_trainer"))
 }
 
-#[test]
-fn fit_writes_every_output_on_the_real_dataset() {
+/// `trainer fit ARGS --data-dir DEBIAN_DIR --out OUT` on the real dataset, which must
+/// succeed; returns what it printed on stderr.
+fn fit_ok(args: &[&str], out: &std::path::Path) -> String {
     assert!(
         std::path::Path::new(DEBIAN_DIR).join("t10k-labels-idx1-ubyte.gz").is_file(),
         "the real dataset is missing: apt-get install dataset-fashion-mnist"
     );
-    let out = tempfile::tempdir().unwrap();
-    let run = trainer()
-        .args([
-            "fit",
-            "--model",
-            "relu",
-            "--model",
-            "sigmoid",
-            "--epochs",
-            "1",
-            "--limit",
-            "3000",
-            "--data-dir",
-            DEBIAN_DIR,
-        ])
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let run = trainer().arg("fit").args(args).args(["--data-dir", DEBIAN_DIR]).arg("--out").arg(out).output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
     assert!(run.status.success(), "{stderr}");
+    stderr
+}
+
+#[test]
+fn fit_writes_every_output_on_the_real_dataset() {
+    let out = tempfile::tempdir().unwrap();
+    let stderr = fit_ok(&["--model", "relu", "--model", "sigmoid", "--epochs", "1", "--limit", "3000"], out.path());
     assert!(stderr.contains("val_accuracy"), "Keras-like epoch line: {stderr}");
 
     let summary: serde_json::Value =
@@ -79,26 +69,8 @@ fn fit_writes_every_output_on_the_real_dataset() {
 #[test]
 fn fit_hidden_trains_a_network_of_that_shape_and_names_it_so() {
     let out = tempfile::tempdir().unwrap();
-    let run = trainer()
-        .args([
-            "fit",
-            "--hidden",
-            "32,16",
-            "--dropout",
-            "0.1",
-            "--epochs",
-            "1",
-            "--limit",
-            "2000",
-            "--data-dir",
-            DEBIAN_DIR,
-        ])
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{stderr}");
+    let args = ["--hidden", "32,16", "--dropout", "0.1", "--epochs", "1", "--limit", "2000"];
+    let stderr = fit_ok(&args, out.path());
     assert!(
         stderr.contains("Dense(32, relu) > Dropout(0.1) > Dense(16, relu) > Dropout(0.1) > Dense(10, softmax)"),
         "{stderr}"
