@@ -15,24 +15,41 @@ pub struct Args {
     pub model: PathBuf,
     pub data: Option<PathBuf>,
     pub predictions: Option<PathBuf>,
+    pub no_agreement: bool,
     pub min_agreement: Option<f64>,
     pub json: bool,
 }
 
-fn read_predictions(path: &Path) -> Result<Vec<u8>> {
+/// Reads `index,true,predicted` rows: indices in order from 0, classes below `classes`.
+fn read_predictions(path: &Path, classes: usize) -> Result<Vec<u8>> {
     let mut r = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
     r.records()
-        .map(|rec| {
+        .enumerate()
+        .map(|(i, rec)| {
             let rec = rec?;
-            rec.get(2).context("missing column `predicted`")?.parse::<u8>().context("bad class")
+            let field = |k: usize, name: &str| rec.get(k).with_context(|| format!("row {}: no column `{name}`", i + 1));
+            let index: usize = field(0, "index")?.parse().with_context(|| format!("row {}: bad index", i + 1))?;
+            anyhow::ensure!(index == i, "row {}: index {index}, expected {i}", i + 1);
+            let class: u8 = field(2, "predicted")?.parse().with_context(|| format!("row {}: bad class", i + 1))?;
+            anyhow::ensure!(usize::from(class) < classes, "row {}: class {class} is not one of the {classes}", i + 1);
+            Ok(class)
         })
         .collect::<Result<_>>()
         .with_context(|| format!("parsing {}", path.display()))
 }
 
+/// `--min-agreement`: a fraction in 0..=1.
+pub fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("{v} is not a fraction in 0..=1")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Runs the check; `Ok(false)` when agreement is below the threshold.
 pub fn run(args: Args) -> Result<bool> {
-    let Args { model, data, predictions, min_agreement, json } = args;
+    let Args { model, data, predictions, no_agreement, min_agreement, json } = args;
     let blob = crate::read_aligned(&model)?;
     let net = Model::from_bytes(blob).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
     let arch = net.architecture();
@@ -49,7 +66,14 @@ pub fn run(args: Args) -> Result<bool> {
     let min_agreement = min_agreement.unwrap_or(default_min);
 
     let pred_path = predictions.unwrap_or_else(|| model.with_file_name(default_preds));
-    let trainer_preds = if pred_path.is_file() { Some(read_predictions(&pred_path)?) } else { None };
+    let trainer_preds = match (no_agreement, pred_path.is_file()) {
+        (true, _) => None,
+        (false, true) => Some(read_predictions(&pred_path, arch.classes())?),
+        (false, false) => anyhow::bail!(
+            "no trainer predictions at {}: pass --predictions CSV, or --no-agreement to measure accuracy alone",
+            pred_path.display()
+        ),
+    };
     if let Some(p) = &trainer_preds {
         anyhow::ensure!(
             p.len() == test.len(),
@@ -129,7 +153,7 @@ pub fn run(args: Args) -> Result<bool> {
                     format!(", first: {:?}", &differing[..differing.len().min(5)])
                 }
             ),
-            None => println!("agreement      not checked: no {}", pred_path.display()),
+            None => println!("agreement      not checked (--no-agreement)"),
         }
         println!("flash (model)  {} bytes", blob.len());
         println!("RAM (scratch)  {scratch_bytes} bytes");

@@ -45,12 +45,15 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
         /// The trainer's predictions (default: predictions_int8.csv or predictions.csv beside
-        /// the model).
-        #[arg(long, value_name = "CSV")]
+        /// the model). A missing file is an error, unless --no-agreement.
+        #[arg(long, value_name = "CSV", conflicts_with = "no_agreement")]
         predictions: Option<PathBuf>,
-        /// Smallest fraction of predictions that must equal the trainer's (default: 1.0 for
-        /// int8, 0.999 for f32).
+        /// Measure accuracy, RAM and latency only; compare with no trainer predictions.
         #[arg(long)]
+        no_agreement: bool,
+        /// Smallest fraction of predictions that must equal the trainer's, in 0..=1 (default:
+        /// 1.0 for int8, 0.999 for f32).
+        #[arg(long, value_parser = check::parse_fraction)]
         min_agreement: Option<f64>,
         /// Print one JSON object instead of text.
         #[arg(long)]
@@ -129,8 +132,8 @@ fn read_aligned(path: &Path) -> Result<&'static [u8]> {
 
 fn run(cli: Cli) -> Result<bool> {
     match cli.command {
-        Command::Check { model, data, predictions, min_agreement, json } => {
-            check::run(check::Args { model, data, predictions, min_agreement, json })
+        Command::Check { model, data, predictions, no_agreement, min_agreement, json } => {
+            check::run(check::Args { model, data, predictions, no_agreement, min_agreement, json })
         }
         Command::Qemu { model, board, count, data, firmware_dir, timeout, json } => {
             qemu::run(qemu::Args { model, board, count, data, firmware_dir, timeout, json })

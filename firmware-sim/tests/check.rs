@@ -76,3 +76,48 @@ fn int8_model_agrees_exactly_with_the_trainer_reference() {
     assert_eq!(report["disagreements"], 1);
     assert_eq!(report["first_disagreements"][0], 9_999);
 }
+
+#[test]
+fn check_refuses_a_missing_reference_a_nan_threshold_and_impossible_classes() {
+    let ds = trainer::data::load(None).expect("the real dataset (apt-get install dataset-fashion-mnist)");
+    let arch = infer_core::arch::Architecture::new(&[784, 16, 10]).unwrap();
+    let model =
+        trainer::model::Mlp::new(&arch, infer_core::Activation::Relu, &mut rand_chacha::ChaCha8Rng::seed_from_u64(4));
+    let export = trainer::quant::export_int8(&model, &ds.train, &ds.test).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.int8.fmlp");
+    std::fs::write(&path, &export.bytes).unwrap();
+
+    // No predictions_int8.csv beside the model: an error, not "agreement not checked".
+    let run = sim().args(["check", "--model"]).arg(&path).output().unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("--no-agreement"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // Asked for explicitly, accuracy alone is fine.
+    let run = sim().args(["check", "--no-agreement", "--model"]).arg(&path).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+
+    trainer::report::write_int8(dir.path(), "m", &export, &ds.test.labels).unwrap();
+    for bad in ["NaN", "1.5", "-0.1"] {
+        let run = sim().args(["check", &format!("--min-agreement={bad}"), "--model"]).arg(&path).output().unwrap();
+        assert!(!run.status.success(), "--min-agreement {bad}");
+        assert!(String::from_utf8_lossy(&run.stderr).contains("--min-agreement"), "{bad}");
+    }
+
+    // A predicted class of 200 is not a class of this model.
+    let csv = dir.path().join("predictions_int8.csv");
+    let mut lines: Vec<String> = std::fs::read_to_string(&csv).unwrap().lines().map(String::from).collect();
+    let first: Vec<&str> = lines[1].split(',').collect();
+    lines[1] = format!("{},{},200", first[0], first[1]);
+    std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
+    let run = sim().args(["check", "--model"]).arg(&path).output().unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("class 200 is not one of the 10"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}

@@ -115,6 +115,13 @@ enum DataCommand {
     Check(DataArgs),
 }
 
+/// Most epochs `fit` takes.
+const MAX_EPOCHS: i64 = 10_000;
+/// Largest batch: the whole training set.
+const MAX_BATCH: i64 = 60_000;
+/// Most worker threads per CPU `fit` starts.
+const THREADS_PER_CPU: usize = 4;
+
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Preset {
     /// The study's recipe: SGD lr 0.01, batch 500, 20 epochs (sigmoid) / 15 (ReLU, dropout).
@@ -151,28 +158,30 @@ struct FitArgs {
     /// Recipe the other options start from.
     #[arg(long, value_enum, default_value = "seed")]
     preset: Preset,
-    /// Epochs (default: the preset's, 20 for sigmoid and 15 for the others and for --hidden).
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// SGD learning rate.
+    /// Epochs, 1 to 10,000 (default: the preset's, 20 for sigmoid and 15 for the others and
+    /// for --hidden).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_EPOCHS))]
+    epochs: Option<u32>,
+    /// SGD learning rate, a positive number.
     #[arg(long)]
     lr: Option<f32>,
-    /// Images per step.
-    #[arg(long)]
-    batch_size: Option<usize>,
+    /// Images per step, 1 to 60,000 (the training set).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH))]
+    batch_size: Option<u32>,
     /// Seed for initialization, shuffling and dropout; same seed, same bits.
     #[arg(long)]
     seed: Option<u64>,
     /// Output folder (default: runs/<timestamp>).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Worker threads (default: all cores; RAYON_NUM_THREADS also works). Each is pinned to
-    /// its own CPU when there are no more threads than CPUs (taskset chooses which CPUs).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Train on only the first N training images (quick experiments).
-    #[arg(long, value_name = "N")]
-    limit: Option<usize>,
+    /// Worker threads, 1 to 4 per CPU (default: one per CPU; RAYON_NUM_THREADS also works).
+    /// Each is pinned to its own CPU when there are no more threads than CPUs (taskset
+    /// chooses which CPUs).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    threads: Option<u32>,
+    /// Train on only the first N training images (quick experiments; N >= 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    limit: Option<u32>,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -294,6 +303,18 @@ fn report_int8(name: &str, export: &quant::Int8Export, f32_accuracy: f64) {
     );
 }
 
+/// Whether `b` names the existing file `a` (through links and `..` too); `b` may not exist.
+fn same_file(a: &Path, b: &Path) -> bool {
+    let resolve = |p: &Path| -> Option<PathBuf> {
+        if let Ok(c) = std::fs::canonicalize(p) {
+            return Some(c);
+        }
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Some(std::fs::canonicalize(parent).ok()?.join(p.file_name()?))
+    };
+    matches!((resolve(a), resolve(b)), (Some(x), Some(y)) if x == y)
+}
+
 fn export(args: ExportArgs) -> Result<()> {
     let ExportQuant::Int8 = args.quant;
     let model = trainer::format::load_f32(&args.model)?;
@@ -302,6 +323,9 @@ fn export(args: ExportArgs) -> Result<()> {
         let stem = name.strip_suffix(".f32.fmlp").or_else(|| name.strip_suffix(".fmlp")).unwrap_or(&name);
         args.model.with_file_name(format!("{stem}.int8.fmlp"))
     });
+    if same_file(&args.model, &out) {
+        bail!("--out {} is the input model; the int8 export would replace it: name another file", out.display());
+    }
     let ds = find_or_fetch(args.data.data_dir.as_deref())?;
     let export = quant::export_int8(&model, &ds.train, &ds.test).map_err(|e| anyhow::anyhow!("int8 export: {e}"))?;
     let mut ws = trainer::model::Workspace::default();
@@ -345,9 +369,9 @@ fn recipes(args: &FitArgs) -> Result<Vec<Recipe>> {
     let recipes: Vec<Recipe> = bases
         .into_iter()
         .map(|base| Recipe {
-            epochs: args.epochs.unwrap_or(base.epochs),
+            epochs: args.epochs.map_or(base.epochs, |e| e as usize),
             lr: args.lr.unwrap_or(base.lr),
-            batch_size: args.batch_size.unwrap_or(base.batch_size),
+            batch_size: args.batch_size.map_or(base.batch_size, |b| b as usize),
             seed: args.seed.unwrap_or(base.seed),
             ..base
         })
@@ -365,7 +389,13 @@ fn recipes(args: &FitArgs) -> Result<Vec<Recipe>> {
 
 fn fit(args: FitArgs) -> Result<()> {
     let recipes = recipes(&args)?;
-    train::start_thread_pool(args.threads).context("starting worker threads")?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(t) = args.threads
+        && t as usize > THREADS_PER_CPU * cpus
+    {
+        bail!("--threads {t} is more than {THREADS_PER_CPU} per CPU of this machine's {cpus}");
+    }
+    train::start_thread_pool(args.threads.map(|t| t as usize)).context("starting worker threads")?;
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from("runs").join(chrono::Local::now().format("%Y%m%d-%H%M%S").to_string()));
@@ -374,7 +404,7 @@ fn fit(args: FitArgs) -> Result<()> {
     let started = Instant::now();
     let mut ds = find_or_fetch(args.data.data_dir.as_deref())?;
     if let Some(n) = args.limit {
-        ds.train = ds.train.head(n);
+        ds.train = ds.train.head(n as usize);
     }
     eprintln!(
         "Fashion-MNIST from {}: {} training, {} test images. Kernels: {}, {} threads. Output: {}",

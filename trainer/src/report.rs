@@ -174,6 +174,15 @@ fn read_csv_rows(path: &Path, headers: bool) -> Result<Vec<Vec<String>>> {
         .with_context(|| format!("parsing {}", path.display()))
 }
 
+/// Whether `name` can be a model's folder and file name inside a run: one path component
+/// of letters, digits, `.`, `_` and `-`, not `.`-first (so not `..` or hidden), at most 100
+/// bytes. Names the trainer gives (`relu`, `relu-128-64-dropout0.2`) always are.
+pub fn is_model_name(name: &str) -> bool {
+    (1..=100).contains(&name.len())
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// Reads a `history.csv`.
 pub fn read_history(path: &Path) -> Result<Vec<EpochRecord>> {
     let mut r = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
@@ -250,6 +259,14 @@ impl Run {
             format!("reading {} (is {} a folder written by `trainer fit`?)", path.display(), dir.display())
         })?;
         let summary: Summary = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        for m in &summary.models {
+            anyhow::ensure!(
+                is_model_name(&m.name),
+                "{}: model name {:?} is not a folder of the run (1 to 100 letters, digits, '.', '_' or '-', not starting with '.')",
+                path.display(),
+                m.name
+            );
+        }
         let models = summary
             .models
             .iter()

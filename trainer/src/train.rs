@@ -299,7 +299,8 @@ pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Obse
     let val_labels = val_images.iter().map(|&i| test.labels[i as usize]).collect();
     let validation = Split::new(reorder_pixels(test, &val_images, &layout), val_labels);
     let dropout = network.dropout;
-    let bs = recipe.batch_size.max(1);
+    // A batch larger than the training set is the training set (and allocates no more).
+    let bs = recipe.batch_size.clamp(1, train.len().max(1));
     let steps = train.len().div_ceil(bs);
     let mut order: Vec<u32> = (0..train.len() as u32).collect();
     let similar = silhouette_keys(train);
@@ -307,7 +308,7 @@ pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Obse
     let mut eval_ws = Workspace::default();
     let mut x = vec![0.0f32; bs * PIXELS];
     let mut y = vec![0u8; bs];
-    let mut history = Vec::with_capacity(recipe.epochs);
+    let mut history = Vec::new();
     let started = Instant::now();
     for epoch in 1..=recipe.epochs {
         let t0 = Instant::now();
@@ -350,6 +351,11 @@ pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Obse
         }
         observer.validating();
         let eval = evaluate(&model, &validation, &mut eval_ws);
+        // Finite weights can still give an infinite loss (logits past f32's exp range):
+        // that is divergence too, and no model is saved from it.
+        if !eval.loss.is_finite() {
+            return Err(Diverged { epoch, step: steps, loss: eval.loss, lr: recipe.lr }.into());
+        }
         let record = EpochRecord {
             epoch,
             loss: loss_sum / seen.max(1) as f64,
@@ -363,6 +369,10 @@ pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Obse
     }
     reorder_input_rows(&mut model, &layout, true);
     let test_eval = evaluate(&model, test, &mut eval_ws);
+    if !test_eval.loss.is_finite() {
+        let epoch = history.len();
+        return Err(Diverged { epoch, step: steps, loss: test_eval.loss, lr: recipe.lr }.into());
+    }
     Ok(Trained {
         recipe: recipe.clone(),
         model,

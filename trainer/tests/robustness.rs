@@ -1,0 +1,115 @@
+//! Bad input as a hostile user or a crash-prone machine gives it (issue 15): every case is
+//! an error message and a non-zero exit, never a panic, an abort, a hang or silent success.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+
+const DEBIAN_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+fn trainer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trainer")).args(args).output().unwrap()
+}
+
+fn stderr(run: &Output) -> String {
+    String::from_utf8_lossy(&run.stderr).into_owned()
+}
+
+/// Fails unless `run` exited with an error (not a crash) whose message holds `needle`.
+fn refused(run: &Output, needle: &str, what: &str) {
+    let err = stderr(run);
+    assert!(matches!(run.status.code(), Some(1 | 2)), "{what}: {:?}\n{err}", run.status);
+    assert!(err.contains(needle), "{what}: {err}");
+    assert!(!err.contains("panicked") && !err.contains("memory allocation"), "{what}: {err}");
+}
+
+#[test]
+fn absurd_numbers_are_refused_before_any_allocation_or_thread() {
+    let cases: [(&[&str], &str); 8] = [
+        (&["--epochs", "9223372036854775807"], "is not in 1..=10000"),
+        (&["--batch-size", "18446744073709551615"], "--batch-size"),
+        (&["--epochs", "1000000000000"], "is not in 1..=10000"),
+        (&["--batch-size", "1000000000"], "is not in 1..=60000"),
+        (&["--batch-size", "4611686018427387904"], "is not in 1..=60000"),
+        (&["--threads", "100000"], "per CPU"),
+        (&["--epochs", "0"], "is not in 1..=10000"),
+        (&["--limit", "0"], "--limit"),
+    ];
+    for (args, needle) in cases {
+        let started = Instant::now();
+        // The data folder does not exist: an argument that got past the checks would
+        // fail on it instead, and the test would see the wrong message.
+        let mut all = vec!["fit", "--model", "relu", "--data-dir", "/nonexistent"];
+        all.extend_from_slice(args);
+        let run = trainer(&all);
+        refused(&run, needle, &format!("{args:?}"));
+        assert!(started.elapsed() < Duration::from_secs(5), "{args:?} took {:?}", started.elapsed());
+    }
+}
+
+#[test]
+fn export_refuses_to_overwrite_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.f32.fmlp");
+    let arch = infer_core::arch::Architecture::new(&[784, 8, 10]).unwrap();
+    let model =
+        trainer::model::Mlp::new(&arch, infer_core::Activation::Relu, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+    trainer::format::save_f32(&model, &path).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    // The same file by another spelling, too.
+    let other = dir.path().join(".").join("m.f32.fmlp");
+    for out in [&path, &other] {
+        let run =
+            trainer(&["export", path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--data-dir", DEBIAN_DIR]);
+        refused(&run, "is the input model", &out.display().to_string());
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the input is untouched");
+}
+
+#[test]
+fn divergence_leaves_no_models_and_says_where() {
+    assert!(Path::new(DEBIAN_DIR).is_dir(), "the real dataset is missing: apt-get install dataset-fashion-mnist");
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("run");
+    let run = trainer(&[
+        "fit",
+        "--model",
+        "relu",
+        "--lr",
+        "1e9",
+        "--limit",
+        "1000",
+        "--epochs",
+        "1",
+        "--data-dir",
+        DEBIAN_DIR,
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    refused(&run, "training diverged", "lr 1e9");
+    let err = stderr(&run);
+    assert!(err.contains("epoch 1, step") && err.contains("lower the learning rate"), "{err}");
+    assert!(!dir.join("summary.json").exists(), "no summary of a diverged run");
+    assert!(!dir.join("relu").exists(), "no models of a diverged run");
+}
+
+#[test]
+fn report_refuses_model_names_that_leave_the_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let outside = dir.path().join("outside");
+    for name in ["..", "../outside", outside.to_str().unwrap(), ".hidden", "a/b", "<b>x</b>"] {
+        let summary = format!(
+            r#"{{"models": [{{"name": {name:?}, "epochs": 1, "test_accuracy": 0.5, "test_loss": 1.0, "train_seconds": 1.0,
+            "recipe": {{"kind": "relu", "epochs": 1, "lr": 0.01, "batch_size": 500, "seed": 42}},
+            "study_test_accuracy": null}}], "threads": 1, "isa": "x", "total_seconds": 1.0, "data_dir": "d"}}"#
+        );
+        std::fs::write(run_dir.join("summary.json"), summary).unwrap();
+        let run = trainer(&["report", run_dir.to_str().unwrap()]);
+        refused(&run, "is not a folder of the run", name);
+    }
+    assert!(!outside.exists() && !dir.path().join("curves.png").exists(), "nothing written outside the run");
+}
