@@ -140,3 +140,123 @@ fn fetch_failure_is_clear_and_writes_nothing() {
     assert!(e.to_string().contains("--data-dir"), "{e}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn image_size_is_checked_before_the_length() {
+    // 32x32 images, whose bytes are not all there: the size is what is wrong.
+    let (_d, r) = split(&idx_images(2, 32, 32, 784), &idx_labels(&[1, 2]));
+    assert!(matches!(r.unwrap_err(), DataError::WrongImageSize { rows: 32, cols: 32, .. }));
+}
+
+#[test]
+fn counts_are_checked_before_checksums() {
+    // Official names, so checksums are verified, and one label too many: the count is
+    // what is wrong, not "checksum".
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), FILES[0].name, &idx_images(2, 28, 28, 2 * 784));
+    write(dir.path(), FILES[1].name, &idx_labels(&[1, 2, 3]));
+    write(dir.path(), FILES[2].name, &idx_images(1, 28, 28, 784));
+    write(dir.path(), FILES[3].name, &idx_labels(&[3]));
+    let e = data::load(Some(dir.path())).unwrap_err();
+    assert!(matches!(e, DataError::CountMismatch { images: 2, labels: 3, .. }), "{e}");
+}
+
+#[test]
+fn a_gzip_of_several_members_is_read_whole_and_trailing_garbage_is_refused() {
+    let img = idx_images(3, 28, 28, 3 * 784);
+    let mut two = gz(&img[..1000]);
+    two.extend(gz(&img[1000..]));
+    let dir = tempfile::tempdir().unwrap();
+    let i = write(dir.path(), "images.gz", &two);
+    let l = write(dir.path(), "labels", &idx_labels(&[0, 1, 2]));
+    assert_eq!(data::load_split(&i, &l, None).unwrap().len(), 3, "multi-member gzip");
+
+    let mut tail = gz(&img);
+    tail.extend_from_slice(b"not gzip at all");
+    let i = write(dir.path(), "images.gz", &tail);
+    let e = data::load_split(&i, &l, None).unwrap_err();
+    assert!(matches!(e, DataError::Gzip { .. }), "{e}");
+}
+
+/// A gzip stream of `mib` MiB of zeros: about a thousandth of that compressed.
+fn zeros_gz(mib: usize) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let block = vec![0u8; 1 << 20];
+    for _ in 0..mib {
+        e.write_all(&block).unwrap();
+    }
+    e.finish().unwrap()
+}
+
+#[test]
+fn a_gzip_bomb_is_refused_after_inflating_no_more_than_the_file_should_hold() {
+    let bomb = zeros_gz(256);
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), &format!("{}.gz", FILES[1].name), &bomb);
+    let started = std::time::Instant::now();
+    // Under the labels' name: at most 60,008 bytes are inflated.
+    let e = data::read_maybe_gz(&path, FILES[1].size).unwrap_err();
+    assert!(matches!(e, DataError::TooLarge { limit: 60_008, .. }), "{e}");
+    // Under no known name: the 64 MiB bound of any IDX file.
+    let e = data::read_maybe_gz(&path, data::MAX_IDX_BYTES).unwrap_err();
+    assert!(matches!(e, DataError::TooLarge { .. }), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+    // A raw file larger than its bound is refused from its size, unread.
+    let raw = write(dir.path(), "big", &vec![0u8; 70_000]);
+    assert!(matches!(data::read_maybe_gz(&raw, FILES[1].size).unwrap_err(), DataError::TooLarge { .. }));
+}
+
+#[test]
+fn an_io_error_is_said_once() {
+    let e = DataError::Io { path: "f".into(), error: std::io::Error::from(std::io::ErrorKind::PermissionDenied) };
+    // The OS error is in the message and not also a cause: a chain of causes (anyhow's
+    // `{:#}`) prints it once.
+    assert!(std::error::Error::source(&e).is_none());
+    assert_eq!(e.to_string().matches("ermission denied").count(), 1, "{e}");
+}
+
+/// A one-connection HTTP server on loopback that answers with `respond`; returns its URL.
+#[cfg(feature = "fetch")]
+fn serve(respond: impl FnOnce(std::net::TcpStream) + Send + 'static) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut request = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut request);
+            respond(stream);
+        }
+    });
+    url
+}
+
+#[cfg(feature = "fetch")]
+#[test]
+fn fetch_gives_up_on_a_server_that_stalls_and_on_a_bomb() {
+    let patience =
+        data::Patience { answer: std::time::Duration::from_secs(1), per_mib: std::time::Duration::from_millis(10) };
+    // Headers, then nothing.
+    let url = serve(|mut s| {
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\nabc").unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(30));
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let e = data::fetch_with(dir.path(), &url, patience, |_, _, _| {}).unwrap_err();
+    assert!(matches!(e, DataError::Fetch { .. }), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+
+    // A small download that inflates past the file's size.
+    let bomb = zeros_gz(64);
+    let url = serve(move |mut s| {
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", bomb.len());
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(&bomb).unwrap();
+    });
+    let started = std::time::Instant::now();
+    let e = data::fetch_with(dir.path(), &url, data::Patience::default(), |_, _, _| {}).unwrap_err();
+    assert!(e.to_string().contains("inflates to more than"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
+}

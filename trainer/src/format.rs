@@ -11,21 +11,22 @@ use crate::model::{Dense, Mlp};
 /// A model file could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelFileError {
-    /// The OS refused.
-    #[error("{path}: {source}")]
+    /// The OS refused. (Its error is part of the message, not a separate cause, so that
+    /// a chain of causes does not print it twice.)
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The bytes are not a valid model.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Invalid {
         /// The file.
         path: PathBuf,
         /// What is wrong.
-        source: infer_core::Error,
+        error: infer_core::Error,
     },
 }
 
@@ -54,12 +55,12 @@ pub fn decode_f32(bytes: &[u8]) -> Result<Mlp, infer_core::Error> {
 
 /// Writes `model` to `path` atomically.
 pub fn save_f32(model: &Mlp, path: &Path) -> Result<(), ModelFileError> {
-    let bytes = encode_f32(model).map_err(|source| ModelFileError::Invalid { path: path.to_path_buf(), source })?;
-    crate::fsutil::write_atomic(path, &bytes).map_err(|source| ModelFileError::Io { path: path.to_path_buf(), source })
+    let bytes = encode_f32(model).map_err(|error| ModelFileError::Invalid { path: path.to_path_buf(), error })?;
+    crate::fsutil::write_atomic(path, &bytes).map_err(|error| ModelFileError::Io { path: path.to_path_buf(), error })
 }
 
 /// Reads an f32 model from `path`.
 pub fn load_f32(path: &Path) -> Result<Mlp, ModelFileError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelFileError::Io { path: path.to_path_buf(), source })?;
-    decode_f32(&bytes).map_err(|source| ModelFileError::Invalid { path: path.to_path_buf(), source })
+    let bytes = std::fs::read(path).map_err(|error| ModelFileError::Io { path: path.to_path_buf(), error })?;
+    decode_f32(&bytes).map_err(|error| ModelFileError::Invalid { path: path.to_path_buf(), error })
 }

@@ -126,12 +126,12 @@ pub enum FitError {
     #[error(transparent)]
     Diverged(#[from] Diverged),
     /// The network cannot be built or exported (too many layers, a width out of range).
-    #[error("network {hidden:?}: {source}")]
+    #[error("network {hidden:?}: {error}")]
     Network {
         /// The hidden widths asked for.
         hidden: Vec<usize>,
         /// What is wrong with them.
-        source: infer_core::Error,
+        error: infer_core::Error,
     },
     /// The training and test images do not have the network's input width.
     #[error("the network takes {expected} inputs, the images have {found} pixels")]
@@ -280,7 +280,7 @@ fn reorder_input_rows(model: &mut Mlp, order: &[u16; PIXELS], back: bool) {
 /// them); the returned model is in image order, and its test evaluation is computed on it.
 pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Observer) -> Result<Trained, FitError> {
     let network = &recipe.network;
-    let arch = network.architecture().map_err(|source| FitError::Network { hidden: network.hidden.clone(), source })?;
+    let arch = network.architecture().map_err(|error| FitError::Network { hidden: network.hidden.clone(), error })?;
     if arch.inputs() != PIXELS {
         return Err(FitError::Inputs { expected: arch.inputs(), found: PIXELS });
     }
