@@ -1,7 +1,25 @@
-//! Atomic file writes: a reader sees the old file or the new one, never half of one.
+//! Files on disk: atomic writes (a reader sees the old file or the new one, never half of
+//! one) and bounded reads (a file larger than it can be is refused unread).
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
+
+/// Reads `path` whole if it has at most `max` bytes; a larger file is an
+/// `InvalidData` error that says so, and no more than `max + 1` bytes are read.
+pub fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let file = std::fs::File::open(path)?;
+    let too_large =
+        || io::Error::new(io::ErrorKind::InvalidData, format!("larger than {max} bytes, more than it can hold"));
+    if file.metadata()?.len() > max {
+        return Err(too_large());
+    }
+    let mut out = Vec::new();
+    file.take(max + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Err(too_large());
+    }
+    Ok(out)
+}
 
 /// Writes `bytes` to `path` through a temporary file in the same folder, then renames it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -22,7 +22,9 @@ pub struct Args {
 
 /// Reads `index,true,predicted` rows: indices in order from 0, classes below `classes`.
 fn read_predictions(path: &Path, classes: usize) -> Result<Vec<u8>> {
-    let mut r = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    // 10,000 rows of at most 18 bytes, and then some.
+    let bytes = dataset::fsutil::read_bounded(path, 1 << 20).with_context(|| format!("reading {}", path.display()))?;
+    let mut r = csv::Reader::from_reader(&bytes[..]);
     r.records()
         .enumerate()
         .map(|(i, rec)| {

@@ -121,7 +121,8 @@ fn read_aligned(path: &Path) -> Result<&'static [u8]> {
     #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
     #[repr(C, align(64))]
     struct Line([u8; 64]);
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let max = infer_core::format::MAX_FILE_BYTES as u64;
+    let bytes = dataset::fsutil::read_bounded(path, max).with_context(|| format!("reading {}", path.display()))?;
     let mut lines = vec![Line([0; 64]); bytes.len().div_ceil(64)];
     for (line, chunk) in lines.iter_mut().zip(bytes.chunks(64)) {
         line.0[..chunk.len()].copy_from_slice(chunk);

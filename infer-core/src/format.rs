@@ -29,7 +29,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::arch::Architecture;
+use crate::arch::{Architecture, MAX_HIDDEN, MAX_WIDTH};
 use crate::layout::{F32Layout, Int8Layout};
 
 /// First four bytes of every model file.
@@ -40,6 +40,16 @@ pub const FORMAT_VERSION: u16 = 2;
 pub const HEADER_BYTES: usize = 64;
 /// Bytes a file adds around its payload: the header and the checksum.
 pub const MAX_OVERHEAD: usize = HEADER_BYTES + 4;
+
+/// Bytes of the largest model file there can be: f32, five layers of 1024 by 1024 (21 MB).
+/// A reader may refuse a larger file unread.
+pub const MAX_FILE_BYTES: usize = {
+    let widest = match Architecture::new(&[MAX_WIDTH; MAX_HIDDEN + 2]) {
+        Ok(a) => a,
+        Err(_) => panic!("the widest architecture is valid"),
+    };
+    Header::new(widest, Activation::Relu, Quant::F32).file_len()
+};
 
 /// Slice-by-16 tables (16 KiB) on 64-bit hosts; one 1 KiB table where flash is scarce.
 #[cfg(target_pointer_width = "64")]

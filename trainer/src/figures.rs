@@ -110,11 +110,14 @@ pub fn samples(path: &Path, pixels: &[u8], labels: &[u8]) -> Result<()> {
 }
 
 /// The y axis for `values`: their range with 8% margins (0..1 when there are none).
+/// The y range of a plot of `values`: their finite ones, padded by 8%. (Infinite or NaN
+/// values are left out of the plot; a range that reached infinity made plotters compute
+/// key points forever.)
 fn y_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+    let finite = values.filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     let pad = ((hi - lo) * 0.08).max(1e-3);
-    (lo - pad)..(hi + pad)
+    if (lo - pad).is_finite() && (hi + pad).is_finite() { (lo - pad)..(hi + pad) } else { 0.0..1.0 }
 }
 
 type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
@@ -126,6 +129,7 @@ fn line<DB: DrawingBackend>(
     color: RGBColor,
     name: &str,
 ) -> Result<()> {
+    let points: Vec<(f64, f64)> = points.into_iter().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
     chart
         .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
         .map_err(err)?
@@ -224,7 +228,7 @@ fn draw_val_accuracy<DB: DrawingBackend>(
         .y_desc("validation accuracy")
         .axis_desc_style((FONT, 18))
         .label_style((FONT, 15))
-        .x_labels(epochs as usize)
+        .x_labels((epochs as usize).min(20))
         .x_label_formatter(&|x| format!("{x:.0}"))
         .bold_line_style(BLACK.mix(0.15))
         .light_line_style(BLACK.mix(0.05))

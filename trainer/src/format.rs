@@ -61,6 +61,8 @@ pub fn save_f32(model: &Mlp, path: &Path) -> Result<(), ModelFileError> {
 
 /// Reads an f32 model from `path`.
 pub fn load_f32(path: &Path) -> Result<Mlp, ModelFileError> {
-    let bytes = std::fs::read(path).map_err(|error| ModelFileError::Io { path: path.to_path_buf(), error })?;
+    let max = infer_core::format::MAX_FILE_BYTES as u64;
+    let bytes = crate::fsutil::read_bounded(path, max)
+        .map_err(|error| ModelFileError::Io { path: path.to_path_buf(), error })?;
     decode_f32(&bytes).map_err(|error| ModelFileError::Invalid { path: path.to_path_buf(), error })
 }

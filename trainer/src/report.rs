@@ -163,11 +163,19 @@ pub fn samples_csv(pixels: &[u8], labels: &[u8]) -> Result<Vec<u8>> {
     })
 }
 
+/// Bounds on what `trainer report` reads: far more than a run writes (10,000 epochs of
+/// history, 25 sample images), far less than could hurt.
+const MAX_SUMMARY_BYTES: u64 = 1 << 20;
+const MAX_CSV_BYTES: u64 = 4 << 20;
+
+/// A run's file, refused unread when larger than `max` bytes.
+fn read_run_file(path: &Path, max: u64) -> Result<Vec<u8>> {
+    crate::fsutil::read_bounded(path, max).with_context(|| format!("reading {}", path.display()))
+}
+
 fn read_csv_rows(path: &Path, headers: bool) -> Result<Vec<Vec<String>>> {
-    let mut r = csv::ReaderBuilder::new()
-        .has_headers(headers)
-        .from_path(path)
-        .with_context(|| format!("reading {}", path.display()))?;
+    let bytes = read_run_file(path, MAX_CSV_BYTES)?;
+    let mut r = csv::ReaderBuilder::new().has_headers(headers).from_reader(&bytes[..]);
     r.records()
         .map(|rec| Ok(rec?.iter().map(String::from).collect()))
         .collect::<Result<_>>()
@@ -185,7 +193,8 @@ pub fn is_model_name(name: &str) -> bool {
 
 /// Reads a `history.csv`.
 pub fn read_history(path: &Path) -> Result<Vec<EpochRecord>> {
-    let mut r = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = read_run_file(path, MAX_CSV_BYTES)?;
+    let mut r = csv::Reader::from_reader(&bytes[..]);
     r.deserialize().collect::<Result<_, _>>().with_context(|| format!("parsing {}", path.display()))
 }
 
@@ -255,10 +264,10 @@ impl Run {
     /// Reads a run folder written by `trainer fit`.
     pub fn read(dir: &Path) -> Result<Run> {
         let path = dir.join("summary.json");
-        let text = std::fs::read_to_string(&path).with_context(|| {
+        let text = crate::fsutil::read_bounded(&path, MAX_SUMMARY_BYTES).with_context(|| {
             format!("reading {} (is {} a folder written by `trainer fit`?)", path.display(), dir.display())
         })?;
-        let summary: Summary = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let summary: Summary = serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?;
         for m in &summary.models {
             anyhow::ensure!(
                 is_model_name(&m.name),

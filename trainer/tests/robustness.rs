@@ -113,3 +113,44 @@ fn report_refuses_model_names_that_leave_the_run_folder() {
     }
     assert!(!outside.exists() && !dir.path().join("curves.png").exists(), "nothing written outside the run");
 }
+
+#[test]
+fn report_draws_a_history_with_infinite_and_nan_values_and_refuses_huge_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path();
+    std::fs::create_dir_all(run_dir.join("relu")).unwrap();
+    let summary = r#"{"models": [{"name": "relu", "epochs": 3, "test_accuracy": 0.5, "test_loss": 1.0, "train_seconds": 1.0,
+        "recipe": {"kind": "relu", "epochs": 3, "lr": 0.01, "batch_size": 500, "seed": 42},
+        "study_test_accuracy": null}], "threads": 1, "isa": "x", "total_seconds": 1.0, "data_dir": "d"}"#;
+    std::fs::write(run_dir.join("summary.json"), summary).unwrap();
+    // +inf with finite values below it (a range up to infinity: the old hang), then NaN,
+    // -inf and a huge finite value.
+    let history = "epoch,loss,accuracy,val_loss,val_accuracy,seconds\n\
+                   1,0.5,0.8,inf,0.7,1\n2,0.4,0.8,0.5,0.7,1\n3,0.3,0.9,0.4,0.75,1\n\
+                   4,NaN,0.9,1e308,0.75,1\n5,-inf,0.9,0.4,NaN,1\n";
+    std::fs::write(run_dir.join("relu/history.csv"), history).unwrap();
+    let confusion = trainer::report::confusion_csv(&[[1; 10]; 10]).unwrap();
+    std::fs::write(run_dir.join("relu/confusion.csv"), confusion).unwrap();
+    // It used to hang forever inside plotters: give it a few seconds.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trainer")).arg("report").arg(run_dir).spawn().unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("trainer report hangs on a history with inf");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    assert!(run_dir.join("relu/curves.png").is_file());
+
+    // A history.csv of 5 MB cannot come from a run: refused unread.
+    let huge =
+        "epoch,loss,accuracy,val_loss,val_accuracy,seconds\n".to_string() + &"1,0.5,0.8,0.5,0.7,1\n".repeat(300_000);
+    std::fs::write(run_dir.join("relu/history.csv"), huge).unwrap();
+    let run = trainer(&["report", run_dir.to_str().unwrap()]);
+    refused(&run, "more than it can hold", "a 5 MB history");
+}
