@@ -353,9 +353,9 @@ fn blocks(run: &Run) -> Vec<Block> {
             },
             nets.join(", "),
             ctx.threads,
-            ctx.isa,
+            inert(&ctx.isa),
             ctx.total_seconds,
-            ctx.data_dir
+            inert(&ctx.data_dir)
         )),
         Block::Heading(2, "Models and results".into()),
     ];
@@ -446,10 +446,29 @@ fn blocks(run: &Run) -> Vec<Block> {
     out
 }
 
+/// Free text from `summary.json` (a path, an instruction-set name), made inert for both
+/// reports: characters that Markdown or HTML would act on become look-alikes that do not.
+fn inert(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '<' => '‹',
+            '>' => '›',
+            '`' => '\'',
+            '*' => '∗',
+            '|' => '¦',
+            '[' => '(',
+            ']' => ')',
+            '&' => '+',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect()
+}
+
 /// `784-512-256-10`: from the summary, or from the recipe for summaries of earlier versions.
 fn arch_of(m: &ModelSummary) -> String {
     if !m.architecture.is_empty() {
-        return m.architecture.clone();
+        return inert(&m.architecture);
     }
     let widths = std::iter::once(PIXELS).chain(m.recipe.network.hidden.iter().copied()).chain([CLASSES]);
     widths.map(|w| w.to_string()).collect::<Vec<_>>().join("-")

@@ -101,7 +101,7 @@ fn report_refuses_model_names_that_leave_the_run_folder() {
     let run_dir = dir.path().join("run");
     std::fs::create_dir_all(&run_dir).unwrap();
     let outside = dir.path().join("outside");
-    for name in ["..", "../outside", outside.to_str().unwrap(), ".hidden", "a/b", "<b>x</b>"] {
+    for name in ["..", "../outside", outside.to_str().unwrap(), ".hidden", "a/b", "<b>x</b>", "a|b"] {
         let summary = format!(
             r#"{{"models": [{{"name": {name:?}, "epochs": 1, "test_accuracy": 0.5, "test_loss": 1.0, "train_seconds": 1.0,
             "recipe": {{"kind": "relu", "epochs": 1, "lr": 0.01, "batch_size": 500, "seed": 42}},
@@ -153,4 +153,31 @@ fn report_draws_a_history_with_infinite_and_nan_values_and_refuses_huge_files() 
     std::fs::write(run_dir.join("relu/history.csv"), huge).unwrap();
     let run = trainer(&["report", run_dir.to_str().unwrap()]);
     refused(&run, "more than it can hold", "a 5 MB history");
+}
+
+#[test]
+fn summary_text_cannot_inject_markup_into_the_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path();
+    std::fs::create_dir_all(run_dir.join("relu")).unwrap();
+    let summary = r#"{"models": [{"name": "relu", "epochs": 1, "test_accuracy": 0.5, "test_loss": 1.0, "train_seconds": 1.0,
+        "recipe": {"kind": "relu", "epochs": 1, "lr": 0.01, "batch_size": 500, "seed": 42}, "study_test_accuracy": null,
+        "architecture": "<img src=x onerror=alert(1)>"}],
+        "threads": 1, "isa": "<script>alert(1)</script>", "total_seconds": 1.0, "data_dir": "`x` | <b>y</b>"}"#;
+    std::fs::write(run_dir.join("summary.json"), summary).unwrap();
+    std::fs::write(
+        run_dir.join("relu/history.csv"),
+        "epoch,loss,accuracy,val_loss,val_accuracy,seconds\n1,0.5,0.8,0.6,0.7,1\n",
+    )
+    .unwrap();
+    std::fs::write(run_dir.join("relu/confusion.csv"), trainer::report::confusion_csv(&[[1; 10]; 10]).unwrap())
+        .unwrap();
+    let run = trainer(&["report", run_dir.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    for file in ["summary.md", "report.html"] {
+        let text = std::fs::read_to_string(run_dir.join(file)).unwrap();
+        for markup in ["<script", "<img src=x", "<b>y", "`x`"] {
+            assert!(!text.contains(markup), "{file} carries {markup}");
+        }
+    }
 }
