@@ -5,6 +5,7 @@
 //! the files links no HTTP client.
 
 pub mod fsutil;
+pub mod manifest;
 
 use std::fs;
 use std::io::{self, Read};
@@ -474,6 +475,8 @@ pub fn fetch_with(
     mut progress: impl FnMut(&str, u64, Option<u64>),
 ) -> Result<(), DataError> {
     fs::create_dir_all(dir).map_err(|error| DataError::Io { path: dir.to_path_buf(), error })?;
+    // Half-written files of a download that was killed.
+    fsutil::remove_partials(dir).map_err(|error| DataError::Io { path: dir.to_path_buf(), error })?;
     for spec in &FILES {
         let target = dir.join(format!("{}.gz", spec.name));
         if target.is_file() && read_maybe_gz(&target, spec.size).is_ok_and(|b| verify(&b, &target, spec).is_ok()) {

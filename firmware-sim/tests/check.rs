@@ -121,3 +121,33 @@ fn check_refuses_a_missing_reference_a_nan_threshold_and_impossible_classes() {
         String::from_utf8_lossy(&run.stderr)
     );
 }
+
+#[test]
+fn check_refuses_files_of_a_run_that_are_not_the_ones_it_wrote() {
+    let ds = trainer::data::load(None).expect("the real dataset (apt-get install dataset-fashion-mnist)");
+    let arch = infer_core::arch::Architecture::new(&[784, 16, 10]).unwrap();
+    let export = |seed| {
+        let model = trainer::model::Mlp::new(
+            &arch,
+            infer_core::Activation::Relu,
+            &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+        );
+        trainer::quant::export_int8(&model, &ds.train, &ds.test).unwrap()
+    };
+    let run = tempfile::tempdir().unwrap();
+    let dir = run.path().join("m");
+    trainer::report::write_int8(&dir, "m", &export(1), &ds.test.labels).unwrap();
+    trainer::rundir::seal(run.path(), "run-1").unwrap();
+    let path = dir.join("m.int8.fmlp");
+    let ok = sim().args(["check", "--model"]).arg(&path).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+
+    // Another run's predictions beside this run's model: refused, not "agreement 71%".
+    let other = tempfile::tempdir().unwrap();
+    trainer::report::write_int8(other.path(), "m", &export(2), &ds.test.labels).unwrap();
+    std::fs::copy(other.path().join("predictions_int8.csv"), dir.join("predictions_int8.csv")).unwrap();
+    let run_out = sim().args(["check", "--model"]).arg(&path).output().unwrap();
+    assert_eq!(run_out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&run_out.stderr);
+    assert!(err.contains("is not the file run run-1 wrote"), "{err}");
+}

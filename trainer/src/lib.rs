@@ -7,7 +7,7 @@
 //! confusion matrices, summaries).
 
 pub use dataset as data;
-pub use dataset::fsutil;
+pub use dataset::{fsutil, manifest};
 
 pub mod alloc;
 pub mod figures;
@@ -16,4 +16,5 @@ pub mod kernels;
 pub mod model;
 pub mod quant;
 pub mod report;
+pub mod rundir;
 pub mod train;

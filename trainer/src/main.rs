@@ -171,9 +171,13 @@ struct FitArgs {
     /// Seed for initialization, shuffling and dropout; same seed, same bits.
     #[arg(long)]
     seed: Option<u64>,
-    /// Output folder (default: runs/<timestamp>).
+    /// Output folder (default: runs/<timestamp>). A folder that holds a run is refused
+    /// unless --overwrite.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Replace the run in --out: its files are removed before any new one is written.
+    #[arg(long)]
+    overwrite: bool,
     /// Worker threads, 1 to 4 per CPU (default: one per CPU; RAYON_NUM_THREADS also works).
     /// Each is pinned to its own CPU when there are no more threads than CPUs (taskset
     /// chooses which CPUs).
@@ -191,7 +195,7 @@ fn main() {
     let result = match cli.command {
         Command::Fit(args) => fit(args),
         Command::Export(args) => export(args),
-        Command::Report { run_dir } => report::render(&run_dir)
+        Command::Report { run_dir } => report::rebuild(&run_dir)
             .map(|()| eprintln!("Rewrote the figures, summary.md and report.html in {}", run_dir.display())),
         Command::Data(DataCommand::Fetch { dir }) => fetch(dir.unwrap_or_else(data::cache_dir)).map(|_| ()),
         Command::Data(DataCommand::Check(args)) => check(args.data_dir.as_deref()),
@@ -317,6 +321,8 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 fn export(args: ExportArgs) -> Result<()> {
     let ExportQuant::Int8 = args.quant;
+    // A model of a run must be the one the run wrote.
+    trainer::rundir::verify_file(&args.model)?;
     let model = trainer::format::load_f32(&args.model)?;
     let out = args.out.unwrap_or_else(|| {
         let name = args.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -335,6 +341,7 @@ fn export(args: ExportArgs) -> Result<()> {
     let predictions = dir.join("predictions_int8.csv");
     fsutil::write_atomic(&predictions, &report::predictions_csv(&ds.test.labels, &export.predictions)?)
         .with_context(|| format!("writing {}", predictions.display()))?;
+    trainer::rundir::record_files(&[&out, &predictions])?;
     report_int8(&out.display().to_string(), &export, f32_accuracy);
     eprintln!("f32 test accuracy {:.2}%; wrote {} and {}", 100.0 * f32_accuracy, out.display(), predictions.display());
     Ok(())
@@ -399,7 +406,8 @@ fn fit(args: FitArgs) -> Result<()> {
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from("runs").join(chrono::Local::now().format("%Y%m%d-%H%M%S").to_string()));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating output folder {}", out.display()))?;
+    trainer::rundir::prepare(&out, args.overwrite)?;
+    let run_id = trainer::manifest::new_run_id(&chrono::Local::now().format("%Y%m%d-%H%M%S").to_string());
 
     let started = Instant::now();
     let mut ds = find_or_fetch(args.data.data_dir.as_deref())?;
@@ -454,10 +462,13 @@ fn fit(args: FitArgs) -> Result<()> {
         isa: lanes::isa().to_string(),
         total_seconds: started.elapsed().as_secs_f64(),
         data_dir: ds.dir.display().to_string(),
+        run_id: Some(run_id.clone()),
     };
     report::write_summary_json(&out, &report::Summary { models: summaries, context })?;
     eprintln!("\nDrawing figures and the report...");
     report::render(&out)?;
+    // Last: the manifest that ties every file to this run.
+    trainer::rundir::seal(&out, &run_id)?;
     eprintln!("Results in {}: open report.html (or summary.md) for the figures and conclusions.", out.display());
     Ok(())
 }

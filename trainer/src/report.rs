@@ -1,7 +1,7 @@
 //! What a run leaves behind: per-model CSVs and model files, and the summaries.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -293,21 +293,40 @@ impl Run {
 /// Draws every figure and writes `summary.md` and `report.html` of the run in `dir`, from
 /// its saved files alone.
 pub fn render(dir: &Path) -> Result<()> {
+    draw(dir, &Run::read(dir)?).map(|_| ())
+}
+
+/// `trainer report`: checks that the run's files are all the run's (`manifest.json`), then
+/// redraws every figure and rewrites both reports, and records the new files in the
+/// manifest. A folder of an earlier version, without a run id or manifest, is redrawn
+/// unchecked.
+pub fn rebuild(dir: &Path) -> Result<()> {
     let run = Run::read(dir)?;
+    crate::rundir::verify(dir, run.summary.context.run_id.as_deref())?;
+    let written = draw(dir, &run)?;
+    crate::rundir::record(dir, &written)
+}
+
+/// Draws every figure and writes both reports of `run` into `dir`; returns the files.
+fn draw(dir: &Path, run: &Run) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
     if let Some((pixels, labels)) = &run.samples {
         figures::samples(&dir.join("samples.png"), pixels, labels)?;
+        written.push(dir.join("samples.png"));
     }
     for (m, (history, confusion)) in run.summary.models.iter().zip(&run.models) {
         let d = dir.join(&m.name);
         figures::curves(&d, &m.name, history)?;
         figures::confusion(&d.join("confusion.png"), &m.name, confusion)?;
+        written.extend(["curves.png", "curves.svg", "confusion.png"].map(|f| d.join(f)));
     }
     let curves: Vec<(&str, &[EpochRecord])> =
         run.summary.models.iter().zip(&run.models).map(|(m, (h, _))| (m.name.as_str(), h.as_slice())).collect();
     figures::val_accuracy(dir, &curves)?;
-    write_atomic(&dir.join("summary.md"), summary_markdown(&run).as_bytes())?;
-    write_atomic(&dir.join("report.html"), report_html(dir, &run)?.as_bytes())?;
-    Ok(())
+    write_atomic(&dir.join("summary.md"), summary_markdown(run).as_bytes())?;
+    write_atomic(&dir.join("report.html"), report_html(dir, run)?.as_bytes())?;
+    written.extend(["val_accuracy.png", "val_accuracy.svg", "summary.md", "report.html"].map(|f| dir.join(f)));
+    Ok(written)
 }
 
 /// Facts about the run that are not per model.
@@ -321,6 +340,9 @@ pub struct RunContext {
     pub total_seconds: f64,
     /// Where the data came from.
     pub data_dir: String,
+    /// The run's id, also in its `manifest.json` (absent in runs of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 /// A piece of the report, rendered to Markdown and to HTML alike.

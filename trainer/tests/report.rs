@@ -55,7 +55,8 @@ fn saved_run(dir: &Path) {
     let labels: Vec<u8> = (0..25).map(|i| (i % 10) as u8).collect();
     let pixels: Vec<u8> = (0..25 * 784).map(|k| if (k % 784) / 28 % 7 < 4 { (k % 251) as u8 } else { 0 }).collect();
     write(&dir.join("samples.csv"), &report::samples_csv(&pixels, &labels).unwrap());
-    let context = RunContext { threads: 2, isa: "test".into(), total_seconds: 6.0, data_dir: "nowhere".into() };
+    let context =
+        RunContext { threads: 2, isa: "test".into(), total_seconds: 6.0, data_dir: "nowhere".into(), run_id: None };
     report::write_summary_json(dir, &Summary { models, context }).unwrap();
 }
 

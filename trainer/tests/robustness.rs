@@ -181,3 +181,105 @@ fn summary_text_cannot_inject_markup_into_the_reports() {
         }
     }
 }
+
+fn fit_into(out: &Path, extra: &[&str]) -> Output {
+    let mut args =
+        vec!["fit", "--epochs", "1", "--limit", "1500", "--data-dir", DEBIAN_DIR, "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    trainer(&args)
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn a_run_folder_holds_one_run_tied_by_its_manifest() {
+    assert!(Path::new(DEBIAN_DIR).is_dir(), "the real dataset is missing: apt-get install dataset-fashion-mnist");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let first = fit_into(&out, &["--hidden", "16"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let manifest = json(&out.join("manifest.json"));
+    let run_id = json(&out.join("summary.json"))["run_id"].as_str().unwrap().to_string();
+    assert_eq!(manifest["run_id"], run_id.as_str());
+    assert!(manifest["files"]["relu-16/relu-16.int8.fmlp"]["sha256"].is_string(), "{manifest}");
+
+    // A second run into the same folder is refused, and changes nothing.
+    let before = std::fs::read(out.join("relu-16/history.csv")).unwrap();
+    refused(&fit_into(&out, &["--hidden", "8"]), "pass --overwrite", "a second run");
+    assert_eq!(std::fs::read(out.join("relu-16/history.csv")).unwrap(), before);
+
+    // `trainer report` checks every file against the manifest: a file from elsewhere is refused.
+    let report = trainer(&["report", out.to_str().unwrap()]);
+    assert!(report.status.success(), "{}", stderr(&report));
+    std::fs::write(
+        out.join("relu-16/history.csv"),
+        "epoch,loss,accuracy,val_loss,val_accuracy,seconds\n1,1,0.5,1,0.5,1\n",
+    )
+    .unwrap();
+    refused(&trainer(&["report", out.to_str().unwrap()]), "is not the file run", "a changed history");
+    std::fs::write(out.join("relu-16/history.csv"), &before).unwrap();
+    // A model folder of another run beside this run's.
+    std::fs::create_dir_all(out.join("relu-99")).unwrap();
+    std::fs::write(out.join("relu-99/history.csv"), &before).unwrap();
+    refused(&trainer(&["report", out.to_str().unwrap()]), "not a file of run", "a stale model folder");
+    std::fs::remove_dir_all(out.join("relu-99")).unwrap();
+
+    // --overwrite removes the previous run's files first (and a write a killed process
+    // left half done), so no old model folder stays beside the new run's.
+    std::fs::write(out.join(".summary.json.partial-Ab12Cd"), "half").unwrap();
+    let second = fit_into(&out, &["--hidden", "8", "--overwrite"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(!out.join("relu-16").exists(), "the old model's folder is gone");
+    assert!(!out.join(".summary.json.partial-Ab12Cd").exists());
+    assert_ne!(json(&out.join("manifest.json"))["run_id"], run_id.as_str());
+
+    // `trainer export` into the run records what it writes, so the run stays whole.
+    let model = out.join("relu-8/relu-8.f32.fmlp");
+    let again = out.join("relu-8/again.int8.fmlp");
+    let export =
+        trainer(&["export", model.to_str().unwrap(), "--out", again.to_str().unwrap(), "--data-dir", DEBIAN_DIR]);
+    assert!(export.status.success(), "{}", stderr(&export));
+    assert!(json(&out.join("manifest.json"))["files"]["relu-8/again.int8.fmlp"].is_object());
+    let report = trainer(&["report", out.to_str().unwrap()]);
+    assert!(report.status.success(), "{}", stderr(&report));
+
+    // A folder with files that are not a run's is never emptied.
+    let other = tmp.path().join("mine");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    refused(&fit_into(&other, &["--hidden", "8", "--overwrite"]), "not a run's", "a folder of other files");
+    assert!(other.join("notes.txt").is_file());
+}
+
+#[test]
+fn a_run_killed_midway_leaves_no_mix_of_runs() {
+    assert!(Path::new(DEBIAN_DIR).is_dir(), "the real dataset is missing: apt-get install dataset-fashion-mnist");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    assert!(fit_into(&out, &["--hidden", "16"]).status.success());
+    // A longer second run, killed (SIGKILL) once it has begun writing.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["fit", "--model", "relu", "--epochs", "20", "--limit", "6000", "--overwrite", "--data-dir", DEBIAN_DIR])
+        .arg("--out")
+        .arg(&out)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !out.join("samples.csv").exists() || out.join("relu-16").exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the second run never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Nothing of the first run is left, and the unfinished one has no manifest or summary:
+    // report refuses it, and no file of it passes for a finished run's.
+    assert!(!out.join("relu-16").exists() && !out.join("manifest.json").exists() && !out.join("summary.json").exists());
+    refused(&trainer(&["report", out.to_str().unwrap()]), "summary.json", "an unfinished run");
+    // The next run into the folder needs --overwrite, and cleans it.
+    refused(&fit_into(&out, &["--hidden", "8"]), "pass --overwrite", "after a kill");
+    assert!(fit_into(&out, &["--hidden", "8", "--overwrite"]).status.success());
+}

@@ -1,0 +1,207 @@
+//! `manifest.json`: what a run folder holds, file by file, so that every file can be tied
+//! to the run that wrote it.
+//!
+//! `trainer fit` writes it last, after every other file of the run: a run that was killed
+//! has none. It lists each file's size and SHA-256 with the run's id; `trainer report` and
+//! `firmware-sim check` refuse files that are not what their run wrote (left by another
+//! run, changed since, or missing), and the tools that rewrite a run's files (`trainer
+//! report`, `trainer export`) record the new ones.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::fsutil::{self, is_partial, read_bounded};
+
+/// The manifest's file name in a run folder.
+pub const FILE: &str = "manifest.json";
+
+/// Largest manifest read: thousands of entries.
+const MAX_BYTES: u64 = 1 << 20;
+
+/// One file of a run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Entry {
+    /// Its length.
+    pub bytes: u64,
+    /// Hex SHA-256 of its content.
+    pub sha256: String,
+}
+
+/// A run folder's manifest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    /// The run's id, also in its `summary.json`.
+    pub run_id: String,
+    /// Every file of the run but the manifest, by path relative to the run folder (with `/`).
+    pub files: BTreeMap<String, Entry>,
+}
+
+/// A run folder's files disagree with its manifest, or the manifest cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The manifest could not be read or parsed.
+    #[error("{path}: {reason}")]
+    Unreadable {
+        /// The manifest.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A file the run wrote is missing, or its content is not what the run wrote.
+    #[error(
+        "{path} is not the file run {run_id} wrote ({reason}): the folder mixes files of different runs, or one \\
+         was changed since; rerun `trainer fit` into a new folder"
+    )]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// The run the manifest is of.
+        run_id: String,
+        /// What differs.
+        reason: String,
+    },
+    /// A file is not in the run's manifest at all.
+    #[error("{path} is not a file of run {run_id} (not in its {FILE})")]
+    Unlisted {
+        /// The file.
+        path: PathBuf,
+        /// The run the manifest is of.
+        run_id: String,
+    },
+}
+
+fn entry_of(bytes: &[u8]) -> Entry {
+    Entry { bytes: bytes.len() as u64, sha256: crate::sha256_hex(bytes) }
+}
+
+/// The path of `file` relative to `dir`, with `/` between components.
+fn relative(dir: &Path, file: &Path) -> Option<String> {
+    let rel = file.strip_prefix(dir).ok()?;
+    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+    Some(parts?.join("/"))
+}
+
+impl Manifest {
+    /// The manifest of everything in `dir` and its subfolders (one level down; temporary
+    /// files and the manifest itself left out), for run `run_id`.
+    pub fn of_folder(dir: &Path, run_id: &str) -> std::io::Result<Manifest> {
+        let mut files = BTreeMap::new();
+        let mut add = |path: &Path| -> std::io::Result<()> {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if name == FILE || is_partial(&name) {
+                return Ok(());
+            }
+            if let Some(rel) = relative(dir, path) {
+                files.insert(rel, entry_of(&std::fs::read(path)?));
+            }
+            Ok(())
+        };
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                for sub in std::fs::read_dir(entry.path())? {
+                    let sub = sub?;
+                    if sub.file_type()?.is_file() {
+                        add(&sub.path())?;
+                    }
+                }
+            } else if entry.file_type()?.is_file() {
+                add(&entry.path())?;
+            }
+        }
+        Ok(Manifest { run_id: run_id.to_string(), files })
+    }
+
+    /// Reads `dir`'s manifest; `Ok(None)` when it has none.
+    pub fn read(dir: &Path) -> Result<Option<Manifest>, ManifestError> {
+        let path = dir.join(FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let unreadable = |reason: String| ManifestError::Unreadable { path: path.clone(), reason };
+        let bytes = read_bounded(&path, MAX_BYTES).map_err(|e| unreadable(e.to_string()))?;
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| unreadable(e.to_string()))
+    }
+
+    /// Writes it as `dir`'s manifest (atomically).
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        fsutil::write_atomic(&dir.join(FILE), text.as_bytes())
+    }
+
+    /// Checks that `file` (inside the run folder `dir`) is the one the run wrote.
+    pub fn verify(&self, dir: &Path, file: &Path) -> Result<(), ManifestError> {
+        let Some(rel) = relative(dir, file) else {
+            return Err(ManifestError::Unlisted { path: file.to_path_buf(), run_id: self.run_id.clone() });
+        };
+        let Some(expected) = self.files.get(&rel) else {
+            return Err(ManifestError::Unlisted { path: file.to_path_buf(), run_id: self.run_id.clone() });
+        };
+        let foreign =
+            |reason: String| ManifestError::Foreign { path: file.to_path_buf(), run_id: self.run_id.clone(), reason };
+        let bytes = read_bounded(file, expected.bytes).map_err(|e| foreign(e.to_string()))?;
+        let found = entry_of(&bytes);
+        if found != *expected {
+            return Err(foreign(format!(
+                "{} bytes with SHA-256 {}, the run wrote {} bytes with {}",
+                found.bytes,
+                &found.sha256[..16],
+                expected.bytes,
+                &expected.sha256[..16]
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records the current content of `files` (inside `dir`), which a tool just rewrote.
+    pub fn record(&mut self, dir: &Path, files: &[PathBuf]) -> std::io::Result<()> {
+        for file in files {
+            if let Some(rel) = relative(dir, file) {
+                self.files.insert(rel, entry_of(&std::fs::read(file)?));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A new run id: the local time and 32 bits from the system's hasher seed.
+pub fn new_run_id(time: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u32(std::process::id());
+    format!("{time}-{:08x}", h.finish() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_round_trips_and_a_changed_or_foreign_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("relu")).unwrap();
+        std::fs::write(dir.path().join("summary.json"), b"{}").unwrap();
+        std::fs::write(dir.path().join("relu/relu.int8.fmlp"), b"model").unwrap();
+        std::fs::write(dir.path().join("relu/.x.partial-1"), b"half").unwrap();
+        let m = Manifest::of_folder(dir.path(), "run-1").unwrap();
+        assert_eq!(m.files.keys().collect::<Vec<_>>(), ["relu/relu.int8.fmlp", "summary.json"]);
+        m.write(dir.path()).unwrap();
+        let m = Manifest::read(dir.path()).unwrap().unwrap();
+        m.verify(dir.path(), &dir.path().join("relu/relu.int8.fmlp")).unwrap();
+
+        std::fs::write(dir.path().join("relu/relu.int8.fmlp"), b"other").unwrap();
+        let e = m.verify(dir.path(), &dir.path().join("relu/relu.int8.fmlp")).unwrap_err();
+        assert!(matches!(e, ManifestError::Foreign { .. }), "{e}");
+        std::fs::write(dir.path().join("relu/predictions.csv"), b"x").unwrap();
+        let e = m.verify(dir.path(), &dir.path().join("relu/predictions.csv")).unwrap_err();
+        assert!(matches!(e, ManifestError::Unlisted { .. }), "{e}");
+        std::fs::remove_file(dir.path().join("summary.json")).unwrap();
+        assert!(m.verify(dir.path(), &dir.path().join("summary.json")).is_err());
+    }
+
+    #[test]
+    fn run_ids_differ() {
+        assert_ne!(new_run_id("t"), new_run_id("t"));
+    }
+}
