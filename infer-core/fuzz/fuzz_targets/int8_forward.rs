@@ -20,7 +20,13 @@ use infer_core::int8net::{self, INT8_SCRATCH_MAX, Int8Layer};
 use infer_core::{Activation, Int8Model, Int8Scratch};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    init: {
+        // Say which kernel is under test: cargo-fuzz's own flags replace the repository's
+        // `target-cpu=native` unless RUSTFLAGS repeats it (see README).
+        eprintln!("int8_forward: fast kernel {}", infer_core::int8net::KERNEL);
+    },
+    |data: &[u8]| {
     let Some((head, rest)) = data.split_first_chunk::<6>() else { return };
     let hidden = 1 + usize::from(head[0] & 3);
     let raw = head[0] & 4 != 0;

@@ -76,6 +76,17 @@ use portable as kernel;
 #[cfg(target_arch = "x86_64")]
 use x86 as kernel;
 
+/// The fast kernel this build compiled: what [`Int8Model::predict`] runs.
+pub const KERNEL: &str = if cfg!(all(target_arch = "x86_64", target_feature = "avx512vnni")) {
+    "x86-64 AVX-512 VNNI"
+} else if cfg!(target_arch = "x86_64") {
+    "x86-64 16-bit (no AVX-512 VNNI in this build)"
+} else if cfg!(all(target_arch = "arm", target_feature = "dsp")) {
+    "Armv7E-M SMLAD"
+} else {
+    "portable"
+};
+
 /// Largest rounding shift `r` a file may hold.
 pub const MAX_ROUNDING_SHIFT: u8 = 24;
 /// Largest multiplier shift `s` a file may hold.
