@@ -10,53 +10,13 @@
 use std::time::{Duration, Instant};
 
 use infer_core::arch::Architecture;
-use infer_core::format::{self, Header, Quant};
-use infer_core::int8net::{self, INT8_SCRATCH_MAX, Int8Layer};
+use infer_core::format;
+use infer_core::int8net::{self, INT8_SCRATCH_MAX};
 use infer_core::{Activation, Int8Scratch, Model, Scratch};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+mod common;
 
-/// A valid int8 file of `arch` with random in-range parameters, written by the codec.
-fn model(rng: &mut Rng, arch: Architecture, activation: Activation) -> Vec<u8> {
-    let n = arch.layers();
-    let mut owned = Vec::new();
-    for l in 0..n {
-        let (i, o) = arch.layer(l);
-        let w: Vec<i8> = (0..i * o).map(|_| rng.next() as i8).collect();
-        let b: Vec<i16> = (0..o).map(|_| rng.below(64) as i16 - 32).collect();
-        let m: Vec<i16> = (0..o).map(|_| (rng.next() as i16) & 0x7fff).collect();
-        let zp = if activation == Activation::Sigmoid && l + 1 < n { rng.below(33) as i8 - 16 } else { 0 };
-        owned.push((w, b, m, 10 + rng.below(4) as u8, 14 + rng.below(3) as u8, zp));
-    }
-    let layers: Vec<Int8Layer<'_>> = owned
-        .iter()
-        .map(|(w, b, m, r, s, zp)| Int8Layer {
-            weights: w,
-            biases: b,
-            multipliers: m,
-            rounding_shift: *r,
-            multiplier_shift: *s,
-            zero_point: *zp,
-        })
-        .collect();
-    let table: [u8; 256] = std::array::from_fn(|i| i as u8);
-    let table = (activation == Activation::Sigmoid).then_some(&table);
-    let mut out = vec![0u8; Header::new(arch, activation, Quant::Int8).file_len()];
-    let len = int8net::encode(&arch, activation, &layers, 0.01, table, &mut out).unwrap();
-    out.truncate(len);
-    out
-}
+use common::{Params, Rng};
 
 /// Rewrites the last four bytes as the checksum of the rest (when there are four).
 fn reseal(file: &mut [u8]) {
@@ -71,49 +31,49 @@ fn reseal(file: &mut [u8]) {
 fn mutate(rng: &mut Rng, file: &[u8]) -> Vec<u8> {
     let mut f = file.to_vec();
     let len = f.len();
-    match rng.below(7) {
+    match rng.pick(7) {
         // Flip bits anywhere, mostly in the small parameters after the weights.
         0 => {
-            for _ in 0..1 + rng.below(8) {
-                let at = if rng.below(2) == 0 { rng.below(len) } else { len - 1 - rng.below(4000.min(len)) };
-                f[at] ^= 1 << rng.below(8);
+            for _ in 0..1 + rng.pick(8) {
+                let at = if rng.pick(2) == 0 { rng.pick(len) } else { len - 1 - rng.pick(4000.min(len)) };
+                f[at] ^= 1 << rng.pick(8);
             }
         }
         // Overwrite a run of bytes with one value (0, 0xff, 0x80 or random).
         1 => {
-            let at = rng.below(len);
-            let run = 1 + rng.below(64);
-            let v = [0, 0xff, 0x80, rng.next() as u8][rng.below(4)];
+            let at = rng.pick(len);
+            let run = 1 + rng.pick(64);
+            let v = [0, 0xff, 0x80, rng.next() as u8][rng.pick(4)];
             f[at..(at + run).min(len)].fill(v);
         }
         // Truncate.
-        2 => f.truncate(rng.below(len)),
+        2 => f.truncate(rng.pick(len)),
         // Splice: copy a chunk of the file over another place.
         3 => {
-            let (from, to, run) = (rng.below(len), rng.below(len), 1 + rng.below(512));
+            let (from, to, run) = (rng.pick(len), rng.pick(len), 1 + rng.pick(512));
             let chunk: Vec<u8> = f[from..(from + run).min(len)].to_vec();
             let end = (to + chunk.len()).min(len);
             f[to..end].copy_from_slice(&chunk[..end - to]);
         }
         // Header edits: a field byte of the first 64.
         4 => {
-            let at = rng.below(20);
+            let at = rng.pick(20);
             f[at] = rng.next() as u8;
         }
         // Append or insert bytes.
         5 => {
-            let at = rng.below(len);
-            let extra: Vec<u8> = (0..1 + rng.below(16)).map(|_| rng.next() as u8).collect();
+            let at = rng.pick(len);
+            let extra: Vec<u8> = (0..1 + rng.pick(16)).map(|_| rng.next() as u8).collect();
             f.splice(at..at, extra);
         }
         // The shifts, zero points and score scale of every layer: set to edge values.
         _ => {
-            let at = len - 4 - rng.below(64.min(len - 4));
-            f[at] = [0, 24, 25, 30, 31, 32, 0x7f, 0x80, 0xff][rng.below(9)];
+            let at = len - 4 - rng.pick(64.min(len - 4));
+            f[at] = [0, 24, 25, 30, 31, 32, 0x7f, 0x80, 0xff][rng.pick(9)];
         }
     }
     // Most mutations keep a valid checksum, so that they reach past it.
-    if rng.below(8) != 0 {
+    if rng.pick(8) != 0 {
         reseal(&mut f);
     }
     f
@@ -132,7 +92,7 @@ fn mutated_files_are_errors_or_models_that_classify_alike_on_both_kernels() {
     let seeds: Vec<Vec<u8>> = shapes
         .iter()
         .flat_map(|&a| [Activation::Relu, Activation::Sigmoid].map(|act| (a, act)))
-        .map(|(a, act)| model(&mut rng, a, act))
+        .map(|(a, act)| Params::random(&mut rng, a, act).encode())
         .collect();
     let images: Vec<Vec<u8>> =
         (0..4).map(|k| (0..784).map(|i| if (i + k) % 3 == 0 { 0 } else { (i * 7 + k * 13) as u8 }).collect()).collect();
@@ -140,10 +100,10 @@ fn mutated_files_are_errors_or_models_that_classify_alike_on_both_kernels() {
     let mut scratch = Int8Scratch::<INT8_SCRATCH_MAX>::zeroed();
     let mut f32_scratch = Scratch::<2048>::zeroed();
     while Instant::now() < deadline || tried < 200 {
-        let seed = &seeds[rng.below(seeds.len())];
+        let seed = &seeds[rng.pick(seeds.len())];
         let mut file = mutate(&mut rng, seed);
         // Sometimes a second mutation on top of the first.
-        if rng.below(4) == 0 {
+        if rng.pick(4) == 0 {
             file = mutate(&mut rng, &file);
         }
         tried += 1;

@@ -1,0 +1,140 @@
+//! What the int8 tests share: a small generator, random in-range models built with the
+//! codec (and the scheme's naive reference over them), images like Fashion-MNIST's.
+#![allow(dead_code)]
+
+use infer_core::Activation;
+use infer_core::Quant;
+use infer_core::arch::Architecture;
+use infer_core::format::Header;
+use infer_core::int8net::{self, Int8Layer};
+
+/// xorshift64*: enough randomness for test data, no dependency.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    /// An index below `n` (0 for `n = 0`).
+    pub fn pick(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Random parameters in the format's ranges, in the natural layout, owned.
+pub struct Params {
+    pub arch: Architecture,
+    pub activation: Activation,
+    pub weights: Vec<Vec<i8>>,
+    pub biases: Vec<Vec<i16>>,
+    pub mults: Vec<Vec<i16>>,
+    pub shifts: Vec<[u8; 3]>,
+    pub table: [u8; 256],
+}
+
+impl Params {
+    pub fn random(rng: &mut Rng, arch: Architecture, activation: Activation) -> Params {
+        let n = arch.layers();
+        let mut p = Params {
+            arch,
+            activation,
+            weights: vec![],
+            biases: vec![],
+            mults: vec![],
+            shifts: vec![],
+            table: std::array::from_fn(|_| rng.next() as u8),
+        };
+        for l in 0..n {
+            let (i, o) = arch.layer(l);
+            p.weights.push((0..i * o).map(|_| rng.next() as i8).collect());
+            // Small biases, so that inputs, not biases, decide the class.
+            p.biases.push((0..o).map(|_| (rng.below(64) as i16) - 32).collect());
+            p.mults.push((0..o).map(|_| (rng.next() as i16) & 0x7fff).collect());
+            let zero_point =
+                if activation == Activation::Sigmoid && l + 1 < n { (rng.below(33) as i8 - 16) as u8 } else { 0 };
+            p.shifts.push([0, 14 + rng.below(3) as u8, zero_point]);
+        }
+        // Rounding shifts calibrated on noise images, layer by layer, so that the 16-bit
+        // pre-activations span about 9 bits: activations neither always saturate nor die
+        // out, however deep or wide the network, and the kernels do real work.
+        let images: Vec<Vec<u8>> = (0..16).map(|_| random_image(rng, arch.inputs())).collect();
+        for l in 0..n {
+            let most = images.iter().flat_map(|img| p.accumulators(l, img)).map(i32::unsigned_abs).max().unwrap_or(0);
+            let bits = (u32::BITS - most.leading_zeros()) as u8;
+            p.shifts[l][0] = bits.saturating_sub(9).min(24);
+        }
+        p
+    }
+
+    pub fn layers(&self) -> Vec<Int8Layer<'_>> {
+        (0..self.arch.layers())
+            .map(|l| Int8Layer {
+                weights: &self.weights[l],
+                biases: &self.biases[l],
+                multipliers: &self.mults[l],
+                rounding_shift: self.shifts[l][0],
+                multiplier_shift: self.shifts[l][1],
+                zero_point: self.shifts[l][2] as i8,
+            })
+            .collect()
+    }
+
+    pub fn table(&self) -> Option<&[u8; 256]> {
+        (self.activation == Activation::Sigmoid).then_some(&self.table)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![0u8; Header::new(self.arch, self.activation, Quant::Int8).file_len()];
+        let len = int8net::encode(&self.arch, self.activation, &self.layers(), 0.01, self.table(), &mut out).unwrap();
+        assert_eq!(len, out.len());
+        out
+    }
+
+    /// Layer `l`'s accumulators for `image`, by the scheme as the module documentation
+    /// defines it, over the natural layout.
+    pub fn accumulators(&self, l: usize, image: &[u8]) -> Vec<i32> {
+        let mut x: Vec<u8> = image.to_vec();
+        for k in 0..=l {
+            let (i, o) = self.arch.layer(k);
+            let acc: Vec<i32> =
+                (0..o).map(|j| (0..i).map(|m| i32::from(x[m]) * i32::from(self.weights[k][m * o + j])).sum()).collect();
+            if k == l {
+                return acc;
+            }
+            let [r, s, zp] = self.shifts[k];
+            let v = acc
+                .iter()
+                .enumerate()
+                .map(|(j, &a)| int8net::requantize(a, self.biases[k][j], self.mults[k][j], r, s).unwrap());
+            x = match self.activation {
+                Activation::Relu => v.map(|v| v.clamp(0, 255) as u8).collect(),
+                Activation::Sigmoid => {
+                    v.map(|v| self.table[((v + i32::from(zp as i8)).clamp(-128, 127) + 128) as usize]).collect()
+                }
+            };
+        }
+        unreachable!("l is a layer")
+    }
+
+    /// The scores, by the scheme over the natural layout.
+    pub fn naive(&self, image: &[u8]) -> Vec<i32> {
+        let l = self.arch.layers() - 1;
+        let [r, s, _] = self.shifts[l];
+        let acc = self.accumulators(l, image);
+        acc.iter()
+            .enumerate()
+            .map(|(j, &a)| int8net::requantize(a, self.biases[l][j], self.mults[l][j], r, s).unwrap())
+            .collect()
+    }
+}
+
+/// An image with dark borders and zero runs, like Fashion-MNIST's.
+pub fn random_image(rng: &mut Rng, len: usize) -> Vec<u8> {
+    let density = rng.below(100);
+    (0..len).map(|_| if rng.below(100) < density { rng.next() as u8 } else { 0 }).collect()
+}
