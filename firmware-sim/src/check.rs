@@ -1,6 +1,7 @@
 //! `firmware-sim check`: infer-core on the host, the way firmware runs it, against the
 //! trainer's predictions.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -140,6 +141,7 @@ pub fn run(args: Args) -> Result<bool> {
     let agreement = 1.0 - differing.len() as f64 / test.len() as f64;
     let ok = trainer_preds.is_none() || agreement >= min_agreement;
 
+    let mut out = String::new();
     if json {
         let obj = serde_json::json!({
             "model": model.display().to_string(),
@@ -157,13 +159,14 @@ pub fn run(args: Args) -> Result<bool> {
             "macs_per_image": arch.macs(),
             "architecture": arch.to_string(),
         });
-        println!("{}", serde_json::to_string_pretty(&obj)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&obj)?)?;
     } else {
-        println!("model          {} ({arch}, {:?}, {quant})", model.display(), net.activation());
-        println!("images         {}", test.len());
-        println!("accuracy       {:.2}%", 100.0 * accuracy);
+        writeln!(out, "model          {} ({arch}, {:?}, {quant})", model.display(), net.activation())?;
+        writeln!(out, "images         {}", test.len())?;
+        writeln!(out, "accuracy       {:.2}%", 100.0 * accuracy)?;
         match &trainer_preds {
-            Some(_) => println!(
+            Some(_) => writeln!(
+                out,
                 "agreement      {:.2}% with {} ({} differ{})",
                 100.0 * agreement,
                 pred_path.display(),
@@ -173,19 +176,20 @@ pub fn run(args: Args) -> Result<bool> {
                 } else {
                     format!(", first: {:?}", &differing[..differing.len().min(5)])
                 }
-            ),
-            None => println!("agreement      not checked (--no-agreement)"),
+            )?,
+            None => writeln!(out, "agreement      not checked (--no-agreement)")?,
         }
-        println!("flash (model)  {} bytes", blob.len());
-        println!("RAM (scratch)  {scratch_bytes} bytes");
-        println!("work           {} multiply-accumulates per image (dense)", arch.macs());
-        println!("latency        {latency_us:.2} us per image (host, 1 thread)");
+        writeln!(out, "flash (model)  {} bytes", blob.len())?;
+        writeln!(out, "RAM (scratch)  {scratch_bytes} bytes")?;
+        writeln!(out, "work           {} multiply-accumulates per image (dense)", arch.macs())?;
+        writeln!(out, "latency        {latency_us:.2} us per image (host, 1 thread)")?;
         for (name, (c, n)) in CLASS_NAMES.iter().zip(per_class) {
-            println!("  {name:12} {:6.2}%", 100.0 * c as f64 / n.max(1) as f64);
+            writeln!(out, "  {name:12} {:6.2}%", 100.0 * c as f64 / n.max(1) as f64)?;
         }
         if !ok {
             eprintln!("agreement {:.4} is below --min-agreement {min_agreement}", agreement);
         }
     }
+    crate::emit(&out)?;
     Ok(ok)
 }

@@ -114,6 +114,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints `text` on stdout. A reader that went away (`firmware-sim check | head`) is not an
+/// error: the rest is simply not printed.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => result.context("writing to stdout"),
+    }
+}
+
 /// Reads a model file into a 64-byte-aligned buffer that lives as long as the program, as
 /// firmware holds its model in a static: the payload starts 64 bytes into the file, so
 /// its weights are aligned too.

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -396,6 +397,7 @@ pub fn run(args: Args) -> Result<bool> {
     let ok = differing.is_empty() && score_mismatches == 0 && fits;
     let macs = arch.macs();
 
+    let mut out = String::new();
     if json {
         let obj = serde_json::json!({
             "model": model.display().to_string(),
@@ -431,13 +433,14 @@ pub fn run(args: Args) -> Result<bool> {
             "qemu_seconds": qemu_seconds,
             "elf": built.display().to_string(),
         });
-        println!("{}", serde_json::to_string_pretty(&obj)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&obj)?)?;
     } else {
-        println!("model          {} ({arch}, {:?}, int8)", model.display(), net.activation());
-        println!("board          {}, firmware {}", board.describe(), built.display());
-        println!("images         {count} in {qemu_seconds:.1} s of QEMU (build {build_seconds:.1} s)");
-        println!("accuracy       {:.2}%", 100.0 * accuracy);
-        println!(
+        writeln!(out, "model          {} ({arch}, {:?}, int8)", model.display(), net.activation())?;
+        writeln!(out, "board          {}, firmware {}", board.describe(), built.display())?;
+        writeln!(out, "images         {count} in {qemu_seconds:.1} s of QEMU (build {build_seconds:.1} s)")?;
+        writeln!(out, "accuracy       {:.2}%", 100.0 * accuracy)?;
+        writeln!(
+            out,
             "agreement      {} of {count} predictions differ from infer-core on the host{}; {score_mismatches} score vectors differ",
             differing.len(),
             if differing.is_empty() {
@@ -445,25 +448,28 @@ pub fn run(args: Args) -> Result<bool> {
             } else {
                 format!(" (first: {:?})", &differing[..differing.len().min(5)])
             }
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "flash          {} bytes: {code_bytes} of code and constants + {} of model (budget {flash_budget})",
             sizes.flash, sizes.weights
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "RAM            {ram_bytes} bytes: {} static + {} stack high-water, of which {} scratch (budget {ram_budget})",
             sizes.static_ram,
             trailer.stack_bytes,
             net.scratch_bytes()
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "instructions   {:.0} per inference (min {:.0}, max {:.0}); {:.2} per multiply-accumulate of the dense layers ({macs}); kernel {}",
             instructions,
             min_ticks * per_tick,
             max_ticks * per_tick,
             instructions / macs as f64,
             board.kernel()
-        );
+        )?;
         if !fits {
             eprintln!("the firmware used {ram_bytes} bytes of RAM, the board has {ram_budget}");
         }
@@ -471,6 +477,7 @@ pub fn run(args: Args) -> Result<bool> {
             eprintln!("the firmware's predictions differ from the host's");
         }
     }
+    crate::emit(&out)?;
     Ok(ok)
 }
 

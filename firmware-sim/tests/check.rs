@@ -151,3 +151,26 @@ fn check_refuses_files_of_a_run_that_are_not_the_ones_it_wrote() {
     let err = String::from_utf8_lossy(&run_out.stderr);
     assert!(err.contains("is not the file run run-1 wrote"), "{err}");
 }
+
+#[test]
+fn a_reader_that_goes_away_is_not_a_crash() {
+    let ds = trainer::data::load(None).expect("the real dataset (apt-get install dataset-fashion-mnist)");
+    let arch = infer_core::arch::Architecture::new(&[784, 8, 10]).unwrap();
+    let model =
+        trainer::model::Mlp::new(&arch, infer_core::Activation::Relu, &mut rand_chacha::ChaCha8Rng::seed_from_u64(3));
+    let dir = tempfile::tempdir().unwrap();
+    let export = trainer::quant::export_int8(&model, &ds.train, &ds.test).unwrap();
+    trainer::report::write_int8(dir.path(), "m", &export, &ds.test.labels).unwrap();
+    // `firmware-sim check | head -0`: stdout closed before the report is printed.
+    let mut child = sim()
+        .args(["check", "--model"])
+        .arg(dir.path().join("m.int8.fmlp"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("panicked"), "{:?}: {err}", out.status);
+}

@@ -232,13 +232,22 @@ fn fetch(dir: PathBuf) -> Result<PathBuf> {
 fn check(explicit: Option<&Path>) -> Result<()> {
     let dir = data::locate(explicit)?;
     let ds = data::load_dir(&dir)?;
-    println!(
+    let line = format!(
         "{}: {} training and {} test images, checksums of all four files verified",
         dir.display(),
         ds.train.len(),
         ds.test.len()
     );
-    Ok(())
+    emit(&(line + "\n"))
+}
+
+/// Prints `text` on stdout; a reader that went away (`| head`) is not an error.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => result.context("writing to stdout"),
+    }
 }
 
 /// Finds the dataset, or fetches it into the cache when it is nowhere and no folder was named.
