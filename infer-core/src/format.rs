@@ -166,8 +166,13 @@ struct FileV1<'a> {
 /// implies. The only way to get one is [`read`].
 ///
 /// ```compile_fail
+/// use infer_core::arch::Architecture;
+/// use infer_core::format::{Header, ModelFile, Quant};
+/// use infer_core::Activation;
+///
 /// // Hand-built files cannot skip validation: the fields are private.
-/// let file = infer_core::format::ModelFile { header: todo!(), payload: &[] };
+/// let header = Header::new(Architecture::FMNIST, Activation::Relu, Quant::F32);
+/// let file = ModelFile { header, payload: &[] };
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct ModelFile<'a> {
