@@ -76,26 +76,38 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Every file of a run folder: those in `dir` and in its subfolders, one level down (a run
+/// keeps each model's files in a folder of its own).
+pub fn run_files(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            for sub in std::fs::read_dir(entry.path())? {
+                let sub = sub?;
+                if sub.file_type()?.is_file() {
+                    files.push(sub.path());
+                }
+            }
+        } else if kind.is_file() {
+            files.push(entry.path());
+        }
+    }
+    Ok(files)
+}
+
 /// Removes the temporary files of [`write_atomic`] that killed processes left in `dir` and
 /// its subfolders (one level down); returns how many. Only for folders no other process is
 /// writing to.
 pub fn remove_partials(dir: &Path) -> io::Result<usize> {
+    if !dir.is_dir() {
+        return Ok(0);
+    }
     let mut removed = 0;
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(0) };
-    for entry in entries {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if kind.is_dir() {
-            for sub in std::fs::read_dir(entry.path())? {
-                let sub = sub?;
-                if sub.file_type()?.is_file() && is_partial(&sub.file_name().to_string_lossy()) {
-                    std::fs::remove_file(sub.path())?;
-                    removed += 1;
-                }
-            }
-        } else if kind.is_file() && is_partial(&name) {
-            std::fs::remove_file(entry.path())?;
+    for file in run_files(dir)? {
+        if file.file_name().is_some_and(|n| is_partial(&n.to_string_lossy())) {
+            std::fs::remove_file(file)?;
             removed += 1;
         }
     }

@@ -86,27 +86,13 @@ impl Manifest {
     /// files and the manifest itself left out), for run `run_id`.
     pub fn of_folder(dir: &Path, run_id: &str) -> std::io::Result<Manifest> {
         let mut files = BTreeMap::new();
-        let mut add = |path: &Path| -> std::io::Result<()> {
+        for path in fsutil::run_files(dir)? {
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             if name == FILE || is_partial(&name) {
-                return Ok(());
+                continue;
             }
-            if let Some(rel) = relative(dir, path) {
-                files.insert(rel, entry_of(&std::fs::read(path)?));
-            }
-            Ok(())
-        };
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                for sub in std::fs::read_dir(entry.path())? {
-                    let sub = sub?;
-                    if sub.file_type()?.is_file() {
-                        add(&sub.path())?;
-                    }
-                }
-            } else if entry.file_type()?.is_file() {
-                add(&entry.path())?;
+            if let Some(rel) = relative(dir, &path) {
+                files.insert(rel, entry_of(&std::fs::read(&path)?));
             }
         }
         Ok(Manifest { run_id: run_id.to_string(), files })
@@ -162,6 +148,27 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+/// The run folder whose manifest covers `file` (its folder, or the folder above a model's
+/// folder), as a canonical path; `None` for a file outside any run (or one that does not
+/// exist).
+pub fn run_of(file: &Path) -> Option<PathBuf> {
+    let file = std::fs::canonicalize(file).ok()?;
+    let dir = file.parent()?;
+    [Some(dir), dir.parent()].into_iter().flatten().find(|d| d.join(FILE).is_file()).map(Path::to_path_buf)
+}
+
+/// Checks `file` against the manifest of the run that covers it, if any: a file of a run
+/// must be the one the run wrote.
+pub fn verify_file(file: &Path) -> Result<(), ManifestError> {
+    if let Some(dir) = run_of(file)
+        && let Some(manifest) = Manifest::read(&dir)?
+        && let Ok(file) = std::fs::canonicalize(file)
+    {
+        manifest.verify(&dir, &file)?;
+    }
+    Ok(())
 }
 
 /// A new run id: the local time and 32 bits from the system's hasher seed.

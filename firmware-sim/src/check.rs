@@ -41,20 +41,6 @@ fn read_predictions(path: &Path, classes: usize) -> Result<Vec<u8>> {
         .with_context(|| format!("parsing {}", path.display()))
 }
 
-/// Checks `file` against the manifest of the run folder it is in (its folder, or the one
-/// above a model's folder), if it is in one.
-fn verify_in_run(file: &Path) -> Result<()> {
-    let Ok(file) = std::fs::canonicalize(file) else { return Ok(()) };
-    let Some(dir) = file.parent() else { return Ok(()) };
-    for run in [Some(dir), dir.parent()].into_iter().flatten() {
-        if let Some(manifest) = dataset::manifest::Manifest::read(run)? {
-            manifest.verify(run, &file)?;
-            return Ok(());
-        }
-    }
-    Ok(())
-}
-
 /// `--min-agreement`: a fraction in 0..=1.
 pub fn parse_fraction(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -86,7 +72,7 @@ pub fn run(args: Args) -> Result<bool> {
     // Files of a run must be the ones the run wrote: a model beside predictions of another
     // run (a folder that mixes runs) would compare the wrong things.
     for file in std::iter::once(&model).chain((!no_agreement).then_some(&pred_path)) {
-        verify_in_run(file)?;
+        dataset::manifest::verify_file(file)?;
     }
     let trainer_preds = match (no_agreement, pred_path.is_file()) {
         (true, _) => None,

@@ -40,15 +40,21 @@ fn low_agreement_exits_2_and_corrupt_model_exits_1() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("corrupt"));
 }
 
+/// The int8 export of an untrained ReLU model of `widths` (quantized on the real data).
+fn untrained_export(ds: &trainer::data::Dataset, widths: &[usize], seed: u64) -> trainer::quant::Int8Export {
+    let arch = infer_core::arch::Architecture::new(widths).unwrap();
+    let model = trainer::model::Mlp::new(
+        &arch,
+        infer_core::Activation::Relu,
+        &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+    );
+    trainer::quant::export_int8(&model, &ds.train, &ds.test).unwrap()
+}
+
 #[test]
 fn int8_model_agrees_exactly_with_the_trainer_reference() {
     let ds = trainer::data::load(None).expect("the real dataset (apt-get install dataset-fashion-mnist)");
-    let model = trainer::model::Mlp::new(
-        &infer_core::arch::Architecture::FMNIST,
-        infer_core::Activation::Relu,
-        &mut rand_chacha::ChaCha8Rng::seed_from_u64(9),
-    );
-    let export = trainer::quant::export_int8(&model, &ds.train, &ds.test).unwrap();
+    let export = untrained_export(&ds, &[784, 512, 256, 10], 9);
     let dir = tempfile::tempdir().unwrap();
     trainer::report::write_int8(dir.path(), "m", &export, &ds.test.labels).unwrap();
     let path = dir.path().join("m.int8.fmlp");
@@ -80,10 +86,7 @@ fn int8_model_agrees_exactly_with_the_trainer_reference() {
 #[test]
 fn check_refuses_a_missing_reference_a_nan_threshold_and_impossible_classes() {
     let ds = trainer::data::load(None).expect("the real dataset (apt-get install dataset-fashion-mnist)");
-    let arch = infer_core::arch::Architecture::new(&[784, 16, 10]).unwrap();
-    let model =
-        trainer::model::Mlp::new(&arch, infer_core::Activation::Relu, &mut rand_chacha::ChaCha8Rng::seed_from_u64(4));
-    let export = trainer::quant::export_int8(&model, &ds.train, &ds.test).unwrap();
+    let export = untrained_export(&ds, &[784, 16, 10], 4);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.int8.fmlp");
     std::fs::write(&path, &export.bytes).unwrap();
@@ -125,15 +128,7 @@ fn check_refuses_a_missing_reference_a_nan_threshold_and_impossible_classes() {
 #[test]
 fn check_refuses_files_of_a_run_that_are_not_the_ones_it_wrote() {
     let ds = trainer::data::load(None).expect("the real dataset (apt-get install dataset-fashion-mnist)");
-    let arch = infer_core::arch::Architecture::new(&[784, 16, 10]).unwrap();
-    let export = |seed| {
-        let model = trainer::model::Mlp::new(
-            &arch,
-            infer_core::Activation::Relu,
-            &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed),
-        );
-        trainer::quant::export_int8(&model, &ds.train, &ds.test).unwrap()
-    };
+    let export = |seed| untrained_export(&ds, &[784, 16, 10], seed);
     let run = tempfile::tempdir().unwrap();
     let dir = run.path().join("m");
     trainer::report::write_int8(&dir, "m", &export(1), &ds.test.labels).unwrap();
@@ -155,11 +150,8 @@ fn check_refuses_files_of_a_run_that_are_not_the_ones_it_wrote() {
 #[test]
 fn a_reader_that_goes_away_is_not_a_crash() {
     let ds = trainer::data::load(None).expect("the real dataset (apt-get install dataset-fashion-mnist)");
-    let arch = infer_core::arch::Architecture::new(&[784, 8, 10]).unwrap();
-    let model =
-        trainer::model::Mlp::new(&arch, infer_core::Activation::Relu, &mut rand_chacha::ChaCha8Rng::seed_from_u64(3));
+    let export = untrained_export(&ds, &[784, 8, 10], 3);
     let dir = tempfile::tempdir().unwrap();
-    let export = trainer::quant::export_int8(&model, &ds.train, &ds.test).unwrap();
     trainer::report::write_int8(dir.path(), "m", &export, &ds.test.labels).unwrap();
     // `firmware-sim check | head -0`: stdout closed before the report is printed.
     let mut child = sim()

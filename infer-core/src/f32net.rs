@@ -4,7 +4,7 @@
 use crate::arch::Architecture;
 use crate::format::{self, Activation, HEADER_BYTES, Header, Quant};
 use crate::layout::F32Layout;
-use crate::{Error, Param, layer_io};
+use crate::{Error, Param, check_buffers, layer_io};
 
 /// Values of [`Scratch`] the study's 784-512-256-10 network needs (768).
 pub const F32_SCRATCH_LEN: usize = Architecture::FMNIST.f32_scratch_len();
@@ -36,7 +36,7 @@ impl<const N: usize> Scratch<N> {
 
     /// Zeroed buffers, or an error if `model` needs more than `N` values.
     pub fn for_model(model: &F32Model<'_>) -> Result<Scratch<N>, Error> {
-        model.check_scratch::<N>()?;
+        crate::fits(model.scratch_len(), N)?;
         Ok(Scratch::zeroed())
     }
 }
@@ -174,13 +174,6 @@ impl<'a> F32Model<'a> {
         self.architecture.f32_scratch_len()
     }
 
-    fn check_scratch<const N: usize>(&self) -> Result<(), Error> {
-        match self.scratch_len() {
-            needed if needed > N => Err(Error::ScratchTooSmall { needed, capacity: N }),
-            _ => Ok(()),
-        }
-    }
-
     /// Classifies one input (pixels scaled to 0..1, row-major), writing the logits
     /// (pre-softmax scores) to `logits[..classes]`; returns the class with the largest.
     ///
@@ -193,13 +186,7 @@ impl<'a> F32Model<'a> {
         logits: &mut [f32],
     ) -> Result<usize, Error> {
         let arch = &self.architecture;
-        if image.len() != arch.inputs() {
-            return Err(Error::InputSize { expected: arch.inputs(), found: image.len() });
-        }
-        let classes = arch.classes();
-        let found = logits.len();
-        let logits = logits.get_mut(..classes).ok_or(Error::OutputSize { expected: classes, found })?;
-        self.check_scratch::<N>()?;
+        let logits = check_buffers(arch, image.len(), logits, self.scratch_len(), N)?;
         let buf = &mut scratch.h[..arch.f32_scratch_len()];
         for l in 0..arch.layers() {
             let (k, n) = arch.layer(l);

@@ -92,6 +92,33 @@ impl<'a> Model<'a> {
     }
 }
 
+/// `Ok` when a scratch of `capacity` holds the `needed` of a model.
+fn fits(needed: usize, capacity: usize) -> Result<(), Error> {
+    if needed > capacity {
+        return Err(Error::ScratchTooSmall { needed, capacity });
+    }
+    Ok(())
+}
+
+/// What every `predict` checks before it writes anything: `inputs` values for `arch`,
+/// room for its classes in `out` (whose first `classes` values it returns), and a scratch
+/// of `capacity` for the `needed` of the model.
+fn check_buffers<'o, T>(
+    arch: &arch::Architecture,
+    inputs: usize,
+    out: &'o mut [T],
+    needed: usize,
+    capacity: usize,
+) -> Result<&'o mut [T], Error> {
+    if inputs != arch.inputs() {
+        return Err(Error::InputSize { expected: arch.inputs(), found: inputs });
+    }
+    let (classes, found) = (arch.classes(), out.len());
+    let out = out.get_mut(..classes).ok_or(Error::OutputSize { expected: classes, found })?;
+    fits(needed, capacity)?;
+    Ok(out)
+}
+
 /// The input (hidden layer `l - 1`, `k` wide) and the output (hidden layer `l`, `n` wide;
 /// `n = 0` for the last layer) of dense layer `l >= 1` in one activation buffer.
 ///

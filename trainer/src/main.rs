@@ -331,7 +331,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 fn export(args: ExportArgs) -> Result<()> {
     let ExportQuant::Int8 = args.quant;
     // A model of a run must be the one the run wrote.
-    trainer::rundir::verify_file(&args.model)?;
+    trainer::manifest::verify_file(&args.model)?;
     let model = trainer::format::load_f32(&args.model)?;
     let out = args.out.unwrap_or_else(|| {
         let name = args.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -103,6 +103,18 @@ impl Network {
     }
 }
 
+/// The widths of a stack of layers given as (inputs, outputs), input first.
+pub fn stack_widths(layers: impl IntoIterator<Item = (usize, usize)>) -> Vec<usize> {
+    let mut widths = Vec::new();
+    for (i, o) in layers {
+        if widths.is_empty() {
+            widths.push(i);
+        }
+        widths.push(o);
+    }
+    widths
+}
+
 /// One fully connected layer: `y = x · w + b`, `w` of shape (inputs, outputs) row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dense {
@@ -150,7 +162,7 @@ impl Mlp {
 
     /// The layer widths, input first.
     pub fn widths(&self) -> Vec<usize> {
-        self.layers.first().map(|l| l.inputs).into_iter().chain(self.layers.iter().map(|l| l.outputs)).collect()
+        stack_widths(self.layers.iter().map(|l| (l.inputs, l.outputs)))
     }
 
     /// The layer widths as the model format checks them.

@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use crate::data::{PIXELS, Split};
 use crate::kernels::{self, Epilogue, MatRef};
-use crate::model::{Dense, Mlp};
+use crate::model::{Dense, Mlp, stack_widths};
 
 /// A sigmoid pre-activation beyond this is 0 or 255 once the output is rounded to 8 bits
 /// (255 / (1 + e^6.25) < 0.5), so the int8 pre-activation grid need not reach further.
@@ -257,9 +257,7 @@ impl QuantModel {
 
     /// The layer widths, input first.
     pub fn architecture(&self) -> Result<Architecture, infer_core::Error> {
-        let widths: Vec<usize> =
-            self.layers.first().map(|l| l.inputs).into_iter().chain(self.layers.iter().map(|l| l.outputs)).collect();
-        Architecture::new(&widths)
+        Architecture::new(&stack_widths(self.layers.iter().map(|l| (l.inputs, l.outputs))))
     }
 
     /// The int8 model file, written by `infer_core`'s codec.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::data::{CLASS_NAMES, CLASSES, PIXELS};
+use crate::data::{CLASS_NAMES, PIXELS};
 use crate::figures;
 use crate::fsutil::write_atomic;
 use crate::model::ModelKind;
@@ -106,7 +106,7 @@ impl ModelSummary {
             train_seconds: t.train_seconds,
             recipe: t.recipe.clone(),
             study_test_accuracy: t.recipe.preset().map(study_accuracy),
-            architecture: t.model.widths().iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-"),
+            architecture: t.model.architecture().map(|a| a.to_string()).unwrap_or_default(),
             int8_test_accuracy: None,
             int8_model_bytes: None,
         }
@@ -492,8 +492,7 @@ fn arch_of(m: &ModelSummary) -> String {
     if !m.architecture.is_empty() {
         return inert(&m.architecture);
     }
-    let widths = std::iter::once(PIXELS).chain(m.recipe.network.hidden.iter().copied()).chain([CLASSES]);
-    widths.map(|w| w.to_string()).collect::<Vec<_>>().join("-")
+    m.recipe.network.architecture().map(|a| a.to_string()).unwrap_or_else(|e| format!("(invalid: {e})"))
 }
 
 fn conclusions(models: &[ModelSummary]) -> Vec<String> {

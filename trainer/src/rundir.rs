@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::fsutil::{is_partial, remove_partials};
-use crate::manifest::{FILE as MANIFEST, Manifest};
+use crate::manifest::{FILE as MANIFEST, Manifest, run_of};
 
 /// Files `fit` and `report` write at the top of a run folder.
 const RUN_FILES: [&str; 8] = [
@@ -124,10 +124,10 @@ pub fn verify(dir: &Path, run_id: Option<&str>) -> Result<Option<Manifest>> {
             manifest.run_id
         );
     }
-    for rel in manifest.files.keys() {
-        manifest.verify(dir, &dir.join(rel))?;
-    }
+    // Every file where a run writes must be listed and match; then every listed file not
+    // seen there must still be there and match. Each file is read once.
     let (ours, _) = inventory(dir)?;
+    let mut seen = std::collections::HashSet::new();
     for path in ours {
         let files = if path.is_dir() {
             std::fs::read_dir(&path)?.map(|e| e.map(|e| e.path())).collect::<std::io::Result<Vec<_>>>()?
@@ -138,7 +138,14 @@ pub fn verify(dir: &Path, run_id: Option<&str>) -> Result<Option<Manifest>> {
             let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             if name != MANIFEST && !is_partial(&name) {
                 manifest.verify(dir, &file)?;
+                seen.insert(file);
             }
+        }
+    }
+    for rel in manifest.files.keys() {
+        let file = dir.join(rel);
+        if !seen.contains(&file) {
+            manifest.verify(dir, &file)?;
         }
     }
     Ok(Some(manifest))
@@ -149,24 +156,6 @@ pub fn record(dir: &Path, files: &[PathBuf]) -> Result<()> {
     if let Some(mut manifest) = Manifest::read(dir)? {
         manifest.record(dir, files)?;
         manifest.write(dir).with_context(|| format!("writing {}", dir.join(MANIFEST).display()))?;
-    }
-    Ok(())
-}
-
-/// The run folder whose manifest covers `file` (its folder, or the folder above a model's
-/// folder), as a canonical path; `None` for a file outside any run.
-pub fn run_of(file: &Path) -> Option<PathBuf> {
-    let file = std::fs::canonicalize(file).ok()?;
-    let dir = file.parent()?;
-    [Some(dir), dir.parent()].into_iter().flatten().find(|d| d.join(MANIFEST).is_file()).map(Path::to_path_buf)
-}
-
-/// Checks `file` against the manifest of the run that covers it, if any.
-pub fn verify_file(file: &Path) -> Result<()> {
-    if let Some(dir) = run_of(file)
-        && let Some(manifest) = Manifest::read(&dir)?
-    {
-        manifest.verify(&dir, &std::fs::canonicalize(file)?)?;
     }
     Ok(())
 }

@@ -58,7 +58,7 @@
 use crate::arch::{Architecture, BLOCK, GROUP, MAX_LAYERS, MAX_WIDTH, SIGMOID_TABLE_BYTES, pad_to_group};
 use crate::format::{self, Activation, HEADER_BYTES, Header, Quant};
 use crate::layout::{Int8Layout, groups};
-use crate::{Error, Param, layer_io};
+use crate::{Error, Param, check_buffers, layer_io};
 
 #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
 #[allow(unsafe_code)]
@@ -128,7 +128,7 @@ impl<const N: usize> Int8Scratch<N> {
 
     /// Zeroed buffers, or an error if `model` needs more than `N` bytes.
     pub fn for_model(model: &Int8Model<'_>) -> Result<Int8Scratch<N>, Error> {
-        model.check_scratch::<N>()?;
+        crate::fits(model.scratch_bytes(), N)?;
         Ok(Int8Scratch::zeroed())
     }
 }
@@ -429,13 +429,6 @@ impl<'a> Int8Model<'a> {
         self.architecture.int8_scratch_bytes()
     }
 
-    fn check_scratch<const N: usize>(&self) -> Result<(), Error> {
-        match self.scratch_bytes() {
-            needed if needed > N => Err(Error::ScratchTooSmall { needed, capacity: N }),
-            _ => Ok(()),
-        }
-    }
-
     /// Classifies one image of raw pixel bytes (0 = black), row-major, writing the integer
     /// scores to `scores[..classes]`; returns the class (the first largest score).
     ///
@@ -478,17 +471,12 @@ impl<'a> Int8Model<'a> {
         dense: impl Fn(&Layer<'_>, &[u8], &mut [u8], &mut [u8], &mut [i32]),
     ) -> Result<usize, Error> {
         let arch = &self.architecture;
-        if image.len() != arch.inputs() {
-            return Err(Error::InputSize { expected: arch.inputs(), found: image.len() });
-        }
-        let classes = arch.classes();
-        let found = scores.len();
-        let scores = scores.get_mut(..classes).ok_or(Error::OutputSize { expected: classes, found })?;
-        self.check_scratch::<N>()?;
+        let scores = check_buffers(arch, image.len(), scores, self.scratch_bytes(), N)?;
         let (acts, groups) = scratch.arena.split_at_mut(arch.int8_activation_bytes());
         let n = arch.layers();
         for (l, layer) in self.layers[..n].iter().enumerate() {
-            let (k, m) = (pad_to_group(layer.inputs), pad_to_group(layer.outputs));
+            // `inputs` is padded to whole groups already; the output is padded here.
+            let (k, m) = (layer.inputs, pad_to_group(layer.outputs));
             if l + 1 == n {
                 let x = layer_io(acts, l, k, 0).0;
                 dense(layer, x, groups, &mut [], scores);
