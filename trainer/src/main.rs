@@ -8,12 +8,15 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use trainer::augment::Augment;
 use trainer::data::{self, Dataset};
 use trainer::fsutil;
 use trainer::kernels::lanes;
 use trainer::model::{ModelKind, Network};
+use trainer::optim::{Optimizer, Schedule};
 use trainer::quant;
 use trainer::report::{self, ModelSummary, RunContext};
+use trainer::rundir::{self, Plan};
 use trainer::train::{self, EpochRecord, Observer, Recipe};
 
 #[global_allocator]
@@ -124,8 +127,34 @@ const THREADS_PER_CPU: usize = 4;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Preset {
-    /// The study's recipe: SGD lr 0.01, batch 500, 20 epochs (sigmoid) / 15 (ReLU, dropout).
+    /// The study's recipe: SGD lr 0.01, batch 500, 20 epochs (sigmoid) / 15 (ReLU, dropout),
+    /// the test set as validation, the last epoch's weights.
     Seed,
+    /// The best model the network can be: AdamW lr 0.001, weight decay 1e-4, cosine
+    /// schedule with 1 epoch of warm-up, batch 128, label smoothing 0.1, 30 epochs, 5,000
+    /// training images held out for validation and the best epoch on them kept. Alone it
+    /// trains 784-512-256-10 ReLU with dropout 0.2 (see README for its accuracy and time).
+    Best,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OptimizerArg {
+    /// Stochastic gradient descent (with --momentum, --nesterov, --weight-decay as L2).
+    Sgd,
+    /// Adam, PyTorch's defaults (betas 0.9, 0.999, eps 1e-8); --weight-decay as L2.
+    Adam,
+    /// AdamW: Adam with decoupled weight decay (--weight-decay).
+    Adamw,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ScheduleArg {
+    /// The same learning rate throughout.
+    Constant,
+    /// Multiplied by --step-gamma every --step-every epochs.
+    Step,
+    /// Linear warm-up over --warmup-epochs, then a cosine down to 0 at the last step.
+    Cosine,
 }
 
 /// Hidden-layer activation of a network given with --hidden.
@@ -143,8 +172,13 @@ struct FitArgs {
     #[arg(long, conflicts_with_all = ["model", "hidden"])]
     all: bool,
     /// A model of the study to train (784-512-256-10); repeat for several.
-    #[arg(long, value_enum, required_unless_present_any = ["all", "hidden"], conflicts_with = "hidden")]
+    #[arg(long, value_enum, conflicts_with = "hidden")]
     model: Vec<ModelKind>,
+    /// Finish a run that was interrupted (killed, out of power): every model continues from
+    /// its last checkpoint, written after each epoch, and ends with the same bits as if the
+    /// run had never stopped. Takes no recipe options (the run's own are used).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["all", "model", "hidden", "out", "overwrite", "limit"])]
+    resume: Option<PathBuf>,
     /// Train a network of your own: hidden-layer widths, input side first, comma-separated
     /// (1 to 4 layers of 1 to 1024 units). Input 784 pixels, output 10 classes.
     #[arg(long, value_delimiter = ',', value_name = "W1,W2,..")]
@@ -159,12 +193,55 @@ struct FitArgs {
     #[arg(long, value_enum, default_value = "seed")]
     preset: Preset,
     /// Epochs, 1 to 10,000 (default: the preset's, 20 for sigmoid and 15 for the others and
-    /// for --hidden).
+    /// for --hidden; 30 for best). With --early-stopping, the most epochs.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_EPOCHS))]
     epochs: Option<u32>,
-    /// SGD learning rate, a positive number.
+    /// Learning rate (the schedule's peak), a positive number [seed: 0.01, best: 0.001].
     #[arg(long)]
     lr: Option<f32>,
+    /// Update rule [seed: sgd, best: adamw].
+    #[arg(long, value_enum, help_heading = "Recipe")]
+    optimizer: Option<OptimizerArg>,
+    /// SGD momentum in [0, 1) [default: 0].
+    #[arg(long, value_name = "MU", help_heading = "Recipe")]
+    momentum: Option<f32>,
+    /// Nesterov momentum (with --optimizer sgd and --momentum).
+    #[arg(long, help_heading = "Recipe")]
+    nesterov: bool,
+    /// Weight decay: L2 for sgd and adam, decoupled for adamw [seed: 0, best: 0.0001].
+    #[arg(long, value_name = "WD", help_heading = "Recipe")]
+    weight_decay: Option<f32>,
+    /// Learning-rate schedule, applied every step [seed: constant, best: cosine].
+    #[arg(long, value_enum, help_heading = "Recipe")]
+    schedule: Option<ScheduleArg>,
+    /// Warm-up of the cosine schedule, in epochs (fractions allowed) [best: 1].
+    #[arg(long, value_name = "EPOCHS", help_heading = "Recipe")]
+    warmup_epochs: Option<f32>,
+    /// Step schedule: epochs between drops [default: 10].
+    #[arg(long, value_name = "EPOCHS", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Recipe")]
+    step_every: Option<u32>,
+    /// Step schedule: factor of each drop [default: 0.1].
+    #[arg(long, value_name = "FACTOR", help_heading = "Recipe")]
+    step_gamma: Option<f32>,
+    /// Label smoothing in [0, 1) [seed: 0, best: 0.1].
+    #[arg(long, value_name = "S", help_heading = "Recipe")]
+    label_smoothing: Option<f32>,
+    /// Augmentation: shift each training image by up to N pixels along each axis, 0 to 27
+    /// [default: 0].
+    #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u8).range(0..28), help_heading = "Recipe")]
+    shift: Option<u8>,
+    /// Augmentation: mirror half of the training images left to right.
+    #[arg(long, help_heading = "Recipe")]
+    flip: bool,
+    /// Hold N training images out for validation (stratified by class, chosen by the
+    /// seed); the weights of the best epoch on them are kept and the test set is used once,
+    /// at the end. 0: the test set as validation, the study's way [seed: 0, best: 5000].
+    #[arg(long, value_name = "N", help_heading = "Recipe")]
+    val_split: Option<u32>,
+    /// Stop after PATIENCE epochs without a better validation accuracy (needs a
+    /// validation split).
+    #[arg(long, value_name = "PATIENCE", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Recipe")]
+    early_stopping: Option<u32>,
     /// Images per step, 1 to 60,000 (the training set).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH))]
     batch_size: Option<u32>,
@@ -269,6 +346,13 @@ struct Bars<'a> {
 }
 
 impl Observer for Bars<'_> {
+    fn resumed(&mut self, epochs: usize, finished: bool) {
+        match finished {
+            true => eprintln!("{}: trained in full before the interruption ({epochs} epochs)", self.name),
+            false => eprintln!("{}: continuing from the checkpoint after epoch {epochs}", self.name),
+        }
+    }
+
     fn epoch_start(&mut self, epoch: usize, epochs: usize, steps: usize) {
         let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr_with_hz(10));
         bar.set_style(
@@ -356,14 +440,48 @@ fn export(args: ExportArgs) -> Result<()> {
     Ok(())
 }
 
+/// Whether any option that shapes a recipe was given (`--resume` takes none).
+fn recipe_options_given(a: &FitArgs) -> bool {
+    a.activation.is_some()
+        || a.dropout.is_some()
+        || a.preset != Preset::Seed
+        || a.epochs.is_some()
+        || a.lr.is_some()
+        || a.optimizer.is_some()
+        || a.momentum.is_some()
+        || a.nesterov
+        || a.weight_decay.is_some()
+        || a.schedule.is_some()
+        || a.warmup_epochs.is_some()
+        || a.step_every.is_some()
+        || a.step_gamma.is_some()
+        || a.label_smoothing.is_some()
+        || a.shift.is_some()
+        || a.flip
+        || a.val_split.is_some()
+        || a.early_stopping.is_some()
+        || a.batch_size.is_some()
+        || a.seed.is_some()
+}
+
 /// The recipes `fit` was asked for, checked before any data is read.
 fn recipes(args: &FitArgs) -> Result<Vec<Recipe>> {
-    let Preset::Seed = args.preset;
     if args.hidden.is_empty() && (args.activation.is_some() || args.dropout.is_some()) {
         bail!(
             "--activation and --dropout shape a network given with --hidden; the study's models (--model, --all) have their own"
         );
     }
+    if !args.all && args.model.is_empty() && args.hidden.is_empty() && args.preset == Preset::Seed {
+        bail!("say what to train: --all (the study's three models), --model NAME, --hidden W1,W2,.. or --preset best");
+    }
+    let preset = |name: &str, network: Network| match args.preset {
+        Preset::Seed => Recipe { name: name.to_string(), network, ..Recipe::seed(ModelKind::Relu) },
+        Preset::Best => Recipe::best(name, network),
+    };
+    let study = |kind: ModelKind| match args.preset {
+        Preset::Seed => Recipe::seed(kind),
+        Preset::Best => Recipe::best(&format!("{}-best", kind.name()), kind.network()),
+    };
     let bases: Vec<Recipe> = if !args.hidden.is_empty() {
         let activation = match args.activation.unwrap_or(ActivationArg::Relu) {
             ActivationArg::Relu => infer_core::Activation::Relu,
@@ -375,52 +493,138 @@ fn recipes(args: &FitArgs) -> Result<Vec<Recipe>> {
         }
         let network = Network { hidden: args.hidden.clone(), activation, dropout };
         network.architecture().map_err(|e| anyhow::anyhow!("--hidden {:?}: {e}", args.hidden))?;
-        let base = Recipe::seed(ModelKind::Relu);
-        vec![Recipe { name: network.name(), network, ..base }]
+        let name = match args.preset {
+            Preset::Seed => network.name(),
+            Preset::Best => format!("{}-best", network.name()),
+        };
+        vec![preset(&name, network)]
     } else if args.all {
-        ModelKind::ALL.iter().map(|&k| Recipe::seed(k)).collect()
+        ModelKind::ALL.iter().map(|&k| study(k)).collect()
+    } else if !args.model.is_empty() {
+        args.model.iter().map(|&k| study(k)).collect()
     } else {
-        args.model.iter().map(|&k| Recipe::seed(k)).collect()
+        // --preset best alone: the network of the PyTorch recipe it is measured against.
+        let network = Network { hidden: vec![512, 256], activation: infer_core::Activation::Relu, dropout: 0.2 };
+        vec![preset("best", network)]
     };
-    let recipes: Vec<Recipe> = bases
-        .into_iter()
-        .map(|base| Recipe {
-            epochs: args.epochs.map_or(base.epochs, |e| e as usize),
+    let mut recipes = Vec::new();
+    for base in bases {
+        let epochs = args.epochs.map_or(base.epochs, |e| e as usize);
+        let batch_size = args.batch_size.map_or(base.batch_size, |b| b as usize);
+        let val_split = args.val_split.map_or(base.val_split, |n| n as usize);
+        let optimizer = optimizer(args, base.optimizer)?;
+        let schedule = match (args.schedule, base.schedule) {
+            (None, Schedule::Cosine { .. }) | (Some(ScheduleArg::Cosine), _) => {
+                // Warm-up in epochs of the training set this recipe will see.
+                let train = (60_000usize.min(args.limit.map_or(usize::MAX, |l| l as usize))).saturating_sub(val_split);
+                let steps = train.div_ceil(batch_size.max(1)).max(1);
+                let default = if args.preset == Preset::Best { 1.0 } else { 0.0 };
+                let epochs = args.warmup_epochs.unwrap_or(default);
+                if !(epochs.is_finite() && epochs >= 0.0) {
+                    bail!("--warmup-epochs must be a number >= 0, got {epochs}");
+                }
+                Schedule::Cosine { warmup: (f64::from(epochs) * steps as f64).round() as usize }
+            }
+            (Some(ScheduleArg::Step), _) | (None, Schedule::Step { .. }) => {
+                Schedule::Step { every: args.step_every.unwrap_or(10) as usize, gamma: args.step_gamma.unwrap_or(0.1) }
+            }
+            (Some(ScheduleArg::Constant), _) | (None, Schedule::Constant) => Schedule::Constant,
+        };
+        let r = Recipe {
+            epochs,
             lr: args.lr.unwrap_or(base.lr),
-            batch_size: args.batch_size.map_or(base.batch_size, |b| b as usize),
+            batch_size,
             seed: args.seed.unwrap_or(base.seed),
+            optimizer,
+            schedule,
+            label_smoothing: args.label_smoothing.unwrap_or(base.label_smoothing),
+            augment: Augment { shift: args.shift.unwrap_or(base.augment.shift), flip: args.flip || base.augment.flip },
+            val_split,
+            early_stopping: args.early_stopping.map(|p| p as usize).or(base.early_stopping),
             ..base
-        })
-        .collect();
-    for r in &recipes {
-        if r.batch_size == 0 {
-            bail!("--batch-size must be at least 1");
+        };
+        if !matches!(r.schedule, Schedule::Cosine { .. }) && args.warmup_epochs.is_some() {
+            bail!("--warmup-epochs is for --schedule cosine");
         }
-        if !(r.lr.is_finite() && r.lr > 0.0) {
-            bail!("--lr must be a positive number, got {}", r.lr);
+        if !matches!(r.schedule, Schedule::Step { .. }) && (args.step_every.is_some() || args.step_gamma.is_some()) {
+            bail!("--step-every and --step-gamma are for --schedule step");
         }
+        r.check().map_err(|e| anyhow::anyhow!("{e}"))?;
+        recipes.push(r);
     }
     Ok(recipes)
 }
 
+/// The optimizer the options ask for, from the preset's.
+fn optimizer(args: &FitArgs, base: Optimizer) -> Result<Optimizer> {
+    let base_wd = match base {
+        Optimizer::Sgd { weight_decay, .. }
+        | Optimizer::Adam { weight_decay, .. }
+        | Optimizer::AdamW { weight_decay, .. } => weight_decay,
+    };
+    let chosen = match args.optimizer {
+        None => base,
+        Some(OptimizerArg::Sgd) => Optimizer::Sgd { momentum: 0.0, nesterov: false, weight_decay: base_wd },
+        Some(OptimizerArg::Adam) => Optimizer::adam(base_wd),
+        Some(OptimizerArg::Adamw) => Optimizer::adamw(base_wd),
+    };
+    let sgd = matches!(chosen, Optimizer::Sgd { .. });
+    if !sgd && (args.momentum.is_some() || args.nesterov) {
+        bail!("--momentum and --nesterov are for --optimizer sgd (Adam has its own moments)");
+    }
+    if args.nesterov && args.momentum.is_none_or(|m| m == 0.0) {
+        bail!("--nesterov needs --momentum above 0 (for example --momentum 0.9)");
+    }
+    Ok(match chosen {
+        Optimizer::Sgd { momentum, nesterov, weight_decay } => Optimizer::Sgd {
+            momentum: args.momentum.unwrap_or(momentum),
+            nesterov: args.nesterov || nesterov,
+            weight_decay: args.weight_decay.unwrap_or(weight_decay),
+        },
+        Optimizer::Adam { beta1, beta2, eps, weight_decay } => {
+            Optimizer::Adam { beta1, beta2, eps, weight_decay: args.weight_decay.unwrap_or(weight_decay) }
+        }
+        Optimizer::AdamW { beta1, beta2, eps, weight_decay } => {
+            Optimizer::AdamW { beta1, beta2, eps, weight_decay: args.weight_decay.unwrap_or(weight_decay) }
+        }
+    })
+}
+
 fn fit(args: FitArgs) -> Result<()> {
-    let recipes = recipes(&args)?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if let Some(t) = args.threads
         && t as usize > THREADS_PER_CPU * cpus
     {
         bail!("--threads {t} is more than {THREADS_PER_CPU} per CPU of this machine's {cpus}");
     }
+    let (out, plan) = match &args.resume {
+        Some(dir) => {
+            if recipe_options_given(&args) {
+                bail!(
+                    "--resume continues a run with its own recipe (in {}); leave out the recipe options",
+                    dir.join(rundir::PLAN).display()
+                );
+            }
+            let plan = rundir::resumable(dir)?;
+            eprintln!("Resuming run {} in {}", plan.run_id, dir.display());
+            (dir.clone(), plan)
+        }
+        None => {
+            let recipes = recipes(&args)?;
+            let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
+            let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&stamp));
+            rundir::prepare(&out, args.overwrite)?;
+            let plan = Plan { run_id: trainer::manifest::new_run_id(&stamp), recipes, limit: args.limit };
+            rundir::write_plan(&out, &plan)?;
+            (out, plan)
+        }
+    };
     train::start_thread_pool(args.threads.map(|t| t as usize)).context("starting worker threads")?;
-    let out = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("runs").join(chrono::Local::now().format("%Y%m%d-%H%M%S").to_string()));
-    trainer::rundir::prepare(&out, args.overwrite)?;
-    let run_id = trainer::manifest::new_run_id(&chrono::Local::now().format("%Y%m%d-%H%M%S").to_string());
+    let (recipes, run_id) = (&plan.recipes, plan.run_id.clone());
 
     let started = Instant::now();
     let mut ds = find_or_fetch(args.data.data_dir.as_deref())?;
-    if let Some(n) = args.limit {
+    if let Some(n) = plan.limit {
         ds.train = ds.train.head(n as usize);
     }
     eprintln!(
@@ -437,20 +641,24 @@ fn fit(args: FitArgs) -> Result<()> {
     fsutil::write_atomic(&out.join("samples.csv"), &report::samples_csv(&samples.pixels, &samples.labels)?)
         .context("writing samples.csv")?;
     let mut summaries = Vec::new();
-    for recipe in &recipes {
+    for recipe in recipes {
         let name = recipe.name.as_str();
-        eprintln!(
-            "\n{name}: {} | {} epochs, SGD lr {}, batch {}, seed {}",
-            recipe.network.describe(),
-            recipe.epochs,
-            recipe.lr,
-            recipe.batch_size,
-            recipe.seed
-        );
+        eprintln!("\n{name}: {}\n{name}: {}", recipe.network.describe(), recipe.describe());
         let mut bars = Bars { bar: None, name };
-        let trained = train::fit(recipe, &ds.train, &ds.test, &mut bars).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         let dir = out.join(name);
+        let checkpoint = dir.join(rundir::CHECKPOINT);
+        let trained = train::fit_with(recipe, &ds.train, &ds.test, &mut bars, Some(&checkpoint))
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         report::write_model_dir(&dir, &trained, &ds.test.labels)?;
+        if let Some(best) = trained.best_epoch {
+            let r = &trained.history[best - 1];
+            eprintln!(
+                "{name}: kept epoch {best} of {}, best on validation: val accuracy {:.2}%, val loss {:.4}",
+                trained.history.len(),
+                100.0 * r.val_accuracy,
+                r.val_loss
+            );
+        }
         eprintln!(
             "{name}: test accuracy {:.2}%, test loss {:.4}, {:.1} s",
             100.0 * trained.test.accuracy,
@@ -476,8 +684,9 @@ fn fit(args: FitArgs) -> Result<()> {
     report::write_summary_json(&out, &report::Summary { models: summaries, context })?;
     eprintln!("\nDrawing figures and the report...");
     report::render(&out)?;
+    rundir::remove_checkpoints(&out, &plan)?;
     // Last: the manifest that ties every file to this run.
-    trainer::rundir::seal(&out, &run_id)?;
+    rundir::seal(&out, &run_id)?;
     eprintln!("Results in {}: open report.html (or summary.md) for the figures and conclusions.", out.display());
     Ok(())
 }

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use crate::data::{CLASSES, PIXELS};
 use crate::kernels::lanes::{LANES, V, load, store};
 use crate::kernels::{self, Act, Epilogue, MatRef};
+use crate::optim::{self, OptState, Step};
 
 /// The three models of the study, as presets of [`Network`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -116,7 +117,7 @@ pub fn stack_widths(layers: impl IntoIterator<Item = (usize, usize)>) -> Vec<usi
 }
 
 /// One fully connected layer: `y = x · w + b`, `w` of shape (inputs, outputs) row-major.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Dense {
     /// Input width.
     pub inputs: usize,
@@ -139,7 +140,7 @@ impl Dense {
 }
 
 /// The network's parameters: dense layers, input side first, and the hidden activation.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Mlp {
     /// Hidden-layer activation.
     pub activation: Activation,
@@ -236,7 +237,7 @@ pub struct DropoutSeed {
     pub step: u64,
 }
 
-fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     // SplitMix64 finalizer: decorrelates nearby (seed, step, layer, row) tuples.
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -434,20 +435,46 @@ impl Mlp {
         }
     }
 
-    /// Backward pass after [`Mlp::forward`] and an SGD step with learning rate `lr`.
-    ///
-    /// The loss is the batch mean of categorical cross-entropy, so `dL/dz = (p - y) / rows`
-    /// for the last layer; the layers are then walked from the output back to the input.
+    /// Backward pass after [`Mlp::forward`] and a plain SGD step with learning rate `lr`.
     pub fn backward_sgd(&mut self, x: &[f32], labels: &[u8], ws: &mut Workspace, dropout: bool, lr: f32) {
+        self.backward(x, labels, ws, dropout, 0.0, &mut OptState::default(), Step::Sgd { lr });
+    }
+
+    /// Backward pass after [`Mlp::forward`] and an optimizer step, `state` being the
+    /// optimizer's ([`OptState::new`] with `step`'s slots for this model).
+    ///
+    /// The loss is the batch mean of categorical cross-entropy against labels smoothed by
+    /// `smoothing` (`y = (1 - s)·onehot + s / classes`), so `dL/dz = (p - y) / rows` for the
+    /// last layer; the layers are then walked from the output back to the input.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &mut self,
+        x: &[f32],
+        labels: &[u8],
+        ws: &mut Workspace,
+        dropout: bool,
+        smoothing: f32,
+        state: &mut OptState,
+        step: Step,
+    ) {
         let rows = ws.rows;
         let layers = self.layers.len();
+        if step.slots() > 0 {
+            assert_eq!(state.layers.len(), layers, "optimizer state for every layer");
+        }
         let o = self.classes();
         let inv = 1.0 / rows as f32;
         let top = &mut ws.dz[layers - 1];
         top.clear();
         top.extend_from_slice(&ws.probs[..rows * o]);
+        let off = smoothing / o as f32;
         for (row, &y) in top.chunks_exact_mut(o).zip(labels) {
-            row[y as usize] -= 1.0;
+            if smoothing > 0.0 {
+                row.iter_mut().for_each(|v| *v -= off);
+                row[y as usize] -= 1.0 - smoothing;
+            } else {
+                row[y as usize] -= 1.0;
+            }
             row.iter_mut().for_each(|v| *v *= inv);
         }
         for l in (0..layers).rev() {
@@ -476,20 +503,26 @@ impl Mlp {
                 _ => &ws.h[l - 1][..rows * k],
             };
             let layer = &mut self.layers[l];
-            // W -= lr · inputᵀ · dz, (k, rows) · (rows, n), applied by the product's epilogue.
-            kernels::gemm(
+            let (sw, sb) = match state.layers.get_mut(l) {
+                Some(s) => (optim::slots_mut(&mut s.w), optim::slots_mut(&mut s.b)),
+                None => ((&mut [][..], &mut [][..]), (&mut [][..], &mut [][..])),
+            };
+            // The step with the gradient inputᵀ · dz, (k, rows) · (rows, n), applied by the
+            // product's epilogue.
+            kernels::gemm_update(
                 k,
                 n,
                 rows,
                 MatRef::row_major(input, k).t(),
                 MatRef::row_major(&ws.dz[l], n),
                 &mut layer.w,
-                Epilogue::Descend(lr),
+                [sw.0, sw.1],
+                step,
             );
             let gb = &mut ws.grad_b[l];
             gb.resize(n, 0.0);
             kernels::column_sums(&ws.dz[l][..rows * n], gb);
-            kernels::sgd_step(&mut layer.b, gb, lr);
+            optim::step_slice(step, &mut layer.b, gb, sb.0, sb.1);
         }
     }
 }

@@ -10,8 +10,68 @@ use anyhow::{Context, Result, bail};
 use crate::fsutil::{is_partial, remove_partials};
 use crate::manifest::{FILE as MANIFEST, Manifest, run_of};
 
+/// What a run was asked to do, written before training so that `fit --resume` can finish it.
+pub const PLAN: &str = "run.json";
+/// A model's checkpoint in its folder, while the run trains (removed when it completes).
+pub const CHECKPOINT: &str = "checkpoint.bin";
+
+/// The contents of [`PLAN`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Plan {
+    /// The run's id, as its manifest will say.
+    pub run_id: String,
+    /// The models to train, in order.
+    pub recipes: Vec<crate::train::Recipe>,
+    /// `--limit`: training images used.
+    pub limit: Option<u32>,
+}
+
+/// Writes the plan of the run in `dir`.
+pub fn write_plan(dir: &Path, plan: &Plan) -> Result<()> {
+    let json = serde_json::to_vec_pretty(plan).context("encoding the run plan")?;
+    crate::fsutil::write_atomic(&dir.join(PLAN), &json).with_context(|| format!("writing {}", dir.join(PLAN).display()))
+}
+
+/// The plan of an unfinished run in `dir`, and `dir` emptied of partial writes: what
+/// `fit --resume` continues.
+pub fn resumable(dir: &Path) -> Result<Plan> {
+    let path = dir.join(PLAN);
+    if dir.join(MANIFEST).exists() {
+        bail!("{} holds a complete run (it has {MANIFEST}): nothing to resume", dir.display());
+    }
+    let bytes = match crate::fsutil::read_bounded(&path, 16 << 20) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "{} has no {PLAN}: it is not a run folder of this trainer, or its run was started by a version without resume",
+            dir.display()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let plan: Plan = serde_json::from_slice(&bytes).with_context(|| format!("{} is damaged", path.display()))?;
+    remove_partials(dir).with_context(|| format!("cleaning {}", dir.display()))?;
+    for r in &plan.recipes {
+        remove_partials(&dir.join(&r.name)).with_context(|| format!("cleaning {}", dir.join(&r.name).display()))?;
+    }
+    Ok(plan)
+}
+
+/// Removes the models' checkpoints once the run is complete.
+pub fn remove_checkpoints(dir: &Path, plan: &Plan) -> Result<()> {
+    for r in &plan.recipes {
+        let path = dir.join(&r.name).join(CHECKPOINT);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", path.display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Files `fit` and `report` write at the top of a run folder.
-const RUN_FILES: [&str; 8] = [
+const RUN_FILES: [&str; 9] = [
+    PLAN,
     "summary.json",
     "summary.md",
     "report.html",
@@ -24,7 +84,8 @@ const RUN_FILES: [&str; 8] = [
 
 /// Files `fit`, `export` and `report` write in a model's folder (and `NAME.f32.fmlp`,
 /// `NAME.int8.fmlp`).
-const MODEL_FILES: [&str; 7] = [
+const MODEL_FILES: [&str; 8] = [
+    CHECKPOINT,
     "history.csv",
     "confusion.csv",
     "confusion.png",
@@ -110,7 +171,8 @@ pub fn verify(dir: &Path, run_id: Option<&str>) -> Result<Option<Manifest>> {
     let Some(manifest) = Manifest::read(dir)? else {
         if let Some(id) = run_id {
             bail!(
-                "{} has no {MANIFEST}: run {id} did not finish (killed?), so its files cannot be trusted; run `trainer fit` again",
+                "{} has no {MANIFEST}: run {id} did not finish (killed?), so its files cannot be trusted; finish it with `trainer fit --resume {}`",
+                dir.display(),
                 dir.display()
             );
         }

@@ -7,8 +7,11 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use crate::augment::{self, Augment, SIDE};
+use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::data::{PIXELS, Split};
 use crate::model::{DropoutSeed, Mlp, ModelKind, Network, Workspace, batch_loss_correct};
+use crate::optim::{OptState, Optimizer, Schedule};
 
 /// Starts rayon's global pool as `trainer` runs it: `threads` threads (one per core when
 /// `None`), the calling thread being one of them, each pinned to its own CPU.
@@ -32,7 +35,7 @@ pub fn start_thread_pool(threads: Option<usize>) -> Result<(), rayon::ThreadPool
 }
 
 /// What to train and how: the network and the hyperparameters of one run.
-/// [`Recipe::seed`] is the study's.
+/// [`Recipe::seed`] is the study's, [`Recipe::best`] the best this trainer knows.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(from = "RecipeFile")]
 pub struct Recipe {
@@ -40,44 +43,213 @@ pub struct Recipe {
     pub name: String,
     /// The layers to train.
     pub network: Network,
-    /// Passes over the training set.
+    /// Passes over the training set (at most, with early stopping).
     pub epochs: usize,
-    /// SGD learning rate.
+    /// Base learning rate (the schedule's peak).
     pub lr: f32,
     /// Images per step.
     pub batch_size: usize,
-    /// Seed for initialization, shuffling and dropout.
+    /// Seed for initialization, shuffling, dropout, augmentation and the validation split.
     pub seed: u64,
+    /// Update rule.
+    pub optimizer: Optimizer,
+    /// Learning rate over the run, step by step.
+    pub schedule: Schedule,
+    /// Label smoothing: the target is `(1 - s)·onehot + s / classes`.
+    pub label_smoothing: f32,
+    /// Random shifts and flips of training images.
+    pub augment: Augment,
+    /// Training images held out for validation (stratified, chosen by the seed); 0 for the
+    /// study's way, the test set as validation and the last epoch's weights.
+    pub val_split: usize,
+    /// Stop after this many epochs without a better validation accuracy (needs `val_split`).
+    pub early_stopping: Option<usize>,
 }
 
 impl Recipe {
-    /// The study's recipe for `kind`: SGD lr 0.01, batch 500, 20 epochs (sigmoid) or 15.
+    /// The study's recipe for `kind`: SGD lr 0.01, batch 500, 20 epochs (sigmoid) or 15,
+    /// the test set as validation.
     pub fn seed(kind: ModelKind) -> Recipe {
         let epochs = if kind == ModelKind::Sigmoid { 20 } else { 15 };
-        Recipe { name: kind.name().to_string(), network: kind.network(), epochs, lr: 0.01, batch_size: 500, seed: 42 }
+        Recipe {
+            name: kind.name().to_string(),
+            network: kind.network(),
+            epochs,
+            lr: 0.01,
+            batch_size: 500,
+            seed: 42,
+            optimizer: Optimizer::default(),
+            schedule: Schedule::Constant,
+            label_smoothing: 0.0,
+            augment: Augment::default(),
+            val_split: 0,
+            early_stopping: None,
+        }
+    }
+
+    /// The best recipe this trainer knows for `network`: AdamW (lr 0.001, weight decay
+    /// 1e-4), cosine schedule with one epoch of warm-up, batch 128, 30 epochs, label
+    /// smoothing 0.1; 5,000 training images held out for validation, the weights of the
+    /// best epoch on them kept. Chosen on the validation split only (see README).
+    pub fn best(name: &str, network: Network) -> Recipe {
+        const BATCH: usize = 128;
+        let steps_per_epoch = (60_000 - BEST_VAL_SPLIT).div_ceil(BATCH);
+        Recipe {
+            name: name.to_string(),
+            network,
+            epochs: 30,
+            lr: 0.001,
+            batch_size: BATCH,
+            seed: 42,
+            optimizer: Optimizer::adamw(1e-4),
+            schedule: Schedule::Cosine { warmup: steps_per_epoch },
+            label_smoothing: 0.1,
+            augment: Augment::default(),
+            val_split: BEST_VAL_SPLIT,
+            early_stopping: None,
+        }
     }
 
     /// The study's preset this recipe's name and network are, if any.
     pub fn preset(&self) -> Option<ModelKind> {
         ModelKind::ALL.into_iter().find(|k| k.name() == self.name && k.network() == self.network)
     }
+
+    /// Whether this is the study's recipe for one of its models (its figures compare).
+    pub fn is_study(&self) -> bool {
+        self.preset().is_some_and(|k| *self == Recipe { epochs: self.epochs, ..Recipe::seed(k) })
+    }
+
+    /// Checks what the network does not: the optimizer's coefficients, smoothing, early
+    /// stopping. A message naming what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        self.optimizer.check()?;
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(format!("the learning rate must be a positive number, got {}", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(format!("label smoothing must be in [0, 1), got {}", self.label_smoothing));
+        }
+        if let Schedule::Step { every, gamma } = self.schedule
+            && (every == 0 || !(gamma.is_finite() && gamma > 0.0))
+        {
+            return Err(format!("a step schedule needs epochs >= 1 and a positive factor, got {every} and {gamma}"));
+        }
+        if self.early_stopping.is_some() && self.val_split == 0 {
+            return Err("early stopping chooses weights on validation data: hold some out with --val-split N \
+                 (stopping on the test set would leak it into the model)"
+                .into());
+        }
+        if self.early_stopping == Some(0) {
+            return Err("early stopping needs a patience of at least 1 epoch".into());
+        }
+        if usize::from(self.augment.shift) >= crate::augment::SIDE {
+            return Err(format!("a shift of {} px moves the whole image out", self.augment.shift));
+        }
+        Ok(())
+    }
+
+    /// `AdamW lr 0.001, weight decay 0.0001 | cosine, 430 warm-up steps | batch 128 |
+    /// label smoothing 0.1 | 30 epochs`, the recipe on one line.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![self.optimizer.describe(self.lr)];
+        if self.schedule != Schedule::Constant {
+            parts.push(format!("{} schedule", self.schedule.describe()));
+        }
+        parts.push(format!("batch {}", self.batch_size));
+        if self.label_smoothing > 0.0 {
+            parts.push(format!("label smoothing {}", self.label_smoothing));
+        }
+        if !self.augment.is_none() {
+            parts.push(format!("augmentation: {}", self.augment.describe()));
+        }
+        let epochs = match self.early_stopping {
+            Some(p) => format!("up to {} epochs (early stopping, patience {p})", self.epochs),
+            None => format!("{} epochs", self.epochs),
+        };
+        parts.push(epochs);
+        parts.push(self.validation_description());
+        parts.push(format!("seed {}", self.seed));
+        parts.join(", ")
+    }
+
+    /// What it validates on: `the test set as validation` or `5000 held-out training images`.
+    pub fn validation_description(&self) -> String {
+        match self.val_split {
+            0 => "the test set as validation (the study's way)".into(),
+            n => format!("validation on {n} held-out training images, test set used once at the end"),
+        }
+    }
 }
 
-/// A recipe as `summary.json` holds it: this version's, or the study-only one of earlier
-/// versions (`"kind": "relu"` instead of a name and a network).
+/// Training images the best recipe holds out for validation.
+pub const BEST_VAL_SPLIT: usize = 5_000;
+
+/// A recipe as `summary.json` holds it: this version's (fields added since default to the
+/// study's), or the study-only one of earlier versions (`"kind": "relu"` instead of a name
+/// and a network).
 #[derive(serde::Deserialize)]
 #[serde(untagged)]
 enum RecipeFile {
-    Current { name: String, network: Network, epochs: usize, lr: f32, batch_size: usize, seed: u64 },
-    Study { kind: ModelKind, epochs: usize, lr: f32, batch_size: usize, seed: u64 },
+    Current {
+        name: String,
+        network: Network,
+        epochs: usize,
+        lr: f32,
+        batch_size: usize,
+        seed: u64,
+        #[serde(default)]
+        optimizer: Optimizer,
+        #[serde(default)]
+        schedule: Schedule,
+        #[serde(default)]
+        label_smoothing: f32,
+        #[serde(default)]
+        augment: Augment,
+        #[serde(default)]
+        val_split: usize,
+        #[serde(default)]
+        early_stopping: Option<usize>,
+    },
+    Study {
+        kind: ModelKind,
+        epochs: usize,
+        lr: f32,
+        batch_size: usize,
+        seed: u64,
+    },
 }
 
 impl From<RecipeFile> for Recipe {
     fn from(r: RecipeFile) -> Recipe {
         match r {
-            RecipeFile::Current { name, network, epochs, lr, batch_size, seed } => {
-                Recipe { name, network, epochs, lr, batch_size, seed }
-            }
+            RecipeFile::Current {
+                name,
+                network,
+                epochs,
+                lr,
+                batch_size,
+                seed,
+                optimizer,
+                schedule,
+                label_smoothing,
+                augment,
+                val_split,
+                early_stopping,
+            } => Recipe {
+                name,
+                network,
+                epochs,
+                lr,
+                batch_size,
+                seed,
+                optimizer,
+                schedule,
+                label_smoothing,
+                augment,
+                val_split,
+                early_stopping,
+            },
             RecipeFile::Study { kind, epochs, lr, batch_size, seed } => {
                 Recipe { epochs, lr, batch_size, seed, ..Recipe::seed(kind) }
             }
@@ -141,6 +313,20 @@ pub enum FitError {
         /// Pixels per image.
         found: usize,
     },
+    /// A hyperparameter is out of range, or the options do not go together.
+    #[error("recipe: {0}")]
+    Recipe(String),
+    /// The validation split leaves nothing to train on.
+    #[error("--val-split {asked} holds out all {images} training images: leave some to train on")]
+    Split {
+        /// Images asked for.
+        asked: usize,
+        /// Training images there are.
+        images: usize,
+    },
+    /// The checkpoint to continue from cannot be read, written or used.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
 }
 
 /// Receives progress while training runs; the CLI draws bars, tests stay quiet.
@@ -153,6 +339,8 @@ pub trait Observer {
     fn validating(&mut self) {}
     /// The epoch finished.
     fn epoch_end(&mut self, _record: &EpochRecord) {}
+    /// Training continues from a checkpoint after `epochs` epochs (`finished`: all done).
+    fn resumed(&mut self, _epochs: usize, _finished: bool) {}
 }
 
 /// An observer that ignores everything.
@@ -202,8 +390,11 @@ pub struct Trained {
     pub history: Vec<EpochRecord>,
     /// Final evaluation on the test set.
     pub test: Evaluation,
-    /// Wall time of training, validation included.
+    /// Wall time of training, validation included (over every session of a resumed run).
     pub train_seconds: f64,
+    /// The epoch whose weights were kept, chosen on the held-out validation images
+    /// (`None`: the study's way, the last epoch's).
+    pub best_epoch: Option<usize>,
 }
 
 /// A sort key per image that puts images with similar backgrounds next to each other:
@@ -274,16 +465,53 @@ fn reorder_input_rows(model: &mut Mlp, order: &[u16; PIXELS], back: bool) {
     layer.w = w;
 }
 
-/// Trains a model with `recipe` on `train`, validating on `test` after every epoch.
+/// Trains a model with `recipe` on `train`, validating after every epoch (see [`fit_with`]).
+pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Observer) -> Result<Trained, FitError> {
+    fit_with(recipe, train, test, observer, None)
+}
+
+/// Which is better on validation: higher accuracy, then lower loss.
+fn better(a: &EpochRecord, b: &EpochRecord) -> bool {
+    a.val_accuracy > b.val_accuracy || (a.val_accuracy == b.val_accuracy && a.val_loss < b.val_loss)
+}
+
+/// Trains a model with `recipe` on `train` and evaluates it on `test`.
+///
+/// Validation after every epoch runs on `recipe.val_split` training images held out
+/// (stratified), and the weights of the best epoch on them are kept; with `val_split` 0 it
+/// runs on `test`, as the study did, and the last epoch's weights are kept.
+///
+/// With `checkpoint`, the state after every epoch is written there, and a run whose
+/// checkpoint is already there continues from it: the result has the same bits as a run
+/// never interrupted.
 ///
 /// Inside, pixels are laid out in [`patch_order`] (the first layer's weight rows with
 /// them); the returned model is in image order, and its test evaluation is computed on it.
-pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Observer) -> Result<Trained, FitError> {
+pub fn fit_with(
+    recipe: &Recipe,
+    train: &Split,
+    test: &Split,
+    observer: &mut dyn Observer,
+    checkpoint: Option<&std::path::Path>,
+) -> Result<Trained, FitError> {
     let network = &recipe.network;
     let arch = network.architecture().map_err(|error| FitError::Network { hidden: network.hidden.clone(), error })?;
     if arch.inputs() != PIXELS {
         return Err(FitError::Inputs { expected: arch.inputs(), found: PIXELS });
     }
+    recipe.check().map_err(FitError::Recipe)?;
+    if recipe.val_split >= train.len() {
+        return Err(FitError::Split { asked: recipe.val_split, images: train.len() });
+    }
+    let held_out;
+    let (train, val_source) = match recipe.val_split {
+        0 => (train, test),
+        n => {
+            let (kept, held) = augment::stratified_holdout(&train.labels, n, recipe.seed);
+            held_out = (augment::subset(train, &kept), augment::subset(train, &held));
+            (&held_out.0, &held_out.1)
+        }
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed);
     let mut model = Mlp::new(&arch, network.activation, &mut rng);
     let classes = arch.classes();
@@ -293,24 +521,70 @@ pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Obse
     // on a copy sorted like a batch, whose per-image predictions are not kept.
     let all = |n: usize| (0..n as u32).collect::<Vec<u32>>();
     let train_pixels = reorder_pixels(train, &all(train.len()), &layout);
-    let mut val_images = all(test.len());
-    let keys = silhouette_keys(test);
+    let mut val_images = all(val_source.len());
+    let keys = silhouette_keys(val_source);
     val_images.sort_by_key(|&i| keys[i as usize]);
-    let val_labels = val_images.iter().map(|&i| test.labels[i as usize]).collect();
-    let validation = Split::new(reorder_pixels(test, &val_images, &layout), val_labels);
+    let val_labels = val_images.iter().map(|&i| val_source.labels[i as usize]).collect();
+    let validation = Split::new(reorder_pixels(val_source, &val_images, &layout), val_labels);
     let dropout = network.dropout;
     // A batch larger than the training set is the training set (and allocates no more).
     let bs = recipe.batch_size.clamp(1, train.len().max(1));
     let steps = train.len().div_ceil(bs);
+    let total_steps = steps * recipe.epochs;
     let mut order: Vec<u32> = (0..train.len() as u32).collect();
     let similar = silhouette_keys(train);
+    let slots = recipe.optimizer.slots();
+    let mut state = OptState::new(slots, model.layers.iter().map(|l| (l.w.len(), l.b.len())));
     let mut ws = Workspace::default();
     let mut eval_ws = Workspace::default();
     let mut x = vec![0.0f32; bs * PIXELS];
     let mut y = vec![0u8; bs];
     let mut history = Vec::new();
+    let mut best: Option<(usize, Mlp)> = None;
+    let mut since_best = 0;
+    let mut finished = false;
+    let mut seconds_before = 0.0;
+    let recipe_json = serde_json::to_string(recipe).expect("a recipe serializes");
+    let mut writer = checkpoint.map(checkpoint::Writer::new);
+    if let Some(path) = checkpoint
+        && let Some(c) = checkpoint::read(path)?
+    {
+        let mismatch = |what: String| CheckpointError::Mismatch { path: path.to_path_buf(), what };
+        if c.recipe != recipe_json {
+            return Err(mismatch(format!("another recipe: {}", c.recipe)).into());
+        }
+        if c.train_images != train.len() as u64 || c.order.len() != train.len() {
+            return Err(mismatch(format!("{} training images, not {}", c.train_images, train.len())).into());
+        }
+        let same_shape = |m: &Mlp| {
+            m.widths() == model.widths()
+                && m.layers.iter().all(|l| l.w.len() == l.inputs * l.outputs && l.b.len() == l.outputs)
+        };
+        let state_shape = c.state.layers.len() == model.layers.len()
+            && c.state.layers.iter().zip(&model.layers).all(|(s, l)| {
+                s.w.len() == slots
+                    && s.b.len() == slots
+                    && s.w.iter().all(|v| v.len() == l.w.len())
+                    && s.b.iter().all(|v| v.len() == l.b.len())
+            });
+        if !same_shape(&c.model)
+            || !state_shape
+            || c.best.as_ref().is_some_and(|(_, m)| !same_shape(m))
+            || c.history.len() != c.epoch
+        {
+            return Err(mismatch("another network or optimizer".into()).into());
+        }
+        (model, state, rng, order, history, best, since_best, finished, seconds_before) =
+            (c.model, c.state, c.rng, c.order, c.history, c.best, c.since_best, c.finished, c.seconds);
+        observer.resumed(history.len(), finished);
+    }
     let started = Instant::now();
-    for epoch in 1..=recipe.epochs {
+    let mut pixels = vec![0u8; bs * PIXELS];
+    let first = history.len() + 1;
+    for epoch in first..=recipe.epochs {
+        if finished {
+            break;
+        }
         let t0 = Instant::now();
         observer.epoch_start(epoch, recipe.epochs, steps);
         order.shuffle(&mut rng);
@@ -320,19 +594,21 @@ pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Obse
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for (step, idx) in order.chunks(bs).enumerate() {
             let rows = idx.len();
-            // Gather the batch on every thread (serial, it left one core idle), from the
-            // 8-bit pixels: a quarter of the bytes to fetch from scattered images, and the
-            // same division by 255 as `Split::images`, so the same values.
-            x[..rows * PIXELS].par_chunks_mut(PIXELS).zip(idx.par_iter()).with_min_len(50).for_each(|(dst, &i)| {
-                let i = i as usize;
-                for (d, &p) in dst.iter_mut().zip(&train_pixels[i * PIXELS..(i + 1) * PIXELS]) {
-                    *d = f32::from(p) / 255.0;
-                }
-            });
+            let t = (epoch - 1) * steps + step;
+            gather(
+                &mut x[..rows * PIXELS],
+                &mut pixels[..rows * PIXELS],
+                idx,
+                train,
+                &train_pixels,
+                &layout,
+                recipe,
+                t,
+            );
             for (label, &i) in y.iter_mut().zip(idx) {
                 *label = train.labels[i as usize];
             }
-            let seed = DropoutSeed { seed: recipe.seed, step: ((epoch - 1) * steps + step) as u64 };
+            let seed = DropoutSeed { seed: recipe.seed, step: t as u64 };
             model.forward(&x[..rows * PIXELS], rows, &mut ws, Some((dropout, seed)));
             let probs = &ws.probs[..rows * classes];
             let (loss, c) = batch_loss_correct(probs, classes, &y[..rows]);
@@ -340,7 +616,10 @@ pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Obse
             if !batch_mean.is_finite() || probs.iter().any(|p| !p.is_finite()) {
                 return Err(Diverged { epoch, step: step + 1, loss: batch_mean, lr: recipe.lr }.into());
             }
-            model.backward_sgd(&x[..rows * PIXELS], &y[..rows], &mut ws, dropout > 0.0, recipe.lr);
+            let lr = recipe.schedule.lr(recipe.lr, t, total_steps, steps);
+            let update = recipe.optimizer.step(lr, t as u64 + 1);
+            let smoothing = recipe.label_smoothing;
+            model.backward(&x[..rows * PIXELS], &y[..rows], &mut ws, dropout > 0.0, smoothing, &mut state, update);
             loss_sum += loss;
             correct += c;
             seen += rows;
@@ -364,8 +643,40 @@ pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Obse
             val_accuracy: eval.accuracy,
             seconds: t0.elapsed().as_secs_f64(),
         };
+        if recipe.val_split > 0 {
+            if best.as_ref().is_none_or(|(b, _)| better(&record, &history[*b - 1])) {
+                best = Some((epoch, model.clone()));
+                since_best = 0;
+            } else {
+                since_best += 1;
+            }
+        }
         observer.epoch_end(&record);
         history.push(record);
+        finished = epoch == recipe.epochs || recipe.early_stopping.is_some_and(|p| since_best >= p);
+        if let Some(w) = writer.as_mut() {
+            w.save(&Checkpoint {
+                recipe: recipe_json.clone(),
+                train_images: train.len() as u64,
+                epoch,
+                finished,
+                model: model.clone(),
+                state: state.clone(),
+                rng: rng.clone(),
+                order: order.clone(),
+                history: history.clone(),
+                best: best.clone(),
+                since_best,
+                seconds: seconds_before + started.elapsed().as_secs_f64(),
+            })?;
+        }
+    }
+    if let Some(w) = writer.as_mut() {
+        w.finish()?;
+    }
+    let best_epoch = best.as_ref().map(|(e, _)| *e);
+    if let Some((_, kept)) = best {
+        model = kept;
     }
     reorder_input_rows(&mut model, &layout, true);
     let test_eval = evaluate(&model, test, &mut eval_ws);
@@ -378,6 +689,43 @@ pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Obse
         model,
         history,
         test: test_eval,
-        train_seconds: started.elapsed().as_secs_f64(),
+        train_seconds: seconds_before + started.elapsed().as_secs_f64(),
+        best_epoch,
     })
+}
+
+/// The batch of images `idx` into `x` ((rows, 784), training's pixel layout, /255).
+///
+/// On every thread (serial, it left one core idle), from 8-bit pixels: a quarter of the
+/// bytes to fetch from scattered images, and the same division by 255 as `Split::images`,
+/// so the same values. With augmentation, each image is transformed first (into `scratch`,
+/// in image order), by the transform drawn for it at global step `t`.
+#[allow(clippy::too_many_arguments)]
+fn gather(
+    x: &mut [f32],
+    scratch: &mut [u8],
+    idx: &[u32],
+    train: &Split,
+    train_pixels: &[u8],
+    layout: &[u16; PIXELS],
+    recipe: &Recipe,
+    t: usize,
+) {
+    let rows = x.par_chunks_mut(PIXELS).zip(scratch.par_chunks_mut(PIXELS)).zip(idx.par_iter()).with_min_len(50);
+    if recipe.augment.is_none() {
+        rows.for_each(|((dst, _), &i)| {
+            let i = i as usize;
+            for (d, &p) in dst.iter_mut().zip(&train_pixels[i * PIXELS..(i + 1) * PIXELS]) {
+                *d = f32::from(p) / 255.0;
+            }
+        });
+        return;
+    }
+    rows.for_each(|((dst, moved), &i)| {
+        let transform = recipe.augment.draw(recipe.seed, t as u64, i);
+        transform.apply(&train.pixels[i as usize * PIXELS..][..PIXELS], moved, SIDE);
+        for (d, &p) in dst.iter_mut().zip(layout) {
+            *d = f32::from(moved[p as usize]) / 255.0;
+        }
+    });
 }

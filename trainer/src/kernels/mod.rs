@@ -17,6 +17,8 @@ use rayon::prelude::*;
 
 use lanes::{LANES, MR, NR, NV, V, load, store};
 
+use crate::optim::{self, Step};
+
 /// A read-only matrix view: element (i, j) is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy, Debug)]
 pub struct MatRef<'a> {
@@ -67,6 +69,10 @@ pub enum Epilogue<'a> {
     /// `C = fma(A·B, -lr, C)`: an SGD step with the gradient `A·B` applied as it is computed
     /// (the same bits as storing the gradient and then calling [`sgd_step`]).
     Descend(f32),
+    /// `(C, S1, S2) = update(step, A·B, C, S1, S2)`: an optimizer step with the gradient
+    /// `A·B` applied as it is computed, its state beside C (see [`gemm_update`]). The same
+    /// bits as storing the gradient and calling [`optim::step_slice`](crate::optim::step_slice).
+    Update(Step),
 }
 
 /// A hidden-layer activation, applied by [`Epilogue::BiasAct`].
@@ -136,6 +142,52 @@ const SMALL_B: usize = 16 * 1024;
 
 /// `C (m x n, row-major) = A (m x k) · B (k x n)`, then the epilogue; SIMD and parallel.
 pub fn gemm(m: usize, n: usize, k: usize, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], epilogue: Epilogue<'_>) {
+    assert!(!matches!(epilogue, Epilogue::Update(_)), "an optimizer step needs its state: gemm_update");
+    gemm_with_state(m, n, k, a, b, c, [&mut [], &mut []], epilogue);
+}
+
+/// An optimizer step on `w` (m x n, row-major) with the gradient `A (m x k) · B (k x n)`:
+/// each tile of the gradient updates its tile of `w` and of the state arrays (`state[s]` is
+/// empty where `step` has no slot `s`, else laid out like `w`) as soon as it is computed.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_update(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    w: &mut [f32],
+    state: [&mut [f32]; 2],
+    step: Step,
+) {
+    for (s, slot) in state.iter().enumerate() {
+        let want = if s < step.slots() { m * n } else { 0 };
+        assert_eq!(slot.len(), want, "optimizer state slot {s}");
+    }
+    let epilogue = match step {
+        // The study's SGD step, with its own epilogue's bits.
+        Step::Sgd { lr } => Epilogue::Descend(lr),
+        step => Epilogue::Update(step),
+    };
+    gemm_with_state(m, n, k, a, b, w, state, epilogue);
+}
+
+/// Splits `s` after `at` values, or gives two empty slices when `s` is empty (an unused slot).
+fn split_slot(s: &mut [f32], at: usize) -> (&mut [f32], &mut [f32]) {
+    if s.is_empty() { (&mut [], &mut []) } else { s.split_at_mut(at) }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_with_state(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: &mut [f32],
+    state: [&mut [f32]; 2],
+    epilogue: Epilogue<'_>,
+) {
     assert!(c.len() >= m * n, "output holds {} values, needs {}", c.len(), m * n);
     a.check(m, k);
     b.check(k, n);
@@ -173,13 +225,16 @@ pub fn gemm(m: usize, n: usize, k: usize, a: MatRef<'_>, b: MatRef<'_>, c: &mut 
 
         let mut blocks = Vec::new();
         let mut rest = &mut c[..m * n];
+        let [mut rest1, mut rest2] = state;
         let mut i0 = 0;
         for end in row_tasks(m).skip(1).chain([m]) {
             let (blk, tail) = rest.split_at_mut((end - i0) * n);
-            blocks.push((i0, blk));
-            (rest, i0) = (tail, end);
+            let (s1, tail1) = split_slot(rest1, (end - i0) * n);
+            let (s2, tail2) = split_slot(rest2, (end - i0) * n);
+            blocks.push((i0, blk, s1, s2));
+            (rest, rest1, rest2, i0) = (tail, tail1, tail2, end);
         }
-        blocks.into_par_iter().for_each(|(i0, c_blk)| {
+        blocks.into_par_iter().for_each(|(i0, c_blk, s1_blk, s2_blk)| {
             let rows = c_blk.len() / n;
             PACKED_A.with(|cell| {
                 let mut own = PackedA::new();
@@ -210,13 +265,33 @@ pub fn gemm(m: usize, n: usize, k: usize, a: MatRef<'_>, b: MatRef<'_>, c: &mut 
                         let r0 = ip * MR;
                         let a_panel = &pa.vals[ip * k * MR..][..k * MR];
                         let steps = &pa.steps[ip * k..][..kept];
-                        let tile = &mut c_blk[r0 * n + j0..];
-                        micro_kernel(k, a_panel, steps, b_panel, ldb, tile, n, (rows - r0).min(MR), cols, j0, epilogue);
+                        let at = r0 * n + j0;
+                        let tile = &mut c_blk[at..];
+                        let state = [slot_tail(s1_blk, at), slot_tail(s2_blk, at)];
+                        micro_kernel(
+                            k,
+                            a_panel,
+                            steps,
+                            b_panel,
+                            ldb,
+                            tile,
+                            state,
+                            n,
+                            (rows - r0).min(MR),
+                            cols,
+                            j0,
+                            epilogue,
+                        );
                     }
                 }
             });
         });
     });
+}
+
+/// `&mut s[at..]`, or an empty slice for an unused slot.
+fn slot_tail(s: &mut [f32], at: usize) -> &mut [f32] {
+    if s.is_empty() { s } else { &mut s[at..] }
 }
 
 /// Packs columns `j0..j0+NR` of B (all k rows) as `k` groups of `NV` vectors, zero-padded.
@@ -336,6 +411,7 @@ fn micro_kernel(
     b: &[f32],
     ldb: usize,
     c: &mut [f32],
+    state: [&mut [f32]; 2],
     ldc: usize,
     rows: usize,
     cols: usize,
@@ -403,9 +479,59 @@ fn micro_kernel(
                     }
                 }
             }
+            Epilogue::Update(step) => store_update(acc, step, c, state, ldc, MR, NR),
         }
+    } else if let Epilogue::Update(step) = epilogue {
+        store_update(acc, step, c, state, ldc, rows, cols);
     } else {
         store_edge(acc, c, ldc, rows, cols, j0, epilogue);
+    }
+}
+
+/// An optimizer step on a tile (`rows x cols` of it) of the parameters `c` and their state
+/// (row stride `ldc`) with the gradient `acc`.
+///
+/// Whole vectors always (a partial tile's rows go through a padded copy), so a parameter
+/// gets the same bits wherever its tile falls. Out of line, and `acc` by value, like
+/// [`store_edge`].
+#[inline(never)]
+fn store_update(
+    acc: [[V; NV]; MR],
+    step: Step,
+    c: &mut [f32],
+    state: [&mut [f32]; 2],
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+) {
+    let slots = step.slots();
+    let [s1, s2] = state;
+    for (r, g) in acc.iter().enumerate().take(rows) {
+        let at = r * ldc;
+        let mut w = [0.0f32; NR];
+        let mut m = [0.0f32; NR];
+        let mut v = [0.0f32; NR];
+        w[..cols].copy_from_slice(&c[at..at + cols]);
+        if slots >= 1 {
+            m[..cols].copy_from_slice(&s1[at..at + cols]);
+        }
+        if slots >= 2 {
+            v[..cols].copy_from_slice(&s2[at..at + cols]);
+        }
+        for (x, &g) in g.iter().enumerate() {
+            let lane = x * LANES;
+            let (nw, nm, nv) = optim::update(step, g, load(&w[lane..]), load(&m[lane..]), load(&v[lane..]));
+            store(&mut w[lane..], nw);
+            store(&mut m[lane..], nm);
+            store(&mut v[lane..], nv);
+        }
+        c[at..at + cols].copy_from_slice(&w[..cols]);
+        if slots >= 1 {
+            s1[at..at + cols].copy_from_slice(&m[..cols]);
+        }
+        if slots >= 2 {
+            s2[at..at + cols].copy_from_slice(&v[..cols]);
+        }
     }
 }
 
@@ -447,6 +573,7 @@ fn store_edge(
                 Epilogue::Accumulate => *dst + val,
                 Epilogue::Bias(bias) => val + bias[j0 + j],
                 Epilogue::Descend(lr) => lanes::mul_add(val, -lr, *dst),
+                Epilogue::Update(_) => unreachable!("optimizer steps are stored by store_update"),
             };
         }
     }
