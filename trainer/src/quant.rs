@@ -69,6 +69,8 @@ struct Ranges {
     z: (f64, f64),
     /// Largest |logit|.
     max_logit: f64,
+    /// A sample of the hidden pre-activations (every layer's), for sigmoid models.
+    z_sample: Vec<f32>,
 }
 
 fn calibrate(model: &Mlp, images: &[f32]) -> Ranges {
@@ -77,7 +79,12 @@ fn calibrate(model: &Mlp, images: &[f32]) -> Ranges {
     let last = model.layers.len().saturating_sub(1);
     // The first layer reads the images in place; later ones the previous layer's output.
     let mut x = std::borrow::Cow::Borrowed(images);
-    let mut r = Ranges { max_act: vec![0.0; last], z: (f64::INFINITY, f64::NEG_INFINITY), max_logit: 0.0 };
+    let mut r = Ranges {
+        max_act: vec![0.0; last],
+        z: (f64::INFINITY, f64::NEG_INFINITY),
+        max_logit: 0.0,
+        z_sample: Vec::new(),
+    };
     for (l, layer) in model.layers.iter().enumerate() {
         let mut z = vec![0.0f32; rows * layer.outputs];
         kernels::gemm(
@@ -92,6 +99,9 @@ fn calibrate(model: &Mlp, images: &[f32]) -> Ranges {
         if l == last {
             r.max_logit = z.iter().fold(0.0, |m, &v| m.max(f64::from(v).abs()));
             break;
+        }
+        if model.activation == Activation::Sigmoid {
+            r.z_sample.extend(z.iter().step_by(7));
         }
         for v in z.iter_mut() {
             r.z = (r.z.0.min(f64::from(*v)), r.z.1.max(f64::from(*v)));
@@ -177,13 +187,9 @@ pub fn quantize(model: &Mlp, calibration: &[f32]) -> QuantModel {
             // One int8 grid for every hidden layer's pre-activations, so one table serves all.
             let lo = ranges.z.0.max(-SIGMOID_SATURATION);
             let hi = ranges.z.1.min(SIGMOID_SATURATION).max(lo + 1e-3);
-            let z_scale = (hi - lo) / 255.0;
-            let zero_point = (-128.0 - lo / z_scale).round().clamp(-128.0, 127.0) as i8;
+            let (lo, hi) = sigmoid_grid(lo, hi, &ranges.z_sample);
+            let (z_scale, zero_point, table) = sigmoid_table(lo, hi);
             let z_bound = lo.abs().max(hi.abs()) + z_scale;
-            let table: [u8; SIGMOID_TABLE_BYTES] = core::array::from_fn(|i| {
-                let z = z_scale * (i as f64 - 128.0 - f64::from(zero_point));
-                (255.0 / (1.0 + (-z).exp())).round() as u8
-            });
             let sig_scale = 1.0 / 255.0;
             let layers = hidden
                 .iter()
@@ -200,6 +206,53 @@ pub fn quantize(model: &Mlp, calibration: &[f32]) -> QuantModel {
     let z_bound = 2.0 * ranges.max_logit.max(1e-3);
     layers.push(quantize_layer(last, out_scale, z_bound, z_bound / 32767.0, 0));
     QuantModel { activation: model.activation, layers, table }
+}
+
+/// The step, zero point and table of an int8 pre-activation grid spanning `lo..=hi`.
+fn sigmoid_table(lo: f64, hi: f64) -> (f64, i8, [u8; SIGMOID_TABLE_BYTES]) {
+    let z_scale = (hi - lo) / 255.0;
+    let zero_point = (-128.0 - lo / z_scale).round().clamp(-128.0, 127.0) as i8;
+    let table = core::array::from_fn(|i| {
+        let z = z_scale * (i as f64 - 128.0 - f64::from(zero_point));
+        (255.0 / (1.0 + (-z).exp())).round() as u8
+    });
+    (z_scale, zero_point, table)
+}
+
+/// The span of the sigmoid grid: the calibration range `lo..=hi`, or a narrower one if
+/// that gives activation bytes closer to the f32 sigmoid over the calibration
+/// pre-activations `z` (mean squared error, clipping and rounding together).
+///
+/// Pre-activations far out are rare and the sigmoid is flat there, so clipping them costs
+/// less than the coarser steps a wide grid takes near 0, where the sigmoid is steepest.
+/// With the study's sigmoid model (grid -6.5..6.5 from the extremes) this took the int8
+/// test accuracy from -0.23 to within 0.1 points of f32. Training images only: the test
+/// set plays no part.
+fn sigmoid_grid(lo: f64, hi: f64, z: &[f32]) -> (f64, f64) {
+    if z.is_empty() {
+        return (lo, hi);
+    }
+    let error = |f: f64| {
+        let (lo, hi) = (lo * f, hi * f);
+        let (z_scale, zero_point, table) = sigmoid_table(lo, hi);
+        let zp = f64::from(zero_point);
+        z.par_chunks(4096)
+            .map(|c| {
+                c.iter()
+                    .map(|&v| {
+                        let v = f64::from(v);
+                        let q = ((v / z_scale).round() + zp).clamp(-128.0, 127.0);
+                        let got = f64::from(table[(q + 128.0) as usize]) / 255.0;
+                        let want = 1.0 / (1.0 + (-v).exp());
+                        (got - want) * (got - want)
+                    })
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+    };
+    let best = (0..=20).map(|i| 1.0 - 0.025 * f64::from(i)).map(|f| (error(f), f)).min_by(|a, b| a.0.total_cmp(&b.0));
+    let f = best.map_or(1.0, |(_, f)| f);
+    (lo * f, hi * f)
 }
 
 /// Requantization as `infer_core::int8net` defines it, in 64-bit arithmetic.

@@ -93,6 +93,16 @@ pub struct ModelSummary {
     /// Bytes of the int8 model file.
     #[serde(default)]
     pub int8_model_bytes: Option<usize>,
+    /// The epoch whose weights were kept, chosen on held-out training images (absent when
+    /// the test set was the validation set, the study's way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_epoch: Option<usize>,
+    /// Accuracy of the kept weights on the held-out validation images, 0..1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_accuracy: Option<f64>,
+    /// Loss of the kept weights on the held-out validation images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
 }
 
 impl ModelSummary {
@@ -105,10 +115,13 @@ impl ModelSummary {
             test_loss: t.test.loss,
             train_seconds: t.train_seconds,
             recipe: t.recipe.clone(),
-            study_test_accuracy: t.recipe.preset().map(study_accuracy),
+            study_test_accuracy: t.recipe.preset().filter(|_| t.recipe.is_study()).map(study_accuracy),
             architecture: t.model.architecture().map(|a| a.to_string()).unwrap_or_default(),
             int8_test_accuracy: None,
             int8_model_bytes: None,
+            best_epoch: t.best_epoch,
+            val_accuracy: t.best_epoch.map(|e| t.history[e - 1].val_accuracy),
+            val_loss: t.best_epoch.map(|e| t.history[e - 1].val_loss),
         }
     }
 }
@@ -363,11 +376,25 @@ fn blocks(run: &Run) -> Vec<Block> {
     let models = &run.summary.models;
     let ctx = &run.summary.context;
     let nets: Vec<String> = models.iter().map(|m| format!("{} ({})", m.name, arch_of(m))).collect();
-    let validation = "the test set as validation";
+    let held_out: Vec<&str> = models.iter().filter(|m| m.recipe.val_split > 0).map(|m| m.name.as_str()).collect();
+    let validation = match (held_out.len(), models.len()) {
+        (0, _) => "the test set as validation (the study's way: choices made while watching it leak it into the model)"
+            .to_string(),
+        (h, n) if h == n => {
+            "validation on training images held out for it (stratified by class), the weights of the best \
+             epoch on them kept and the test set used once, at the end"
+                .to_string()
+        }
+        _ => format!(
+            "validation on held-out training images for {} (the test set used once, at the end), on the test set \
+             for the others (the study's way)",
+            held_out.join(", ")
+        ),
+    };
     let mut out = vec![
         Block::Heading(1, "Fashion-MNIST MLPs: report".into()),
         Block::Para(format!(
-            "{} trained with plain SGD on categorical cross-entropy, Glorot-uniform initialization, {validation}: \
+            "{} trained on categorical cross-entropy, Glorot-uniform initialization, {validation}: \
              {}. {} threads, kernels compiled for {}, {:.1} s in all. Data: `{}`.",
             match models.len() {
                 1 => "One multilayer perceptron".to_string(),
@@ -392,12 +419,17 @@ fn blocks(run: &Run) -> Vec<Block> {
                 Some(a) => format!("{} ({:+.2} pp)", pct(a), 100.0 * (a - m.test_accuracy)),
                 None => "-".into(),
             };
+            let validation = match (m.val_accuracy, m.best_epoch) {
+                (Some(a), Some(e)) => format!("{} (epoch {e} kept)", pct(a)),
+                _ => "test set".into(),
+            };
             vec![
                 m.name.clone(),
                 m.recipe.network.describe(),
                 m.epochs.to_string(),
-                m.recipe.lr.to_string(),
+                m.recipe.optimizer.describe(m.recipe.lr),
                 m.recipe.batch_size.to_string(),
+                validation,
                 pct(m.test_accuracy),
                 study,
                 diff,
@@ -412,8 +444,9 @@ fn blocks(run: &Run) -> Vec<Block> {
             "model",
             "layers",
             "epochs",
-            "lr",
+            "optimizer",
             "batch",
+            "validation accuracy",
             "test accuracy",
             "study",
             "difference",
@@ -432,14 +465,20 @@ fn blocks(run: &Run) -> Vec<Block> {
     out.push(Block::Figure("val_accuracy.png".into(), "Validation accuracy of every model, epoch by epoch.".into()));
     for (m, (_, confusion)) in models.iter().zip(&run.models) {
         out.push(Block::Heading(2, format!("Model: {}", m.name)));
+        let kept = match (m.best_epoch, m.val_accuracy, m.val_loss) {
+            (Some(e), Some(a), Some(l)) => format!(
+                " {} epochs ran; epoch {e} was best on the held-out images (validation accuracy {}, loss {l:.4}) \
+                 and its weights are the model's.",
+                m.epochs,
+                pct(a)
+            ),
+            _ => String::new(),
+        };
         out.push(Block::Para(format!(
-            "{} ({}); SGD lr {}, batch {}, {} epochs, seed {}. Test accuracy {}, test loss {:.4}.",
+            "{} ({}). Recipe: {}.{kept} Test accuracy {}, test loss {:.4}.",
             m.recipe.network.describe(),
             arch_of(m),
-            m.recipe.lr,
-            m.recipe.batch_size,
-            m.epochs,
-            m.recipe.seed,
+            m.recipe.describe(),
             pct(m.test_accuracy),
             m.test_loss
         )));
@@ -501,7 +540,7 @@ fn conclusions(models: &[ModelSummary]) -> Vec<String> {
         s.push(format!("Best test accuracy: **{}** at {}.", best.name, pct(best.test_accuracy)));
     }
     // The study's comparisons, between its presets only.
-    let find = |k: ModelKind| models.iter().find(|m| m.recipe.preset() == Some(k));
+    let find = |k: ModelKind| models.iter().find(|m| m.recipe.is_study() && m.recipe.preset() == Some(k));
     if let (Some(sig), Some(relu)) = (find(ModelKind::Sigmoid), find(ModelKind::Relu)) {
         s.push(format!(
             "ReLU vs sigmoid: {:+.2} percentage points in {} vs {} epochs. With plain SGD at lr 0.01 the \

@@ -95,13 +95,24 @@ fn fit_hidden_trains_a_network_of_that_shape_and_names_it_so() {
 
 #[test]
 fn networks_the_format_cannot_hold_are_refused_before_any_work() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 17] = [
         (&["--hidden", "2000"], "width 2000 of layer 1"),
         (&["--hidden", "8,8,8,8,8"], "5 hidden layers; a network has 1 to 4"),
         (&["--hidden", "0"], "width 0 of layer 1"),
         (&["--hidden", "32", "--dropout", "1"], "--dropout must be in [0, 1)"),
         (&["--activation", "sigmoid", "--model", "relu"], "--hidden"),
         (&["--hidden", "32", "--model", "relu"], "cannot be used with"),
+        (&["--model", "relu", "--early-stopping", "3"], "--val-split"),
+        (&["--model", "relu", "--optimizer", "adamw", "--momentum", "0.9"], "are for --optimizer sgd"),
+        (&["--model", "relu", "--nesterov"], "--nesterov needs --momentum"),
+        (&["--model", "relu", "--label-smoothing", "1"], "label smoothing must be in [0, 1)"),
+        (&["--model", "relu", "--warmup-epochs", "2"], "--warmup-epochs is for --schedule cosine"),
+        (&["--model", "relu", "--optimizer", "adam", "--weight-decay=-1"], "weight decay must be"),
+        (&["--model", "relu", "--shift", "28"], "28 is not in 0..=27"),
+        (&["--resume", "/nonexistent", "--epochs", "3"], "leave out the recipe options"),
+        (&["--resume", "/nonexistent"], "no run.json"),
+        (&["--resume", "/tmp", "--all"], "cannot be used with"),
+        (&[], "say what to train"),
     ];
     for (args, needle) in cases {
         let run = trainer().arg("fit").args(args).args(["--data-dir", "/nonexistent"]).output().unwrap();

@@ -143,7 +143,7 @@ const SMALL_B: usize = 16 * 1024;
 /// `C (m x n, row-major) = A (m x k) · B (k x n)`, then the epilogue; SIMD and parallel.
 pub fn gemm(m: usize, n: usize, k: usize, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], epilogue: Epilogue<'_>) {
     assert!(!matches!(epilogue, Epilogue::Update(_)), "an optimizer step needs its state: gemm_update");
-    gemm_with_state(m, n, k, a, b, c, [&mut [], &mut []], epilogue);
+    gemm_with_state::<false>(m, n, k, a, b, c, [&mut [], &mut []], epilogue);
 }
 
 /// An optimizer step on `w` (m x n, row-major) with the gradient `A (m x k) · B (k x n)`:
@@ -164,12 +164,11 @@ pub fn gemm_update(
         let want = if s < step.slots() { m * n } else { 0 };
         assert_eq!(slot.len(), want, "optimizer state slot {s}");
     }
-    let epilogue = match step {
-        // The study's SGD step, with its own epilogue's bits.
-        Step::Sgd { lr } => Epilogue::Descend(lr),
-        step => Epilogue::Update(step),
-    };
-    gemm_with_state(m, n, k, a, b, w, state, epilogue);
+    match step {
+        // The study's SGD step, with its own epilogue's bits and code.
+        Step::Sgd { lr } => gemm_with_state::<false>(m, n, k, a, b, w, state, Epilogue::Descend(lr)),
+        step => gemm_with_state::<true>(m, n, k, a, b, w, state, Epilogue::Update(step)),
+    }
 }
 
 /// Splits `s` after `at` values, or gives two empty slices when `s` is empty (an unused slot).
@@ -177,8 +176,12 @@ fn split_slot(s: &mut [f32], at: usize) -> (&mut [f32], &mut [f32]) {
     if s.is_empty() { (&mut [], &mut []) } else { s.split_at_mut(at) }
 }
 
+/// The product; `UPDATE` compiles the optimizer's epilogue (and only it) in. The products
+/// without state get code of their own: with the update's branch compiled into the same
+/// micro-kernel loop, LLVM allocated registers worse and every epoch of the study's models
+/// took 1.6-1.8x as long.
 #[allow(clippy::too_many_arguments)]
-fn gemm_with_state(
+fn gemm_with_state<const UPDATE: bool>(
     m: usize,
     n: usize,
     k: usize,
@@ -268,7 +271,7 @@ fn gemm_with_state(
                         let at = r0 * n + j0;
                         let tile = &mut c_blk[at..];
                         let state = [slot_tail(s1_blk, at), slot_tail(s2_blk, at)];
-                        micro_kernel(
+                        micro_kernel::<UPDATE>(
                             k,
                             a_panel,
                             steps,
@@ -404,7 +407,7 @@ fn note_step(vals: &[f32; MR], p: usize, steps: &mut [u32], kept: &mut usize) {
 /// column (for bias).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn micro_kernel(
+fn micro_kernel<const UPDATE: bool>(
     k: usize,
     a: &[f32],
     steps: &[u32],
@@ -439,6 +442,12 @@ fn micro_kernel(
             let p = p as usize;
             step(&mut acc, &a[p * MR..], &b[p * ldb..]);
         }
+    }
+    if UPDATE {
+        if let Epilogue::Update(step) = epilogue {
+            store_update(acc, step, c, state, ldc, rows, cols);
+        }
+        return;
     }
     if rows == MR && cols == NR {
         // One loop per epilogue, each small enough to unroll completely: `acc` is then only
@@ -479,10 +488,8 @@ fn micro_kernel(
                     }
                 }
             }
-            Epilogue::Update(step) => store_update(acc, step, c, state, ldc, MR, NR),
+            Epilogue::Update(_) => unreachable!("optimizer steps are stored by store_update"),
         }
-    } else if let Epilogue::Update(step) = epilogue {
-        store_update(acc, step, c, state, ldc, rows, cols);
     } else {
         store_edge(acc, c, ldc, rows, cols, j0, epilogue);
     }
@@ -492,7 +499,8 @@ fn micro_kernel(
 /// (row stride `ldc`) with the gradient `acc`.
 ///
 /// Whole vectors always (a partial tile's rows go through a padded copy), so a parameter
-/// gets the same bits wherever its tile falls. Out of line, and `acc` by value, like
+/// gets the same bits wherever its tile falls. The `match` on the rule is inside the
+/// vector loop, but `step` is the same for the whole product and the branch predicts. Out of line, and `acc` by value, like
 /// [`store_edge`].
 #[inline(never)]
 fn store_update(
@@ -506,6 +514,26 @@ fn store_update(
 ) {
     let slots = step.slots();
     let [s1, s2] = state;
+    let zero = V::ZERO;
+    if cols == NR {
+        // Whole rows of the tile: straight from and to the arrays.
+        for (r, g) in acc.iter().enumerate().take(rows) {
+            for (x, &g) in g.iter().enumerate() {
+                let at = r * ldc + x * LANES;
+                let m = if slots >= 1 { load(&s1[at..]) } else { zero };
+                let v = if slots >= 2 { load(&s2[at..]) } else { zero };
+                let (nw, nm, nv) = optim::update(step, g, load(&c[at..]), m, v);
+                store(&mut c[at..], nw);
+                if slots >= 1 {
+                    store(&mut s1[at..], nm);
+                }
+                if slots >= 2 {
+                    store(&mut s2[at..], nv);
+                }
+            }
+        }
+        return;
+    }
     for (r, g) in acc.iter().enumerate().take(rows) {
         let at = r * ldc;
         let mut w = [0.0f32; NR];
