@@ -93,7 +93,15 @@ fn networks_of_one_two_and_four_hidden_layers_train_export_and_agree_on_every_im
     let train = ds.train.head(12_000);
     for hidden in [vec![32], vec![128, 64], vec![96, 64, 48, 33]] {
         let network = Network { hidden: hidden.clone(), activation: Activation::Relu, dropout: 0.0 };
-        let recipe = Recipe { name: network.name(), network, epochs: 2, lr: 0.1, batch_size: 100, seed: 3 };
+        let recipe = Recipe {
+            name: network.name(),
+            network,
+            epochs: 2,
+            lr: 0.1,
+            batch_size: 100,
+            seed: 3,
+            ..Recipe::seed(ModelKind::Relu)
+        };
         let t = train::fit(&recipe, &train, &ds.test, &mut Quiet).unwrap();
         assert!(t.test.accuracy > 0.7, "{hidden:?}: test accuracy {}", t.test.accuracy);
 

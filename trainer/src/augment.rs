@@ -32,7 +32,7 @@ impl Augment {
 
     /// The transform of image `image` at global step `step` of a run seeded with `seed`.
     pub fn draw(&self, seed: u64, step: u64, image: u32) -> Transform {
-        let key = crate::model::mix(crate::model::mix(seed ^ 0x6175_676d_656e_74) ^ step) ^ u64::from(image);
+        let key = crate::model::mix(crate::model::mix(seed ^ 0x0061_7567_6d65_6e74) ^ step) ^ u64::from(image);
         let r = crate::model::mix(key);
         let span = 2 * u64::from(self.shift) + 1;
         let dx = (r % span) as i32 - i32::from(self.shift);
@@ -102,7 +102,7 @@ pub fn stratified_holdout(labels: &[u8], n: usize, seed: u64) -> (Vec<u32>, Vec<
     for &c in order.iter().take(short) {
         quota[c] += 1;
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(crate::model::mix(seed ^ 0x686f_6c64_6f75_74));
+    let mut rng = ChaCha8Rng::seed_from_u64(crate::model::mix(seed ^ 0x0068_6f6c_646f_7574));
     let mut held = Vec::with_capacity(n);
     for (class, mut members) in by_class.into_iter().enumerate() {
         members.shuffle(&mut rng);

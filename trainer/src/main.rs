@@ -131,7 +131,7 @@ enum Preset {
     /// the test set as validation, the last epoch's weights.
     Seed,
     /// The best model the network can be: AdamW lr 0.002, weight decay 1e-4, cosine
-    /// schedule with 1 epoch of warm-up, batch 256, label smoothing 0.1, 30 epochs, 5,000
+    /// schedule with 1 epoch of warm-up, batch 256, label smoothing 0.1, 50 epochs, 5,000
     /// training images held out for validation and the best epoch on them kept. Alone it
     /// trains 784-512-256-10 ReLU with dropout 0.2 (see README for its accuracy and time).
     Best,
@@ -193,7 +193,7 @@ struct FitArgs {
     #[arg(long, value_enum, default_value = "seed")]
     preset: Preset,
     /// Epochs, 1 to 10,000 (default: the preset's, 20 for sigmoid and 15 for the others and
-    /// for --hidden; 30 for best). With --early-stopping, the most epochs.
+    /// for --hidden; 50 for best). With --early-stopping, the most epochs.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_EPOCHS))]
     epochs: Option<u32>,
     /// Learning rate (the schedule's peak), a positive number [seed: 0.01, best: 0.002].

@@ -73,7 +73,7 @@ impl Optimizer {
     /// State arrays per parameter: 0 (plain SGD), 1 (momentum) or 2 (Adam's moments).
     pub fn slots(&self) -> usize {
         match *self {
-            Optimizer::Sgd { momentum, .. } if momentum == 0.0 => 0,
+            Optimizer::Sgd { momentum: 0.0, .. } => 0,
             Optimizer::Sgd { .. } => 1,
             Optimizer::Adam { .. } | Optimizer::AdamW { .. } => 2,
         }

@@ -88,7 +88,7 @@ impl Recipe {
     }
 
     /// The best recipe this trainer knows for `network`: AdamW (lr 0.002, weight decay
-    /// 1e-4), cosine schedule with one epoch of warm-up, batch 256, 30 epochs, label
+    /// 1e-4), cosine schedule with one epoch of warm-up, batch 256, 50 epochs, label
     /// smoothing 0.1; 5,000 training images held out for validation, the weights of the
     /// best epoch on them kept. Chosen on the validation split only (see README).
     pub fn best(name: &str, network: Network) -> Recipe {
@@ -97,7 +97,7 @@ impl Recipe {
         Recipe {
             name: name.to_string(),
             network,
-            epochs: 30,
+            epochs: 50,
             lr: 0.002,
             batch_size: BATCH,
             seed: 42,

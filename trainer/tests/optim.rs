@@ -14,7 +14,7 @@ fn values(n: usize, seed: u32) -> Vec<f32> {
     (0..n as u32)
         .map(|i| {
             let h = (i ^ seed).wrapping_mul(2_654_435_761).rotate_left(13).wrapping_mul(40_503);
-            if h % 11 == 0 { 0.0 } else { (h >> 8) as f32 / (1u32 << 23) as f32 - 1.0 }
+            if h.is_multiple_of(11) { 0.0 } else { (h >> 8) as f32 / (1u32 << 23) as f32 - 1.0 }
         })
         .collect()
 }

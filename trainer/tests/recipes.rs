@@ -50,7 +50,11 @@ fn modern(epochs: usize) -> Recipe {
     }
 }
 
-fn bits(t: &Trained) -> (Vec<u8>, Vec<(u64, u64, u64, u64)>, Vec<u8>, Option<usize>) {
+/// A trained model's bits: its file, its history (without times), its test predictions and
+/// the epoch it kept.
+type Bits = (Vec<u8>, Vec<(u64, u64, u64, u64)>, Vec<u8>, Option<usize>);
+
+fn bits(t: &Trained) -> Bits {
     let history = t
         .history
         .iter()
@@ -86,13 +90,13 @@ fn label_smoothing_gradient_matches_finite_differences_of_the_smoothed_loss() {
     stepped.backward(x, &s.labels[..rows], &mut ws, false, smoothing, &mut OptState::default(), Step::Sgd { lr: 1.0 });
     for l in 0..2 {
         let grads: Vec<f32> = model.layers[l].b.iter().zip(&stepped.layers[l].b).map(|(a, b)| a - b).collect();
-        for j in 0..grads.len().min(6) {
+        for (j, &grad) in grads.iter().enumerate().take(6) {
             let eps = 1e-2f32;
             let (mut plus, mut minus) = (model.clone(), model.clone());
             plus.layers[l].b[j] += eps;
             minus.layers[l].b[j] -= eps;
             let numeric = (smoothed_loss(&plus) - smoothed_loss(&minus)) / (2.0 * f64::from(eps));
-            let analytic = f64::from(grads[j]);
+            let analytic = f64::from(grad);
             assert!(
                 (numeric - analytic).abs() <= 0.02 * analytic.abs().max(1e-3),
                 "layer {l} b[{j}]: analytic {analytic:e}, numeric {numeric:e}"

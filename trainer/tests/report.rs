@@ -36,6 +36,7 @@ fn saved_run(dir: &Path) {
             row[(c + 1) % 10] = 100;
         }
         m[6][0] = 300;
+        let held_out = i == 1;
         let d = dir.join(name);
         write(&d.join("history.csv"), &report::history_csv(&history).unwrap());
         write(&d.join("confusion.csv"), &report::confusion_csv(&m).unwrap());
@@ -45,11 +46,15 @@ fn saved_run(dir: &Path) {
             test_accuracy: 0.8 - 0.1 * i as f64,
             test_loss: 0.5,
             train_seconds: 3.0,
-            recipe: Recipe { epochs: 3, ..Recipe::seed(kind) },
-            study_test_accuracy: Some(report::study_accuracy(kind)),
+            recipe: Recipe { epochs: 3, val_split: if held_out { 5000 } else { 0 }, ..Recipe::seed(kind) },
+            study_test_accuracy: (!held_out).then(|| report::study_accuracy(kind)),
             architecture: "784-512-256-10".into(),
             int8_test_accuracy: Some(0.79 - 0.1 * i as f64),
             int8_model_bytes: Some(538_186),
+            // The second model validated on held-out images and kept its second epoch.
+            best_epoch: held_out.then_some(2),
+            val_accuracy: held_out.then_some(0.7125),
+            val_loss: held_out.then_some(0.61),
         });
     }
     let labels: Vec<u8> = (0..25).map(|i| (i % 10) as u8).collect();
@@ -95,7 +100,12 @@ fn report_rebuilds_figures_and_report_from_saved_files() {
     assert!(md.contains("Shirt taken for T-shirt/top: 300 times"), "{md}");
     // Precision of T-shirt/top: 900 right out of 900 + 100 (Ankle boot) + 300 (Shirt).
     assert!(md.contains("| T-shirt/top | 69.23% | 90.00% | 1000 |"), "{md}");
-    assert!(md.contains("Dropout") || md.contains("ReLU vs sigmoid"));
+    // The sigmoid model held images out: another recipe than the study's, so it is not
+    // compared with the study, and its validation and test figures are shown apart.
+    assert!(!md.contains("ReLU vs sigmoid"), "{md}");
+    assert!(md.contains("71.25% (epoch 2 kept)") && md.contains("epoch 2 was best on the held-out images"), "{md}");
+    assert!(md.contains("validation on held-out training images for sigmoid"), "{md}");
+    assert!(md.contains("| test set |"), "the study's model validated on the test set: {md}");
 
     let html = std::fs::read_to_string(d.join("report.html")).unwrap();
     assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 2 + 2 * 2);
