@@ -173,6 +173,7 @@ enum ActivationArg {
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("recipe").multiple(true)))]
 struct FitArgs {
     /// Train all three models of the study.
     #[arg(long, conflicts_with_all = ["model", "hidden"])]
@@ -182,78 +183,79 @@ struct FitArgs {
     model: Vec<ModelKind>,
     /// Finish a run that was interrupted (killed, out of power): every model continues from
     /// its last checkpoint, written after each epoch, and ends with the same bits as if the
-    /// run had never stopped. Takes no recipe options (the run's own are used).
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["all", "model", "hidden", "out", "overwrite", "limit"])]
+    /// run had never stopped. Takes no recipe options (the run's own, in RUN_DIR/run.json,
+    /// are used).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["all", "model", "hidden", "out", "overwrite", "limit", "recipe"])]
     resume: Option<PathBuf>,
     /// Train a network of your own: hidden-layer widths, input side first, comma-separated
     /// (1 to 4 layers of 1 to 1024 units). Input 784 pixels, output 10 classes.
     #[arg(long, value_delimiter = ',', value_name = "W1,W2,..")]
     hidden: Vec<usize>,
     /// Hidden-layer activation of the --hidden network [default: relu].
-    #[arg(long, value_enum)]
+    #[arg(long, group = "recipe", value_enum)]
     activation: Option<ActivationArg>,
     /// Dropout rate after each hidden layer of the --hidden network, in [0, 1) [default: 0].
-    #[arg(long, value_name = "RATE")]
+    #[arg(long, group = "recipe", value_name = "RATE")]
     dropout: Option<f32>,
     /// Recipe the other options start from.
-    #[arg(long, value_enum, default_value = "seed")]
+    #[arg(long, group = "recipe", value_enum, default_value = "seed")]
     preset: Preset,
     /// Epochs, 1 to 10,000 (default: the preset's, 20 for sigmoid and 15 for the others and
     /// for --hidden; 50 for best). With --early-stopping, the most epochs.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_EPOCHS))]
+    #[arg(long, group = "recipe", value_parser = clap::value_parser!(u32).range(1..=MAX_EPOCHS))]
     epochs: Option<u32>,
     /// Learning rate (the schedule's peak), a positive number [seed: 0.01, best: 0.002].
-    #[arg(long)]
+    #[arg(long, group = "recipe")]
     lr: Option<f32>,
     /// Update rule [seed: sgd, best: adamw].
-    #[arg(long, value_enum, help_heading = "Recipe")]
+    #[arg(long, group = "recipe", value_enum, help_heading = "Recipe")]
     optimizer: Option<OptimizerArg>,
     /// SGD momentum in [0, 1) [default: 0].
-    #[arg(long, value_name = "MU", help_heading = "Recipe")]
+    #[arg(long, group = "recipe", value_name = "MU", help_heading = "Recipe")]
     momentum: Option<f32>,
     /// Nesterov momentum (with --optimizer sgd and --momentum).
-    #[arg(long, help_heading = "Recipe")]
+    #[arg(long, group = "recipe", help_heading = "Recipe")]
     nesterov: bool,
     /// Weight decay: L2 for sgd and adam, decoupled for adamw [seed: 0, best: 0.0001].
-    #[arg(long, value_name = "WD", help_heading = "Recipe")]
+    #[arg(long, group = "recipe", value_name = "WD", help_heading = "Recipe")]
     weight_decay: Option<f32>,
     /// Learning-rate schedule, applied every step [seed: constant, best: cosine].
-    #[arg(long, value_enum, help_heading = "Recipe")]
+    #[arg(long, group = "recipe", value_enum, help_heading = "Recipe")]
     schedule: Option<ScheduleArg>,
     /// Warm-up of the cosine schedule, in epochs (fractions allowed) [best: 1].
-    #[arg(long, value_name = "EPOCHS", help_heading = "Recipe")]
+    #[arg(long, group = "recipe", value_name = "EPOCHS", help_heading = "Recipe")]
     warmup_epochs: Option<f32>,
     /// Step schedule: epochs between drops [default: 10].
-    #[arg(long, value_name = "EPOCHS", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Recipe")]
+    #[arg(long, group = "recipe", value_name = "EPOCHS", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Recipe")]
     step_every: Option<u32>,
     /// Step schedule: factor of each drop [default: 0.1].
-    #[arg(long, value_name = "FACTOR", help_heading = "Recipe")]
+    #[arg(long, group = "recipe", value_name = "FACTOR", help_heading = "Recipe")]
     step_gamma: Option<f32>,
     /// Label smoothing in [0, 1) [seed: 0, best: 0.1].
-    #[arg(long, value_name = "S", help_heading = "Recipe")]
+    #[arg(long, group = "recipe", value_name = "S", help_heading = "Recipe")]
     label_smoothing: Option<f32>,
     /// Augmentation: shift each training image by up to N pixels along each axis, 0 to 27
     /// [default: 0].
-    #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u8).range(0..=27), help_heading = "Recipe")]
+    #[arg(long, group = "recipe", value_name = "PX", value_parser = clap::value_parser!(u8).range(0..=27), help_heading = "Recipe")]
     shift: Option<u8>,
     /// Augmentation: mirror half of the training images left to right.
-    #[arg(long, help_heading = "Recipe")]
+    #[arg(long, group = "recipe", help_heading = "Recipe")]
     flip: bool,
     /// Hold N training images out for validation (stratified by class, chosen by the
     /// seed); the weights of the best epoch on them are kept and the test set is used once,
     /// at the end. 0: the test set as validation, the study's way [seed: 0, best: 5000].
-    #[arg(long, value_name = "N", help_heading = "Recipe")]
+    #[arg(long, group = "recipe", value_name = "N", help_heading = "Recipe")]
     val_split: Option<u32>,
     /// Stop after PATIENCE epochs without a better validation accuracy (needs a
     /// validation split).
-    #[arg(long, value_name = "PATIENCE", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Recipe")]
+    #[arg(long, group = "recipe", value_name = "PATIENCE", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Recipe")]
     early_stopping: Option<u32>,
     /// Images per step, 1 to 60,000 (the training set) [seed: 500, best: 256].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH))]
+    #[arg(long, group = "recipe", value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH))]
     batch_size: Option<u32>,
     /// Seed for initialization, shuffling, dropout, augmentation and the validation split;
     /// same seed, same bits, whatever the thread count [default: 42].
-    #[arg(long)]
+    #[arg(long, group = "recipe")]
     seed: Option<u64>,
     /// Output folder (default: runs/<timestamp>). A folder that holds a run is refused
     /// unless --overwrite.
@@ -447,30 +449,6 @@ fn export(args: ExportArgs) -> Result<()> {
     Ok(())
 }
 
-/// Whether any option that shapes a recipe was given (`--resume` takes none).
-fn recipe_options_given(a: &FitArgs) -> bool {
-    a.activation.is_some()
-        || a.dropout.is_some()
-        || a.preset != Preset::Seed
-        || a.epochs.is_some()
-        || a.lr.is_some()
-        || a.optimizer.is_some()
-        || a.momentum.is_some()
-        || a.nesterov
-        || a.weight_decay.is_some()
-        || a.schedule.is_some()
-        || a.warmup_epochs.is_some()
-        || a.step_every.is_some()
-        || a.step_gamma.is_some()
-        || a.label_smoothing.is_some()
-        || a.shift.is_some()
-        || a.flip
-        || a.val_split.is_some()
-        || a.early_stopping.is_some()
-        || a.batch_size.is_some()
-        || a.seed.is_some()
-}
-
 /// The recipes `fit` was asked for, checked before any data is read.
 fn recipes(args: &FitArgs) -> Result<Vec<Recipe>> {
     if args.hidden.is_empty() && (args.activation.is_some() || args.dropout.is_some()) {
@@ -611,12 +589,6 @@ fn fit(args: FitArgs) -> Result<()> {
     }
     let (out, plan) = match &args.resume {
         Some(dir) => {
-            if recipe_options_given(&args) {
-                bail!(
-                    "--resume continues a run with its own recipe (in {}); leave out the recipe options",
-                    dir.join(rundir::PLAN).display()
-                );
-            }
             let plan = rundir::resumable(dir)?;
             eprintln!("Resuming run {} in {}", plan.run_id, dir.display());
             (dir.clone(), plan)

@@ -37,7 +37,7 @@ pub fn start_thread_pool(threads: Option<usize>) -> Result<(), rayon::ThreadPool
 /// What to train and how: the network and the hyperparameters of one run.
 /// [`Recipe::seed`] is the study's, [`Recipe::best`] the best this trainer knows.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(from = "RecipeFile")]
+#[serde(remote = "Self")]
 pub struct Recipe {
     /// The model's name: its folder and file names.
     pub name: String,
@@ -52,17 +52,23 @@ pub struct Recipe {
     /// Seed for initialization, shuffling, dropout, augmentation and the validation split.
     pub seed: u64,
     /// Update rule.
+    #[serde(default)]
     pub optimizer: Optimizer,
     /// Learning rate over the run, step by step.
+    #[serde(default)]
     pub schedule: Schedule,
     /// Label smoothing: the target is `(1 - s)·onehot + s / classes`.
+    #[serde(default)]
     pub label_smoothing: f32,
     /// Random shifts and flips of training images.
+    #[serde(default)]
     pub augment: Augment,
     /// Training images held out for validation (stratified, chosen by the seed); 0 for the
     /// study's way, the test set as validation and the last epoch's weights.
+    #[serde(default)]
     pub val_split: usize,
     /// Stop after this many epochs without a better validation accuracy (needs `val_split`).
+    #[serde(default)]
     pub early_stopping: Option<usize>,
 }
 
@@ -185,75 +191,28 @@ impl Recipe {
 /// Training images the best recipe holds out for validation.
 pub const BEST_VAL_SPLIT: usize = 5_000;
 
-/// A recipe as `summary.json` holds it: this version's (fields added since default to the
-/// study's), or the study-only one of earlier versions (`"kind": "relu"` instead of a name
-/// and a network).
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum RecipeFile {
-    Current {
-        name: String,
-        network: Network,
-        epochs: usize,
-        lr: f32,
-        batch_size: usize,
-        seed: u64,
-        #[serde(default)]
-        optimizer: Optimizer,
-        #[serde(default)]
-        schedule: Schedule,
-        #[serde(default)]
-        label_smoothing: f32,
-        #[serde(default)]
-        augment: Augment,
-        #[serde(default)]
-        val_split: usize,
-        #[serde(default)]
-        early_stopping: Option<usize>,
-    },
-    Study {
-        kind: ModelKind,
-        epochs: usize,
-        lr: f32,
-        batch_size: usize,
-        seed: u64,
-    },
+impl serde::Serialize for Recipe {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Recipe::serialize(self, serializer)
+    }
 }
 
-impl From<RecipeFile> for Recipe {
-    fn from(r: RecipeFile) -> Recipe {
-        match r {
-            RecipeFile::Current {
-                name,
-                network,
-                epochs,
-                lr,
-                batch_size,
-                seed,
-                optimizer,
-                schedule,
-                label_smoothing,
-                augment,
-                val_split,
-                early_stopping,
-            } => Recipe {
-                name,
-                network,
-                epochs,
-                lr,
-                batch_size,
-                seed,
-                optimizer,
-                schedule,
-                label_smoothing,
-                augment,
-                val_split,
-                early_stopping,
-            },
-            RecipeFile::Study { kind, epochs, lr, batch_size, seed } => {
+impl<'de> serde::Deserialize<'de> for Recipe {
+    /// This version's recipe (fields added since default to the study's), or the study-only
+    /// one of earlier versions (`"kind": "relu"` instead of a name and a network).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Recipe, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum File {
+            Current(#[serde(deserialize_with = "Recipe::deserialize")] Recipe),
+            Study { kind: ModelKind, epochs: usize, lr: f32, batch_size: usize, seed: u64 },
+        }
+        Ok(match File::deserialize(deserializer)? {
+            File::Current(recipe) => recipe,
+            File::Study { kind, epochs, lr, batch_size, seed } => {
                 Recipe { epochs, lr, batch_size, seed, ..Recipe::seed(kind) }
             }
-        }
+        })
     }
 }
 
