@@ -598,7 +598,8 @@ fn fit(args: FitArgs) -> Result<()> {
             let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
             let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&stamp));
             rundir::prepare(&out, args.overwrite)?;
-            let plan = Plan { run_id: trainer::manifest::new_run_id(&stamp), recipes, limit: args.limit };
+            let data_dir = args.data.data_dir.clone();
+            let plan = Plan { run_id: trainer::manifest::new_run_id(&stamp), recipes, limit: args.limit, data_dir };
             rundir::write_plan(&out, &plan)?;
             (out, plan)
         }
@@ -607,7 +608,8 @@ fn fit(args: FitArgs) -> Result<()> {
     let (recipes, run_id) = (&plan.recipes, plan.run_id.clone());
 
     let started = Instant::now();
-    let mut ds = find_or_fetch(args.data.data_dir.as_deref())?;
+    let data_dir = args.data.data_dir.as_ref().or(plan.data_dir.as_ref());
+    let mut ds = find_or_fetch(data_dir.map(PathBuf::as_path))?;
     if let Some(n) = plan.limit {
         ds.train = ds.train.head(n as usize);
     }

@@ -24,6 +24,9 @@ pub struct Plan {
     pub recipes: Vec<crate::train::Recipe>,
     /// `--limit`: training images used.
     pub limit: Option<u32>,
+    /// `--data-dir`, if one was given (`--resume` looks there unless given another).
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Writes the plan of the run in `dir`.

@@ -73,6 +73,7 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_bits() {
     let report = trainer().arg("report").arg(&killed).output().unwrap();
     assert!(!report.status.success());
 
+    // The data folder comes from the run's plan; another thread count gives the same bits.
     let resumed = trainer().args(["fit", "--resume"]).arg(&killed).args(["--threads", "1"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert!(resumed.status.success(), "{stderr}");
