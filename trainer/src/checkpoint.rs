@@ -87,6 +87,58 @@ pub enum CheckpointError {
     },
 }
 
+impl Checkpoint {
+    /// Checks that this checkpoint (read from `path`) continues a run of `recipe` (as JSON)
+    /// on `images` training images for `epochs` epochs, whose model has `model`'s shape and
+    /// whose optimizer keeps `slots` state arrays per parameter. Nothing in it can then
+    /// index out of bounds, even where a file was made to pass its checksum.
+    pub fn check(
+        &self,
+        path: &Path,
+        recipe: &str,
+        images: usize,
+        epochs: usize,
+        model: &Mlp,
+        slots: usize,
+    ) -> Result<(), CheckpointError> {
+        let mismatch = |what: String| CheckpointError::Mismatch { path: path.to_path_buf(), what };
+        if self.recipe != recipe {
+            return Err(mismatch(format!("another recipe: {}", self.recipe)));
+        }
+        if self.train_images != images as u64 {
+            return Err(mismatch(format!("{} training images, not {images}", self.train_images)));
+        }
+        let same_shape = |m: &Mlp| {
+            m.widths() == model.widths()
+                && m.layers.iter().all(|l| l.w.len() == l.inputs * l.outputs && l.b.len() == l.outputs)
+        };
+        let state_shape = self.state.layers.len() == model.layers.len()
+            && self.state.layers.iter().zip(&model.layers).all(|(s, l)| {
+                s.w.len() == slots
+                    && s.b.len() == slots
+                    && s.w.iter().all(|v| v.len() == l.w.len())
+                    && s.b.iter().all(|v| v.len() == l.b.len())
+            });
+        if !same_shape(&self.model) || !state_shape || self.best.as_ref().is_some_and(|(_, m)| !same_shape(m)) {
+            return Err(mismatch("another network or optimizer".into()));
+        }
+        let corrupt = |why: &str| CheckpointError::Corrupt { path: path.to_path_buf(), why: why.into() };
+        let mut seen = vec![false; images];
+        let permutation = self.order.len() == images
+            && self.order.iter().all(|&i| seen.get_mut(i as usize).is_some_and(|s| !std::mem::replace(s, true)));
+        if !permutation {
+            return Err(corrupt("the image order is not a permutation of the training images"));
+        }
+        if self.epoch > epochs
+            || self.history.len() != self.epoch
+            || self.best.as_ref().is_some_and(|(e, _)| *e == 0 || *e > self.epoch)
+        {
+            return Err(corrupt("its epoch counts disagree"));
+        }
+        Ok(())
+    }
+}
+
 /// The file's bytes.
 pub fn encode(c: &Checkpoint) -> Vec<u8> {
     let payload = postcard::to_allocvec(c).expect("a checkpoint serializes");

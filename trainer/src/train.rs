@@ -508,31 +508,7 @@ pub fn fit_with(
     if let Some(path) = checkpoint
         && let Some(c) = checkpoint::read(path)?
     {
-        let mismatch = |what: String| CheckpointError::Mismatch { path: path.to_path_buf(), what };
-        if c.recipe != recipe_json {
-            return Err(mismatch(format!("another recipe: {}", c.recipe)).into());
-        }
-        if c.train_images != train.len() as u64 || c.order.len() != train.len() {
-            return Err(mismatch(format!("{} training images, not {}", c.train_images, train.len())).into());
-        }
-        let same_shape = |m: &Mlp| {
-            m.widths() == model.widths()
-                && m.layers.iter().all(|l| l.w.len() == l.inputs * l.outputs && l.b.len() == l.outputs)
-        };
-        let state_shape = c.state.layers.len() == model.layers.len()
-            && c.state.layers.iter().zip(&model.layers).all(|(s, l)| {
-                s.w.len() == slots
-                    && s.b.len() == slots
-                    && s.w.iter().all(|v| v.len() == l.w.len())
-                    && s.b.iter().all(|v| v.len() == l.b.len())
-            });
-        if !same_shape(&c.model)
-            || !state_shape
-            || c.best.as_ref().is_some_and(|(_, m)| !same_shape(m))
-            || c.history.len() != c.epoch
-        {
-            return Err(mismatch("another network or optimizer".into()).into());
-        }
+        c.check(path, &recipe_json, train.len(), recipe.epochs, &model, slots)?;
         (model, state, rng, order, history, best, since_best, finished, seconds_before) =
             (c.model, c.state, c.rng, c.order, c.history, c.best, c.since_best, c.finished, c.seconds);
         observer.resumed(history.len(), finished);

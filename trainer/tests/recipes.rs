@@ -231,6 +231,25 @@ fn a_run_continued_from_its_checkpoint_after_a_crash_ends_with_the_same_bits() {
     assert_eq!((observer.0, observer.1.len()), (vec![(4, true)], 0));
     assert_eq!(bits(&again), bits(&whole));
 
+    // A checkpoint made to pass its checksum with an order that repeats an image, or with
+    // more epochs than the recipe has, is refused rather than trusted.
+    let good = trainer::checkpoint::read(&path).unwrap().unwrap();
+    for (what, bad) in [
+        (
+            "permutation",
+            trainer::checkpoint::Checkpoint {
+                order: [&[good.order[1]][..], &good.order[1..]].concat(),
+                ..good.clone()
+            },
+        ),
+        ("epoch counts", trainer::checkpoint::Checkpoint { epoch: 9, ..good.clone() }),
+    ] {
+        std::fs::write(&path, trainer::checkpoint::encode(&bad)).unwrap();
+        let e = train::fit_with(&recipe, &tr, &te, &mut Quiet, Some(&path)).unwrap_err();
+        assert!(e.to_string().contains(what) && e.to_string().contains("damaged"), "{e}");
+    }
+    std::fs::write(&path, trainer::checkpoint::encode(&good)).unwrap();
+
     // Another recipe does not continue from it, and a damaged checkpoint is refused.
     let e = train::fit_with(&Recipe { seed: 1, ..recipe.clone() }, &tr, &te, &mut Quiet, Some(&path)).unwrap_err();
     assert!(matches!(e, FitError::Checkpoint(_)) && e.to_string().contains("another recipe"), "{e}");
