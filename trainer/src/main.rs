@@ -243,7 +243,8 @@ struct FitArgs {
     flip: bool,
     /// Hold N training images out for validation (stratified by class, chosen by the
     /// seed); the weights of the best epoch on them are kept and the test set is used once,
-    /// at the end. 0: the test set as validation, the study's way [seed: 0, best: 5000].
+    /// at the end. 0: the test set as validation, the study's way [seed: 0, best: 5000, or a
+    /// twelfth of --limit].
     #[arg(long, group = "recipe", value_name = "N", help_heading = "Recipe")]
     val_split: Option<u32>,
     /// Stop after PATIENCE epochs without a better validation accuracy (needs a
@@ -501,7 +502,12 @@ fn recipes(args: &FitArgs) -> Result<Vec<Recipe>> {
     for base in bases {
         let epochs = args.epochs.map_or(base.epochs, |e| e as usize);
         let batch_size = args.batch_size.map_or(base.batch_size, |b| b as usize);
-        let val_split = args.val_split.map_or(base.val_split, |n| n as usize);
+        // The preset's split is a twelfth of the training set: scaled down with --limit.
+        let preset_split = match args.limit {
+            Some(limit) if base.val_split > 0 => base.val_split.min(limit as usize / 12),
+            _ => base.val_split,
+        };
+        let val_split = args.val_split.map_or(preset_split, |n| n as usize);
         let optimizer = optimizer(args, base.optimizer)?;
         let schedule = match (args.schedule, base.schedule) {
             (None, Schedule::Cosine { .. }) | (Some(ScheduleArg::Cosine), _) => {
