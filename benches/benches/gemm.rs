@@ -1,6 +1,7 @@
 //! Training matrix products on the real shapes: scalar reference, SIMD on one thread,
 //! SIMD + rayon on all threads, and nalgebra's product. Throughput in FLOP/s.
 
+use benches::values;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use trainer::kernels::{self, Epilogue, MatRef, reference};
@@ -23,10 +24,6 @@ const SHAPES: &[Shape] = &[
     Shape { name: "dW2 A1t(512x500).dZ2(500x256)", m: 512, n: 256, k: 500, ta: true, tb: false },
     Shape { name: "dA1 dZ2(500x256).W2t(256x512)", m: 500, n: 512, k: 256, ta: false, tb: true },
 ];
-
-fn values(len: usize) -> Vec<f32> {
-    (0..len).map(|i| ((i * 37) % 101) as f32 / 101.0 - 0.5).collect()
-}
 
 fn bench(c: &mut Criterion) {
     // Products and epochs run as in `trainer fit`: the calling thread is one of the pool's.

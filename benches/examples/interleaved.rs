@@ -13,6 +13,7 @@
 
 use std::time::Instant;
 
+use benches::values;
 use trainer::kernels::{self, Epilogue, MatRef};
 
 /// (name, m, n, k, A transposed, B transposed): the bench's training shapes.
@@ -25,10 +26,6 @@ const SHAPES: [(&str, usize, usize, usize, bool, bool); 5] = [
 ];
 const ROUNDS: usize = 60;
 const PER_ROUND: usize = 4;
-
-fn values(len: usize) -> Vec<f32> {
-    (0..len).map(|i| ((i * 37) % 101) as f32 / 101.0 - 0.5).collect()
-}
 
 /// Seconds for `PER_ROUND` calls of `f`, after one untimed call.
 fn block(mut f: impl FnMut()) -> f64 {

@@ -7,35 +7,9 @@
 
 use std::time::Instant;
 
-use rayon::prelude::*;
+use benches::{optimizers, step_pass, values};
 use trainer::kernels::{self, Epilogue, MatRef};
-use trainer::optim::{OptState, Optimizer, Step, slots_mut, step_slice};
-
-fn values(len: usize) -> Vec<f32> {
-    (0..len).map(|i| ((i * 37) % 101) as f32 / 101.0 - 0.5).collect()
-}
-
-/// Values per parallel piece of the separate pass.
-const CHUNK: usize = 16 * 1024;
-
-/// `s` in `CHUNK`-long pieces, or `count` empty ones for an unused state slot.
-fn chunked(s: &mut [f32], count: usize) -> Vec<&mut [f32]> {
-    match s.is_empty() {
-        true => (0..count).map(|_| &mut [][..]).collect(),
-        false => s.chunks_mut(CHUNK).collect(),
-    }
-}
-
-/// The step as a pass of its own over `w` and its state, in parallel.
-fn pass(step: Step, w: &mut [f32], grad: &[f32], state: &mut OptState) {
-    let count = w.len().div_ceil(CHUNK);
-    let (s1, s2) = slots_mut(&mut state.layers[0].w);
-    let (c1, c2) = (chunked(s1, count), chunked(s2, count));
-    w.par_chunks_mut(CHUNK)
-        .zip(grad.par_chunks(CHUNK))
-        .zip(c1.into_par_iter().zip(c2))
-        .for_each(|((w, g), (s1, s2))| step_slice(step, w, g, s1, s2));
-}
+use trainer::optim::{OptState, slots_mut};
 
 fn main() {
     trainer::train::start_thread_pool(None).expect("the global pool starts once");
@@ -43,13 +17,8 @@ fn main() {
     let x = values(k * m); // X: (batch, 784), read transposed
     let dz = values(k * n);
     let (av, bv) = (MatRef::row_major(&x, m).t(), MatRef::row_major(&dz, n));
-    let optimizers = [
-        ("sgd", Optimizer::default()),
-        ("nesterov", Optimizer::Sgd { momentum: 0.9, nesterov: true, weight_decay: 5e-4 }),
-        ("adamw", Optimizer::adamw(1e-4)),
-    ];
     println!("{} threads", rayon::current_num_threads());
-    for (name, opt) in optimizers {
+    for (name, opt) in optimizers() {
         let step = opt.step(1e-6, 10);
         let mut w = values(m * n);
         let mut state = OptState::new(opt.slots(), [(m * n, 0)]);
@@ -62,7 +31,7 @@ fn main() {
             epilogue.push(t.elapsed().as_secs_f64());
             let t = Instant::now();
             kernels::gemm(m, n, k, av, bv, &mut grad, Epilogue::Store);
-            pass(step, &mut w, &grad, &mut state);
+            step_pass(step, &mut w, &grad, &mut state);
             separate.push(t.elapsed().as_secs_f64());
         }
         epilogue.sort_by(f64::total_cmp);

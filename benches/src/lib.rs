@@ -10,10 +10,51 @@ use std::path::PathBuf;
 #[global_allocator]
 static ALLOCATOR: trainer::alloc::CacheAligned = trainer::alloc::CacheAligned;
 
+use rayon::prelude::*;
 use trainer::data::{self, Dataset};
 use trainer::format;
 use trainer::model::{Mlp, ModelKind};
+use trainer::optim::{OptState, Optimizer, Step, slots_mut, step_slice};
 use trainer::train::{self, Quiet, Recipe};
+
+/// `len` operands spread over [-0.5, 0.5), none of them zero by design (the products do
+/// not skip steps of them).
+pub fn values(len: usize) -> Vec<f32> {
+    (0..len).map(|i| ((i * 37) % 101) as f32 / 101.0 - 0.5).collect()
+}
+
+/// The optimizers the step benchmarks compare: plain SGD (no state), Nesterov momentum
+/// with L2 (one state array), AdamW (two).
+pub fn optimizers() -> [(&'static str, Optimizer); 3] {
+    [
+        ("sgd", Optimizer::default()),
+        ("nesterov", Optimizer::Sgd { momentum: 0.9, nesterov: true, weight_decay: 5e-4 }),
+        ("adamw", Optimizer::adamw(1e-4)),
+    ]
+}
+
+/// Values per parallel piece of [`step_pass`].
+const CHUNK: usize = 16 * 1024;
+
+/// `s` in `CHUNK`-long pieces, or `count` empty ones for an unused state slot.
+fn chunked(s: &mut [f32], count: usize) -> Vec<&mut [f32]> {
+    match s.is_empty() {
+        true => (0..count).map(|_| &mut [][..]).collect(),
+        false => s.chunks_mut(CHUNK).collect(),
+    }
+}
+
+/// `step` as a pass of its own over `w` (the first layer of `state`) with the stored
+/// gradient `grad`, in parallel pieces of whole vectors: what the product's epilogue saves.
+pub fn step_pass(step: Step, w: &mut [f32], grad: &[f32], state: &mut OptState) {
+    let count = w.len().div_ceil(CHUNK);
+    let (s1, s2) = slots_mut(&mut state.layers[0].w);
+    let (c1, c2) = (chunked(s1, count), chunked(s2, count));
+    w.par_chunks_mut(CHUNK)
+        .zip(grad.par_chunks(CHUNK))
+        .zip(c1.into_par_iter().zip(c2))
+        .for_each(|((w, g), (s1, s2))| step_slice(step, w, g, s1, s2));
+}
 
 /// The Fashion-MNIST dataset from the trainer's lookup order; panics with the fix if absent.
 pub fn dataset() -> Dataset {

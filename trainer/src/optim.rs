@@ -70,13 +70,10 @@ impl Optimizer {
         Optimizer::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay }
     }
 
-    /// State arrays per parameter: 0 (plain SGD), 1 (momentum) or 2 (Adam's moments).
+    /// State arrays per parameter: 0 (plain SGD), 1 (momentum) or 2 (Adam's moments), as
+    /// every step of it uses.
     pub fn slots(&self) -> usize {
-        match *self {
-            Optimizer::Sgd { momentum: 0.0, .. } => 0,
-            Optimizer::Sgd { .. } => 1,
-            Optimizer::Adam { .. } | Optimizer::AdamW { .. } => 2,
-        }
+        self.step(1.0, 1).slots()
     }
 
     /// The rule of step `t` (1-based, counted over the whole run) at learning rate `lr`.
