@@ -10,8 +10,6 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::{PIXELS, Split};
-
 /// Side of a Fashion-MNIST image.
 pub const SIDE: usize = 28;
 
@@ -117,18 +115,10 @@ pub fn stratified_holdout(labels: &[u8], n: usize, seed: u64) -> (Vec<u32>, Vec<
     (kept, held)
 }
 
-/// The images of `split` at `indices`, in that order.
-pub fn subset(split: &Split, indices: &[u32]) -> Split {
-    let mut pixels = Vec::with_capacity(indices.len() * PIXELS);
-    for &i in indices {
-        pixels.extend_from_slice(&split.pixels[i as usize * PIXELS..][..PIXELS]);
-    }
-    Split::new(pixels, indices.iter().map(|&i| split.labels[i as usize]).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::PIXELS;
 
     fn image(seed: u32) -> Vec<u8> {
         (0..PIXELS as u32).map(|i| (i.wrapping_mul(2_654_435_761) ^ seed) as u8 | 1).collect()
