@@ -22,7 +22,7 @@ use crate::train::EpochRecord;
 /// First bytes of a checkpoint file.
 pub const MAGIC: &[u8; 8] = b"FMLPCKPT";
 /// Version of the payload layout.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Largest checkpoint read: four 1024-wide layers with Adam's state and the best weights
 /// come to about 70 MB.
 pub const MAX_BYTES: u64 = 512 << 20;
@@ -52,6 +52,11 @@ pub struct Checkpoint {
     pub history: Vec<EpochRecord>,
     /// Epoch and parameters of the best epoch on the validation split so far.
     pub best: Option<(usize, Mlp)>,
+    /// That epoch's prediction for each validation image (empty without `best`).
+    pub best_predictions: Vec<u8>,
+    /// Whether the best epoch is clearly better than the last on validation (its weights
+    /// are then the model's, the last's otherwise).
+    pub keep_best: bool,
     /// Epochs since the best one.
     pub since_best: usize,
     /// Training wall time so far.
@@ -89,7 +94,8 @@ pub enum CheckpointError {
 
 impl Checkpoint {
     /// Checks that this checkpoint (read from `path`) continues a run of `recipe` (as JSON)
-    /// on `images` training images for `epochs` epochs, whose model has `model`'s shape and
+    /// on `images` training images validated on `validation` held-out ones (0: on the test
+    /// set) for `epochs` epochs, whose model has `model`'s shape and
     /// whose optimizer keeps `slots` state arrays per parameter. Nothing in it can then
     /// index out of bounds, even where a file was made to pass its checksum.
     pub fn check(
@@ -97,6 +103,7 @@ impl Checkpoint {
         path: &Path,
         recipe: &str,
         images: usize,
+        validation: usize,
         epochs: usize,
         model: &Mlp,
         slots: usize,
@@ -134,6 +141,10 @@ impl Checkpoint {
             || self.best.as_ref().is_some_and(|(e, _)| *e == 0 || *e > self.epoch)
         {
             return Err(corrupt("its epoch counts disagree"));
+        }
+        let predictions = if self.best.is_some() { validation } else { 0 };
+        if self.best_predictions.len() != predictions || (self.keep_best && self.best.is_none()) {
+            return Err(corrupt("its validation predictions do not fit the held-out images"));
         }
         Ok(())
     }

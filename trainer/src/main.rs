@@ -137,8 +137,8 @@ enum Preset {
     /// the test set as validation, the last epoch's weights.
     Seed,
     /// The best model the network can be: AdamW lr 0.002, weight decay 1e-4, cosine
-    /// schedule with 1 epoch of warm-up, batch 256, label smoothing 0.1, 50 epochs, 5,000
-    /// training images held out for validation and the best epoch on them kept. Alone it
+    /// schedule with 1 epoch of warm-up, batch 256, label smoothing 0.1, flips, 50 epochs,
+    /// 5,000 training images held out for validation and the best epoch on them kept. Alone it
     /// trains 784-512-256-10 ReLU with dropout 0.2 (see README for its accuracy and time).
     Best,
 }
@@ -238,9 +238,12 @@ struct FitArgs {
     /// [default: 0].
     #[arg(long, group = "recipe", value_name = "PX", value_parser = clap::value_parser!(u8).range(0..=27), help_heading = "Recipe")]
     shift: Option<u8>,
-    /// Augmentation: mirror half of the training images left to right.
-    #[arg(long, group = "recipe", help_heading = "Recipe")]
+    /// Augmentation: mirror half of the training images left to right [seed: off, best: on].
+    #[arg(long, group = "recipe", overrides_with = "no_flip", help_heading = "Recipe")]
     flip: bool,
+    /// No mirrored training images (turns the best preset's flips off).
+    #[arg(long, group = "recipe", overrides_with = "flip", help_heading = "Recipe")]
+    no_flip: bool,
     /// Hold N training images out for validation (stratified by class, chosen by the
     /// seed); the weights of the best epoch on them are kept and the test set is used once,
     /// at the end. 0: the test set as validation, the study's way [seed: 0, best: 5000, or a
@@ -534,7 +537,7 @@ fn recipes(args: &FitArgs) -> Result<Vec<Recipe>> {
             optimizer,
             schedule,
             label_smoothing: args.label_smoothing.unwrap_or(base.label_smoothing),
-            augment: Augment { shift: args.shift.unwrap_or(base.augment.shift), flip: args.flip || base.augment.flip },
+            augment: Augment { shift: args.shift.unwrap_or(base.augment.shift), flip: args.flip || (base.augment.flip && !args.no_flip) },
             val_split,
             early_stopping: args.early_stopping.map(|p| p as usize).or(base.early_stopping),
             ..base
@@ -642,13 +645,14 @@ fn fit(args: FitArgs) -> Result<()> {
         let trained = train::fit_with(recipe, &ds.train, &ds.test, &mut bars, Some(&checkpoint))
             .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         report::write_model_dir(&dir, &trained, &ds.test.labels)?;
-        if let Some(best) = trained.best_epoch {
-            let r = &trained.history[best - 1];
+        if let Some(kept) = trained.best_epoch {
+            let r = &trained.history[kept - 1];
             eprintln!(
-                "{name}: kept epoch {best} of {}, best on validation: val accuracy {:.2}%, val loss {:.4}",
+                "{name}: kept epoch {kept} of {}: val accuracy {:.2}%, val loss {:.4} ({})",
                 trained.history.len(),
                 100.0 * r.val_accuracy,
-                r.val_loss
+                r.val_loss,
+                report::kept_why(kept, trained.top_epoch, trained.history.len())
             );
         }
         eprintln!(

@@ -93,10 +93,14 @@ pub struct ModelSummary {
     /// Bytes of the int8 model file.
     #[serde(default)]
     pub int8_model_bytes: Option<usize>,
-    /// The epoch whose weights were kept, chosen on held-out training images (absent when
-    /// the test set was the validation set, the study's way).
+    /// The epoch whose weights were kept, chosen on held-out training images: the last,
+    /// unless `top_epoch` was clearly better on them (absent when the test set was the
+    /// validation set, the study's way).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_epoch: Option<usize>,
+    /// The epoch with the highest accuracy on the held-out images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_epoch: Option<usize>,
     /// Accuracy of the kept weights on the held-out validation images, 0..1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_accuracy: Option<f64>,
@@ -120,6 +124,7 @@ impl ModelSummary {
             int8_test_accuracy: None,
             int8_model_bytes: None,
             best_epoch: t.best_epoch,
+            top_epoch: t.top_epoch,
             val_accuracy: t.best_epoch.map(|e| t.history[e - 1].val_accuracy),
             val_loss: t.best_epoch.map(|e| t.history[e - 1].val_loss),
         }
@@ -381,8 +386,8 @@ fn blocks(run: &Run) -> Vec<Block> {
         (0, _) => "the test set as validation (the study's way: choices made while watching it leak it into the model)"
             .to_string(),
         (h, n) if h == n => {
-            "validation on training images held out for it (stratified by class), the weights of the best \
-             epoch on them kept and the test set used once, at the end"
+            "validation on training images held out for it (stratified by class), the weights of the last \
+             epoch kept unless an earlier one was clearly better on them, and the test set used once, at the end"
                 .to_string()
         }
         _ => format!(
@@ -467,9 +472,9 @@ fn blocks(run: &Run) -> Vec<Block> {
         out.push(Block::Heading(2, format!("Model: {}", m.name)));
         let kept = match (m.best_epoch, m.val_accuracy, m.val_loss) {
             (Some(e), Some(a), Some(l)) => format!(
-                " {} epochs ran; epoch {e} was best on the held-out images (validation accuracy {}, loss {l:.4}) \
-                 and its weights are the model's.",
+                " {} epochs ran; {} Its weights are the model's (validation accuracy {}, loss {l:.4}).",
                 m.epochs,
+                kept_why(e, m.top_epoch, m.epochs),
                 pct(a)
             ),
             _ => String::new(),
@@ -686,4 +691,17 @@ pub fn report_html(dir: &Path, run: &Run) -> Result<String> {
     }
     s.push_str("</body></html>\n");
     Ok(s)
+}
+
+/// Why epoch `kept` of `epochs` is the model, `top` being the best on validation.
+pub fn kept_why(kept: usize, top: Option<usize>, epochs: usize) -> String {
+    match top {
+        Some(t) if t == kept && kept == epochs => format!("epoch {kept}, the last, was the best on the held-out images."),
+        Some(t) if t == kept => format!("epoch {kept} was clearly better on the held-out images than the last."),
+        Some(t) => format!(
+            "epoch {kept}, the last, was kept: epoch {t} scored higher on the held-out images, but not by more than chance."
+        ),
+        // Summaries written before the top epoch was recorded kept the best epoch.
+        None => format!("epoch {kept} was best on the held-out images."),
+    }
 }

@@ -136,10 +136,17 @@ fn the_best_preset_on_a_limited_set_holds_out_a_twelfth_and_reports_validation_a
     assert_eq!(m["recipe"]["val_split"], 100);
     assert_eq!(m["recipe"]["optimizer"]["name"], "adamw");
     assert_eq!(m["recipe"]["schedule"]["name"], "cosine");
+    assert_eq!(m["recipe"]["augment"]["flip"], true, "the preset mirrors half the images");
     assert!(m["best_epoch"].as_u64().is_some_and(|e| (1..=2).contains(&e)), "{m}");
     assert!(m["val_accuracy"].as_f64().is_some(), "{m}");
     let md = std::fs::read_to_string(out.path().join("summary.md")).unwrap();
     assert!(md.contains("kept)") && md.contains("held-out"), "{md}");
+
+    let out = tempfile::tempdir().unwrap();
+    fit_ok(&["--preset", "best", "--hidden", "16", "--epochs", "1", "--limit", "1200", "--no-flip"], out.path());
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["models"][0]["recipe"]["augment"]["flip"], false, "--no-flip turns the preset's flips off");
 }
 
 #[test]

@@ -51,8 +51,8 @@ fn modern(epochs: usize) -> Recipe {
 }
 
 /// A trained model's bits: its file, its history (without times), its test predictions and
-/// the epoch it kept.
-type Bits = (Vec<u8>, Vec<(u64, u64, u64, u64)>, Vec<u8>, Option<usize>);
+/// the epochs it kept and found best on validation.
+type Bits = (Vec<u8>, Vec<(u64, u64, u64, u64)>, Vec<u8>, Option<usize>, Option<usize>);
 
 fn bits(t: &Trained) -> Bits {
     let history = t
@@ -60,7 +60,7 @@ fn bits(t: &Trained) -> Bits {
         .iter()
         .map(|r| (r.loss.to_bits(), r.accuracy.to_bits(), r.val_loss.to_bits(), r.val_accuracy.to_bits()))
         .collect();
-    (format::encode_f32(&t.model).unwrap(), history, t.test.predictions.clone(), t.best_epoch)
+    (format::encode_f32(&t.model).unwrap(), history, t.test.predictions.clone(), t.best_epoch, t.top_epoch)
 }
 
 #[test]
@@ -122,18 +122,62 @@ fn a_modern_recipe_gives_the_same_bits_with_1_and_2_threads() {
     }
 }
 
+/// The held-out validation images of a run of `recipe` on `train`.
+fn held_out(train: &Split, recipe: &Recipe) -> Split {
+    let (_, held) = trainer::augment::stratified_holdout(&train.labels, recipe.val_split, recipe.seed);
+    let pixels = held.iter().flat_map(|&i| train.pixels[i as usize * PIXELS..][..PIXELS].to_vec()).collect();
+    Split::new(pixels, held.iter().map(|&i| train.labels[i as usize]).collect())
+}
+
+/// The kept weights are those of the epoch reported as kept: their accuracy on the held-out
+/// images is that epoch's.
+fn assert_kept_weights(t: &Trained, train: &Split) {
+    let kept = t.best_epoch.expect("a validation split chooses an epoch");
+    let accuracy = train::evaluate(&t.model, &held_out(train, &t.recipe), &mut Workspace::default()).accuracy;
+    assert_eq!(accuracy, t.history[kept - 1].val_accuracy, "the weights of epoch {kept}");
+}
+
 #[test]
-fn the_modern_recipe_learns_and_keeps_the_best_epoch_on_validation() {
+fn clearly_better_needs_more_than_chance() {
+    let labels = [0u8; 100];
+    // Predictions right on the first `right` images.
+    let right = |n: usize| (0..100).map(|i| u8::from(i >= n)).collect::<Vec<u8>>();
+    let clearly = |a: usize, b: usize| train::clearly_better(&right(a), &right(b), &labels);
+    // 5 images only the first gets right: 5 > 2·sqrt(5) = 4.47. 4 of them: 4 = 2·sqrt(4), not more.
+    assert!(clearly(55, 50) && !clearly(54, 50));
+    assert!(!clearly(50, 55) && !clearly(50, 50), "worse or equal is never clearly better");
+    // The same net difference counts for less where the two disagree on more images.
+    let wrong_at = |at: &[usize]| (0..100).map(|i| u8::from(at.contains(&i))).collect::<Vec<u8>>();
+    let (a, b) = (wrong_at(&(0..10).collect::<Vec<_>>()), wrong_at(&(10..26).collect::<Vec<_>>()));
+    assert!(!train::clearly_better(&a, &b, &labels), "16 against 10: 6 < 2·sqrt(26) = 10.2");
+    let b = wrong_at(&(10..32).collect::<Vec<_>>());
+    assert!(train::clearly_better(&a, &b, &labels), "22 against 10: 12 > 2·sqrt(32) = 11.3");
+}
+
+#[test]
+fn the_modern_recipe_learns_and_keeps_the_last_epoch_unless_an_earlier_one_is_clearly_better() {
     let (tr, te) = (synthetic(3000, 3, 0.3), synthetic(500, 4, 0.0));
     let recipe = Recipe { augment: Augment::default(), ..modern(6) };
     let t = train::fit(&recipe, &tr, &te, &mut Quiet).unwrap();
     assert!(t.test.accuracy > 0.9, "accuracy {}", t.test.accuracy);
-    let best = t.best_epoch.expect("a validation split chooses an epoch");
-    let top = t.history.iter().map(|r| r.val_accuracy).fold(0.0, f64::max);
-    assert_eq!(t.history[best - 1].val_accuracy, top, "the kept epoch is the best on validation");
-    // The kept weights are that epoch's: rerunning for `best` epochs (same schedule length
-    // is not needed for the check) gives the same validation figures.
-    assert!(t.history.iter().skip(best).all(|r| r.val_accuracy <= top));
+    let top = t.top_epoch.expect("the best epoch on validation");
+    let best = t.history.iter().map(|r| r.val_accuracy).fold(0.0, f64::max);
+    assert_eq!(t.history[top - 1].val_accuracy, best, "the top epoch is the best on validation");
+    // Every epoch gets the same held-out images right but for a few: none is clearly better
+    // than the last, which is kept.
+    assert!(top < 6, "the top epoch {top} is an earlier one");
+    assert_eq!(t.best_epoch, Some(6));
+    assert_kept_weights(&t, &tr);
+
+    // Half the labels random and a large constant step: the network learns the noise and
+    // validation accuracy falls far below its best, which is then kept.
+    let (tr, te) = (synthetic(1500, 5, 0.5), synthetic(200, 6, 0.0));
+    let recipe = Recipe { epochs: 30, lr: 0.01, schedule: Schedule::Constant, augment: Augment::default(), ..modern(30) };
+    let t = train::fit(&recipe, &tr, &te, &mut Quiet).unwrap();
+    let (top, last) = (t.top_epoch.unwrap(), &t.history[29]);
+    assert!(t.history[top - 1].val_accuracy > last.val_accuracy + 0.05, "{:?}", t.history);
+    assert_eq!(t.best_epoch, Some(top), "the clearly better epoch is kept");
+    assert_kept_weights(&t, &tr);
 }
 
 #[test]
@@ -149,8 +193,9 @@ fn early_stopping_stops_after_patience_epochs_without_improvement() {
         ..modern(40)
     };
     let t = train::fit(&recipe, &tr, &te, &mut Quiet).unwrap();
-    let best = t.best_epoch.unwrap();
+    let best = t.top_epoch.unwrap();
     assert!(t.history.len() < 40, "stopped early: {} epochs", t.history.len());
+    assert!(t.best_epoch == Some(best) || t.best_epoch == Some(t.history.len()), "the best or the last is kept");
     assert_eq!(t.history.len(), best + 2, "two epochs without a better validation accuracy after epoch {best}");
 }
 
@@ -243,6 +288,10 @@ fn a_run_continued_from_its_checkpoint_after_a_crash_ends_with_the_same_bits() {
             },
         ),
         ("epoch counts", trainer::checkpoint::Checkpoint { epoch: 9, ..good.clone() }),
+        (
+            "validation predictions",
+            trainer::checkpoint::Checkpoint { best_predictions: good.best_predictions[1..].to_vec(), ..good.clone() },
+        ),
     ] {
         std::fs::write(&path, trainer::checkpoint::encode(&bad)).unwrap();
         let e = train::fit_with(&recipe, &tr, &te, &mut Quiet, Some(&path)).unwrap_err();

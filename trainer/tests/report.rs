@@ -51,8 +51,10 @@ fn saved_run(dir: &Path) {
             architecture: "784-512-256-10".into(),
             int8_test_accuracy: Some(0.79 - 0.1 * i as f64),
             int8_model_bytes: Some(538_186),
-            // The second model validated on held-out images and kept its second epoch.
+            // The second model validated on held-out images and kept its second epoch, the
+            // best on them and clearly better than the last.
             best_epoch: held_out.then_some(2),
+            top_epoch: held_out.then_some(2),
             val_accuracy: held_out.then_some(0.7125),
             val_loss: held_out.then_some(0.61),
         });
@@ -103,7 +105,7 @@ fn report_rebuilds_figures_and_report_from_saved_files() {
     // The sigmoid model held images out: another recipe than the study's, so it is not
     // compared with the study, and its validation and test figures are shown apart.
     assert!(!md.contains("ReLU vs sigmoid"), "{md}");
-    assert!(md.contains("71.25% (epoch 2 kept)") && md.contains("epoch 2 was best on the held-out images"), "{md}");
+    assert!(md.contains("71.25% (epoch 2 kept)") && md.contains("epoch 2 was clearly better on the held-out images than the last"), "{md}");
     assert!(md.contains("validation on held-out training images for sigmoid"), "{md}");
     assert!(md.contains("| test set |"), "the study's model validated on the test set: {md}");
 
