@@ -507,6 +507,7 @@ pub fn fit_with(
     // on a copy sorted like a batch, whose per-image predictions are not kept.
     let all = |n: usize| (0..n as u32).collect::<Vec<u32>>();
     let train_pixels = reorder_pixels(train, &all(train.len()), &layout);
+    let mirrored = mirrored_layout(&layout);
     let mut val_images = all(val_source.len());
     let keys = silhouette_keys(val_source);
     val_images.sort_by_key(|&i| keys[i as usize]);
@@ -567,7 +568,7 @@ pub fn fit_with(
                 idx,
                 train,
                 &train_pixels,
-                &layout,
+                (&layout, &mirrored),
                 recipe,
                 t,
             );
@@ -684,12 +685,26 @@ fn pixels_at(split: &Split, indices: &[u32]) -> Split {
     Split { pixels, images: Vec::new(), labels }
 }
 
+/// Where in `layout` each pixel of the mirror image is: position `j` of a mirrored image
+/// laid out in `layout` holds position `mirrored[j]` of the image laid out in `layout`.
+fn mirrored_layout(layout: &[u16; PIXELS]) -> [u16; PIXELS] {
+    let mut at = [0u16; PIXELS];
+    for (j, &p) in layout.iter().enumerate() {
+        at[p as usize] = j as u16;
+    }
+    layout.map(|p| {
+        let (r, c) = (p as usize / SIDE, p as usize % SIDE);
+        at[r * SIDE + SIDE - 1 - c]
+    })
+}
+
 /// The batch of images `idx` into `x` ((rows, 784), training's pixel layout, /255).
 ///
 /// On every thread (serial, it left one core idle), from 8-bit pixels: a quarter of the
 /// bytes to fetch from scattered images, and the same division by 255 as `Split::images`,
 /// so the same values. With augmentation, each image is transformed first (into `scratch`,
-/// in image order), by the transform drawn for it at global step `t`.
+/// in image order), by the transform drawn for it at global step `t`; a mirror alone is
+/// read straight from the laid-out pixels through `layouts.1` ([`mirrored_layout`]).
 #[allow(clippy::too_many_arguments)]
 fn gather(
     x: &mut [f32],
@@ -697,16 +712,32 @@ fn gather(
     idx: &[u32],
     train: &Split,
     train_pixels: &[u8],
-    layout: &[u16; PIXELS],
+    layouts: (&[u16; PIXELS], &[u16; PIXELS]),
     recipe: &Recipe,
     t: usize,
 ) {
+    let (layout, mirrored) = layouts;
     let rows = x.par_chunks_mut(PIXELS).zip(scratch.par_chunks_mut(PIXELS)).zip(idx.par_iter()).with_min_len(50);
+    let laid_out = |i: u32| &train_pixels[i as usize * PIXELS..][..PIXELS];
     if recipe.augment.is_none() {
         rows.for_each(|((dst, _), &i)| {
-            let i = i as usize;
-            for (d, &p) in dst.iter_mut().zip(&train_pixels[i * PIXELS..(i + 1) * PIXELS]) {
+            for (d, &p) in dst.iter_mut().zip(laid_out(i)) {
                 *d = f32::from(p) / 255.0;
+            }
+        });
+        return;
+    }
+    if recipe.augment.shift == 0 {
+        rows.for_each(|((dst, _), &i)| {
+            let src = laid_out(i);
+            if recipe.augment.draw(recipe.seed, t as u64, i).flip {
+                for (d, &j) in dst.iter_mut().zip(mirrored) {
+                    *d = f32::from(src[j as usize]) / 255.0;
+                }
+            } else {
+                for (d, &p) in dst.iter_mut().zip(src) {
+                    *d = f32::from(p) / 255.0;
+                }
             }
         });
         return;
@@ -718,4 +749,22 @@ fn gather(
             *d = f32::from(moved[p as usize]) / 255.0;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::augment::Transform;
+
+    #[test]
+    fn a_mirror_read_through_the_mirrored_layout_is_the_mirrored_image_laid_out() {
+        let image: Vec<u8> = (0..PIXELS).map(|p| (p * 7 % 251) as u8).collect();
+        let layout = patch_order();
+        let laid_out: Vec<u8> = layout.iter().map(|&p| image[p as usize]).collect();
+        let mut flipped = vec![0u8; PIXELS];
+        Transform { dx: 0, dy: 0, flip: true }.apply(&image, &mut flipped, SIDE);
+        let expected: Vec<u8> = layout.iter().map(|&p| flipped[p as usize]).collect();
+        let read: Vec<u8> = mirrored_layout(&layout).iter().map(|&j| laid_out[j as usize]).collect();
+        assert_eq!(read, expected);
+    }
 }
