@@ -63,6 +63,23 @@ pub struct Checkpoint {
     pub seconds: f64,
 }
 
+/// The run a checkpoint must continue.
+#[derive(Debug, Clone, Copy)]
+pub struct Run<'a> {
+    /// The recipe, as JSON.
+    pub recipe: &'a str,
+    /// Images trained on.
+    pub images: usize,
+    /// Held-out images validated on (0: the test set is the validation set).
+    pub validation: usize,
+    /// Epochs of the recipe.
+    pub epochs: usize,
+    /// A model of the run's shape.
+    pub model: &'a Mlp,
+    /// State arrays per parameter of the run's optimizer.
+    pub slots: usize,
+}
+
 /// A checkpoint that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -93,21 +110,10 @@ pub enum CheckpointError {
 }
 
 impl Checkpoint {
-    /// Checks that this checkpoint (read from `path`) continues a run of `recipe` (as JSON)
-    /// on `images` training images validated on `validation` held-out ones (0: on the test
-    /// set) for `epochs` epochs, whose model has `model`'s shape and
-    /// whose optimizer keeps `slots` state arrays per parameter. Nothing in it can then
+    /// Checks that this checkpoint (read from `path`) continues `run`. Nothing in it can then
     /// index out of bounds, even where a file was made to pass its checksum.
-    pub fn check(
-        &self,
-        path: &Path,
-        recipe: &str,
-        images: usize,
-        validation: usize,
-        epochs: usize,
-        model: &Mlp,
-        slots: usize,
-    ) -> Result<(), CheckpointError> {
+    pub fn check(&self, path: &Path, run: &Run) -> Result<(), CheckpointError> {
+        let Run { recipe, images, validation, epochs, model, slots } = *run;
         let mismatch = |what: String| CheckpointError::Mismatch { path: path.to_path_buf(), what };
         if self.recipe != recipe {
             return Err(mismatch(format!("another recipe: {}", self.recipe)));

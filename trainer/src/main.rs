@@ -138,8 +138,9 @@ enum Preset {
     Seed,
     /// The best model the network can be: AdamW lr 0.002, weight decay 1e-4, cosine
     /// schedule with 1 epoch of warm-up, batch 256, label smoothing 0.1, flips, 50 epochs,
-    /// 5,000 training images held out for validation and the best epoch on them kept. Alone it
-    /// trains 784-512-256-10 ReLU with dropout 0.2 (see README for its accuracy and time).
+    /// 5,000 training images held out for validation (the last epoch kept unless an earlier
+    /// one is clearly better on them). Alone it trains 784-512-256-10 ReLU with dropout 0.2
+    /// (see README for its accuracy and time).
     Best,
 }
 
@@ -245,9 +246,10 @@ struct FitArgs {
     #[arg(long, group = "recipe", overrides_with = "flip", help_heading = "Recipe")]
     no_flip: bool,
     /// Hold N training images out for validation (stratified by class, chosen by the
-    /// seed); the weights of the best epoch on them are kept and the test set is used once,
-    /// at the end. 0: the test set as validation, the study's way [seed: 0, best: 5000, or a
-    /// twelfth of --limit].
+    /// seed); the last epoch's weights are kept unless the best epoch on them is clearly
+    /// better (McNemar's test on the held-out images), and the test set is used once, at the
+    /// end. 0: the test set as validation, the study's way [seed: 0, best: 5000, or a twelfth
+    /// of --limit].
     #[arg(long, group = "recipe", value_name = "N", help_heading = "Recipe")]
     val_split: Option<u32>,
     /// Stop after PATIENCE epochs without a better validation accuracy (needs a
@@ -537,7 +539,10 @@ fn recipes(args: &FitArgs) -> Result<Vec<Recipe>> {
             optimizer,
             schedule,
             label_smoothing: args.label_smoothing.unwrap_or(base.label_smoothing),
-            augment: Augment { shift: args.shift.unwrap_or(base.augment.shift), flip: args.flip || (base.augment.flip && !args.no_flip) },
+            augment: Augment {
+                shift: args.shift.unwrap_or(base.augment.shift),
+                flip: args.flip || (base.augment.flip && !args.no_flip),
+            },
             val_split,
             early_stopping: args.early_stopping.map(|p| p as usize).or(base.early_stopping),
             ..base

@@ -696,7 +696,9 @@ pub fn report_html(dir: &Path, run: &Run) -> Result<String> {
 /// Why epoch `kept` of `epochs` is the model, `top` being the best on validation.
 pub fn kept_why(kept: usize, top: Option<usize>, epochs: usize) -> String {
     match top {
-        Some(t) if t == kept && kept == epochs => format!("epoch {kept}, the last, was the best on the held-out images."),
+        Some(t) if t == kept && kept == epochs => {
+            format!("epoch {kept}, the last, was the best on the held-out images.")
+        }
         Some(t) if t == kept => format!("epoch {kept} was clearly better on the held-out images than the last."),
         Some(t) => format!(
             "epoch {kept}, the last, was kept: epoch {t} scored higher on the held-out images, but not by more than chance."

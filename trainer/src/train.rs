@@ -96,8 +96,8 @@ impl Recipe {
     /// The best recipe this trainer knows for `network`: AdamW (lr 0.002, weight decay
     /// 1e-4), cosine schedule with one epoch of warm-up, batch 256, 50 epochs, label
     /// smoothing 0.1, half the training images mirrored left to right; 5,000 training
-    /// images held out for validation, the weights of the best epoch on them kept. Chosen
-    /// on the validation split only (see README).
+    /// images held out for validation, the last epoch's weights kept unless an earlier
+    /// epoch is [`clearly_better`] on them. Chosen on the validation split only (see README).
     pub fn best(name: &str, network: Network) -> Recipe {
         const BATCH: usize = 256;
         let steps_per_epoch = (60_000 - BEST_VAL_SPLIT).div_ceil(BATCH);
@@ -538,8 +538,16 @@ pub fn fit_with(
     if let Some(path) = checkpoint
         && let Some(c) = checkpoint::read(path)?
     {
-        let validated = if recipe.val_split > 0 { validation.len() } else { 0 };
-        c.check(path, &recipe_json, train.len(), validated, recipe.epochs, &model, slots)?;
+        let validation = if recipe.val_split > 0 { validation.len() } else { 0 };
+        let run = checkpoint::Run {
+            recipe: &recipe_json,
+            images: train.len(),
+            validation,
+            epochs: recipe.epochs,
+            model: &model,
+            slots,
+        };
+        c.check(path, &run)?;
         (model, state, rng, order, history, since_best, finished, seconds_before) =
             (c.model, c.state, c.rng, c.order, c.history, c.since_best, c.finished, c.seconds);
         (best, best_predictions, keep_best) = (c.best, c.best_predictions, c.keep_best);

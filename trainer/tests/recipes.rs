@@ -172,7 +172,8 @@ fn the_modern_recipe_learns_and_keeps_the_last_epoch_unless_an_earlier_one_is_cl
     // Half the labels random and a large constant step: the network learns the noise and
     // validation accuracy falls far below its best, which is then kept.
     let (tr, te) = (synthetic(1500, 5, 0.5), synthetic(200, 6, 0.0));
-    let recipe = Recipe { epochs: 30, lr: 0.01, schedule: Schedule::Constant, augment: Augment::default(), ..modern(30) };
+    let recipe =
+        Recipe { epochs: 30, lr: 0.01, schedule: Schedule::Constant, augment: Augment::default(), ..modern(30) };
     let t = train::fit(&recipe, &tr, &te, &mut Quiet).unwrap();
     let (top, last) = (t.top_epoch.unwrap(), &t.history[29]);
     assert!(t.history[top - 1].val_accuracy > last.val_accuracy + 0.05, "{:?}", t.history);

@@ -105,7 +105,11 @@ fn report_rebuilds_figures_and_report_from_saved_files() {
     // The sigmoid model held images out: another recipe than the study's, so it is not
     // compared with the study, and its validation and test figures are shown apart.
     assert!(!md.contains("ReLU vs sigmoid"), "{md}");
-    assert!(md.contains("71.25% (epoch 2 kept)") && md.contains("epoch 2 was clearly better on the held-out images than the last"), "{md}");
+    assert!(
+        md.contains("71.25% (epoch 2 kept)")
+            && md.contains("epoch 2 was clearly better on the held-out images than the last"),
+        "{md}"
+    );
     assert!(md.contains("validation on held-out training images for sigmoid"), "{md}");
     assert!(md.contains("| test set |"), "the study's model validated on the test set: {md}");
 
