@@ -138,7 +138,7 @@ enum Preset {
     Seed,
     /// The best model the network can be: AdamW lr 0.002, weight decay 1e-4, cosine
     /// schedule with 1 epoch of warm-up, batch 256, label smoothing 0.1, flips, 50 epochs,
-    /// 5,000 training images held out for validation (the last epoch kept unless an earlier
+    /// 2,000 training images held out for validation (the last epoch kept unless an earlier
     /// one is clearly better on them). Alone it trains 784-512-256-10 ReLU with dropout 0.2
     /// (see README for its accuracy and time).
     Best,
@@ -248,7 +248,7 @@ struct FitArgs {
     /// Hold N training images out for validation (stratified by class, chosen by the
     /// seed); the last epoch's weights are kept unless the best epoch on them is clearly
     /// better (McNemar's test on the held-out images), and the test set is used once, at the
-    /// end. 0: the test set as validation, the study's way [seed: 0, best: 5000, or a twelfth
+    /// end. 0: the test set as validation, the study's way [seed: 0, best: 2000, or a thirtieth
     /// of --limit].
     #[arg(long, group = "recipe", value_name = "N", help_heading = "Recipe")]
     val_split: Option<u32>,
@@ -507,9 +507,9 @@ fn recipes(args: &FitArgs) -> Result<Vec<Recipe>> {
     for base in bases {
         let epochs = args.epochs.map_or(base.epochs, |e| e as usize);
         let batch_size = args.batch_size.map_or(base.batch_size, |b| b as usize);
-        // The preset's split is a twelfth of the training set: scaled down with --limit.
+        // The preset's split is a thirtieth of the training set: scaled down with --limit.
         let preset_split = match args.limit {
-            Some(limit) if base.val_split > 0 => base.val_split.min(limit as usize / 12),
+            Some(limit) if base.val_split > 0 => base.val_split.min(limit as usize / 30),
             _ => base.val_split,
         };
         let val_split = args.val_split.map_or(preset_split, |n| n as usize);

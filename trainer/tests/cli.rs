@@ -124,16 +124,16 @@ fn networks_the_format_cannot_hold_are_refused_before_any_work() {
 }
 
 #[test]
-fn the_best_preset_on_a_limited_set_holds_out_a_twelfth_and_reports_validation_apart() {
+fn the_best_preset_on_a_limited_set_holds_out_a_thirtieth_and_reports_validation_apart() {
     let out = tempfile::tempdir().unwrap();
     let stderr = fit_ok(&["--preset", "best", "--hidden", "16", "--epochs", "2", "--limit", "1200"], out.path());
-    assert!(stderr.contains("validation on 100 held-out training images"), "{stderr}");
+    assert!(stderr.contains("validation on 40 held-out training images"), "{stderr}");
     assert!(stderr.contains("kept epoch"), "{stderr}");
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
     let m = &summary["models"][0];
     assert_eq!(m["name"], "relu-16-best");
-    assert_eq!(m["recipe"]["val_split"], 100);
+    assert_eq!(m["recipe"]["val_split"], 40);
     assert_eq!(m["recipe"]["optimizer"]["name"], "adamw");
     assert_eq!(m["recipe"]["schedule"]["name"], "cosine");
     assert_eq!(m["recipe"]["augment"]["flip"], true, "the preset mirrors half the images");
