@@ -176,7 +176,8 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> 
     }
     let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
     if word(8) != VERSION {
-        return Err(corrupt(format!("format version {}, this trainer reads {VERSION}", word(8))));
+        let what = format!("another version of the trainer (checkpoint format {}; this one reads {VERSION})", word(8));
+        return Err(CheckpointError::Mismatch { path: path.to_path_buf(), what });
     }
     let len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
     let payload = &bytes[HEADER..];

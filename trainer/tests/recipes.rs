@@ -312,6 +312,12 @@ fn a_run_continued_from_its_checkpoint_after_a_crash_ends_with_the_same_bits() {
     std::fs::write(&path, &bytes[..100]).unwrap();
     let e = train::fit_with(&recipe, &tr, &te, &mut Quiet, Some(&path)).unwrap_err();
     assert!(e.to_string().contains("damaged"), "{e}");
+    // One of an older format is named as such, not as damaged.
+    let mut older = trainer::checkpoint::encode(&good);
+    older[8..12].copy_from_slice(&1u32.to_le_bytes());
+    std::fs::write(&path, &older).unwrap();
+    let e = train::fit_with(&recipe, &tr, &te, &mut Quiet, Some(&path)).unwrap_err();
+    assert!(e.to_string().contains("another version of the trainer (checkpoint format 1"), "{e}");
 }
 
 #[test]
