@@ -540,11 +540,10 @@ pub fn fit_with(
     if let Some(path) = checkpoint
         && let Some(c) = checkpoint::read(path)?
     {
-        let validation = if recipe.val_split > 0 { validation.len() } else { 0 };
         let run = checkpoint::Run {
             recipe: &recipe_json,
             images: train.len(),
-            validation,
+            validation: if recipe.val_split > 0 { validation.len() } else { 0 },
             epochs: recipe.epochs,
             model: &model,
             slots,
@@ -728,19 +727,12 @@ fn gather(
 ) {
     let (layout, mirrored) = layouts;
     let rows = x.par_chunks_mut(PIXELS).zip(scratch.par_chunks_mut(PIXELS)).zip(idx.par_iter()).with_min_len(50);
-    let laid_out = |i: u32| &train_pixels[i as usize * PIXELS..][..PIXELS];
-    if recipe.augment.is_none() {
+    let augment = recipe.augment;
+    if augment.shift == 0 {
+        // No transform, or a mirror alone: straight from the laid-out pixels.
         rows.for_each(|((dst, _), &i)| {
-            for (d, &p) in dst.iter_mut().zip(laid_out(i)) {
-                *d = f32::from(p) / 255.0;
-            }
-        });
-        return;
-    }
-    if recipe.augment.shift == 0 {
-        rows.for_each(|((dst, _), &i)| {
-            let src = laid_out(i);
-            if recipe.augment.draw(recipe.seed, t as u64, i).flip {
+            let src = &train_pixels[i as usize * PIXELS..][..PIXELS];
+            if augment.flip && augment.draw(recipe.seed, t as u64, i).flip {
                 for (d, &j) in dst.iter_mut().zip(mirrored) {
                     *d = f32::from(src[j as usize]) / 255.0;
                 }
@@ -753,7 +745,7 @@ fn gather(
         return;
     }
     rows.for_each(|((dst, moved), &i)| {
-        let transform = recipe.augment.draw(recipe.seed, t as u64, i);
+        let transform = augment.draw(recipe.seed, t as u64, i);
         transform.apply(&train.pixels[i as usize * PIXELS..][..PIXELS], moved, SIDE);
         for (d, &p) in dst.iter_mut().zip(layout) {
             *d = f32::from(moved[p as usize]) / 255.0;
