@@ -92,7 +92,7 @@ fn networks_of_one_two_and_four_hidden_layers_train_export_and_agree_on_every_im
     let ds = dataset();
     let train = ds.train.head(12_000);
     for hidden in [vec![32], vec![128, 64], vec![96, 64, 48, 33]] {
-        let network = Network { hidden: hidden.clone(), activation: Activation::Relu, dropout: 0.0 };
+        let network = Network { hidden: hidden.clone(), activation: Activation::Relu, dropout: 0.0, batch_norm: false };
         let recipe = Recipe {
             name: network.name(),
             network,

@@ -16,13 +16,13 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::fsutil;
 use crate::model::Mlp;
-use crate::optim::OptState;
+use crate::optim::{LayerState, OptState};
 use crate::train::EpochRecord;
 
 /// First bytes of a checkpoint file.
 pub const MAGIC: &[u8; 8] = b"FMLPCKPT";
 /// Version of the payload layout.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Largest checkpoint read: four 1024-wide layers with Adam's state and the best weights
 /// come to about 70 MB.
 pub const MAX_BYTES: u64 = 512 << 20;
@@ -40,7 +40,7 @@ pub struct Checkpoint {
     pub epoch: usize,
     /// Training ended (last epoch, or early stopping).
     pub finished: bool,
-    /// Parameters after `epoch`, in training's pixel order.
+    /// Parameters after `epoch`, in training's pixel order (norms not folded).
     pub model: Mlp,
     /// Optimizer state.
     pub state: OptState,
@@ -124,14 +124,19 @@ impl Checkpoint {
         let same_shape = |m: &Mlp| {
             m.widths() == model.widths()
                 && m.layers.iter().all(|l| l.w.len() == l.inputs * l.outputs && l.b.len() == l.outputs)
+                && m.norms.len() == model.norms.len()
+                && m.norms.iter().zip(&model.norms).all(|(a, b)| a.has_width(b.width()))
+        };
+        let fits = |s: &LayerState, (w, b): (usize, usize)| {
+            s.w.len() == slots
+                && s.b.len() == slots
+                && s.w.iter().all(|v| v.len() == w)
+                && s.b.iter().all(|v| v.len() == b)
         };
         let state_shape = self.state.layers.len() == model.layers.len()
-            && self.state.layers.iter().zip(&model.layers).all(|(s, l)| {
-                s.w.len() == slots
-                    && s.b.len() == slots
-                    && s.w.iter().all(|v| v.len() == l.w.len())
-                    && s.b.iter().all(|v| v.len() == l.b.len())
-            });
+            && self.state.layers.iter().zip(&model.layers).all(|(s, l)| fits(s, (l.w.len(), l.b.len())))
+            && self.state.norms.len() == model.norms.len()
+            && self.state.norms.iter().zip(&model.norms).all(|(s, n)| fits(s, (n.width(), n.width())));
         if !same_shape(&self.model) || !state_shape || self.best.as_ref().is_some_and(|(_, m)| !same_shape(m)) {
             return Err(mismatch("another network or optimizer".into()));
         }

@@ -30,8 +30,9 @@ pub enum ModelFileError {
     },
 }
 
-/// Encodes `model` as an f32 model file.
+/// Encodes `model` as an f32 model file (with its norms folded in, if it has any).
 pub fn encode_f32(model: &Mlp) -> Result<Vec<u8>, infer_core::Error> {
+    let model = &*model.plain();
     let arch = model.architecture()?;
     let layers: Vec<F32Layer<'_>> = model.layers.iter().map(|l| F32Layer { weights: &l.w, biases: &l.b }).collect();
     let mut out = vec![0u8; Header::new(arch, model.activation, Quant::F32).file_len()];
@@ -50,7 +51,7 @@ pub fn decode_f32(bytes: &[u8]) -> Result<Mlp, infer_core::Error> {
             Dense { inputs, outputs, w: model.weights(l).collect(), b: model.biases(l).collect() }
         })
         .collect();
-    Ok(Mlp { activation: model.activation(), layers })
+    Ok(Mlp { activation: model.activation(), layers, norms: Vec::new() })
 }
 
 /// Writes `model` to `path` atomically.

@@ -17,6 +17,7 @@ pub mod figures;
 pub mod format;
 pub mod kernels;
 pub mod model;
+pub mod norm;
 pub mod optim;
 pub mod quant;
 pub mod report;

@@ -245,6 +245,14 @@ struct FitArgs {
     /// No mirrored training images (turns the best preset's flips off).
     #[arg(long, group = "recipe", overrides_with = "flip", help_heading = "Recipe")]
     no_flip: bool,
+    /// Batch norm between each hidden layer's product and its activation in training,
+    /// folded into the dense layers when training ends: the exported network has the same
+    /// shape, size and speed [seed: off, best: on].
+    #[arg(long, group = "recipe", overrides_with = "no_batch_norm", help_heading = "Recipe")]
+    batch_norm: bool,
+    /// No batch norm (turns the best preset's off).
+    #[arg(long, group = "recipe", overrides_with = "batch_norm", help_heading = "Recipe")]
+    no_batch_norm: bool,
     /// Hold N training images out for validation (stratified by class, chosen by the
     /// seed); the last epoch's weights are kept unless the best epoch on them is clearly
     /// better (McNemar's test on the held-out images), and the test set is used once, at the
@@ -482,7 +490,7 @@ fn recipes(args: &FitArgs) -> Result<Vec<Recipe>> {
         if !(0.0..1.0).contains(&dropout) {
             bail!("--dropout must be in [0, 1), got {dropout}");
         }
-        let network = Network { hidden: args.hidden.clone(), activation, dropout };
+        let network = Network { hidden: args.hidden.clone(), activation, dropout, batch_norm: false };
         network.architecture().map_err(|e| anyhow::anyhow!("--hidden {:?}: {e}", args.hidden))?;
         let name = match args.preset {
             Preset::Seed => network.name(),
@@ -495,7 +503,8 @@ fn recipes(args: &FitArgs) -> Result<Vec<Recipe>> {
         args.model.iter().map(|&k| study(k)).collect()
     } else {
         // --preset best alone: the network of the PyTorch recipe it is measured against.
-        let network = Network { hidden: vec![512, 256], activation: infer_core::Activation::Relu, dropout: 0.2 };
+        let activation = infer_core::Activation::Relu;
+        let network = Network { hidden: vec![512, 256], activation, dropout: 0.2, batch_norm: false };
         vec![preset("best", network)]
     };
     if let Some(lr) = args.lr
@@ -545,6 +554,10 @@ fn recipes(args: &FitArgs) -> Result<Vec<Recipe>> {
             },
             val_split,
             early_stopping: args.early_stopping.map(|p| p as usize).or(base.early_stopping),
+            network: Network {
+                batch_norm: args.batch_norm || (base.network.batch_norm && !args.no_batch_norm),
+                ..base.network.clone()
+            },
             ..base
         };
         if !matches!(r.schedule, Schedule::Cosine { .. }) && args.warmup_epochs.is_some() {

@@ -1,6 +1,8 @@
 //! Multilayer perceptrons of any stack of dense layers: the network description, the
 //! parameters, and the forward and backward passes over the kernels.
 
+use std::borrow::Cow;
+
 use infer_core::Activation;
 use infer_core::arch::Architecture;
 use rand::RngExt;
@@ -11,6 +13,7 @@ use rayon::prelude::*;
 use crate::data::{CLASSES, PIXELS};
 use crate::kernels::lanes::{LANES, V, load, store};
 use crate::kernels::{self, Act, Epilogue, MatRef};
+use crate::norm::{self, BatchStats, Norm};
 use crate::optim::{self, OptState, Step};
 
 /// The three models of the study, as presets of [`Network`].
@@ -45,12 +48,13 @@ impl ModelKind {
             ModelKind::Relu => (Activation::Relu, 0.0),
             ModelKind::Dropout => (Activation::Relu, 0.5),
         };
-        Network { hidden: vec![512, 256], activation, dropout }
+        Network { hidden: vec![512, 256], activation, dropout, batch_norm: false }
     }
 }
 
 /// What to train: Fashion-MNIST's 784 pixels in, dense hidden layers of these widths with
-/// one activation, dropout after each hidden layer, 10 classes out (softmax).
+/// one activation (after a batch norm when `batch_norm`), dropout after each hidden layer,
+/// 10 classes out (softmax).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Network {
     /// Hidden widths, input side first: 1 to 4 layers of 1 to 1024 units.
@@ -59,6 +63,10 @@ pub struct Network {
     pub activation: Activation,
     /// Fraction of hidden units dropped in training (inverted dropout), 0 for none.
     pub dropout: f32,
+    /// A batch norm between each hidden layer's product and its activation, in training;
+    /// folded into the dense layers when training ends (see [`crate::norm`]).
+    #[serde(default)]
+    pub batch_norm: bool,
 }
 
 impl Network {
@@ -76,11 +84,14 @@ impl Network {
         }
     }
 
-    /// A folder name for it: `relu-128-64`, `sigmoid-32`, `relu-256-128-dropout0.2`.
+    /// A folder name for it: `relu-128-64`, `sigmoid-32`, `relu-256-128-bn-dropout0.2`.
     pub fn name(&self) -> String {
         let mut name = self.activation_name().to_string();
         for w in &self.hidden {
             name.push_str(&format!("-{w}"));
+        }
+        if self.batch_norm {
+            name.push_str("-bn");
         }
         if self.dropout > 0.0 {
             name.push_str(&format!("-dropout{}", self.dropout));
@@ -89,12 +100,16 @@ impl Network {
     }
 
     /// The layers as Keras's summary lists them:
-    /// `Dense(512, relu) > Dropout(0.5) > Dense(256, relu) > Dropout(0.5) > Dense(10, softmax)`.
+    /// `Dense(512, relu) > Dropout(0.5) > Dense(256, relu) > Dropout(0.5) > Dense(10, softmax)`,
+    /// `Dense(512) > BatchNorm > Activation(relu) > ...` with batch norm.
     pub fn describe(&self) -> String {
         let act = self.activation_name();
         let mut parts = Vec::new();
         for w in &self.hidden {
-            parts.push(format!("Dense({w}, {act})"));
+            match self.batch_norm {
+                true => parts.push(format!("Dense({w}) > BatchNorm > Activation({act})")),
+                false => parts.push(format!("Dense({w}, {act})")),
+            }
             if self.dropout > 0.0 {
                 parts.push(format!("Dropout({})", self.dropout));
             }
@@ -139,13 +154,20 @@ impl Dense {
     }
 }
 
-/// The network's parameters: dense layers, input side first, and the hidden activation.
+/// The network's parameters: dense layers, input side first, the hidden activation, and
+/// the batch norms of a network that trains with them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Mlp {
     /// Hidden-layer activation.
     pub activation: Activation,
     /// Dense layers, input side first; the last one gives the logits.
     pub layers: Vec<Dense>,
+    /// One batch norm per hidden layer, between its product and its activation (a layer
+    /// with a norm has no bias of its own: its `b` stays 0); empty for none. A model with
+    /// norms is a model in training: [`Mlp::forward`] normalizes with the batch's
+    /// statistics, and [`Mlp::folded`] is the plain network to evaluate and export.
+    #[serde(default)]
+    pub norms: Vec<Norm>,
 }
 
 impl Mlp {
@@ -158,7 +180,33 @@ impl Mlp {
                 Dense::glorot(i, o, rng)
             })
             .collect();
-        Mlp { activation, layers }
+        Mlp { activation, layers, norms: Vec::new() }
+    }
+
+    /// The same model with a fresh batch norm before each hidden activation.
+    pub fn with_norms(mut self) -> Mlp {
+        let hidden = self.layers.len().saturating_sub(1);
+        self.norms = self.layers[..hidden].iter().map(|l| Norm::new(l.outputs)).collect();
+        self
+    }
+
+    /// The network as it runs at inference: each norm, with its running statistics,
+    /// multiplied into the dense layer before it ([`Norm::fold`]). A plain stack of dense
+    /// layers, what the model files hold.
+    pub fn folded(&self) -> Mlp {
+        let mut layers = self.layers.clone();
+        for (layer, norm) in layers.iter_mut().zip(&self.norms) {
+            norm.fold(layer);
+        }
+        Mlp { activation: self.activation, layers, norms: Vec::new() }
+    }
+
+    /// This model if it has no norms, else [`Mlp::folded`].
+    pub fn plain(&self) -> Cow<'_, Mlp> {
+        match self.norms.is_empty() {
+            true => Cow::Borrowed(self),
+            false => Cow::Owned(self.folded()),
+        }
     }
 
     /// The layer widths, input first.
@@ -181,9 +229,9 @@ impl Mlp {
         self.layers.iter().flat_map(|l| l.w.iter().chain(&l.b)).copied()
     }
 
-    /// True when no parameter is NaN or infinite.
+    /// True when no parameter (norms included) is NaN or infinite.
     pub fn is_finite(&self) -> bool {
-        self.params().all(f32::is_finite)
+        self.params().all(f32::is_finite) && self.norms.iter().all(Norm::is_finite)
     }
 }
 
@@ -204,6 +252,12 @@ pub struct Workspace {
     dz: Vec<Vec<f32>>,
     /// Bias gradients (weight gradients are applied inside their product, never stored).
     grad_b: Vec<Vec<f32>>,
+    /// Per norm: its input (the dense layer's products), the batch's statistics, and the
+    /// gradients of γ and β.
+    z: Vec<Vec<f32>>,
+    stats: Vec<BatchStats>,
+    grad_gamma: Vec<Vec<f32>>,
+    grad_beta: Vec<Vec<f32>>,
 }
 
 impl Workspace {
@@ -222,6 +276,16 @@ impl Workspace {
                 self.a[l].resize(rows * layer.outputs, 0.0);
                 self.mask[l].resize(rows * layer.outputs, 0.0);
             }
+        }
+        let norms = model.norms.len();
+        self.z.resize_with(norms, Vec::new);
+        self.stats.resize_with(norms, BatchStats::default);
+        self.grad_gamma.resize_with(norms, Vec::new);
+        self.grad_beta.resize_with(norms, Vec::new);
+        for (l, norm) in model.norms.iter().enumerate() {
+            self.z[l].resize(rows * norm.width(), 0.0);
+            self.grad_gamma[l].resize(norm.width(), 0.0);
+            self.grad_beta[l].resize(norm.width(), 0.0);
         }
         self.probs.resize(rows * model.classes(), 0.0);
     }
@@ -398,7 +462,8 @@ impl Mlp {
                 _ => &h_done[l - 1][..rows * layer.inputs],
             };
             let dropout = dropout.map(|(r, s)| (r, s, l as u64));
-            self.hidden(layer, input, rows, &mut h[0], &mut a[0], &mut mask[0], dropout);
+            let norm = self.norms.get(l).map(|norm| (norm, &mut ws.z[l][..], &mut ws.stats[l]));
+            self.hidden(layer, input, rows, (&mut h[0], &mut a[0], &mut mask[0]), norm, dropout);
         }
         let input = match hidden.len() {
             0 => x,
@@ -410,16 +475,16 @@ impl Mlp {
         softmax_rows(out, last.outputs);
     }
 
-    /// One hidden layer: `h = act(x·W + b)`, then dropout into `a` when training with it.
-    #[allow(clippy::too_many_arguments)]
+    /// One hidden layer: `h = act(x·W + b)`, or `h = act(norm(x·W))` with the batch's
+    /// statistics (`z` gets `x·W`, `stats` the statistics), then dropout into `a` when
+    /// training with it.
     fn hidden(
         &self,
         layer: &Dense,
         x: &[f32],
         rows: usize,
-        h: &mut [f32],
-        a: &mut [f32],
-        mask: &mut [f32],
+        (h, a, mask): (&mut [f32], &mut [f32], &mut [f32]),
+        norm: Option<(&Norm, &mut [f32], &mut BatchStats)>,
         dropout: Option<(f32, DropoutSeed, u64)>,
     ) {
         let n = layer.outputs;
@@ -429,7 +494,14 @@ impl Mlp {
             Activation::Sigmoid => Act::Sigmoid,
         };
         let (k, w) = (layer.inputs, MatRef::row_major(&layer.w, n));
-        kernels::gemm(rows, n, k, MatRef::row_major(x, k), w, h, Epilogue::BiasAct(&layer.b, act));
+        match norm {
+            None => kernels::gemm(rows, n, k, MatRef::row_major(x, k), w, h, Epilogue::BiasAct(&layer.b, act)),
+            Some((norm, z, stats)) => {
+                let z = &mut z[..rows * n];
+                kernels::gemm(rows, n, k, MatRef::row_major(x, k), w, z, Epilogue::Store);
+                norm::forward(z, h, n, norm, act, stats);
+            }
+        }
         if let Some((rate, seed, index)) = dropout {
             dropout_rows(h, &mut a[..rows * n], &mut mask[..rows * n], n, rate, seed, index);
         }
@@ -441,7 +513,8 @@ impl Mlp {
     }
 
     /// Backward pass after [`Mlp::forward`] and an optimizer step, `state` being the
-    /// optimizer's ([`OptState::new`] with `step`'s slots for this model).
+    /// optimizer's ([`OptState::for_model`] with `step`'s slots). Norms also move their
+    /// running statistics towards the batch's.
     ///
     /// The loss is the batch mean of categorical cross-entropy against labels smoothed by
     /// `smoothing` (`y = (1 - s)·onehot + s / classes`), so `dL/dz = (p - y) / rows` for the
@@ -461,6 +534,10 @@ impl Mlp {
         let layers = self.layers.len();
         if step.slots() > 0 {
             assert_eq!(state.layers.len(), layers, "optimizer state for every layer");
+            assert_eq!(state.norms.len(), self.norms.len(), "optimizer state for every norm");
+        }
+        for (norm, stats) in self.norms.iter_mut().zip(&ws.stats) {
+            norm.track(stats, rows);
         }
         let o = self.classes();
         let inv = 1.0 / rows as f32;
@@ -496,6 +573,17 @@ impl Mlp {
                 );
                 let mask = dropout.then(|| &ws.mask[l - 1][..rows * k]);
                 activation_grad(dprev, &ws.h[l - 1][..rows * k], mask, self.activation);
+                if let Some(norm) = self.norms.get_mut(l - 1) {
+                    let (dgamma, dbeta) = (&mut ws.grad_gamma[l - 1], &mut ws.grad_beta[l - 1]);
+                    let stats = &ws.stats[l - 1];
+                    norm::backward(dprev, &ws.z[l - 1][..rows * k], k, &norm.gamma, stats, dgamma, dbeta);
+                    let (sg, sb) = match state.norms.get_mut(l - 1) {
+                        Some(s) => (optim::slots_mut(&mut s.w), optim::slots_mut(&mut s.b)),
+                        None => ((&mut [][..], &mut [][..]), (&mut [][..], &mut [][..])),
+                    };
+                    optim::step_slice(step, &mut norm.gamma, dgamma, sg.0, sg.1);
+                    optim::step_slice(step, &mut norm.beta, dbeta, sb.0, sb.1);
+                }
             }
             let input: &[f32] = match l {
                 0 => x,
@@ -519,10 +607,13 @@ impl Mlp {
                 [sw.0, sw.1],
                 step,
             );
-            let gb = &mut ws.grad_b[l];
-            gb.resize(n, 0.0);
-            kernels::column_sums(&ws.dz[l][..rows * n], gb);
-            optim::step_slice(step, &mut layer.b, gb, sb.0, sb.1);
+            if l >= self.norms.len() {
+                // (A layer with a norm after it has no bias: the batch mean cancels it.)
+                let gb = &mut ws.grad_b[l];
+                gb.resize(n, 0.0);
+                kernels::column_sums(&ws.dz[l][..rows * n], gb);
+                optim::step_slice(step, &mut layer.b, gb, sb.0, sb.1);
+            }
         }
     }
 }

@@ -348,16 +348,23 @@ pub struct LayerState {
 pub struct OptState {
     /// Per layer, input side first.
     pub layers: Vec<LayerState>,
+    /// Per batch norm: γ's slots in `w`, β's in `b`.
+    #[serde(default)]
+    pub norms: Vec<LayerState>,
 }
 
 impl OptState {
     /// Zeroed state for `slots` arrays per parameter of layers with these (weights, biases).
     pub fn new(slots: usize, sizes: impl IntoIterator<Item = (usize, usize)>) -> OptState {
-        let layers = sizes
-            .into_iter()
-            .map(|(w, b)| LayerState { w: vec![vec![0.0; w]; slots], b: vec![vec![0.0; b]; slots] })
-            .collect();
-        OptState { layers }
+        let zeros = |(w, b): (usize, usize)| LayerState { w: vec![vec![0.0; w]; slots], b: vec![vec![0.0; b]; slots] };
+        OptState { layers: sizes.into_iter().map(zeros).collect(), norms: Vec::new() }
+    }
+
+    /// Zeroed state for `slots` arrays per parameter of `model`, its norms' γ and β included.
+    pub fn for_model(slots: usize, model: &crate::model::Mlp) -> OptState {
+        let mut state = OptState::new(slots, model.layers.iter().map(|l| (l.w.len(), l.b.len())));
+        state.norms = OptState::new(slots, model.norms.iter().map(|n| (n.width(), n.width()))).layers;
+        state
     }
 }
 

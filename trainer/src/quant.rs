@@ -164,9 +164,11 @@ fn quantize_layer(layer: &Dense, in_scale: f64, z_bound: f64, out_scale: f64, ze
     }
 }
 
-/// Quantizes `model`, calibrating activation ranges on `calibration` (images scaled to 0..1,
+/// Quantizes `model` (its norms folded in, if any), calibrating activation ranges on
+/// `calibration` (images scaled to 0..1,
 /// (rows, inputs) row-major; a few thousand training images are plenty).
 pub fn quantize(model: &Mlp, calibration: &[f32]) -> QuantModel {
+    let model = &*model.plain();
     let ranges = calibrate(model, calibration);
     let Some((last, hidden)) = model.layers.split_last() else {
         return QuantModel { activation: model.activation, layers: Vec::new(), table: None };

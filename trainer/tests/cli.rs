@@ -137,6 +137,8 @@ fn the_best_preset_on_a_limited_set_holds_out_a_thirtieth_and_reports_validation
     assert_eq!(m["recipe"]["optimizer"]["name"], "adamw");
     assert_eq!(m["recipe"]["schedule"]["name"], "cosine");
     assert_eq!(m["recipe"]["augment"]["flip"], true, "the preset mirrors half the images");
+    assert_eq!(m["recipe"]["network"]["batch_norm"], true, "the preset trains with batch norm");
+    assert!(stderr.contains("Dense(16) > BatchNorm > Activation(relu)"), "{stderr}");
     assert!(m["best_epoch"].as_u64().is_some_and(|e| (1..=2).contains(&e)), "{m}");
     assert!(m["val_accuracy"].as_f64().is_some(), "{m}");
     let md = std::fs::read_to_string(out.path().join("summary.md")).unwrap();
@@ -147,6 +149,12 @@ fn the_best_preset_on_a_limited_set_holds_out_a_thirtieth_and_reports_validation
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["models"][0]["recipe"]["augment"]["flip"], false, "--no-flip turns the preset's flips off");
+
+    let out = tempfile::tempdir().unwrap();
+    fit_ok(&["--preset", "best", "--hidden", "16", "--epochs", "1", "--limit", "1200", "--no-batch-norm"], out.path());
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["models"][0]["recipe"]["network"]["batch_norm"], false, "--no-batch-norm turns it off");
 }
 
 #[test]

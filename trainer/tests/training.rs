@@ -37,8 +37,13 @@ fn recipe(kind: ModelKind, epochs: usize) -> Recipe {
 
 /// A recipe for a network of these hidden widths.
 fn custom(hidden: &[usize], activation: Activation, dropout: f32, epochs: usize) -> Recipe {
-    let network = Network { hidden: hidden.to_vec(), activation, dropout };
+    let network = Network { hidden: hidden.to_vec(), activation, dropout, batch_norm: false };
     Recipe { name: network.name(), network, ..recipe(ModelKind::Relu, epochs) }
+}
+
+/// `r` with a batch norm before each hidden activation.
+fn with_batch_norm(r: Recipe) -> Recipe {
+    Recipe { network: Network { batch_norm: true, ..r.network.clone() }, ..r }
 }
 
 #[test]
@@ -48,6 +53,8 @@ fn same_seed_gives_bit_identical_weights_and_history_with_1_and_2_threads() {
         recipe(ModelKind::Dropout, 2),
         recipe(ModelKind::Sigmoid, 2),
         custom(&[64, 33, 17, 5], Activation::Relu, 0.3, 2),
+        // Batch norm's sums over the batch too (and sigmoid after a norm).
+        with_batch_norm(custom(&[64, 33, 17, 5], Activation::Sigmoid, 0.3, 2)),
     ];
     for recipe in recipes {
         let kind = &recipe.name;
