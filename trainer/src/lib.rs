@@ -2,8 +2,8 @@
 //! dense hidden layers) and writes what infer-core runs.
 //!
 //! Modules by concept: [`data`] (the `dataset` crate: IDX files), [`kernels`] (SIMD matrix
-//! products), [`model`] (networks, forward and backward pass), [`optim`] (optimizers, learning-rate
-//! schedules), [`train`] (the loop, validation split, augmentation, checkpoints),
+//! products), [`model`] (networks, forward and backward pass), [`norm`] (batch norm, folded
+//! into the dense layers for export), [`optim`] (optimizers, learning-rate schedules), [`train`] (the loop, validation split, augmentation, checkpoints),
 //! [`quant`] (int8 export), [`format`](mod@format) (model files), [`report`] (history,
 //! confusion matrices, summaries).
 
