@@ -494,7 +494,8 @@ fn recipes(args: &FitArgs) -> Result<Vec<Recipe>> {
         let network = Network { hidden: args.hidden.clone(), activation, dropout, batch_norm: false };
         network.architecture().map_err(|e| anyhow::anyhow!("--hidden {:?}: {e}", args.hidden))?;
         let name = match args.preset {
-            Preset::Seed => network.name(),
+            // (The best preset's name stands for its batch norm.)
+            Preset::Seed => Network { batch_norm: args.batch_norm, ..network.clone() }.name(),
             Preset::Best => format!("{}-best", network.name()),
         };
         vec![preset(&name, network)]

@@ -447,7 +447,9 @@ impl Mlp {
     /// Forward pass of `rows` inputs (`x`: (rows, inputs) row-major) into `ws.probs`
     /// ((rows, classes) row-major).
     ///
-    /// With `dropout = Some((rate, seed))` hidden units are dropped as in training.
+    /// With `dropout = Some((rate, seed))` hidden units are dropped as in training. Norms
+    /// normalize with this batch's statistics, as in training: to evaluate a model with
+    /// norms, run its [`Mlp::folded`] form (as [`crate::train::evaluate`] does).
     pub fn forward(&self, x: &[f32], rows: usize, ws: &mut Workspace, dropout: Option<(f32, DropoutSeed)>) {
         let dropout = dropout.filter(|&(rate, _)| rate > 0.0);
         ws.ensure(self, rows, dropout.is_some());

@@ -155,6 +155,16 @@ fn the_best_preset_on_a_limited_set_holds_out_a_thirtieth_and_reports_validation
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["models"][0]["recipe"]["network"]["batch_norm"], false, "--no-batch-norm turns it off");
+
+    // The study's recipe with a norm: named for it, and exported as a plain network.
+    let out = tempfile::tempdir().unwrap();
+    fit_ok(&["--hidden", "16", "--batch-norm", "--epochs", "1", "--limit", "1200"], out.path());
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["models"][0]["name"], "relu-16-bn");
+    assert_eq!(summary["models"][0]["recipe"]["network"]["batch_norm"], true);
+    let model = trainer::format::load_f32(&out.path().join("relu-16-bn/relu-16-bn.f32.fmlp")).unwrap();
+    assert_eq!(model.widths(), [784, 16, 10]);
 }
 
 #[test]
