@@ -21,8 +21,8 @@ use crate::model::Dense;
 
 /// Added to the variance before its square root (Keras's default).
 pub const EPSILON: f32 = 1e-3;
-/// Weight of the old value in the running averages (Keras's default; PyTorch's 0.1 is
-/// `1 - 0.9` of this form).
+/// Weight of the old value in the running averages (Keras's default; PyTorch's default,
+/// `momentum=0.1`, is 0.9 in this form).
 pub const MOMENTUM: f32 = 0.99;
 
 /// One hidden layer's norm: learned scale and shift, and the running statistics.
