@@ -194,11 +194,16 @@ impl Mlp {
     /// multiplied into the dense layer before it ([`Norm::fold`]). A plain stack of dense
     /// layers, what the model files hold.
     pub fn folded(&self) -> Mlp {
-        let mut layers = self.layers.clone();
-        for (layer, norm) in layers.iter_mut().zip(&self.norms) {
+        self.clone().into_folded()
+    }
+
+    /// [`Mlp::folded`], in place.
+    pub fn into_folded(mut self) -> Mlp {
+        for (layer, norm) in self.layers.iter_mut().zip(&self.norms) {
             norm.fold(layer);
         }
-        Mlp { activation: self.activation, layers, norms: Vec::new() }
+        self.norms.clear();
+        self
     }
 
     /// This model if it has no norms, else [`Mlp::folded`].
@@ -579,10 +584,7 @@ impl Mlp {
                     let (dgamma, dbeta) = (&mut ws.grad_gamma[l - 1], &mut ws.grad_beta[l - 1]);
                     let stats = &ws.stats[l - 1];
                     norm::backward(dprev, &ws.z[l - 1][..rows * k], k, &norm.gamma, stats, dgamma, dbeta);
-                    let (sg, sb) = match state.norms.get_mut(l - 1) {
-                        Some(s) => (optim::slots_mut(&mut s.w), optim::slots_mut(&mut s.b)),
-                        None => ((&mut [][..], &mut [][..]), (&mut [][..], &mut [][..])),
-                    };
+                    let (sg, sb) = optim::layer_slots(state.norms.get_mut(l - 1));
                     optim::step_slice(step, &mut norm.gamma, dgamma, sg.0, sg.1);
                     optim::step_slice(step, &mut norm.beta, dbeta, sb.0, sb.1);
                 }
@@ -593,10 +595,7 @@ impl Mlp {
                 _ => &ws.h[l - 1][..rows * k],
             };
             let layer = &mut self.layers[l];
-            let (sw, sb) = match state.layers.get_mut(l) {
-                Some(s) => (optim::slots_mut(&mut s.w), optim::slots_mut(&mut s.b)),
-                None => ((&mut [][..], &mut [][..]), (&mut [][..], &mut [][..])),
-            };
+            let (sw, sb) = optim::layer_slots(state.layers.get_mut(l));
             // The step with the gradient inputᵀ · dz, (k, rows) · (rows, n), applied by the
             // product's epilogue.
             kernels::gemm_update(

@@ -368,6 +368,18 @@ impl OptState {
     }
 }
 
+/// The two state slices of one parameter array (empty where a rule has fewer slots).
+pub type Slots<'a> = (&'a mut [f32], &'a mut [f32]);
+
+/// The state slices of a layer's weights and of its biases (empty where there is no state,
+/// or fewer slots).
+pub fn layer_slots(state: Option<&mut LayerState>) -> (Slots<'_>, Slots<'_>) {
+    match state {
+        Some(s) => (slots_mut(&mut s.w), slots_mut(&mut s.b)),
+        None => ((&mut [], &mut []), (&mut [], &mut [])),
+    }
+}
+
 /// Two mutable state slices from a slot list (empty slices where it has fewer slots).
 pub fn slots_mut(v: &mut [Vec<f32>]) -> (&mut [f32], &mut [f32]) {
     match v {

@@ -165,8 +165,8 @@ fn quantize_layer(layer: &Dense, in_scale: f64, z_bound: f64, out_scale: f64, ze
 }
 
 /// Quantizes `model` (its norms folded in, if any), calibrating activation ranges on
-/// `calibration` (images scaled to 0..1,
-/// (rows, inputs) row-major; a few thousand training images are plenty).
+/// `calibration` (images scaled to 0..1, (rows, inputs) row-major; a few thousand training
+/// images are plenty).
 pub fn quantize(model: &Mlp, calibration: &[f32]) -> QuantModel {
     let model = &*model.plain();
     let ranges = calibrate(model, calibration);

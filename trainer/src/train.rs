@@ -672,7 +672,7 @@ pub fn fit_with(
         None => None,
     };
     // What is exported: a plain stack of dense layers, any norms folded in.
-    let mut model = model.folded();
+    let mut model = model.into_folded();
     reorder_input_rows(&mut model, &layout, true);
     let test_eval = evaluate(&model, test, &mut eval_ws);
     if !test_eval.loss.is_finite() {
