@@ -4,13 +4,13 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::time::Duration;
-use trainer::model::ModelKind;
-use trainer::train::{self, Quiet, Recipe};
+use trainer::recipe::{ModelKind, Recipe};
+use trainer::train::{self, Quiet};
 
 fn bench(c: &mut Criterion) {
     // Epochs run as in `trainer fit`: the calling thread is one of the pool's (before the
     // dataset loads, which starts the default pool otherwise).
-    trainer::train::start_thread_pool(None).expect("the global pool starts once");
+    trainer::threads::start_pool(None).expect("the global pool starts once");
     let ds = benches::dataset();
     let threads = rayon::current_num_threads();
     let one = benches::one_thread_pool();

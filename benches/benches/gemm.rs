@@ -27,7 +27,7 @@ const SHAPES: &[Shape] = &[
 
 fn bench(c: &mut Criterion) {
     // Products and epochs run as in `trainer fit`: the calling thread is one of the pool's.
-    trainer::train::start_thread_pool(None).expect("the global pool starts once");
+    trainer::threads::start_pool(None).expect("the global pool starts once");
     let threads = rayon::current_num_threads();
     let one = benches::one_thread_pool();
     for s in SHAPES {

@@ -10,7 +10,7 @@ use trainer::kernels::Act;
 use trainer::norm::{self, BatchStats, Norm};
 
 fn bench(c: &mut Criterion) {
-    trainer::train::start_thread_pool(None).expect("the global pool starts once");
+    trainer::threads::start_pool(None).expect("the global pool starts once");
     let (rows, n) = (256, 512);
     let z = values(rows * n);
     let norm = Norm::new(n);

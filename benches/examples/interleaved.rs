@@ -43,7 +43,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    trainer::train::start_thread_pool(None).expect("the global pool starts once");
+    trainer::threads::start_pool(None).expect("the global pool starts once");
     let one = benches::one_thread_pool();
     let threads = rayon::current_num_threads();
     println!("GFLOP/s over {ROUNDS} rounds; ratios: totals (median of the rounds)");

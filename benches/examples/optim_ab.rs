@@ -12,7 +12,7 @@ use trainer::kernels::{self, Epilogue, MatRef};
 use trainer::optim::{OptState, slots_mut};
 
 fn main() {
-    trainer::train::start_thread_pool(None).expect("the global pool starts once");
+    trainer::threads::start_pool(None).expect("the global pool starts once");
     let (m, n, k) = (784, 512, 256);
     let x = values(k * m); // X: (batch, 784), read transposed
     let dz = values(k * n);

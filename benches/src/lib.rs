@@ -13,9 +13,10 @@ static ALLOCATOR: trainer::alloc::CacheAligned = trainer::alloc::CacheAligned;
 use rayon::prelude::*;
 use trainer::data::{self, Dataset};
 use trainer::format;
-use trainer::model::{Mlp, ModelKind};
+use trainer::model::Mlp;
 use trainer::optim::{OptState, Optimizer, Step, slots_mut, step_slice};
-use trainer::train::{self, Quiet, Recipe};
+use trainer::recipe::{ModelKind, Recipe};
+use trainer::train::{self, Quiet};
 
 /// `len` operands spread over [-0.5, 0.5), none of them zero by design (the products do
 /// not skip steps of them).
@@ -75,7 +76,7 @@ pub fn relu_model(ds: &Dataset) -> Mlp {
 }
 
 /// A pool of one thread for the one-thread figures, pinned to the last CPU the process may
-/// use: [`train::start_thread_pool`] pins the calling thread, which waits for this pool's
+/// use: [`trainer::threads::start_pool`] pins the calling thread, which waits for this pool's
 /// work, to the first. Unpinned, the scheduler sometimes ran it on the first CPU too.
 pub fn one_thread_pool() -> rayon::ThreadPool {
     let last = core_affinity::get_core_ids().unwrap_or_default().pop();

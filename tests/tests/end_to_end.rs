@@ -4,9 +4,10 @@
 
 use infer_core::Activation;
 use trainer::data::{self, PIXELS};
-use trainer::model::{ModelKind, Network};
+use trainer::model::Network;
 use trainer::quant::CALIBRATION_IMAGES;
-use trainer::train::{self, Quiet, Recipe};
+use trainer::recipe::{ModelKind, Recipe};
+use trainer::train::{self, Quiet};
 
 fn dataset() -> data::Dataset {
     match data::load(None) {

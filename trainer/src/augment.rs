@@ -10,6 +10,8 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use crate::hash::mix;
+
 /// Side of a Fashion-MNIST image.
 pub const SIDE: usize = 28;
 
@@ -30,8 +32,8 @@ impl Augment {
 
     /// The transform of image `image` at global step `step` of a run seeded with `seed`.
     pub fn draw(&self, seed: u64, step: u64, image: u32) -> Transform {
-        let key = crate::model::mix(crate::model::mix(seed ^ 0x0061_7567_6d65_6e74) ^ step) ^ u64::from(image);
-        let r = crate::model::mix(key);
+        let key = mix(mix(seed ^ 0x0061_7567_6d65_6e74) ^ step) ^ u64::from(image);
+        let r = mix(key);
         let span = 2 * u64::from(self.shift) + 1;
         let dx = (r % span) as i32 - i32::from(self.shift);
         let dy = ((r >> 16) % span) as i32 - i32::from(self.shift);
@@ -100,7 +102,7 @@ pub fn stratified_holdout(labels: &[u8], n: usize, seed: u64) -> (Vec<u32>, Vec<
     for &c in order.iter().take(short) {
         quota[c] += 1;
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(crate::model::mix(seed ^ 0x0068_6f6c_646f_7574));
+    let mut rng = ChaCha8Rng::seed_from_u64(mix(seed ^ 0x0068_6f6c_646f_7574));
     let mut held = Vec::with_capacity(n);
     for (class, mut members) in by_class.into_iter().enumerate() {
         members.shuffle(&mut rng);

@@ -1,8 +1,9 @@
 //! Checkpoints: all a run needs to continue after a crash, written after every epoch.
 //!
-//! A checkpoint holds the parameters, the optimizer state, the generator's state, the
-//! order the images were last visited in, the history and the best weights so far; a run
-//! continued from it ends with the same bits as one never interrupted. The file is
+//! A checkpoint holds a run's [`TrainState`] (the parameters, the optimizer state, the
+//! generator's state, the order the images were last visited in, the history and the best
+//! weights so far) with the recipe and image count it belongs to; a run continued from it
+//! ends with the same bits as one never interrupted. The file is
 //! `FMLPCKPT`, a format version, a CRC-32 and the length of a postcard payload, and is
 //! replaced atomically, so a kill at any moment leaves the previous checkpoint or the new
 //! one. Writing overlaps the next epoch: the payload is encoded at the end of an epoch and
@@ -12,12 +13,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use rand_chacha::ChaCha8Rng;
-
 use crate::fsutil;
-use crate::model::Mlp;
-use crate::optim::{LayerState, OptState};
-use crate::train::EpochRecord;
+use crate::state::{TrainState, Unfit};
 
 /// First bytes of a checkpoint file.
 pub const MAGIC: &[u8; 8] = b"FMLPCKPT";
@@ -29,55 +26,23 @@ pub const MAX_BYTES: u64 = 512 << 20;
 const HEADER: usize = 8 + 4 + 4 + 8;
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
-/// A run's state after an epoch.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// A run's state after an epoch, and what it must continue.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct Checkpoint {
     /// The recipe, as `summary.json` writes it: a run continues only with the same one.
     pub recipe: String,
     /// Images trained on (after any `--limit` and validation split).
     pub train_images: u64,
-    /// Epochs done.
-    pub epoch: usize,
-    /// Training ended (last epoch, or early stopping).
-    pub finished: bool,
-    /// Parameters after `epoch`, in training's pixel order (norms not folded).
-    pub model: Mlp,
-    /// Optimizer state.
-    pub state: OptState,
-    /// The generator that shuffles the images.
-    pub rng: ChaCha8Rng,
-    /// The order the images were visited in during `epoch` (the next shuffle starts from it).
-    pub order: Vec<u32>,
-    /// One record per epoch done.
-    pub history: Vec<EpochRecord>,
-    /// Epoch and parameters of the best epoch on the validation split so far.
-    pub best: Option<(usize, Mlp)>,
-    /// That epoch's prediction for each validation image (empty without `best`).
-    pub best_predictions: Vec<u8>,
-    /// Whether the best epoch is clearly better than the last on validation (its weights
-    /// are then the model's, the last's otherwise).
-    pub keep_best: bool,
-    /// Epochs since the best one.
-    pub since_best: usize,
-    /// Training wall time so far.
-    pub seconds: f64,
+    /// The run's state after its last epoch.
+    pub state: TrainState,
 }
 
-/// The run a checkpoint must continue.
-#[derive(Debug, Clone, Copy)]
-pub struct Run<'a> {
-    /// The recipe, as JSON.
-    pub recipe: &'a str,
-    /// Images trained on.
-    pub images: usize,
-    /// Held-out images validated on (0: the test set is the validation set).
-    pub validation: usize,
-    /// Epochs of the recipe.
-    pub epochs: usize,
-    /// A model of the run's shape.
-    pub model: &'a Mlp,
-    /// State arrays per parameter of the run's optimizer.
-    pub slots: usize,
+/// What a checkpoint file holds, borrowed: [`Checkpoint`]'s bytes without a copy of the state.
+#[derive(serde::Serialize)]
+struct Payload<'a> {
+    recipe: &'a str,
+    train_images: u64,
+    state: &'a TrainState,
 }
 
 /// A checkpoint that cannot be used.
@@ -110,60 +75,37 @@ pub enum CheckpointError {
 }
 
 impl Checkpoint {
-    /// Checks that this checkpoint (read from `path`) continues `run`. Nothing in it can then
-    /// index out of bounds, even where a file was made to pass its checksum.
-    pub fn check(&self, path: &Path, run: &Run) -> Result<(), CheckpointError> {
-        let Run { recipe, images, validation, epochs, model, slots } = *run;
+    /// Checks that this checkpoint (read from `path`) continues the run of `recipe` (as JSON)
+    /// that starts from `start`, of `epochs` epochs validated on `validation` held-out images
+    /// (0: the test set). Nothing in it can then index out of bounds, even where a file was
+    /// made to pass its checksum.
+    pub fn check(
+        &self,
+        path: &Path,
+        recipe: &str,
+        start: &TrainState,
+        validation: usize,
+        epochs: usize,
+    ) -> Result<(), CheckpointError> {
         let mismatch = |what: String| CheckpointError::Mismatch { path: path.to_path_buf(), what };
         if self.recipe != recipe {
             return Err(mismatch(format!("another recipe: {}", self.recipe)));
         }
+        let images = start.order.len();
         if self.train_images != images as u64 {
             return Err(mismatch(format!("{} training images, not {images}", self.train_images)));
         }
-        let same_shape = |m: &Mlp| {
-            m.widths() == model.widths()
-                && m.layers.iter().all(|l| l.w.len() == l.inputs * l.outputs && l.b.len() == l.outputs)
-                && m.norms.len() == model.norms.len()
-                && m.norms.iter().zip(&model.norms).all(|(a, b)| a.has_width(b.width()))
-        };
-        let fits = |s: &LayerState, (w, b): (usize, usize)| {
-            s.w.len() == slots
-                && s.b.len() == slots
-                && s.w.iter().all(|v| v.len() == w)
-                && s.b.iter().all(|v| v.len() == b)
-        };
-        let state_shape = self.state.layers.len() == model.layers.len()
-            && self.state.layers.iter().zip(&model.layers).all(|(s, l)| fits(s, (l.w.len(), l.b.len())))
-            && self.state.norms.len() == model.norms.len()
-            && self.state.norms.iter().zip(&model.norms).all(|(s, n)| fits(s, (n.width(), n.width())));
-        if !same_shape(&self.model) || !state_shape || self.best.as_ref().is_some_and(|(_, m)| !same_shape(m)) {
-            return Err(mismatch("another network or optimizer".into()));
-        }
-        let corrupt = |why: &str| CheckpointError::Corrupt { path: path.to_path_buf(), why: why.into() };
-        let mut seen = vec![false; images];
-        let permutation = self.order.len() == images
-            && self.order.iter().all(|&i| seen.get_mut(i as usize).is_some_and(|s| !std::mem::replace(s, true)));
-        if !permutation {
-            return Err(corrupt("the image order is not a permutation of the training images"));
-        }
-        if self.epoch > epochs
-            || self.history.len() != self.epoch
-            || self.best.as_ref().is_some_and(|(e, _)| *e == 0 || *e > self.epoch)
-        {
-            return Err(corrupt("its epoch counts disagree"));
-        }
-        let predictions = if self.best.is_some() { validation } else { 0 };
-        if self.best_predictions.len() != predictions || (self.keep_best && self.best.is_none()) {
-            return Err(corrupt("its validation predictions do not fit the held-out images"));
-        }
-        Ok(())
+        self.state.continues(start, validation, epochs).map_err(|unfit| match unfit {
+            Unfit::Network => mismatch("another network or optimizer".into()),
+            Unfit::Inconsistent(why) => CheckpointError::Corrupt { path: path.to_path_buf(), why: why.into() },
+        })
     }
 }
 
-/// The file's bytes.
-pub fn encode(c: &Checkpoint) -> Vec<u8> {
-    let payload = postcard::to_allocvec(c).expect("a checkpoint serializes");
+/// The bytes of a checkpoint file of `state`, trained on `train_images` images with
+/// `recipe` (as JSON).
+pub fn encode(recipe: &str, train_images: u64, state: &TrainState) -> Vec<u8> {
+    let payload = postcard::to_allocvec(&Payload { recipe, train_images, state }).expect("a checkpoint serializes");
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -216,10 +158,10 @@ impl Writer {
         Writer { path: path.to_path_buf(), pending: None }
     }
 
-    /// Waits for the previous checkpoint, then starts writing `c`.
-    pub fn save(&mut self, c: &Checkpoint) -> Result<(), CheckpointError> {
+    /// Waits for the previous checkpoint, then starts writing `state` (see [`encode`]).
+    pub fn save(&mut self, recipe: &str, train_images: u64, state: &TrainState) -> Result<(), CheckpointError> {
         self.finish()?;
-        let bytes = encode(c);
+        let bytes = encode(recipe, train_images, state);
         let path = self.path.clone();
         self.pending = Some(std::thread::spawn(move || fsutil::write_atomic(&path, &bytes)));
         Ok(())

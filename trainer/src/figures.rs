@@ -13,7 +13,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::data::{CLASS_NAMES, PIXELS};
-use crate::train::EpochRecord;
+use crate::history::EpochRecord;
 
 const FONT: &str = "sans-serif";
 /// Colours of the models' curves, in the order models are given.

@@ -1,11 +1,19 @@
 //! Trains multilayer perceptrons on Fashion-MNIST (the study's three, or any stack of 1 to 4
 //! dense hidden layers) and writes what infer-core runs.
 //!
-//! Modules by concept: [`data`] (the `dataset` crate: IDX files), [`kernels`] (SIMD matrix
-//! products), [`model`] (networks, forward and backward pass), [`norm`] (batch norm, folded
-//! into the dense layers for export), [`optim`] (optimizers, learning-rate schedules), [`train`] (the loop, validation split, augmentation, checkpoints),
-//! [`quant`] (int8 export), [`format`](mod@format) (model files), [`report`] (history,
-//! confusion matrices, summaries).
+//! Modules by concept, each importing only those below it:
+//! - kernels: [`kernels`] (SIMD matrix products, their epilogues and lanes) and [`hash`]
+//!   (counter-based randomness);
+//! - parameters and their updates: [`optim`] (optimizers, learning-rate schedules), [`norm`]
+//!   (batch norm, folded into the dense layers for export);
+//! - the network: [`model`] (layers, forward and backward pass);
+//! - data for training: [`data`] (the `dataset` crate), [`augment`] (validation split, shifts
+//!   and flips), [`layout`] (pixel order and batch gathering);
+//! - a run: [`recipe`] (presets and options), [`history`] (one record per epoch), [`keep`]
+//!   (which epoch's weights are kept), [`state`] (what changes as a run trains),
+//!   [`checkpoint`] (its file), [`train`] (the loop), [`threads`] (the worker pool);
+//! - outputs: [`quant`] (int8 export), [`format`](mod@format) (model files), [`figures`]
+//!   and [`report`] (history, confusion matrices, summaries), [`rundir`] (run folders).
 
 pub use dataset as data;
 pub use dataset::{fsutil, manifest};
@@ -15,11 +23,18 @@ pub mod augment;
 pub mod checkpoint;
 pub mod figures;
 pub mod format;
+pub mod hash;
+pub mod history;
+pub mod keep;
 pub mod kernels;
+pub mod layout;
 pub mod model;
 pub mod norm;
 pub mod optim;
 pub mod quant;
+pub mod recipe;
 pub mod report;
 pub mod rundir;
+pub mod state;
+pub mod threads;
 pub mod train;

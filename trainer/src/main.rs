@@ -8,16 +8,15 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use trainer::augment::Augment;
 use trainer::data::{self, Dataset};
 use trainer::fsutil;
+use trainer::history::EpochRecord;
 use trainer::kernels::lanes;
-use trainer::model::{ModelKind, Network};
-use trainer::optim::{Optimizer, Schedule};
 use trainer::quant;
+use trainer::recipe::{self, ModelKind, Models, OptimizerKind, Overrides, Preset, Recipe, Request, ScheduleKind};
 use trainer::report::{self, ModelSummary, RunContext};
 use trainer::rundir::{self, Plan};
-use trainer::train::{self, EpochRecord, Observer, Recipe};
+use trainer::train::{self, Observer};
 
 #[global_allocator]
 static ALLOCATOR: trainer::alloc::CacheAligned = trainer::alloc::CacheAligned;
@@ -132,7 +131,7 @@ const MAX_BATCH: i64 = 60_000;
 const THREADS_PER_CPU: usize = 4;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Preset {
+enum PresetArg {
     /// The study's recipe: SGD lr 0.01, batch 500, 20 epochs (sigmoid) / 15 (ReLU, dropout),
     /// the test set as validation, the last epoch's weights.
     Seed,
@@ -165,6 +164,17 @@ enum ScheduleArg {
     Cosine,
 }
 
+/// A model of the study.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StudyModel {
+    /// Dense 512 sigmoid, Dense 256 sigmoid, Dense 10 softmax.
+    Sigmoid,
+    /// Dense 512 ReLU, Dense 256 ReLU, Dense 10 softmax.
+    Relu,
+    /// The ReLU model with Dropout(0.5) after each hidden layer.
+    Dropout,
+}
+
 /// Hidden-layer activation of a network given with --hidden.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ActivationArg {
@@ -182,7 +192,7 @@ struct FitArgs {
     all: bool,
     /// A model of the study to train (784-512-256-10); repeat for several.
     #[arg(long, value_enum, conflicts_with = "hidden")]
-    model: Vec<ModelKind>,
+    model: Vec<StudyModel>,
     /// Finish a run that was interrupted (killed, out of power): every model continues from
     /// its last checkpoint, written after each epoch, and ends with the same bits as if the
     /// run had never stopped. Takes no recipe options (the run's own, in RUN_DIR/run.json,
@@ -201,7 +211,7 @@ struct FitArgs {
     dropout: Option<f32>,
     /// Recipe the other options start from.
     #[arg(long, group = "recipe", value_enum, default_value = "seed")]
-    preset: Preset,
+    preset: PresetArg,
     /// Epochs, 1 to 10,000 (default: the preset's, 20 for sigmoid and 15 for the others and
     /// for --hidden; 45 for best). With --early-stopping, the most epochs.
     #[arg(long, group = "recipe", value_parser = clap::value_parser!(u32).range(1..=MAX_EPOCHS))]
@@ -466,147 +476,64 @@ fn export(args: ExportArgs) -> Result<()> {
 
 /// The recipes `fit` was asked for, checked before any data is read.
 fn recipes(args: &FitArgs) -> Result<Vec<Recipe>> {
-    if args.hidden.is_empty() && (args.activation.is_some() || args.dropout.is_some()) {
-        bail!(
-            "--activation and --dropout shape a network given with --hidden; the study's models (--model, --all) have their own"
-        );
-    }
-    if !args.all && args.model.is_empty() && args.hidden.is_empty() && args.preset == Preset::Seed {
-        bail!("say what to train: --all (the study's three models), --model NAME, --hidden W1,W2,.. or --preset best");
-    }
-    let preset = |name: &str, network: Network| match args.preset {
-        Preset::Seed => Recipe { name: name.to_string(), network, ..Recipe::seed(ModelKind::Relu) },
-        Preset::Best => Recipe::best(name, network),
+    let models = if !args.hidden.is_empty() {
+        Models::Hidden(args.hidden.clone())
+    } else if args.all {
+        Models::Study(ModelKind::ALL.to_vec())
+    } else if !args.model.is_empty() {
+        let kind = |m: &StudyModel| match m {
+            StudyModel::Sigmoid => ModelKind::Sigmoid,
+            StudyModel::Relu => ModelKind::Relu,
+            StudyModel::Dropout => ModelKind::Dropout,
+        };
+        Models::Study(args.model.iter().map(kind).collect())
+    } else {
+        Models::Preset
     };
-    let study = |kind: ModelKind| match args.preset {
-        Preset::Seed => Recipe::seed(kind),
-        Preset::Best => Recipe::best(&format!("{}-best", kind.name()), kind.network()),
+    let on_off = |on: bool, off: bool| match (on, off) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
     };
-    let bases: Vec<Recipe> = if !args.hidden.is_empty() {
-        let activation = match args.activation.unwrap_or(ActivationArg::Relu) {
+    let overrides = Overrides {
+        activation: args.activation.map(|a| match a {
             ActivationArg::Relu => infer_core::Activation::Relu,
             ActivationArg::Sigmoid => infer_core::Activation::Sigmoid,
-        };
-        let dropout = args.dropout.unwrap_or(0.0);
-        if !(0.0..1.0).contains(&dropout) {
-            bail!("--dropout must be in [0, 1), got {dropout}");
-        }
-        let network = Network { hidden: args.hidden.clone(), activation, dropout, batch_norm: false };
-        network.architecture().map_err(|e| anyhow::anyhow!("--hidden {:?}: {e}", args.hidden))?;
-        let name = match args.preset {
-            // (The best preset's name stands for its batch norm.)
-            Preset::Seed => Network { batch_norm: args.batch_norm, ..network.clone() }.name(),
-            Preset::Best => format!("{}-best", network.name()),
-        };
-        vec![preset(&name, network)]
-    } else if args.all {
-        ModelKind::ALL.iter().map(|&k| study(k)).collect()
-    } else if !args.model.is_empty() {
-        args.model.iter().map(|&k| study(k)).collect()
-    } else {
-        // --preset best alone: the network of the PyTorch recipe it is measured against.
-        let activation = infer_core::Activation::Relu;
-        let network = Network { hidden: vec![512, 256], activation, dropout: 0.2, batch_norm: false };
-        vec![preset("best", network)]
+        }),
+        dropout: args.dropout,
+        epochs: args.epochs.map(|e| e as usize),
+        lr: args.lr,
+        optimizer: args.optimizer.map(|o| match o {
+            OptimizerArg::Sgd => OptimizerKind::Sgd,
+            OptimizerArg::Adam => OptimizerKind::Adam,
+            OptimizerArg::Adamw => OptimizerKind::AdamW,
+        }),
+        momentum: args.momentum,
+        nesterov: args.nesterov,
+        weight_decay: args.weight_decay,
+        schedule: args.schedule.map(|s| match s {
+            ScheduleArg::Constant => ScheduleKind::Constant,
+            ScheduleArg::Step => ScheduleKind::Step,
+            ScheduleArg::Cosine => ScheduleKind::Cosine,
+        }),
+        warmup_epochs: args.warmup_epochs,
+        step_every: args.step_every.map(|e| e as usize),
+        step_gamma: args.step_gamma,
+        label_smoothing: args.label_smoothing,
+        shift: args.shift,
+        flip: on_off(args.flip, args.no_flip),
+        batch_norm: on_off(args.batch_norm, args.no_batch_norm),
+        val_split: args.val_split.map(|n| n as usize),
+        early_stopping: args.early_stopping.map(|p| p as usize),
+        batch_size: args.batch_size.map(|b| b as usize),
+        seed: args.seed,
     };
-    if let Some(lr) = args.lr
-        && !(lr.is_finite() && lr > 0.0)
-    {
-        bail!("--lr must be a positive number, got {lr}");
-    }
-    let mut recipes = Vec::new();
-    for base in bases {
-        let epochs = args.epochs.map_or(base.epochs, |e| e as usize);
-        let batch_size = args.batch_size.map_or(base.batch_size, |b| b as usize);
-        // The preset's split is a thirtieth of the training set: scaled down with --limit.
-        let preset_split = match args.limit {
-            Some(limit) if base.val_split > 0 => base.val_split.min(limit as usize / 30),
-            _ => base.val_split,
-        };
-        let val_split = args.val_split.map_or(preset_split, |n| n as usize);
-        let optimizer = optimizer(args, base.optimizer)?;
-        let schedule = match (args.schedule, base.schedule) {
-            (None, Schedule::Cosine { .. }) | (Some(ScheduleArg::Cosine), _) => {
-                // Warm-up in epochs of the training set this recipe will see.
-                let train = (60_000usize.min(args.limit.map_or(usize::MAX, |l| l as usize))).saturating_sub(val_split);
-                let steps = train.div_ceil(batch_size.max(1)).max(1);
-                let default = if args.preset == Preset::Best { 1.0 } else { 0.0 };
-                let epochs = args.warmup_epochs.unwrap_or(default);
-                if !(epochs.is_finite() && epochs >= 0.0) {
-                    bail!("--warmup-epochs must be a number >= 0, got {epochs}");
-                }
-                Schedule::Cosine { warmup: (f64::from(epochs) * steps as f64).round() as usize }
-            }
-            (Some(ScheduleArg::Step), _) | (None, Schedule::Step { .. }) => {
-                Schedule::Step { every: args.step_every.unwrap_or(10) as usize, gamma: args.step_gamma.unwrap_or(0.1) }
-            }
-            (Some(ScheduleArg::Constant), _) | (None, Schedule::Constant) => Schedule::Constant,
-        };
-        let r = Recipe {
-            epochs,
-            lr: args.lr.unwrap_or(base.lr),
-            batch_size,
-            seed: args.seed.unwrap_or(base.seed),
-            optimizer,
-            schedule,
-            label_smoothing: args.label_smoothing.unwrap_or(base.label_smoothing),
-            augment: Augment {
-                shift: args.shift.unwrap_or(base.augment.shift),
-                flip: args.flip || (base.augment.flip && !args.no_flip),
-            },
-            val_split,
-            early_stopping: args.early_stopping.map(|p| p as usize).or(base.early_stopping),
-            network: Network {
-                batch_norm: args.batch_norm || (base.network.batch_norm && !args.no_batch_norm),
-                ..base.network.clone()
-            },
-            ..base
-        };
-        if !matches!(r.schedule, Schedule::Cosine { .. }) && args.warmup_epochs.is_some() {
-            bail!("--warmup-epochs is for --schedule cosine");
-        }
-        if !matches!(r.schedule, Schedule::Step { .. }) && (args.step_every.is_some() || args.step_gamma.is_some()) {
-            bail!("--step-every and --step-gamma are for --schedule step");
-        }
-        r.check().map_err(|e| anyhow::anyhow!("{e}"))?;
-        recipes.push(r);
-    }
-    Ok(recipes)
-}
-
-/// The optimizer the options ask for, from the preset's.
-fn optimizer(args: &FitArgs, base: Optimizer) -> Result<Optimizer> {
-    let base_wd = match base {
-        Optimizer::Sgd { weight_decay, .. }
-        | Optimizer::Adam { weight_decay, .. }
-        | Optimizer::AdamW { weight_decay, .. } => weight_decay,
+    let preset = match args.preset {
+        PresetArg::Seed => Preset::Seed,
+        PresetArg::Best => Preset::Best,
     };
-    let chosen = match args.optimizer {
-        None => base,
-        Some(OptimizerArg::Sgd) => Optimizer::Sgd { momentum: 0.0, nesterov: false, weight_decay: base_wd },
-        Some(OptimizerArg::Adam) => Optimizer::adam(base_wd),
-        Some(OptimizerArg::Adamw) => Optimizer::adamw(base_wd),
-    };
-    let sgd = matches!(chosen, Optimizer::Sgd { .. });
-    if !sgd && (args.momentum.is_some() || args.nesterov) {
-        bail!("--momentum and --nesterov are for --optimizer sgd (Adam has its own moments)");
-    }
-    if args.nesterov && args.momentum.is_none_or(|m| m == 0.0) {
-        bail!("--nesterov needs --momentum above 0 (for example --momentum 0.9)");
-    }
-    Ok(match chosen {
-        Optimizer::Sgd { momentum, nesterov, weight_decay } => Optimizer::Sgd {
-            momentum: args.momentum.unwrap_or(momentum),
-            nesterov: args.nesterov || nesterov,
-            weight_decay: args.weight_decay.unwrap_or(weight_decay),
-        },
-        Optimizer::Adam { beta1, beta2, eps, weight_decay } => {
-            Optimizer::Adam { beta1, beta2, eps, weight_decay: args.weight_decay.unwrap_or(weight_decay) }
-        }
-        Optimizer::AdamW { beta1, beta2, eps, weight_decay } => {
-            Optimizer::AdamW { beta1, beta2, eps, weight_decay: args.weight_decay.unwrap_or(weight_decay) }
-        }
-    })
+    let request = Request { preset, models, overrides, limit: args.limit.map(|l| l as usize) };
+    Ok(recipe::resolve(&request)?)
 }
 
 fn fit(args: FitArgs) -> Result<()> {
@@ -633,7 +560,7 @@ fn fit(args: FitArgs) -> Result<()> {
             (out, plan)
         }
     };
-    train::start_thread_pool(args.threads.map(|t| t as usize)).context("starting worker threads")?;
+    trainer::threads::start_pool(args.threads.map(|t| t as usize)).context("starting worker threads")?;
     let (recipes, run_id) = (&plan.recipes, plan.run_id.clone());
 
     let started = Instant::now();

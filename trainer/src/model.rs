@@ -11,46 +11,11 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::data::{CLASSES, PIXELS};
+use crate::hash::{hash32, mix};
 use crate::kernels::lanes::{LANES, V, load, store};
 use crate::kernels::{self, Act, Epilogue, MatRef};
 use crate::norm::{self, BatchStats, Norm};
 use crate::optim::{self, OptState, Step};
-
-/// The three models of the study, as presets of [`Network`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelKind {
-    /// Dense 512 sigmoid, Dense 256 sigmoid, Dense 10 softmax.
-    Sigmoid,
-    /// Dense 512 ReLU, Dense 256 ReLU, Dense 10 softmax.
-    Relu,
-    /// The ReLU model with Dropout(0.5) after each hidden layer.
-    Dropout,
-}
-
-impl ModelKind {
-    /// All three, in the study's order.
-    pub const ALL: [ModelKind; 3] = [ModelKind::Sigmoid, ModelKind::Relu, ModelKind::Dropout];
-
-    /// Short lowercase name, used for folders and files.
-    pub fn name(self) -> &'static str {
-        match self {
-            ModelKind::Sigmoid => "sigmoid",
-            ModelKind::Relu => "relu",
-            ModelKind::Dropout => "dropout",
-        }
-    }
-
-    /// The network: 784-512-256-10 with this preset's activation and dropout.
-    pub fn network(self) -> Network {
-        let (activation, dropout) = match self {
-            ModelKind::Sigmoid => (Activation::Sigmoid, 0.0),
-            ModelKind::Relu => (Activation::Relu, 0.0),
-            ModelKind::Dropout => (Activation::Relu, 0.5),
-        };
-        Network { hidden: vec![512, 256], activation, dropout, batch_norm: false }
-    }
-}
 
 /// What to train: Fashion-MNIST's 784 pixels in, dense hidden layers of these widths with
 /// one activation (after a batch norm when `batch_norm`), dropout after each hidden layer,
@@ -200,7 +165,7 @@ impl Mlp {
     /// [`Mlp::folded`], in place.
     pub fn into_folded(mut self) -> Mlp {
         for (layer, norm) in self.layers.iter_mut().zip(&self.norms) {
-            norm.fold(layer);
+            norm.fold(&mut layer.w, &mut layer.b);
         }
         self.norms.clear();
         self
@@ -232,6 +197,22 @@ impl Mlp {
     /// Every parameter in file order: W1, b1, W2, b2, ...
     pub fn params(&self) -> impl Iterator<Item = f32> + '_ {
         self.layers.iter().flat_map(|l| l.w.iter().chain(&l.b)).copied()
+    }
+
+    /// Zeroed optimizer state of `slots` arrays per parameter, its norms' γ and β included.
+    pub fn opt_state(&self, slots: usize) -> OptState {
+        let layers = self.layers.iter().map(|l| (l.w.len(), l.b.len()));
+        OptState::with_norms(slots, layers, self.norms.iter().map(Norm::width))
+    }
+
+    /// Whether `other` (read from a file, say) has this model's layers, norms and parameter
+    /// counts, each layer's parameters as many as its widths say.
+    pub fn same_shape(&self, other: &Mlp) -> bool {
+        let widths = |m: &Mlp| m.layers.iter().map(|l| (l.inputs, l.outputs)).collect::<Vec<_>>();
+        widths(other) == widths(self)
+            && other.layers.iter().all(|l| l.w.len() == l.inputs * l.outputs && l.b.len() == l.outputs)
+            && other.norms.len() == self.norms.len()
+            && other.norms.iter().zip(&self.norms).all(|(a, b)| a.has_width(b.width()))
     }
 
     /// True when no parameter (norms included) is NaN or infinite.
@@ -304,25 +285,6 @@ pub struct DropoutSeed {
     pub seed: u64,
     /// Global step counter (epoch * steps + step).
     pub step: u64,
-}
-
-pub(crate) fn mix(mut z: u64) -> u64 {
-    // SplitMix64 finalizer: decorrelates nearby (seed, step, layer, row) tuples.
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// lowbias32 (C. Wellons): a 32-bit integer hash whose output bits each flip with
-/// probability 1/2 when any input bit flips.
-#[inline(always)]
-fn hash32(mut x: u32) -> u32 {
-    x ^= x >> 16;
-    x = x.wrapping_mul(0x7feb_352d);
-    x ^= x >> 15;
-    x = x.wrapping_mul(0x846c_a68b);
-    x ^ (x >> 16)
 }
 
 /// Inverted dropout of one hidden layer: `mask` gets 0 or `1 / (1 - rate)` per unit and
@@ -520,7 +482,7 @@ impl Mlp {
     }
 
     /// Backward pass after [`Mlp::forward`] and an optimizer step, `state` being the
-    /// optimizer's ([`OptState::for_model`] with `step`'s slots). Norms also move their
+    /// optimizer's ([`Mlp::opt_state`] with `step`'s slots). Norms also move their
     /// running statistics towards the batch's.
     ///
     /// The loss is the batch mean of categorical cross-entropy against labels smoothed by

@@ -17,7 +17,6 @@ use rayon::prelude::*;
 
 use crate::kernels::Act;
 use crate::kernels::lanes::{LANES, V, load, store};
-use crate::model::Dense;
 
 /// Added to the variance before its square root (Keras's default).
 pub const EPSILON: f32 = 1e-3;
@@ -74,18 +73,22 @@ impl Norm {
         (scale, shift)
     }
 
-    /// Multiplies the inference map into `layer`, the dense layer before the norm:
-    /// `w[i][j] *= scale[j]`, `b[j] = shift[j]`. The layer has no bias of its own in training
-    /// (the batch mean would cancel it), so its `b` is replaced.
-    pub fn fold(&self, layer: &mut Dense) {
-        assert_eq!(layer.outputs, self.width(), "a norm of the layer's width");
+    /// Multiplies the inference map into the dense layer before the norm, of weights `w`
+    /// ((inputs, width) row-major) and biases `b`: `w[i][j] *= scale[j]`, `b[j] = shift[j]`.
+    /// The layer has no bias of its own in training (the batch mean would cancel it), so its
+    /// `b` is replaced.
+    pub fn fold(&self, w: &mut [f32], b: &mut [f32]) {
+        let width = self.width();
+        assert!(b.len() == width && w.len().is_multiple_of(width.max(1)), "a norm of the layer's width");
         let (scale, shift) = self.affine();
-        for row in layer.w.chunks_exact_mut(layer.outputs) {
+        for row in w.chunks_exact_mut(width) {
             for (w, s) in row.iter_mut().zip(&scale) {
                 *w = (f64::from(*w) * s) as f32;
             }
         }
-        layer.b = shift.iter().map(|&s| s as f32).collect();
+        for (b, &s) in b.iter_mut().zip(&shift) {
+            *b = s as f32;
+        }
     }
 
     /// Moves the running statistics towards a batch's of `rows` rows.
@@ -349,17 +352,16 @@ mod tests {
     #[test]
     fn a_folded_layer_computes_the_norm_of_its_product() {
         let (inputs, n) = (5, 3);
-        let mut layer = Dense { inputs, outputs: n, w: values(inputs * n, 1, 0.0), b: vec![0.0; n] };
+        let (mut w, mut b) = (values(inputs * n, 1, 0.0), vec![0.0; n]);
         let norm = Norm { mean: vec![0.5, -2.0, 0.0], var: vec![0.25, 4.0, 1e-4], ..norm(n) };
         let x = values(inputs, 2, 0.5);
-        let z: Vec<f64> = (0..n).map(|j| (0..inputs).map(|i| f64::from(x[i] * layer.w[i * n + j])).sum()).collect();
-        norm.fold(&mut layer);
+        let z: Vec<f64> = (0..n).map(|j| (0..inputs).map(|i| f64::from(x[i] * w[i * n + j])).sum()).collect();
+        norm.fold(&mut w, &mut b);
         for (j, z) in z.iter().enumerate() {
             let expected = (z - f64::from(norm.mean[j])) / (f64::from(norm.var[j]) + f64::from(EPSILON)).sqrt()
                 * f64::from(norm.gamma[j])
                 + f64::from(norm.beta[j]);
-            let folded: f64 =
-                (0..inputs).map(|i| f64::from(x[i] * layer.w[i * n + j])).sum::<f64>() + f64::from(layer.b[j]);
+            let folded: f64 = (0..inputs).map(|i| f64::from(x[i] * w[i * n + j])).sum::<f64>() + f64::from(b[j]);
             assert!(close(folded, expected, 1e-5), "unit {j}: {folded} vs {expected}");
         }
     }

@@ -11,6 +11,7 @@
 use std::ops::{Add, Div, Mul, Sub};
 
 use crate::kernels::lanes::{self, LANES, V, load, store};
+use crate::kernels::{self, ParamUpdate};
 
 /// The update rule of a recipe.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -208,6 +209,24 @@ impl Step {
     }
 }
 
+impl ParamUpdate for Step {
+    #[inline(always)]
+    fn slots(&self) -> usize {
+        Step::slots(self)
+    }
+    #[inline(always)]
+    fn descent(&self) -> Option<f32> {
+        match *self {
+            Step::Sgd { lr } => Some(lr),
+            _ => None,
+        }
+    }
+    #[inline(always)]
+    fn apply(&self, g: V, w: V, s1: V, s2: V) -> (V, V, V) {
+        update(*self, g, w, s1, s2)
+    }
+}
+
 /// Arithmetic the update rule needs, for a vector of lanes and for one float, rounded alike.
 pub trait Lane: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + Div<Output = Self> {
     /// Every lane `x`.
@@ -302,7 +321,7 @@ pub fn step_slice(step: Step, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut
     assert!(s2.len() == if slots >= 2 { w.len() } else { 0 }, "second state slot");
     if let Step::Sgd { lr } = step {
         // The study's step, exactly as before optimizers existed.
-        return crate::kernels::sgd_step(w, g, lr);
+        return kernels::sgd_step(w, g, lr);
     }
     let n = w.len();
     let full = n / LANES * LANES;
@@ -356,15 +375,33 @@ pub struct OptState {
 impl OptState {
     /// Zeroed state for `slots` arrays per parameter of layers with these (weights, biases).
     pub fn new(slots: usize, sizes: impl IntoIterator<Item = (usize, usize)>) -> OptState {
-        let zeros = |(w, b): (usize, usize)| LayerState { w: vec![vec![0.0; w]; slots], b: vec![vec![0.0; b]; slots] };
-        OptState { layers: sizes.into_iter().map(zeros).collect(), norms: Vec::new() }
+        OptState { layers: zeroed(slots, sizes), norms: Vec::new() }
     }
 
-    /// Zeroed state for `slots` arrays per parameter of `model`, its norms' γ and β included.
-    pub fn for_model(slots: usize, model: &crate::model::Mlp) -> OptState {
-        let mut state = OptState::new(slots, model.layers.iter().map(|l| (l.w.len(), l.b.len())));
-        state.norms = OptState::new(slots, model.norms.iter().map(|n| (n.width(), n.width()))).layers;
-        state
+    /// Zeroed state for `slots` arrays per parameter of layers with these (weights, biases)
+    /// and of norms with these widths (γ's slots in `w`, β's in `b`).
+    pub fn with_norms(
+        slots: usize,
+        layers: impl IntoIterator<Item = (usize, usize)>,
+        norms: impl IntoIterator<Item = usize>,
+    ) -> OptState {
+        OptState { layers: zeroed(slots, layers), norms: zeroed(slots, norms.into_iter().map(|w| (w, w))) }
+    }
+}
+
+fn zeroed(slots: usize, sizes: impl IntoIterator<Item = (usize, usize)>) -> Vec<LayerState> {
+    let zeros = |(w, b): (usize, usize)| LayerState { w: vec![vec![0.0; w]; slots], b: vec![vec![0.0; b]; slots] };
+    sizes.into_iter().map(zeros).collect()
+}
+
+impl OptState {
+    /// Whether `other` has as many arrays of the same lengths.
+    pub fn same_shape(&self, other: &OptState) -> bool {
+        let same = |a: &[LayerState], b: &[LayerState]| {
+            let lens = |v: &[Vec<f32>]| v.iter().map(Vec::len).collect::<Vec<_>>();
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| lens(&a.w) == lens(&b.w) && lens(&a.b) == lens(&b.b))
+        };
+        same(&self.layers, &other.layers) && same(&self.norms, &other.norms)
     }
 }
 

@@ -8,9 +8,10 @@ use anyhow::{Context, Result};
 use crate::data::{CLASS_NAMES, PIXELS};
 use crate::figures;
 use crate::fsutil::write_atomic;
-use crate::model::ModelKind;
+use crate::history::EpochRecord;
 use crate::quant::Int8Export;
-use crate::train::{EpochRecord, Trained};
+use crate::recipe::{ModelKind, Recipe};
+use crate::train::Trained;
 
 /// Test accuracy the study reported for each of its models, in 0..1.
 pub fn study_accuracy(kind: ModelKind) -> f64 {
@@ -81,7 +82,7 @@ pub struct ModelSummary {
     /// Wall time of training, validation included.
     pub train_seconds: f64,
     /// The recipe.
-    pub recipe: crate::train::Recipe,
+    pub recipe: Recipe,
     /// Test accuracy the study reported for this model, 0..1 (its presets only).
     pub study_test_accuracy: Option<f64>,
     /// Layer widths, input first.

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::fsutil::{is_partial, remove_partials};
 use crate::manifest::{FILE as MANIFEST, Manifest, run_of};
+use crate::recipe::Recipe;
 
 /// What a run was asked to do, written before training so that `fit --resume` can finish it.
 pub const PLAN: &str = "run.json";
@@ -21,7 +22,7 @@ pub struct Plan {
     /// The run's id, as its manifest will say.
     pub run_id: String,
     /// The models to train, in order.
-    pub recipes: Vec<crate::train::Recipe>,
+    pub recipes: Vec<Recipe>,
     /// `--limit`: training images used.
     pub limit: Option<u32>,
     /// `--data-dir`, if one was given (`--resume` looks there unless given another).

@@ -10,7 +10,8 @@ use trainer::data::{PIXELS, Split};
 use trainer::model::{Mlp, Network, Workspace};
 use trainer::norm::EPSILON;
 use trainer::optim::{OptState, Optimizer, Step};
-use trainer::train::{self, Quiet, Recipe};
+use trainer::recipe::Recipe;
+use trainer::train::{self, Quiet};
 
 /// Images whose class is a bright band at row `2 * class + 3`, plus noise.
 fn synthetic(n: usize, seed: u64) -> Split {
@@ -96,7 +97,7 @@ fn the_folded_network_is_inference_with_the_running_statistics() {
     let s = synthetic(300, 2);
     let mut model = normed(Activation::Relu);
     let opt = Optimizer::adamw(1e-4);
-    let mut state = OptState::for_model(opt.slots(), &model);
+    let mut state = model.opt_state(opt.slots());
     let mut ws = Workspace::default();
     for (t, start) in (0..300).step_by(50).enumerate() {
         let (x, y) = (&s.images[start * PIXELS..(start + 50) * PIXELS], &s.labels[start..start + 50]);

@@ -9,11 +9,16 @@ use infer_core::arch::Architecture;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use trainer::augment::Augment;
+use trainer::checkpoint::Checkpoint;
 use trainer::data::{PIXELS, Split};
 use trainer::format;
+use trainer::history::EpochRecord;
+use trainer::keep;
 use trainer::model::{Mlp, Network, Workspace};
 use trainer::optim::{OptState, Optimizer, Schedule, Step};
-use trainer::train::{self, EpochRecord, FitError, Observer, Quiet, Recipe, Trained};
+use trainer::recipe::Recipe;
+use trainer::state::TrainState;
+use trainer::train::{self, FitError, Observer, Quiet, Trained};
 
 /// Images whose class is a bright band at row `2 * class + 3`, plus noise; `noise` of them
 /// (a fraction) carry a random label, so that validation accuracy stops improving.
@@ -142,16 +147,16 @@ fn clearly_better_needs_more_than_chance() {
     let labels = [0u8; 100];
     // Predictions right on the first `right` images.
     let right = |n: usize| (0..100).map(|i| u8::from(i >= n)).collect::<Vec<u8>>();
-    let clearly = |a: usize, b: usize| train::clearly_better(&right(a), &right(b), &labels);
+    let clearly = |a: usize, b: usize| keep::clearly_better(&right(a), &right(b), &labels);
     // 5 images only the first gets right: 5 > 2·sqrt(5) = 4.47. 4 of them: 4 = 2·sqrt(4), not more.
     assert!(clearly(55, 50) && !clearly(54, 50));
     assert!(!clearly(50, 55) && !clearly(50, 50), "worse or equal is never clearly better");
     // The same net difference counts for less where the two disagree on more images.
     let wrong_at = |at: &[usize]| (0..100).map(|i| u8::from(at.contains(&i))).collect::<Vec<u8>>();
     let (a, b) = (wrong_at(&(0..10).collect::<Vec<_>>()), wrong_at(&(10..26).collect::<Vec<_>>()));
-    assert!(!train::clearly_better(&a, &b, &labels), "16 against 10: 6 < 2·sqrt(26) = 10.2");
+    assert!(!keep::clearly_better(&a, &b, &labels), "16 against 10: 6 < 2·sqrt(26) = 10.2");
     let b = wrong_at(&(10..32).collect::<Vec<_>>());
-    assert!(train::clearly_better(&a, &b, &labels), "22 against 10: 12 > 2·sqrt(32) = 11.3");
+    assert!(keep::clearly_better(&a, &b, &labels), "22 against 10: 12 > 2·sqrt(32) = 11.3");
 }
 
 #[test]
@@ -265,7 +270,7 @@ fn a_run_continued_from_its_checkpoint_after_a_crash_ends_with_the_same_bits() {
     }));
     assert!(crash.is_err(), "the run crashed");
     let saved = trainer::checkpoint::read(&path).unwrap().expect("a checkpoint was left");
-    assert_eq!((saved.epoch, saved.finished), (2, false));
+    assert_eq!((saved.state.epoch, saved.state.finished), (2, false));
 
     let mut observer = Resumed::default();
     let resumed = train::fit_with(&recipe, &tr, &te, &mut observer, Some(&path)).unwrap();
@@ -282,35 +287,28 @@ fn a_run_continued_from_its_checkpoint_after_a_crash_ends_with_the_same_bits() {
     // A checkpoint made to pass its checksum with an order that repeats an image, or with
     // more epochs than the recipe has, is refused rather than trusted.
     let good = trainer::checkpoint::read(&path).unwrap().unwrap();
+    let encode = |c: &Checkpoint| trainer::checkpoint::encode(&c.recipe, c.train_images, &c.state);
+    let with = |change: &dyn Fn(&mut TrainState)| {
+        let mut c = good.clone();
+        change(&mut c.state);
+        c
+    };
     for (what, bad) in [
-        (
-            "permutation",
-            trainer::checkpoint::Checkpoint {
-                order: [&[good.order[1]][..], &good.order[1..]].concat(),
-                ..good.clone()
-            },
-        ),
-        ("epoch counts", trainer::checkpoint::Checkpoint { epoch: 9, ..good.clone() }),
-        (
-            "validation predictions",
-            trainer::checkpoint::Checkpoint { best_predictions: good.best_predictions[1..].to_vec(), ..good.clone() },
-        ),
+        ("permutation", with(&|s| s.order[0] = s.order[1])),
+        ("epoch counts", with(&|s| s.epoch = 9)),
+        ("validation predictions", with(&|s| s.selection.best_predictions.pop().map(drop).unwrap())),
     ] {
-        std::fs::write(&path, trainer::checkpoint::encode(&bad)).unwrap();
+        std::fs::write(&path, encode(&bad)).unwrap();
         let e = train::fit_with(&recipe, &tr, &te, &mut Quiet, Some(&path)).unwrap_err();
         assert!(e.to_string().contains(what) && e.to_string().contains("damaged"), "{e}");
     }
     // One whose model lost its norms (or their optimizer state) is of another network.
-    let mut no_norms = good.clone();
-    no_norms.model.norms.clear();
-    let mut no_state = good.clone();
-    no_state.state.norms.clear();
-    for bad in [no_norms, no_state] {
-        std::fs::write(&path, trainer::checkpoint::encode(&bad)).unwrap();
+    for bad in [with(&|s| s.model.norms.clear()), with(&|s| s.opt.norms.clear())] {
+        std::fs::write(&path, encode(&bad)).unwrap();
         let e = train::fit_with(&recipe, &tr, &te, &mut Quiet, Some(&path)).unwrap_err();
         assert!(e.to_string().contains("another network"), "{e}");
     }
-    std::fs::write(&path, trainer::checkpoint::encode(&good)).unwrap();
+    std::fs::write(&path, encode(&good)).unwrap();
 
     // Another recipe does not continue from it, and a damaged checkpoint is refused.
     let e = train::fit_with(&Recipe { seed: 1, ..recipe.clone() }, &tr, &te, &mut Quiet, Some(&path)).unwrap_err();
@@ -325,7 +323,7 @@ fn a_run_continued_from_its_checkpoint_after_a_crash_ends_with_the_same_bits() {
     let e = train::fit_with(&recipe, &tr, &te, &mut Quiet, Some(&path)).unwrap_err();
     assert!(e.to_string().contains("damaged"), "{e}");
     // One of an older format is named as such, not as damaged.
-    let mut older = trainer::checkpoint::encode(&good);
+    let mut older = encode(&good);
     older[8..12].copy_from_slice(&1u32.to_le_bytes());
     std::fs::write(&path, &older).unwrap();
     let e = train::fit_with(&recipe, &tr, &te, &mut Quiet, Some(&path)).unwrap_err();
@@ -343,6 +341,6 @@ fn recipes_round_trip_through_json_and_old_summaries_still_read() {
     // A recipe written before optimizers existed is the study's SGD.
     let old = r#"{"name":"relu","network":{"hidden":[512,256],"activation":"relu","dropout":0.0},"epochs":15,"lr":0.01,"batch_size":500,"seed":42}"#;
     let read: Recipe = serde_json::from_str(old).unwrap();
-    assert_eq!(read, Recipe::seed(trainer::model::ModelKind::Relu));
+    assert_eq!(read, Recipe::seed(trainer::recipe::ModelKind::Relu));
     assert!(read.is_study());
 }

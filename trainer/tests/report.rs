@@ -3,9 +3,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use trainer::model::ModelKind;
+use trainer::history::EpochRecord;
+use trainer::recipe::{ModelKind, Recipe};
 use trainer::report::{self, ModelSummary, RunContext, Summary};
-use trainer::train::{EpochRecord, Recipe};
 
 fn write(path: &Path, bytes: &[u8]) {
     trainer::fsutil::write_atomic(path, bytes).unwrap();

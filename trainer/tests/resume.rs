@@ -67,7 +67,11 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_bits() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let saved = trainer::checkpoint::read(&checkpoint).unwrap().expect("a whole checkpoint survives the kill");
-    assert!(saved.epoch < 4 && !saved.finished, "killed before the end (after epoch {})", saved.epoch);
+    assert!(
+        saved.state.epoch < 4 && !saved.state.finished,
+        "killed before the end (after epoch {})",
+        saved.state.epoch
+    );
     assert!(!killed.join("manifest.json").exists());
     // The interrupted run cannot be mistaken for a finished one.
     let report = trainer().arg("report").arg(&killed).output().unwrap();
@@ -77,7 +81,7 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_bits() {
     let resumed = trainer().args(["fit", "--resume"]).arg(&killed).args(["--threads", "1"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert!(resumed.status.success(), "{stderr}");
-    assert!(stderr.contains(&format!("continuing from the checkpoint after epoch {}", saved.epoch)), "{stderr}");
+    assert!(stderr.contains(&format!("continuing from the checkpoint after epoch {}", saved.state.epoch)), "{stderr}");
 
     for file in [
         format!("{MODEL}/{MODEL}.f32.fmlp"),

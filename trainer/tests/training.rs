@@ -4,8 +4,9 @@ use infer_core::Activation;
 use infer_core::arch::Architecture;
 use trainer::data::{PIXELS, Split};
 use trainer::format;
-use trainer::model::{Mlp, ModelKind, Network, Workspace, batch_loss_correct};
-use trainer::train::{self, FitError, Quiet, Recipe};
+use trainer::model::{Mlp, Network, Workspace, batch_loss_correct};
+use trainer::recipe::{ModelKind, Recipe};
+use trainer::train::{self, FitError, Quiet};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -96,7 +97,7 @@ fn training_learns_the_synthetic_task() {
 
 #[test]
 fn patch_order_is_a_permutation_in_3x4_patches() {
-    let order = train::patch_order();
+    let order = trainer::layout::patch_order();
     let mut seen = [false; PIXELS];
     for &p in &order {
         assert!(!seen[p as usize], "pixel {p} twice");

@@ -17,8 +17,6 @@ use rayon::prelude::*;
 
 use lanes::{LANES, MR, NR, NV, V, load, store};
 
-use crate::optim::{self, Step};
-
 /// A read-only matrix view: element (i, j) is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy, Debug)]
 pub struct MatRef<'a> {
@@ -69,10 +67,37 @@ pub enum Epilogue<'a> {
     /// `C = fma(A·B, -lr, C)`: an SGD step with the gradient `A·B` applied as it is computed
     /// (the same bits as storing the gradient and then calling [`sgd_step`]).
     Descend(f32),
-    /// `(C, S1, S2) = update(step, A·B, C, S1, S2)`: an optimizer step with the gradient
-    /// `A·B` applied as it is computed, its state beside C (see [`gemm_update`]). The same
-    /// bits as storing the gradient and calling [`optim::step_slice`](crate::optim::step_slice).
-    Update(Step),
+}
+
+/// An elementwise rule that steps parameters with their gradient as the weight-gradient
+/// product computes it, tile by tile: an optimizer's step. The kernels know only its shape
+/// (up to two state arrays laid out like the parameters); the optimizers, above them,
+/// implement it. Applied to a stored gradient, a rule must give the same bits as here.
+pub trait ParamUpdate: Copy + Send + Sync {
+    /// State arrays per parameter that the rule reads and writes: 0, 1 or 2.
+    fn slots(&self) -> usize;
+    /// `Some(lr)` when the rule is plain descent, `w -= lr·g` without state: the product then
+    /// applies it with [`Epilogue::Descend`]'s code and bits.
+    fn descent(&self) -> Option<f32>;
+    /// The new `(w, s1, s2)` of a vector of parameters `w` with gradient `g` and state `s1`,
+    /// `s2`; slots the rule does not use come back unchanged.
+    fn apply(&self, g: V, w: V, s1: V, s2: V) -> (V, V, V);
+}
+
+/// The products without an update: no rule is ever applied.
+#[derive(Clone, Copy)]
+struct NoUpdate;
+
+impl ParamUpdate for NoUpdate {
+    fn slots(&self) -> usize {
+        0
+    }
+    fn descent(&self) -> Option<f32> {
+        None
+    }
+    fn apply(&self, _: V, w: V, s1: V, s2: V) -> (V, V, V) {
+        (w, s1, s2)
+    }
 }
 
 /// A hidden-layer activation, applied by [`Epilogue::BiasAct`].
@@ -142,15 +167,14 @@ const SMALL_B: usize = 16 * 1024;
 
 /// `C (m x n, row-major) = A (m x k) · B (k x n)`, then the epilogue; SIMD and parallel.
 pub fn gemm(m: usize, n: usize, k: usize, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], epilogue: Epilogue<'_>) {
-    assert!(!matches!(epilogue, Epilogue::Update(_)), "an optimizer step needs its state: gemm_update");
-    gemm_with_state::<false>(m, n, k, a, b, c, [&mut [], &mut []], epilogue);
+    gemm_with_state::<NoUpdate, false>(m, n, k, a, b, c, [&mut [], &mut []], epilogue, NoUpdate);
 }
 
-/// An optimizer step on `w` (m x n, row-major) with the gradient `A (m x k) · B (k x n)`:
+/// A step of `update` on `w` (m x n, row-major) with the gradient `A (m x k) · B (k x n)`:
 /// each tile of the gradient updates its tile of `w` and of the state arrays (`state[s]` is
-/// empty where `step` has no slot `s`, else laid out like `w`) as soon as it is computed.
+/// empty where `update` has no slot `s`, else laid out like `w`) as soon as it is computed.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_update(
+pub fn gemm_update<U: ParamUpdate>(
     m: usize,
     n: usize,
     k: usize,
@@ -158,16 +182,17 @@ pub fn gemm_update(
     b: MatRef<'_>,
     w: &mut [f32],
     state: [&mut [f32]; 2],
-    step: Step,
+    update: U,
 ) {
     for (s, slot) in state.iter().enumerate() {
-        let want = if s < step.slots() { m * n } else { 0 };
+        let want = if s < update.slots() { m * n } else { 0 };
         assert_eq!(slot.len(), want, "optimizer state slot {s}");
     }
-    match step {
+    match update.descent() {
         // The study's SGD step, with its own epilogue's bits and code.
-        Step::Sgd { lr } => gemm_with_state::<false>(m, n, k, a, b, w, state, Epilogue::Descend(lr)),
-        step => gemm_with_state::<true>(m, n, k, a, b, w, state, Epilogue::Update(step)),
+        Some(lr) => gemm_with_state::<NoUpdate, false>(m, n, k, a, b, w, state, Epilogue::Descend(lr), NoUpdate),
+        // (The epilogue is not read: `UPDATE` stores every tile through `update`.)
+        None => gemm_with_state::<U, true>(m, n, k, a, b, w, state, Epilogue::Store, update),
     }
 }
 
@@ -176,12 +201,12 @@ fn split_slot(s: &mut [f32], at: usize) -> (&mut [f32], &mut [f32]) {
     if s.is_empty() { (&mut [], &mut []) } else { s.split_at_mut(at) }
 }
 
-/// The product; `UPDATE` compiles the optimizer's epilogue (and only it) in. The products
-/// without state get code of their own: with the update's branch compiled into the same
-/// micro-kernel loop, LLVM allocated registers worse and every epoch of the study's models
-/// took 1.6-1.8x as long.
+/// The product; `UPDATE` compiles the step of `update` in as the epilogue (and only it),
+/// else `epilogue` is applied. The products without state get code of their own: with the
+/// update's branch compiled into the same micro-kernel loop, LLVM allocated registers worse
+/// and every epoch of the study's models took 1.6-1.8x as long.
 #[allow(clippy::too_many_arguments)]
-fn gemm_with_state<const UPDATE: bool>(
+fn gemm_with_state<U: ParamUpdate, const UPDATE: bool>(
     m: usize,
     n: usize,
     k: usize,
@@ -190,6 +215,7 @@ fn gemm_with_state<const UPDATE: bool>(
     c: &mut [f32],
     state: [&mut [f32]; 2],
     epilogue: Epilogue<'_>,
+    update: U,
 ) {
     assert!(c.len() >= m * n, "output holds {} values, needs {}", c.len(), m * n);
     a.check(m, k);
@@ -271,7 +297,7 @@ fn gemm_with_state<const UPDATE: bool>(
                         let at = r0 * n + j0;
                         let tile = &mut c_blk[at..];
                         let state = [slot_tail(s1_blk, at), slot_tail(s2_blk, at)];
-                        micro_kernel::<UPDATE>(
+                        micro_kernel::<U, UPDATE>(
                             k,
                             a_panel,
                             steps,
@@ -284,6 +310,7 @@ fn gemm_with_state<const UPDATE: bool>(
                             cols,
                             j0,
                             epilogue,
+                            update,
                         );
                     }
                 }
@@ -407,7 +434,7 @@ fn note_step(vals: &[f32; MR], p: usize, steps: &mut [u32], kept: &mut usize) {
 /// column (for bias).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn micro_kernel<const UPDATE: bool>(
+fn micro_kernel<U: ParamUpdate, const UPDATE: bool>(
     k: usize,
     a: &[f32],
     steps: &[u32],
@@ -420,6 +447,7 @@ fn micro_kernel<const UPDATE: bool>(
     cols: usize,
     j0: usize,
     epilogue: Epilogue<'_>,
+    update: U,
 ) {
     let mut acc = [[V::ZERO; NV]; MR];
     #[inline(always)]
@@ -444,9 +472,7 @@ fn micro_kernel<const UPDATE: bool>(
         }
     }
     if UPDATE {
-        if let Epilogue::Update(step) = epilogue {
-            store_update(acc, step, c, state, ldc, rows, cols);
-        }
+        store_update(acc, update, c, state, ldc, rows, cols);
         return;
     }
     if rows == MR && cols == NR {
@@ -488,31 +514,30 @@ fn micro_kernel<const UPDATE: bool>(
                     }
                 }
             }
-            Epilogue::Update(_) => unreachable!("optimizer steps are stored by store_update"),
         }
     } else {
         store_edge(acc, c, ldc, rows, cols, j0, epilogue);
     }
 }
 
-/// An optimizer step on a tile (`rows x cols` of it) of the parameters `c` and their state
+/// A step of `update` on a tile (`rows x cols` of it) of the parameters `c` and their state
 /// (row stride `ldc`) with the gradient `acc`.
 ///
 /// Whole vectors always (a partial tile's rows go through a padded copy), so a parameter
-/// gets the same bits wherever its tile falls. The `match` on the rule is inside the
-/// vector loop, but `step` is the same for the whole product and the branch predicts. Out of line, and `acc` by value, like
-/// [`store_edge`].
+/// gets the same bits wherever its tile falls. A rule's `match` on its kind is inside the
+/// vector loop, but the rule is the same for the whole product and the branch predicts. Out
+/// of line, and `acc` by value, like [`store_edge`].
 #[inline(never)]
-fn store_update(
+fn store_update<U: ParamUpdate>(
     acc: [[V; NV]; MR],
-    step: Step,
+    update: U,
     c: &mut [f32],
     state: [&mut [f32]; 2],
     ldc: usize,
     rows: usize,
     cols: usize,
 ) {
-    let slots = step.slots();
+    let slots = update.slots();
     let [s1, s2] = state;
     let zero = V::ZERO;
     if cols == NR {
@@ -522,7 +547,7 @@ fn store_update(
                 let at = r * ldc + x * LANES;
                 let m = if slots >= 1 { load(&s1[at..]) } else { zero };
                 let v = if slots >= 2 { load(&s2[at..]) } else { zero };
-                let (nw, nm, nv) = optim::update(step, g, load(&c[at..]), m, v);
+                let (nw, nm, nv) = update.apply(g, load(&c[at..]), m, v);
                 store(&mut c[at..], nw);
                 if slots >= 1 {
                     store(&mut s1[at..], nm);
@@ -548,7 +573,7 @@ fn store_update(
         }
         for (x, &g) in g.iter().enumerate() {
             let lane = x * LANES;
-            let (nw, nm, nv) = optim::update(step, g, load(&w[lane..]), load(&m[lane..]), load(&v[lane..]));
+            let (nw, nm, nv) = update.apply(g, load(&w[lane..]), load(&m[lane..]), load(&v[lane..]));
             store(&mut w[lane..], nw);
             store(&mut m[lane..], nm);
             store(&mut v[lane..], nv);
@@ -601,7 +626,6 @@ fn store_edge(
                 Epilogue::Accumulate => *dst + val,
                 Epilogue::Bias(bias) => val + bias[j0 + j],
                 Epilogue::Descend(lr) => lanes::mul_add(val, -lr, *dst),
-                Epilogue::Update(_) => unreachable!("optimizer steps are stored by store_update"),
             };
         }
     }
