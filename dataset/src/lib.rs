@@ -4,15 +4,14 @@
 //! test set). Downloading is behind the `fetch` feature, so that a program that only reads
 //! the files links no HTTP client.
 
-pub mod fsutil;
-pub mod manifest;
-
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
-use sha2::{Digest, Sha256};
+#[cfg(feature = "fetch")]
+use runio::fsutil;
+use runio::sha256_hex;
 
 /// Image side in pixels.
 pub const SIDE: usize = 28;
@@ -367,11 +366,6 @@ pub fn parse_labels(bytes: &[u8], path: &Path) -> Result<Vec<u8>, DataError> {
         return Err(DataError::BadLabel { path: path.to_path_buf(), index, label });
     }
     Ok(labels)
-}
-
-/// Hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn verify(bytes: &[u8], path: &Path, spec: &FileSpec) -> Result<(), DataError> {

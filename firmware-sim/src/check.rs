@@ -1,15 +1,15 @@
 //! `firmware-sim check`: infer-core on the host, the way firmware runs it, against the
 //! trainer's predictions.
 
-use std::fmt::Write as _;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use dataset::{self as data, CLASS_NAMES, CLASSES, PIXELS};
-use infer_core::arch::MAX_WIDTH;
+use dataset::{self as data, CLASS_NAMES, CLASSES, PIXELS, Split};
+use infer_core::arch::{Architecture, MAX_WIDTH};
 use infer_core::int8net::INT8_SCRATCH_MAX;
-use infer_core::{Int8Scratch, Model, Scratch};
+use infer_core::{Activation, Int8Scratch, Model, Scratch};
 
 /// What `check` was asked to do.
 pub struct Args {
@@ -24,7 +24,7 @@ pub struct Args {
 /// Reads `index,true,predicted` rows: indices in order from 0, classes below `classes`.
 fn read_predictions(path: &Path, classes: usize) -> Result<Vec<u8>> {
     // 10,000 rows of at most 18 bytes, and then some.
-    let bytes = dataset::fsutil::read_bounded(path, 1 << 20).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = runio::fsutil::read_bounded(path, 1 << 20).with_context(|| format!("reading {}", path.display()))?;
     let mut r = csv::Reader::from_reader(&bytes[..]);
     r.records()
         .enumerate()
@@ -50,58 +50,158 @@ pub fn parse_fraction(text: &str) -> Result<f64, String> {
     }
 }
 
+/// What `check` found: printed as JSON (these keys, alphabetical) or as text ([`Display`]).
+#[derive(serde::Serialize)]
+pub struct Report {
+    accuracy: f64,
+    agreement: Option<f64>,
+    architecture: String,
+    disagreements: Option<usize>,
+    first_disagreements: Vec<usize>,
+    images: usize,
+    latency_us: f64,
+    macs_per_image: usize,
+    min_agreement: f64,
+    model: String,
+    model_bytes: usize,
+    per_class_accuracy: Vec<f64>,
+    quantization: &'static str,
+    scratch_bytes: usize,
+    /// Only in the text.
+    #[serde(skip)]
+    activation: Activation,
+    /// The trainer's predictions compared with (none with `--no-agreement`).
+    #[serde(skip)]
+    predictions: Option<PathBuf>,
+}
+
+impl Report {
+    /// Whether agreement reached `--min-agreement` (or was not checked).
+    fn ok(&self) -> bool {
+        self.agreement.is_none_or(|a| a >= self.min_agreement)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let arch = &self.architecture;
+        writeln!(f, "model          {} ({arch}, {:?}, {})", self.model, self.activation, self.quantization)?;
+        writeln!(f, "images         {}", self.images)?;
+        writeln!(f, "accuracy       {:.2}%", 100.0 * self.accuracy)?;
+        match (&self.predictions, self.agreement, self.disagreements) {
+            (Some(path), Some(agreement), Some(n)) => {
+                let first = &self.first_disagreements[..n.min(5)];
+                let first = if first.is_empty() { String::new() } else { format!(", first: {first:?}") };
+                let path = path.display();
+                writeln!(f, "agreement      {:.2}% with {path} ({n} differ{first})", 100.0 * agreement)?
+            }
+            _ => writeln!(f, "agreement      not checked (--no-agreement)")?,
+        }
+        writeln!(f, "flash (model)  {} bytes", self.model_bytes)?;
+        writeln!(f, "RAM (scratch)  {} bytes", self.scratch_bytes)?;
+        writeln!(f, "work           {} multiply-accumulates per image (dense)", self.macs_per_image)?;
+        writeln!(f, "latency        {:.2} us per image (host, 1 thread)", self.latency_us)?;
+        for (name, accuracy) in CLASS_NAMES.iter().zip(&self.per_class_accuracy) {
+            writeln!(f, "  {name:12} {:6.2}%", 100.0 * accuracy)?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs the check; `Ok(false)` when agreement is below the threshold.
 pub fn run(args: Args) -> Result<bool> {
-    let Args { model, data, predictions, no_agreement, min_agreement, json } = args;
-    let blob = crate::read_aligned(&model)?;
-    let net = Model::from_bytes(blob).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+    let blob = crate::blob::read_aligned(&args.model)?;
+    let net = Model::from_bytes(blob).map_err(|e| anyhow::anyhow!("{}: {e}", args.model.display()))?;
     let arch = net.architecture();
     anyhow::ensure!(
         arch.inputs() == PIXELS && arch.classes() == CLASSES,
         "{}: a {arch} network, not one for Fashion-MNIST ({PIXELS} pixels in, {CLASSES} classes out)",
-        model.display()
+        args.model.display()
     );
-    let test = data::load(data.as_deref())?.test;
-    let (quant, default_preds, default_min, scratch_bytes) = match net {
-        Model::F32(m) => ("f32", "predictions.csv", 0.999, 4 * m.scratch_len()),
-        Model::Int8(m) => ("int8", "predictions_int8.csv", 1.0, m.scratch_bytes()),
+    let test = data::load(args.data.as_deref())?.test;
+    // A model of a run must be the one the run wrote.
+    runio::manifest::verify_file(&args.model)?;
+    let (quant, default_preds, default_min) = match net {
+        Model::F32(_) => ("f32", "predictions.csv", 0.999),
+        Model::Int8(_) => ("int8", "predictions_int8.csv", 1.0),
     };
-    let min_agreement = min_agreement.unwrap_or(default_min);
+    let pred_path = args.predictions.clone().unwrap_or_else(|| args.model.with_file_name(default_preds));
+    let trainer = (!args.no_agreement).then(|| trainer_predictions(&pred_path, arch, &test)).transpose()?;
+    let started = Instant::now();
+    let (outputs, scratch_bytes) = classify(net, &test)?;
+    let latency_us = started.elapsed().as_secs_f64() * 1e6 / test.len().max(1) as f64;
+    let report = Report {
+        accuracy: outputs.iter().zip(&test.labels).filter(|(p, t)| p == t).count() as f64 / test.len() as f64,
+        agreement: None,
+        architecture: arch.to_string(),
+        disagreements: None,
+        first_disagreements: Vec::new(),
+        images: test.len(),
+        latency_us,
+        macs_per_image: arch.macs(),
+        min_agreement: args.min_agreement.unwrap_or(default_min),
+        model: args.model.display().to_string(),
+        model_bytes: blob.len(),
+        per_class_accuracy: per_class(&outputs, &test.labels),
+        quantization: quant,
+        scratch_bytes,
+        activation: net.activation(),
+        predictions: None,
+    };
+    let report = match trainer {
+        Some(theirs) => compare(report, &outputs, &theirs, pred_path),
+        None => report,
+    };
+    let ok = report.ok();
+    if args.json {
+        runio::out::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+    } else {
+        if !ok {
+            eprintln!(
+                "agreement {:.4} is below --min-agreement {}",
+                report.agreement.unwrap_or(0.0),
+                report.min_agreement
+            );
+        }
+        runio::out::emit(&report.to_string())?;
+    }
+    Ok(ok)
+}
 
-    let pred_path = predictions.unwrap_or_else(|| model.with_file_name(default_preds));
+/// The trainer's predictions at `path`, checked against their run's manifest and the test
+/// set.
+fn trainer_predictions(path: &Path, arch: Architecture, test: &Split) -> Result<Vec<u8>> {
     // Files of a run must be the ones the run wrote: a model beside predictions of another
     // run (a folder that mixes runs) would compare the wrong things.
-    for file in std::iter::once(&model).chain((!no_agreement).then_some(&pred_path)) {
-        dataset::manifest::verify_file(file)?;
-    }
-    let trainer_preds = match (no_agreement, pred_path.is_file()) {
-        (true, _) => None,
-        (false, true) => Some(read_predictions(&pred_path, arch.classes())?),
-        (false, false) => anyhow::bail!(
-            "no trainer predictions at {}: pass --predictions CSV, or --no-agreement to measure accuracy alone",
-            pred_path.display()
-        ),
-    };
-    if let Some(p) = &trainer_preds {
-        anyhow::ensure!(
-            p.len() == test.len(),
-            "{} has {} predictions, the test set {} images",
-            pred_path.display(),
-            p.len(),
-            test.len()
-        );
-    }
+    runio::manifest::verify_file(path)?;
+    anyhow::ensure!(
+        path.is_file(),
+        "no trainer predictions at {}: pass --predictions CSV, or --no-agreement to measure accuracy alone",
+        path.display()
+    );
+    let predictions = read_predictions(path, arch.classes())?;
+    anyhow::ensure!(
+        predictions.len() == test.len(),
+        "{} has {} predictions, the test set {} images",
+        path.display(),
+        predictions.len(),
+        test.len()
+    );
+    Ok(predictions)
+}
 
+/// `net`'s class for every image of `test`, from one scratch buffer large enough for any
+/// model, as firmware has; and the bytes of it the model needs.
+fn classify(net: Model<'_>, test: &Split) -> Result<(Vec<u8>, usize)> {
     let mut outputs = vec![0u8; test.len()];
-    let started = Instant::now();
-    // One scratch buffer, as firmware has, large enough for any model.
-    match net {
+    let needed = match net {
         Model::F32(net) => {
             let mut scratch = Scratch::<{ 2 * MAX_WIDTH }>::for_model(&net)?;
             let mut logits = [0f32; CLASSES];
             for (out, image) in outputs.iter_mut().zip(test.images.chunks_exact(PIXELS)) {
                 *out = net.predict(image, &mut scratch, &mut logits)? as u8;
             }
+            4 * net.scratch_len()
         }
         Model::Int8(net) => {
             let mut scratch = Int8Scratch::<INT8_SCRATCH_MAX>::for_model(&net)?;
@@ -109,73 +209,30 @@ pub fn run(args: Args) -> Result<bool> {
             for (out, image) in outputs.iter_mut().zip(test.pixels.chunks_exact(PIXELS)) {
                 *out = net.predict(image, &mut scratch, &mut scores)? as u8;
             }
+            net.scratch_bytes()
         }
-    }
-    let latency_us = started.elapsed().as_secs_f64() * 1e6 / test.len().max(1) as f64;
+    };
+    Ok((outputs, needed))
+}
 
-    let correct = outputs.iter().zip(&test.labels).filter(|(p, t)| p == t).count();
-    let accuracy = correct as f64 / test.len() as f64;
-    let mut per_class = [(0usize, 0usize); 10];
-    for (&p, &t) in outputs.iter().zip(&test.labels) {
+/// The fraction of each class's images classified right.
+fn per_class(outputs: &[u8], labels: &[u8]) -> Vec<f64> {
+    let mut per_class = [(0usize, 0usize); CLASSES];
+    for (&p, &t) in outputs.iter().zip(labels) {
         per_class[t as usize].1 += 1;
         per_class[t as usize].0 += usize::from(p == t);
     }
-    let differing: Vec<usize> = match &trainer_preds {
-        Some(tp) => (0..test.len()).filter(|&i| tp[i] != outputs[i]).collect(),
-        None => Vec::new(),
-    };
-    let agreement = 1.0 - differing.len() as f64 / test.len() as f64;
-    let ok = trainer_preds.is_none() || agreement >= min_agreement;
+    per_class.iter().map(|(c, n)| *c as f64 / (*n).max(1) as f64).collect()
+}
 
-    let mut out = String::new();
-    if json {
-        let obj = serde_json::json!({
-            "model": model.display().to_string(),
-            "images": test.len(),
-            "accuracy": accuracy,
-            "disagreements": trainer_preds.as_ref().map(|_| differing.len()),
-            "first_disagreements": differing.iter().take(10).collect::<Vec<_>>(),
-            "per_class_accuracy": per_class.iter().map(|(c, n)| *c as f64 / (*n).max(1) as f64).collect::<Vec<_>>(),
-            "quantization": quant,
-            "agreement": trainer_preds.as_ref().map(|_| agreement),
-            "min_agreement": min_agreement,
-            "model_bytes": blob.len(),
-            "scratch_bytes": scratch_bytes,
-            "latency_us": latency_us,
-            "macs_per_image": arch.macs(),
-            "architecture": arch.to_string(),
-        });
-        writeln!(out, "{}", serde_json::to_string_pretty(&obj)?)?;
-    } else {
-        writeln!(out, "model          {} ({arch}, {:?}, {quant})", model.display(), net.activation())?;
-        writeln!(out, "images         {}", test.len())?;
-        writeln!(out, "accuracy       {:.2}%", 100.0 * accuracy)?;
-        match &trainer_preds {
-            Some(_) => writeln!(
-                out,
-                "agreement      {:.2}% with {} ({} differ{})",
-                100.0 * agreement,
-                pred_path.display(),
-                differing.len(),
-                if differing.is_empty() {
-                    String::new()
-                } else {
-                    format!(", first: {:?}", &differing[..differing.len().min(5)])
-                }
-            )?,
-            None => writeln!(out, "agreement      not checked (--no-agreement)")?,
-        }
-        writeln!(out, "flash (model)  {} bytes", blob.len())?;
-        writeln!(out, "RAM (scratch)  {scratch_bytes} bytes")?;
-        writeln!(out, "work           {} multiply-accumulates per image (dense)", arch.macs())?;
-        writeln!(out, "latency        {latency_us:.2} us per image (host, 1 thread)")?;
-        for (name, (c, n)) in CLASS_NAMES.iter().zip(per_class) {
-            writeln!(out, "  {name:12} {:6.2}%", 100.0 * c as f64 / n.max(1) as f64)?;
-        }
-        if !ok {
-            eprintln!("agreement {:.4} is below --min-agreement {min_agreement}", agreement);
-        }
+/// `report` with its agreement with the trainer's predictions `theirs` (read from `path`).
+fn compare(report: Report, ours: &[u8], theirs: &[u8], path: PathBuf) -> Report {
+    let differing: Vec<usize> = (0..ours.len()).filter(|&i| theirs[i] != ours[i]).collect();
+    Report {
+        agreement: Some(1.0 - differing.len() as f64 / ours.len() as f64),
+        disagreements: Some(differing.len()),
+        first_disagreements: differing.into_iter().take(10).collect(),
+        predictions: Some(path),
+        ..report
     }
-    crate::emit(&out)?;
-    Ok(ok)
 }

@@ -8,13 +8,14 @@
 //!   emulated board (M4F, M3 or M0), against infer-core on the host: flash, RAM and
 //!   instruction counts.
 
+mod blob;
 mod check;
 mod qemu;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 /// Runs infer-core as firmware would and compares it with the trainer.
@@ -112,33 +113,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Prints `text` on stdout. A reader that went away (`firmware-sim check | head`) is not an
-/// error: the rest is simply not printed.
-fn emit(text: &str) -> Result<()> {
-    use std::io::Write;
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        result => result.context("writing to stdout"),
-    }
-}
-
-/// Reads a model file into a 64-byte-aligned buffer that lives as long as the program, as
-/// firmware holds its model in a static: the payload starts 64 bytes into the file, so
-/// its weights are aligned too.
-fn read_aligned(path: &Path) -> Result<&'static [u8]> {
-    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-    #[repr(C, align(64))]
-    struct Line([u8; 64]);
-    let max = infer_core::format::MAX_FILE_BYTES as u64;
-    let bytes = dataset::fsutil::read_bounded(path, max).with_context(|| format!("reading {}", path.display()))?;
-    let mut lines = vec![Line([0; 64]); bytes.len().div_ceil(64)];
-    for (line, chunk) in lines.iter_mut().zip(bytes.chunks(64)) {
-        line.0[..chunk.len()].copy_from_slice(chunk);
-    }
-    let lines: &'static [Line] = Box::leak(lines.into_boxed_slice());
-    Ok(&bytemuck::cast_slice::<Line, u8>(lines)[..bytes.len()])
 }
 
 fn run(cli: Cli) -> Result<bool> {

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::fmt::Write as _;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -302,11 +302,105 @@ fn run_qemu(tc: &Toolchain, board: Board, elf: &Path, images: &[u8], timeout: Du
     Ok((stdout, results))
 }
 
-/// Builds, runs and compares; `Ok(false)` when any prediction or score differs from the host.
-pub fn run(args: Args) -> Result<bool> {
-    let Args { model, board, count, data, firmware_dir, timeout, json } = args;
-    let model = std::fs::canonicalize(&model).with_context(|| format!("reading {}", model.display()))?;
-    let blob = crate::read_aligned(&model)?;
+/// What `qemu` found: printed as JSON (these keys, alphabetical) or as text ([`Display`]).
+#[derive(serde::Serialize)]
+pub struct Report {
+    accuracy: f64,
+    activation: String,
+    architecture: String,
+    board: &'static str,
+    build_seconds: f64,
+    code_bytes: u64,
+    cpu: &'static str,
+    disagreements: usize,
+    elf: String,
+    first_disagreements: Vec<usize>,
+    flash_budget_bytes: u64,
+    flash_bytes: u64,
+    images: usize,
+    instructions_max: f64,
+    instructions_min: f64,
+    instructions_per_inference: f64,
+    instructions_per_tick: f64,
+    kernel: &'static str,
+    macs_per_inference: usize,
+    model: String,
+    model_bytes: usize,
+    qemu_seconds: f64,
+    ram_budget_bytes: u64,
+    ram_bytes: u64,
+    score_mismatches: usize,
+    scratch_bytes: usize,
+    /// Counted in Thumb-2 code only: Armv6-M's 16-bit code (and its literal pools) can hold
+    /// the same halfword patterns.
+    smlad_in_code: Option<usize>,
+    stack_bytes: u64,
+    static_ram_bytes: u64,
+    weights_bytes: u64,
+    /// Only in the text.
+    #[serde(skip)]
+    board_kind: Board,
+    #[serde(skip)]
+    net_activation: infer_core::Activation,
+}
+
+impl Report {
+    /// Whether the firmware fits the board's RAM.
+    fn fits(&self) -> bool {
+        self.ram_bytes <= self.ram_budget_bytes
+    }
+
+    /// Whether every prediction and score equals the host's, in the board's RAM.
+    fn ok(&self) -> bool {
+        self.disagreements == 0 && self.score_mismatches == 0 && self.fits()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (arch, count) = (&self.architecture, self.images);
+        writeln!(f, "model          {} ({arch}, {:?}, int8)", self.model, self.net_activation)?;
+        writeln!(f, "board          {}, firmware {}", self.board_kind.describe(), self.elf)?;
+        writeln!(
+            f,
+            "images         {count} in {:.1} s of QEMU (build {:.1} s)",
+            self.qemu_seconds, self.build_seconds
+        )?;
+        writeln!(f, "accuracy       {:.2}%", 100.0 * self.accuracy)?;
+        let first = &self.first_disagreements[..self.disagreements.min(5)];
+        let first = if first.is_empty() { String::new() } else { format!(" (first: {first:?})") };
+        writeln!(
+            f,
+            "agreement      {} of {count} predictions differ from infer-core on the host{first}; {} score vectors differ",
+            self.disagreements, self.score_mismatches
+        )?;
+        writeln!(
+            f,
+            "flash          {} bytes: {} of code and constants + {} of model (budget {})",
+            self.flash_bytes, self.code_bytes, self.weights_bytes, self.flash_budget_bytes
+        )?;
+        writeln!(
+            f,
+            "RAM            {} bytes: {} static + {} stack high-water, of which {} scratch (budget {})",
+            self.ram_bytes, self.static_ram_bytes, self.stack_bytes, self.scratch_bytes, self.ram_budget_bytes
+        )?;
+        writeln!(
+            f,
+            "instructions   {:.0} per inference (min {:.0}, max {:.0}); {:.2} per multiply-accumulate of the dense layers ({}); kernel {}",
+            self.instructions_per_inference,
+            self.instructions_min,
+            self.instructions_max,
+            self.instructions_per_inference / self.macs_per_inference as f64,
+            self.macs_per_inference,
+            self.kernel
+        )
+    }
+}
+
+/// The int8 model at `path` (canonical), as firmware holds it.
+fn load_model(path: &Path) -> Result<(PathBuf, &'static [u8], Int8Model<'static>)> {
+    let model = std::fs::canonicalize(path).with_context(|| format!("reading {}", path.display()))?;
+    let blob = crate::blob::read_aligned(&model)?;
     let net = Int8Model::from_bytes(blob).map_err(|e| match e {
         infer_core::Error::WrongQuantization { .. } => anyhow::anyhow!(
             "{} is an f32 model; the firmware runs int8 models (`trainer export MODEL --quant int8`)",
@@ -321,164 +415,159 @@ pub fn run(args: Args) -> Result<bool> {
         model.display(),
         arch.inputs()
     );
-    let classes = arch.classes();
-    let record = 8 + 4 * classes;
-    let test = data::load(data.as_deref())?.test;
-    let count = count.unwrap_or(test.len()).min(test.len());
-    ensure!(count > 0, "--count must be at least 1");
-    let images = &test.pixels[..count * PIXELS];
+    Ok((model, blob, net))
+}
 
+/// A firmware image built and run on the board.
+struct Ran {
+    /// The ELF the build wrote.
+    built: PathBuf,
+    sizes: ElfSizes,
+    trailer: Trailer,
+    /// One record per image: class, scores, ticks.
+    results: Vec<u8>,
+    build_seconds: f64,
+    qemu_seconds: f64,
+}
+
+/// Builds the firmware for `board` with the model at `model` (whose bytes are `blob`)
+/// embedded, checks that it fits the board's flash, and runs it on `images`.
+fn build_and_run(args: &Args, model: &Path, blob: &[u8], images: &[u8]) -> Result<Ran> {
     let tc = toolchain()?;
-    let firmware_dir = std::fs::canonicalize(&firmware_dir)
-        .with_context(|| format!("the firmware crate {} (see --firmware-dir)", firmware_dir.display()))?;
+    let firmware_dir = std::fs::canonicalize(&args.firmware_dir)
+        .with_context(|| format!("the firmware crate {} (see --firmware-dir)", args.firmware_dir.display()))?;
     let started = Instant::now();
-    let built = build(&tc, &firmware_dir, &model, board)?;
+    let built = build(&tc, &firmware_dir, model, args.board)?;
     let build_seconds = started.elapsed().as_secs_f64();
     // A private copy: another build may replace the ELF in the target folder at any time,
     // and the copy's embedded model is checked to be this one.
     let work = tempfile::tempdir().context("creating a temporary directory")?;
-    let elf = {
-        let copy = work.path().join("firmware.elf");
-        std::fs::copy(&built, &copy).with_context(|| format!("copying {}", built.display()))?;
-        copy
-    };
+    let elf = work.path().join("firmware.elf");
+    std::fs::copy(&built, &elf).with_context(|| format!("copying {}", built.display()))?;
     let sizes = elf_sizes(&elf)?;
     ensure!(
         sizes.model.get(..blob.len()) == Some(blob),
         "the firmware ELF does not embed {} (another build replaced it meanwhile?); run again",
         model.display()
     );
-    let (flash_budget, ram_budget) = board.memory();
+    let (flash_budget, _) = args.board.memory();
     ensure!(
         sizes.flash <= flash_budget,
         "the firmware takes {} bytes of flash, the board has {flash_budget}",
         sizes.flash
     );
-
     let started = Instant::now();
-    let (stdout, results) = run_qemu(&tc, board, &elf, images, Duration::from_secs(timeout))?;
+    let (stdout, results) = run_qemu(&tc, args.board, &elf, images, Duration::from_secs(args.timeout))?;
     let qemu_seconds = started.elapsed().as_secs_f64();
     let trailer = parse_trailer(&stdout)?;
-    ensure!(
-        trailer.images == count && results.len() == count * record,
-        "the firmware classified {} images and wrote {} bytes, expected {count} and {}",
-        trailer.images,
-        results.len(),
-        count * record
-    );
-    ensure!(trailer.calibration_ticks > 0, "SysTick did not count (is QEMU run with -icount?)");
-    let per_tick = trailer.calibration_instructions as f64 / trailer.calibration_ticks as f64;
+    Ok(Ran { built, sizes, trailer, results, build_seconds, qemu_seconds })
+}
 
-    let mut scratch = Int8Scratch::<INT8_SCRATCH_MAX>::for_model(&net)?;
+/// The firmware's results against infer-core's on the host, image by image.
+#[derive(Default)]
+struct Tally {
+    correct: usize,
+    differing: Vec<usize>,
+    score_mismatches: usize,
+    /// SysTick ticks of each inference.
+    ticks: Vec<f64>,
+}
+
+/// Runs `net` on the host over `images` (of classes `labels`) and compares each result with
+/// the firmware's record of it.
+fn compare(net: &Int8Model<'_>, images: &[u8], labels: &[u8], results: &[u8]) -> Result<Tally> {
+    let classes = net.architecture().classes();
+    let record = 8 + 4 * classes;
+    let mut scratch = Int8Scratch::<INT8_SCRATCH_MAX>::for_model(net)?;
     let mut scores = vec![0i32; classes];
-    let (mut correct, mut differing, mut score_mismatches) = (0, Vec::new(), 0);
-    let mut ticks = Vec::with_capacity(count);
+    let mut tally = Tally::default();
     for (i, (image, record)) in images.chunks_exact(PIXELS).zip(results.chunks_exact(record)).enumerate() {
         let class = net.predict(image, &mut scratch, &mut scores)?;
         let fw_class = record[0] as usize;
         let fw_scores: Vec<i32> =
             record[4..4 + 4 * classes].chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         let t = &record[record.len() - 4..];
-        ticks.push(f64::from(u32::from_le_bytes([t[0], t[1], t[2], t[3]])));
-        correct += usize::from(fw_class == test.labels[i] as usize);
+        tally.ticks.push(f64::from(u32::from_le_bytes([t[0], t[1], t[2], t[3]])));
+        tally.correct += usize::from(fw_class == labels[i] as usize);
         if fw_class != class {
-            differing.push(i);
+            tally.differing.push(i);
         }
-        score_mismatches += usize::from(fw_scores != scores);
+        tally.score_mismatches += usize::from(fw_scores != scores);
     }
-    let accuracy = correct as f64 / count as f64;
-    let mean_ticks = ticks.iter().sum::<f64>() / count as f64;
-    let min_ticks = ticks.iter().copied().fold(f64::INFINITY, f64::min);
-    let max_ticks = ticks.iter().copied().fold(0.0, f64::max);
-    let instructions = mean_ticks * per_tick;
-    let code_bytes = sizes.flash - sizes.weights;
-    let ram_bytes = sizes.static_ram + trailer.stack_bytes;
-    let fits = ram_bytes <= ram_budget;
-    let ok = differing.is_empty() && score_mismatches == 0 && fits;
-    let macs = arch.macs();
+    Ok(tally)
+}
 
-    let mut out = String::new();
-    if json {
-        let obj = serde_json::json!({
-            "model": model.display().to_string(),
-            "architecture": arch.to_string(),
-            "activation": format!("{:?}", net.activation()).to_lowercase(),
-            "board": board.machine(),
-            "cpu": board.cpu(),
-            "images": count,
-            "accuracy": accuracy,
-            "disagreements": differing.len(),
-            "first_disagreements": differing.iter().take(10).collect::<Vec<_>>(),
-            "score_mismatches": score_mismatches,
-            "code_bytes": code_bytes,
-            "model_bytes": blob.len(),
-            "weights_bytes": sizes.weights,
-            "flash_bytes": sizes.flash,
-            "flash_budget_bytes": flash_budget,
-            "static_ram_bytes": sizes.static_ram,
-            "stack_bytes": trailer.stack_bytes,
-            "ram_bytes": ram_bytes,
-            "ram_budget_bytes": ram_budget,
-            "scratch_bytes": net.scratch_bytes(),
-            "instructions_per_inference": instructions.round(),
-            "instructions_min": (min_ticks * per_tick).round(),
-            "instructions_max": (max_ticks * per_tick).round(),
-            "instructions_per_tick": per_tick,
-            "macs_per_inference": macs,
-            "kernel": board.kernel(),
-            // Counted in Thumb-2 code only: Armv6-M's 16-bit code (and its literal pools)
-            // can hold the same halfword patterns.
-            "smlad_in_code": (board == Board::Mps2An386).then_some(sizes.smlad),
-            "build_seconds": build_seconds,
-            "qemu_seconds": qemu_seconds,
-            "elf": built.display().to_string(),
-        });
-        writeln!(out, "{}", serde_json::to_string_pretty(&obj)?)?;
+/// Builds, runs and compares; `Ok(false)` when any prediction or score differs from the host.
+pub fn run(args: Args) -> Result<bool> {
+    let (model, blob, net) = load_model(&args.model)?;
+    let arch = net.architecture();
+    let record = 8 + 4 * arch.classes();
+    let test = data::load(args.data.as_deref())?.test;
+    let count = args.count.unwrap_or(test.len()).min(test.len());
+    ensure!(count > 0, "--count must be at least 1");
+    let images = &test.pixels[..count * PIXELS];
+    let ran = build_and_run(&args, &model, blob, images)?;
+    let (trailer, sizes) = (&ran.trailer, &ran.sizes);
+    ensure!(
+        trailer.images == count && ran.results.len() == count * record,
+        "the firmware classified {} images and wrote {} bytes, expected {count} and {}",
+        trailer.images,
+        ran.results.len(),
+        count * record
+    );
+    ensure!(trailer.calibration_ticks > 0, "SysTick did not count (is QEMU run with -icount?)");
+    let per_tick = trailer.calibration_instructions as f64 / trailer.calibration_ticks as f64;
+    let tally = compare(&net, images, &test.labels, &ran.results)?;
+    let mean_ticks = tally.ticks.iter().sum::<f64>() / count as f64;
+    let min_ticks = tally.ticks.iter().copied().fold(f64::INFINITY, f64::min);
+    let max_ticks = tally.ticks.iter().copied().fold(0.0, f64::max);
+    let (flash_budget, ram_budget) = args.board.memory();
+    let report = Report {
+        accuracy: tally.correct as f64 / count as f64,
+        activation: format!("{:?}", net.activation()).to_lowercase(),
+        architecture: arch.to_string(),
+        board: args.board.machine(),
+        build_seconds: ran.build_seconds,
+        code_bytes: sizes.flash - sizes.weights,
+        cpu: args.board.cpu(),
+        disagreements: tally.differing.len(),
+        elf: ran.built.display().to_string(),
+        first_disagreements: tally.differing.iter().take(10).copied().collect(),
+        flash_budget_bytes: flash_budget,
+        flash_bytes: sizes.flash,
+        images: count,
+        instructions_max: (max_ticks * per_tick).round(),
+        instructions_min: (min_ticks * per_tick).round(),
+        instructions_per_inference: (mean_ticks * per_tick).round(),
+        instructions_per_tick: per_tick,
+        kernel: args.board.kernel(),
+        macs_per_inference: arch.macs(),
+        model: model.display().to_string(),
+        model_bytes: blob.len(),
+        qemu_seconds: ran.qemu_seconds,
+        ram_budget_bytes: ram_budget,
+        ram_bytes: sizes.static_ram + trailer.stack_bytes,
+        score_mismatches: tally.score_mismatches,
+        scratch_bytes: net.scratch_bytes(),
+        smlad_in_code: (args.board == Board::Mps2An386).then_some(sizes.smlad),
+        stack_bytes: trailer.stack_bytes,
+        static_ram_bytes: sizes.static_ram,
+        weights_bytes: sizes.weights,
+        board_kind: args.board,
+        net_activation: net.activation(),
+    };
+    if args.json {
+        runio::out::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else {
-        writeln!(out, "model          {} ({arch}, {:?}, int8)", model.display(), net.activation())?;
-        writeln!(out, "board          {}, firmware {}", board.describe(), built.display())?;
-        writeln!(out, "images         {count} in {qemu_seconds:.1} s of QEMU (build {build_seconds:.1} s)")?;
-        writeln!(out, "accuracy       {:.2}%", 100.0 * accuracy)?;
-        writeln!(
-            out,
-            "agreement      {} of {count} predictions differ from infer-core on the host{}; {score_mismatches} score vectors differ",
-            differing.len(),
-            if differing.is_empty() {
-                String::new()
-            } else {
-                format!(" (first: {:?})", &differing[..differing.len().min(5)])
-            }
-        )?;
-        writeln!(
-            out,
-            "flash          {} bytes: {code_bytes} of code and constants + {} of model (budget {flash_budget})",
-            sizes.flash, sizes.weights
-        )?;
-        writeln!(
-            out,
-            "RAM            {ram_bytes} bytes: {} static + {} stack high-water, of which {} scratch (budget {ram_budget})",
-            sizes.static_ram,
-            trailer.stack_bytes,
-            net.scratch_bytes()
-        )?;
-        writeln!(
-            out,
-            "instructions   {:.0} per inference (min {:.0}, max {:.0}); {:.2} per multiply-accumulate of the dense layers ({macs}); kernel {}",
-            instructions,
-            min_ticks * per_tick,
-            max_ticks * per_tick,
-            instructions / macs as f64,
-            board.kernel()
-        )?;
-        if !fits {
-            eprintln!("the firmware used {ram_bytes} bytes of RAM, the board has {ram_budget}");
+        if !report.fits() {
+            eprintln!("the firmware used {} bytes of RAM, the board has {ram_budget}", report.ram_bytes);
         }
-        if differing.len() + score_mismatches > 0 {
+        if report.disagreements + report.score_mismatches > 0 {
             eprintln!("the firmware's predictions differ from the host's");
         }
+        runio::out::emit(&report.to_string())?;
     }
-    crate::emit(&out)?;
-    Ok(ok)
+    Ok(report.ok())
 }
 
 #[cfg(test)]

@@ -132,7 +132,7 @@ fn check_refuses_files_of_a_run_that_are_not_the_ones_it_wrote() {
     let run = tempfile::tempdir().unwrap();
     let dir = run.path().join("m");
     trainer::report::write_int8(&dir, "m", &export(1), &ds.test.labels).unwrap();
-    trainer::rundir::seal(run.path(), "run-1").unwrap();
+    runio::rundir::seal(run.path(), "run-1").unwrap();
     let path = dir.join("m.int8.fmlp");
     let ok = sim().args(["check", "--model"]).arg(&path).output().unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));

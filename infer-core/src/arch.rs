@@ -4,29 +4,9 @@
 //! RAM) is computed from an [`Architecture`], most of it by `const fn`, so firmware can size
 //! its buffers at compile time for the model it embeds.
 
-use crate::Error;
+use crate::error::Error;
 
-/// Inputs that share one 32-bit word of an int8 weight row (see [`crate::int8net`]).
-pub const GROUP: usize = 4;
-
-/// Outputs per block of an int8 weight matrix (see [`crate::int8net`]).
-pub const BLOCK: usize = 128;
-
-/// Fewest hidden layers a network has.
-pub const MIN_HIDDEN: usize = 1;
-
-/// Most hidden layers a network has.
-pub const MAX_HIDDEN: usize = 4;
-
-/// Most dense layers a network has: the hidden ones and the output layer.
-pub const MAX_LAYERS: usize = MAX_HIDDEN + 1;
-
-/// Widest layer (input, hidden or output). With it, an int8 accumulator stays below 2^25
-/// (1024 · 255 · 127), and a group of four inputs is numbered by one byte.
-pub const MAX_WIDTH: usize = 1024;
-
-/// Bytes of the sigmoid lookup table of an int8 sigmoid model.
-pub const SIGMOID_TABLE_BYTES: usize = 256;
+pub use crate::spec::{BLOCK, GROUP, MAX_HIDDEN, MAX_LAYERS, MAX_WIDTH, MIN_HIDDEN, SIGMOID_TABLE_BYTES};
 
 /// `x` rounded up to a whole number of groups of four.
 pub const fn pad_to_group(x: usize) -> usize {

@@ -2,9 +2,7 @@
 
 use core::fmt;
 
-use crate::arch::{MAX_HIDDEN, MAX_WIDTH, MIN_HIDDEN};
-use crate::format::{FORMAT_VERSION, Quant};
-use crate::int8net::{MAX_MULTIPLIER_SHIFT, MAX_ROUNDING_SHIFT};
+use crate::spec::{FORMAT_VERSION, MAX_HIDDEN, MAX_MULTIPLIER_SHIFT, MAX_ROUNDING_SHIFT, MAX_WIDTH, MIN_HIDDEN, Quant};
 
 /// Everything that can go wrong, as a small value: nothing here allocates or panics.
 ///

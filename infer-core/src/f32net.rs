@@ -2,9 +2,10 @@
 //! f32 payload's writer.
 
 use crate::arch::Architecture;
+use crate::buffers::{check_buffers, fits, layer_io};
+use crate::error::{Error, Param};
 use crate::format::{self, Activation, HEADER_BYTES, Header, Quant};
 use crate::layout::F32Layout;
-use crate::{Error, Param, check_buffers, layer_io};
 
 /// Values of [`Scratch`] the study's 784-512-256-10 network needs (768).
 pub const F32_SCRATCH_LEN: usize = Architecture::FMNIST.f32_scratch_len();
@@ -36,7 +37,7 @@ impl<const N: usize> Scratch<N> {
 
     /// Zeroed buffers, or an error if `model` needs more than `N` values.
     pub fn for_model(model: &F32Model<'_>) -> Result<Scratch<N>, Error> {
-        crate::fits(model.scratch_len(), N)?;
+        fits(model.scratch_len(), N)?;
         Ok(Scratch::zeroed())
     }
 }

@@ -28,14 +28,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
 use crate::arch::{Architecture, MAX_HIDDEN, MAX_WIDTH};
+use crate::error::Error;
 use crate::layout::{F32Layout, Int8Layout};
+pub use crate::spec::{Activation, FORMAT_VERSION, Quant};
 
 /// First four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"FMLP";
-/// The format version this build writes; it reads this one and version 1.
-pub const FORMAT_VERSION: u16 = 2;
 /// Bytes before the payload in a version-2 file (header fields, then zero padding).
 pub const HEADER_BYTES: usize = 64;
 /// Bytes a file adds around its payload: the header and the checksum.
@@ -60,31 +59,6 @@ const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 /// CRC-32 (ISO-HDLC, as zlib) of `bytes`: the checksum a model file ends with.
 pub fn checksum(bytes: &[u8]) -> u32 {
     CRC.checksum(bytes)
-}
-
-/// Hidden-layer nonlinearity. Dropout only matters in training, so a dropout model is `Relu`.
-///
-/// Part of the file format (as its variant index): a new variant is a new format version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Activation {
-    /// Logistic sigmoid, `1 / (1 + e^-x)`.
-    Sigmoid,
-    /// Rectified linear unit, `max(x, 0)`.
-    Relu,
-}
-
-/// How the parameters in the payload are stored.
-///
-/// Part of the file format (as its variant index): a new variant is a new format version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Quant {
-    /// Every parameter as little-endian f32.
-    F32,
-    /// int8 weights with per-output-channel scales, 8-bit activations and integer
-    /// requantization (see [`crate::int8net`]).
-    Int8,
 }
 
 /// Everything in a model file but its payload.

@@ -5,7 +5,7 @@
 //! all take their offsets from here, so that the layout is written down in one place.
 
 use crate::arch::{Architecture, GROUP, MAX_LAYERS, SIGMOID_TABLE_BYTES, pad_to_group};
-use crate::format::Activation;
+use crate::spec::Activation;
 
 /// Bytes from `start`, `len` long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -13,7 +13,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use crate::fsutil;
+use runio::fsutil;
+
 use crate::state::{TrainState, Unfit};
 
 /// First bytes of a checkpoint file.

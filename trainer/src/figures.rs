@@ -56,7 +56,7 @@ fn png(
     let img = image::RgbImage::from_raw(size.0, size.1, buf).context("image buffer size")?;
     let mut encoded = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut encoded), image::ImageFormat::Png).context("encoding PNG")?;
-    crate::fsutil::write_atomic(path, &encoded).with_context(|| format!("writing {}", path.display()))
+    runio::fsutil::write_atomic(path, &encoded).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Draws with `draw` into an SVG at `path` (written atomically).
@@ -72,7 +72,7 @@ fn svg(
         draw(&root)?;
         root.present().map_err(err)?;
     }
-    crate::fsutil::write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    runio::fsutil::write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 /// `samples.png`: a 5x5 grid of images (raw pixels, 784 each) titled with their class.

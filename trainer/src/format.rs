@@ -57,13 +57,13 @@ pub fn decode_f32(bytes: &[u8]) -> Result<Mlp, infer_core::Error> {
 /// Writes `model` to `path` atomically.
 pub fn save_f32(model: &Mlp, path: &Path) -> Result<(), ModelFileError> {
     let bytes = encode_f32(model).map_err(|error| ModelFileError::Invalid { path: path.to_path_buf(), error })?;
-    crate::fsutil::write_atomic(path, &bytes).map_err(|error| ModelFileError::Io { path: path.to_path_buf(), error })
+    runio::fsutil::write_atomic(path, &bytes).map_err(|error| ModelFileError::Io { path: path.to_path_buf(), error })
 }
 
 /// Reads an f32 model from `path`.
 pub fn load_f32(path: &Path) -> Result<Mlp, ModelFileError> {
     let max = infer_core::format::MAX_FILE_BYTES as u64;
-    let bytes = crate::fsutil::read_bounded(path, max)
+    let bytes = runio::fsutil::read_bounded(path, max)
         .map_err(|error| ModelFileError::Io { path: path.to_path_buf(), error })?;
     decode_f32(&bytes).map_err(|error| ModelFileError::Invalid { path: path.to_path_buf(), error })
 }

@@ -12,11 +12,12 @@
 //! - a run: [`recipe`] (presets and options), [`history`] (one record per epoch), [`keep`]
 //!   (which epoch's weights are kept), [`state`] (what changes as a run trains),
 //!   [`checkpoint`] (its file), [`train`] (the loop), [`threads`] (the worker pool);
+//! - a run's life: [`run`] (train every model of a plan, write and seal its folder);
 //! - outputs: [`quant`] (int8 export), [`format`](mod@format) (model files), [`figures`]
-//!   and [`report`] (history, confusion matrices, summaries), [`rundir`] (run folders).
+//!   and [`report`] (history, confusion matrices, summaries), [`rundir`] (the plan of a run
+//!   folder; the folders themselves are `runio`'s).
 
 pub use dataset as data;
-pub use dataset::{fsutil, manifest};
 
 pub mod alloc;
 pub mod augment;
@@ -34,6 +35,7 @@ pub mod optim;
 pub mod quant;
 pub mod recipe;
 pub mod report;
+pub mod run;
 pub mod rundir;
 pub mod state;
 pub mod threads;

@@ -7,16 +7,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use runio::out::emit;
 
 use trainer::data::{self, Dataset};
-use trainer::fsutil;
 use trainer::history::EpochRecord;
 use trainer::kernels::lanes;
-use trainer::quant;
 use trainer::recipe::{self, ModelKind, Models, OptimizerKind, Overrides, Preset, Recipe, Request, ScheduleKind};
-use trainer::report::{self, ModelSummary, RunContext};
+use trainer::report;
 use trainer::rundir::{self, Plan};
-use trainer::train::{self, Observer};
+use trainer::train::Observer;
 
 #[global_allocator]
 static ALLOCATOR: trainer::alloc::CacheAligned = trainer::alloc::CacheAligned;
@@ -352,15 +351,6 @@ fn check(explicit: Option<&Path>) -> Result<()> {
     emit(&(line + "\n"))
 }
 
-/// Prints `text` on stdout; a reader that went away (`| head`) is not an error.
-fn emit(text: &str) -> Result<()> {
-    use std::io::Write;
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        result => result.context("writing to stdout"),
-    }
-}
-
 /// Finds the dataset, or fetches it into the cache when it is nowhere and no folder was named.
 fn find_or_fetch(explicit: Option<&Path>) -> Result<Dataset> {
     match data::locate(explicit) {
@@ -374,12 +364,25 @@ fn find_or_fetch(explicit: Option<&Path>) -> Result<Dataset> {
     }
 }
 
-struct Bars<'a> {
-    bar: Option<ProgressBar>,
-    name: &'a str,
+/// Progress on the terminal: a bar per epoch, lines on stderr.
+struct Terminal;
+
+impl trainer::run::Progress for Terminal {
+    fn model(&mut self, name: &str) -> Box<dyn Observer + '_> {
+        Box::new(Bars { bar: None, name: name.to_string() })
+    }
+
+    fn say(&mut self, line: &str) {
+        eprintln!("{line}");
+    }
 }
 
-impl Observer for Bars<'_> {
+struct Bars {
+    bar: Option<ProgressBar>,
+    name: String,
+}
+
+impl Observer for Bars {
     fn resumed(&mut self, epochs: usize, finished: bool) {
         match finished {
             true => eprintln!("{}: trained in full before the interruption ({epochs} epochs)", self.name),
@@ -424,16 +427,6 @@ impl Observer for Bars<'_> {
     }
 }
 
-fn report_int8(name: &str, export: &quant::Int8Export, f32_accuracy: f64) {
-    let ram = export.model.architecture().map(|a| a.int8_scratch_bytes()).unwrap_or(0);
-    eprintln!(
-        "{name}: int8 export {} bytes (inference RAM {ram} bytes), test accuracy {:.2}% ({:+.2} pp vs f32)",
-        export.bytes.len(),
-        100.0 * export.accuracy,
-        100.0 * (export.accuracy - f32_accuracy)
-    );
-}
-
 /// Whether `b` names the existing file `a` (through links and `..` too); `b` may not exist.
 fn same_file(a: &Path, b: &Path) -> bool {
     let resolve = |p: &Path| -> Option<PathBuf> {
@@ -449,7 +442,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 fn export(args: ExportArgs) -> Result<()> {
     let ExportQuant::Int8 = args.quant;
     // A model of a run must be the one the run wrote.
-    trainer::manifest::verify_file(&args.model)?;
+    runio::manifest::verify_file(&args.model)?;
     let model = trainer::format::load_f32(&args.model)?;
     let out = args.out.unwrap_or_else(|| {
         let name = args.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -460,17 +453,10 @@ fn export(args: ExportArgs) -> Result<()> {
         bail!("--out {} is the input model; the int8 export would replace it: name another file", out.display());
     }
     let ds = find_or_fetch(args.data.data_dir.as_deref())?;
-    let export = quant::export_int8(&model, &ds.train, &ds.test).map_err(|e| anyhow::anyhow!("int8 export: {e}"))?;
-    let mut ws = trainer::model::Workspace::default();
-    let f32_accuracy = train::evaluate(&model, &ds.test, &mut ws).accuracy;
-    fsutil::write_atomic(&out, &export.bytes).with_context(|| format!("writing {}", out.display()))?;
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let predictions = dir.join("predictions_int8.csv");
-    fsutil::write_atomic(&predictions, &report::predictions_csv(&ds.test.labels, &export.predictions)?)
-        .with_context(|| format!("writing {}", predictions.display()))?;
-    trainer::rundir::record_files(&[&out, &predictions])?;
-    report_int8(&out.display().to_string(), &export, f32_accuracy);
-    eprintln!("f32 test accuracy {:.2}%; wrote {} and {}", 100.0 * f32_accuracy, out.display(), predictions.display());
+    let done = trainer::run::export(&model, &out, &ds)?;
+    eprintln!("{}", report::int8_line(&out.display().to_string(), &done.int8, done.f32_accuracy));
+    let (f32_accuracy, predictions) = (done.f32_accuracy, done.predictions.display());
+    eprintln!("f32 test accuracy {:.2}%; wrote {} and {predictions}", 100.0 * f32_accuracy, out.display());
     Ok(())
 }
 
@@ -553,16 +539,14 @@ fn fit(args: FitArgs) -> Result<()> {
             let recipes = recipes(&args)?;
             let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
             let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&stamp));
-            rundir::prepare(&out, args.overwrite)?;
+            runio::rundir::prepare(&out, args.overwrite)?;
             let data_dir = args.data.data_dir.clone();
-            let plan = Plan { run_id: trainer::manifest::new_run_id(&stamp), recipes, limit: args.limit, data_dir };
+            let plan = Plan { run_id: runio::manifest::new_run_id(&stamp), recipes, limit: args.limit, data_dir };
             rundir::write_plan(&out, &plan)?;
             (out, plan)
         }
     };
     trainer::threads::start_pool(args.threads.map(|t| t as usize)).context("starting worker threads")?;
-    let (recipes, run_id) = (&plan.recipes, plan.run_id.clone());
-
     let started = Instant::now();
     let data_dir = args.data.data_dir.as_ref().or(plan.data_dir.as_ref());
     let mut ds = find_or_fetch(data_dir.map(PathBuf::as_path))?;
@@ -579,57 +563,7 @@ fn fit(args: FitArgs) -> Result<()> {
         out.display()
     );
 
-    let samples = ds.train.head(25);
-    fsutil::write_atomic(&out.join("samples.csv"), &report::samples_csv(&samples.pixels, &samples.labels)?)
-        .context("writing samples.csv")?;
-    let mut summaries = Vec::new();
-    for recipe in recipes {
-        let name = recipe.name.as_str();
-        eprintln!("\n{name}: {}\n{name}: {}", recipe.network.describe(), recipe.describe());
-        let mut bars = Bars { bar: None, name };
-        let dir = out.join(name);
-        let checkpoint = dir.join(rundir::CHECKPOINT);
-        let trained = train::fit_with(recipe, &ds.train, &ds.test, &mut bars, Some(&checkpoint))
-            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        report::write_model_dir(&dir, &trained, &ds.test.labels)?;
-        if let Some(kept) = trained.best_epoch {
-            let r = &trained.history[kept - 1];
-            eprintln!(
-                "{name}: kept epoch {kept} of {}: val accuracy {:.2}%, val loss {:.4} ({})",
-                trained.history.len(),
-                100.0 * r.val_accuracy,
-                r.val_loss,
-                report::kept_why(kept, trained.top_epoch, trained.history.len())
-            );
-        }
-        eprintln!(
-            "{name}: test accuracy {:.2}%, test loss {:.4}, {:.1} s",
-            100.0 * trained.test.accuracy,
-            trained.test.loss,
-            trained.train_seconds
-        );
-        let export = quant::export_int8(&trained.model, &ds.train, &ds.test)
-            .map_err(|e| anyhow::anyhow!("{name}: int8 export: {e}"))?;
-        report::write_int8(&dir, name, &export, &ds.test.labels)?;
-        report_int8(name, &export, trained.test.accuracy);
-        let mut summary = ModelSummary::of(&trained);
-        summary.int8_test_accuracy = Some(export.accuracy);
-        summary.int8_model_bytes = Some(export.bytes.len());
-        summaries.push(summary);
-    }
-    let context = RunContext {
-        threads: rayon::current_num_threads(),
-        isa: lanes::isa().to_string(),
-        total_seconds: started.elapsed().as_secs_f64(),
-        data_dir: ds.dir.display().to_string(),
-        run_id: Some(run_id.clone()),
-    };
-    report::write_summary_json(&out, &report::Summary { models: summaries, context })?;
-    eprintln!("\nDrawing figures and the report...");
-    report::render(&out)?;
-    rundir::remove_checkpoints(&out, &plan)?;
-    // Last: the manifest that ties every file to this run.
-    rundir::seal(&out, &run_id)?;
+    trainer::run::fit(&out, &plan, &ds, started, &mut Terminal)?;
     eprintln!("Results in {}: open report.html (or summary.md) for the figures and conclusions.", out.display());
     Ok(())
 }

@@ -508,76 +508,75 @@ impl Mlp {
         for (norm, stats) in self.norms.iter_mut().zip(&ws.stats) {
             norm.track(stats, rows);
         }
-        let o = self.classes();
-        let inv = 1.0 / rows as f32;
-        let top = &mut ws.dz[layers - 1];
-        top.clear();
-        top.extend_from_slice(&ws.probs[..rows * o]);
-        let off = smoothing / o as f32;
-        for (row, &y) in top.chunks_exact_mut(o).zip(labels) {
-            if smoothing > 0.0 {
-                row.iter_mut().for_each(|v| *v -= off);
-                row[y as usize] -= 1.0 - smoothing;
-            } else {
-                row[y as usize] -= 1.0;
-            }
-            row.iter_mut().for_each(|v| *v *= inv);
-        }
+        output_gradient(&mut ws.dz[layers - 1], &ws.probs, self.classes(), labels, smoothing, rows);
         for l in (0..layers).rev() {
-            let (k, n) = (self.layers[l].inputs, self.layers[l].outputs);
             if l > 0 {
-                // d(input) = dz · Wᵀ: (rows, n) · (n, k), with W before this step's update,
-                // then back through dropout and the activation.
-                let (lower, upper) = ws.dz.split_at_mut(l);
-                let dprev = &mut lower[l - 1];
-                dprev.resize(rows * k, 0.0);
-                kernels::gemm(
-                    rows,
-                    k,
-                    n,
-                    MatRef::row_major(&upper[0], n),
-                    MatRef::row_major(&self.layers[l].w, n).t(),
-                    dprev,
-                    Epilogue::Store,
-                );
-                let mask = dropout.then(|| &ws.mask[l - 1][..rows * k]);
-                activation_grad(dprev, &ws.h[l - 1][..rows * k], mask, self.activation);
-                if let Some(norm) = self.norms.get_mut(l - 1) {
-                    let (dgamma, dbeta) = (&mut ws.grad_gamma[l - 1], &mut ws.grad_beta[l - 1]);
-                    let stats = &ws.stats[l - 1];
-                    norm::backward(dprev, &ws.z[l - 1][..rows * k], k, &norm.gamma, stats, dgamma, dbeta);
-                    let (sg, sb) = optim::layer_slots(state.norms.get_mut(l - 1));
-                    optim::step_slice(step, &mut norm.gamma, dgamma, sg.0, sg.1);
-                    optim::step_slice(step, &mut norm.beta, dbeta, sb.0, sb.1);
-                }
+                self.backward_into(l, ws, dropout, state, step);
             }
-            let input: &[f32] = match l {
-                0 => x,
-                _ if dropout => &ws.a[l - 1][..rows * k],
-                _ => &ws.h[l - 1][..rows * k],
-            };
-            let layer = &mut self.layers[l];
-            let (sw, sb) = optim::layer_slots(state.layers.get_mut(l));
-            // The step with the gradient inputᵀ · dz, (k, rows) · (rows, n), applied by the
-            // product's epilogue.
-            kernels::gemm_update(
-                k,
-                n,
-                rows,
-                MatRef::row_major(input, k).t(),
-                MatRef::row_major(&ws.dz[l], n),
-                &mut layer.w,
-                [sw.0, sw.1],
-                step,
-            );
-            if l >= self.norms.len() {
-                // (A layer with a norm after it has no bias: the batch mean cancels it.)
-                let gb = &mut ws.grad_b[l];
-                gb.resize(n, 0.0);
-                kernels::column_sums(&ws.dz[l][..rows * n], gb);
-                optim::step_slice(step, &mut layer.b, gb, sb.0, sb.1);
-            }
+            self.step_layer(l, x, ws, dropout, state, step);
         }
+    }
+
+    /// The gradient with respect to hidden layer `l - 1`'s pre-activations from layer `l`'s:
+    /// `dz · Wᵀ`, (rows, n) · (n, k), with W before this step's update, then back through
+    /// dropout, the activation and the norm (whose γ and β take their step).
+    fn backward_into(&mut self, l: usize, ws: &mut Workspace, dropout: bool, state: &mut OptState, step: Step) {
+        let (rows, k, n) = (ws.rows, self.layers[l].inputs, self.layers[l].outputs);
+        let (lower, upper) = ws.dz.split_at_mut(l);
+        let dprev = &mut lower[l - 1];
+        dprev.resize(rows * k, 0.0);
+        let (dz, w) = (MatRef::row_major(&upper[0], n), MatRef::row_major(&self.layers[l].w, n).t());
+        kernels::gemm(rows, k, n, dz, w, dprev, Epilogue::Store);
+        let mask = dropout.then(|| &ws.mask[l - 1][..rows * k]);
+        activation_grad(dprev, &ws.h[l - 1][..rows * k], mask, self.activation);
+        if let Some(norm) = self.norms.get_mut(l - 1) {
+            let (dgamma, dbeta) = (&mut ws.grad_gamma[l - 1], &mut ws.grad_beta[l - 1]);
+            let stats = &ws.stats[l - 1];
+            norm::backward(dprev, &ws.z[l - 1][..rows * k], k, &norm.gamma, stats, dgamma, dbeta);
+            let (sg, sb) = optim::layer_slots(state.norms.get_mut(l - 1));
+            optim::step_slice(step, &mut norm.gamma, dgamma, sg.0, sg.1);
+            optim::step_slice(step, &mut norm.beta, dbeta, sb.0, sb.1);
+        }
+    }
+
+    /// Layer `l`'s step: its weights with the gradient inputᵀ · dz, (k, rows) · (rows, n),
+    /// applied by the product's epilogue, then its biases.
+    fn step_layer(&mut self, l: usize, x: &[f32], ws: &mut Workspace, dropout: bool, state: &mut OptState, step: Step) {
+        let (rows, k, n) = (ws.rows, self.layers[l].inputs, self.layers[l].outputs);
+        let input: &[f32] = match l {
+            0 => x,
+            _ if dropout => &ws.a[l - 1][..rows * k],
+            _ => &ws.h[l - 1][..rows * k],
+        };
+        let layer = &mut self.layers[l];
+        let (sw, sb) = optim::layer_slots(state.layers.get_mut(l));
+        let (a, b) = (MatRef::row_major(input, k).t(), MatRef::row_major(&ws.dz[l], n));
+        kernels::gemm_update(k, n, rows, a, b, &mut layer.w, [sw.0, sw.1], step);
+        if l >= self.norms.len() {
+            // (A layer with a norm after it has no bias: the batch mean cancels it.)
+            let gb = &mut ws.grad_b[l];
+            gb.resize(n, 0.0);
+            kernels::column_sums(&ws.dz[l][..rows * n], gb);
+            optim::step_slice(step, &mut layer.b, gb, sb.0, sb.1);
+        }
+    }
+}
+
+/// `dz = (p - y) / rows` of the last layer into `top`: `probs` the softmax output, `y` the
+/// labels smoothed by `smoothing` (`(1 - s)·onehot + s / classes`).
+fn output_gradient(top: &mut Vec<f32>, probs: &[f32], classes: usize, labels: &[u8], smoothing: f32, rows: usize) {
+    let inv = 1.0 / rows as f32;
+    top.clear();
+    top.extend_from_slice(&probs[..rows * classes]);
+    let off = smoothing / classes as f32;
+    for (row, &y) in top.chunks_exact_mut(classes).zip(labels) {
+        if smoothing > 0.0 {
+            row.iter_mut().for_each(|v| *v -= off);
+            row[y as usize] -= 1.0 - smoothing;
+        } else {
+            row[y as usize] -= 1.0;
+        }
+        row.iter_mut().for_each(|v| *v *= inv);
     }
 }
 

@@ -4,10 +4,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use runio::fsutil::write_atomic;
 
 use crate::data::{CLASS_NAMES, PIXELS};
 use crate::figures;
-use crate::fsutil::write_atomic;
 use crate::history::EpochRecord;
 use crate::quant::Int8Export;
 use crate::recipe::{ModelKind, Recipe};
@@ -189,7 +189,7 @@ const MAX_CSV_BYTES: u64 = 4 << 20;
 
 /// A run's file, refused unread when larger than `max` bytes.
 fn read_run_file(path: &Path, max: u64) -> Result<Vec<u8>> {
-    crate::fsutil::read_bounded(path, max).with_context(|| format!("reading {}", path.display()))
+    runio::fsutil::read_bounded(path, max).with_context(|| format!("reading {}", path.display()))
 }
 
 fn read_csv_rows(path: &Path, headers: bool) -> Result<Vec<Vec<String>>> {
@@ -283,7 +283,7 @@ impl Run {
     /// Reads a run folder written by `trainer fit`.
     pub fn read(dir: &Path) -> Result<Run> {
         let path = dir.join("summary.json");
-        let text = crate::fsutil::read_bounded(&path, MAX_SUMMARY_BYTES).with_context(|| {
+        let text = runio::fsutil::read_bounded(&path, MAX_SUMMARY_BYTES).with_context(|| {
             format!("reading {} (is {} a folder written by `trainer fit`?)", path.display(), dir.display())
         })?;
         let summary: Summary = serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?;
@@ -321,9 +321,9 @@ pub fn render(dir: &Path) -> Result<()> {
 /// unchecked.
 pub fn rebuild(dir: &Path) -> Result<()> {
     let run = Run::read(dir)?;
-    crate::rundir::verify(dir, run.summary.context.run_id.as_deref())?;
+    runio::rundir::verify(dir, run.summary.context.run_id.as_deref())?;
     let written = draw(dir, &run)?;
-    crate::rundir::record(dir, &written)
+    runio::rundir::record(dir, &written)
 }
 
 /// Draws every figure and writes both reports of `run` into `dir`; returns the files.
@@ -380,6 +380,25 @@ fn pct(x: f64) -> String {
 
 fn blocks(run: &Run) -> Vec<Block> {
     let models = &run.summary.models;
+    let mut out = vec![Block::Heading(1, "Fashion-MNIST MLPs: report".into()), intro(run)];
+    out.push(Block::Heading(2, "Models and results".into()));
+    out.push(results_table(models));
+    out.push(Block::Heading(2, "Conclusions".into()));
+    out.push(Block::Bullets(conclusions(models)));
+    out.push(Block::Heading(2, "Figures".into()));
+    if run.samples.is_some() {
+        out.push(Block::Figure("samples.png".into(), "The first 25 training images and their classes.".into()));
+    }
+    out.push(Block::Figure("val_accuracy.png".into(), "Validation accuracy of every model, epoch by epoch.".into()));
+    for (m, (_, confusion)) in models.iter().zip(&run.models) {
+        out.extend(model_blocks(m, confusion));
+    }
+    out
+}
+
+/// What was trained, how it was validated, on what machine and data.
+fn intro(run: &Run) -> Block {
+    let models = &run.summary.models;
     let ctx = &run.summary.context;
     let nets: Vec<String> = models.iter().map(|m| format!("{} ({})", m.name, arch_of(m))).collect();
     let held_out: Vec<&str> = models.iter().filter(|m| m.recipe.val_split > 0).map(|m| m.name.as_str()).collect();
@@ -397,23 +416,23 @@ fn blocks(run: &Run) -> Vec<Block> {
             held_out.join(", ")
         ),
     };
-    let mut out = vec![
-        Block::Heading(1, "Fashion-MNIST MLPs: report".into()),
-        Block::Para(format!(
-            "{} trained on categorical cross-entropy, Glorot-uniform initialization, {validation}: \
-             {}. {} threads, kernels compiled for {}, {:.1} s in all. Data: `{}`.",
-            match models.len() {
-                1 => "One multilayer perceptron".to_string(),
-                n => format!("{n} multilayer perceptrons"),
-            },
-            nets.join(", "),
-            ctx.threads,
-            inert(&ctx.isa),
-            ctx.total_seconds,
-            inert(&ctx.data_dir)
-        )),
-        Block::Heading(2, "Models and results".into()),
-    ];
+    Block::Para(format!(
+        "{} trained on categorical cross-entropy, Glorot-uniform initialization, {validation}: \
+         {}. {} threads, kernels compiled for {}, {:.1} s in all. Data: `{}`.",
+        match models.len() {
+            1 => "One multilayer perceptron".to_string(),
+            n => format!("{n} multilayer perceptrons"),
+        },
+        nets.join(", "),
+        ctx.threads,
+        inert(&ctx.isa),
+        ctx.total_seconds,
+        inert(&ctx.data_dir)
+    ))
+}
+
+/// One row per model: its recipe, validation, test and int8 figures against the study's.
+fn results_table(models: &[ModelSummary]) -> Block {
     let rows = models
         .iter()
         .map(|m| {
@@ -445,72 +464,62 @@ fn blocks(run: &Run) -> Vec<Block> {
             ]
         })
         .collect();
-    out.push(Block::Table(
-        vec![
-            "model",
-            "layers",
-            "epochs",
-            "optimizer",
-            "batch",
-            "validation accuracy",
-            "test accuracy",
-            "study",
-            "difference",
-            "test loss",
-            "int8 accuracy",
-            "train time",
-        ],
-        rows,
-    ));
-    out.push(Block::Heading(2, "Conclusions".into()));
-    out.push(Block::Bullets(conclusions(models)));
-    out.push(Block::Heading(2, "Figures".into()));
-    if run.samples.is_some() {
-        out.push(Block::Figure("samples.png".into(), "The first 25 training images and their classes.".into()));
-    }
-    out.push(Block::Figure("val_accuracy.png".into(), "Validation accuracy of every model, epoch by epoch.".into()));
-    for (m, (_, confusion)) in models.iter().zip(&run.models) {
-        out.push(Block::Heading(2, format!("Model: {}", m.name)));
-        let kept = match (m.best_epoch, m.val_accuracy, m.val_loss) {
-            (Some(e), Some(a), Some(l)) => format!(
-                " {} epochs ran; {} Its weights are the model's (validation accuracy {}, loss {l:.4}).",
-                m.epochs,
-                kept_why(e, m.top_epoch, m.epochs),
-                pct(a)
-            ),
-            _ => String::new(),
-        };
-        out.push(Block::Para(format!(
+    let head = vec![
+        "model",
+        "layers",
+        "epochs",
+        "optimizer",
+        "batch",
+        "validation accuracy",
+        "test accuracy",
+        "study",
+        "difference",
+        "test loss",
+        "int8 accuracy",
+        "train time",
+    ];
+    Block::Table(head, rows)
+}
+
+/// A model's section: its recipe, figures, precision and recall, most confused classes.
+fn model_blocks(m: &ModelSummary, confusion: &[[u32; 10]; 10]) -> Vec<Block> {
+    let kept = match (m.best_epoch, m.val_accuracy, m.val_loss) {
+        (Some(e), Some(a), Some(l)) => format!(
+            " {} epochs ran; {} Its weights are the model's (validation accuracy {}, loss {l:.4}).",
+            m.epochs,
+            kept_why(e, m.top_epoch, m.epochs),
+            pct(a)
+        ),
+        _ => String::new(),
+    };
+    let pr = precision_recall(confusion);
+    let rows = CLASS_NAMES
+        .iter()
+        .zip(pr)
+        .zip(confusion.iter().map(|r| r.iter().sum::<u32>()))
+        .map(|((name, (p, r)), n)| vec![name.to_string(), pct(p), pct(r), n.to_string()])
+        .collect();
+    let confused = most_confused(confusion, 5)
+        .into_iter()
+        .map(|(t, p, c)| format!("{} taken for {}: {} times", CLASS_NAMES[t], CLASS_NAMES[p], c))
+        .collect();
+    vec![
+        Block::Heading(2, format!("Model: {}", m.name)),
+        Block::Para(format!(
             "{} ({}). Recipe: {}.{kept} Test accuracy {}, test loss {:.4}.",
             m.recipe.network.describe(),
             arch_of(m),
             m.recipe.describe(),
             pct(m.test_accuracy),
             m.test_loss
-        )));
-        out.push(Block::Figure(format!("{}/curves.png", m.name), format!("{}: accuracy and loss per epoch.", m.name)));
-        out.push(Block::Figure(
-            format!("{}/confusion.png", m.name),
-            format!("{}: confusion matrix on the test set.", m.name),
-        ));
-        let pr = precision_recall(confusion);
-        let rows = CLASS_NAMES
-            .iter()
-            .zip(pr)
-            .zip(confusion.iter().map(|r| r.iter().sum::<u32>()))
-            .map(|((name, (p, r)), n)| vec![name.to_string(), pct(p), pct(r), n.to_string()])
-            .collect();
-        out.push(Block::Heading(3, format!("{}: precision and recall per class", m.name)));
-        out.push(Block::Table(vec!["class", "precision", "recall", "test images"], rows));
-        out.push(Block::Heading(3, format!("{}: most confused classes", m.name)));
-        out.push(Block::Bullets(
-            most_confused(confusion, 5)
-                .into_iter()
-                .map(|(t, p, c)| format!("{} taken for {}: {} times", CLASS_NAMES[t], CLASS_NAMES[p], c))
-                .collect(),
-        ));
-    }
-    out
+        )),
+        Block::Figure(format!("{}/curves.png", m.name), format!("{}: accuracy and loss per epoch.", m.name)),
+        Block::Figure(format!("{}/confusion.png", m.name), format!("{}: confusion matrix on the test set.", m.name)),
+        Block::Heading(3, format!("{}: precision and recall per class", m.name)),
+        Block::Table(vec!["class", "precision", "recall", "test images"], rows),
+        Block::Heading(3, format!("{}: most confused classes", m.name)),
+        Block::Bullets(confused),
+    ]
 }
 
 /// Free text from `summary.json` (a path, an instruction-set name), made inert for both
@@ -692,6 +701,17 @@ pub fn report_html(dir: &Path, run: &Run) -> Result<String> {
     }
     s.push_str("</body></html>\n");
     Ok(s)
+}
+
+/// `NAME: int8 export B bytes (inference RAM R bytes), test accuracy A% (+D pp vs f32)`.
+pub fn int8_line(name: &str, export: &Int8Export, f32_accuracy: f64) -> String {
+    let ram = export.model.architecture().map(|a| a.int8_scratch_bytes()).unwrap_or(0);
+    format!(
+        "{name}: int8 export {} bytes (inference RAM {ram} bytes), test accuracy {:.2}% ({:+.2} pp vs f32)",
+        export.bytes.len(),
+        100.0 * export.accuracy,
+        100.0 * (export.accuracy - f32_accuracy)
+    )
 }
 
 /// Why epoch `kept` of `epochs` is the model, `top` being the best on validation.

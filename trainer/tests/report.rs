@@ -8,7 +8,7 @@ use trainer::recipe::{ModelKind, Recipe};
 use trainer::report::{self, ModelSummary, RunContext, Summary};
 
 fn write(path: &Path, bytes: &[u8]) {
-    trainer::fsutil::write_atomic(path, bytes).unwrap();
+    runio::fsutil::write_atomic(path, bytes).unwrap();
 }
 
 /// A run of two models of three epochs each, with a confusion matrix that has one clear

@@ -8,7 +8,8 @@
 //! `core::arch::arm`'s DSP intrinsics are unstable, hence one-instruction `asm!` blocks;
 //! they cut the instructions per inference about fourfold against the scalar loop.
 
-use super::*;
+use super::layer::{Layer, emit, requant};
+use crate::spec::{BLOCK, GROUP};
 use core::arch::asm;
 
 /// `acc + lo(a)·lo(b) + hi(a)·hi(b)` on signed 16-bit halves.

@@ -56,9 +56,13 @@
 //! the non-zero groups, e.g. for a Cortex-M0).
 
 use crate::arch::{Architecture, BLOCK, GROUP, MAX_LAYERS, MAX_WIDTH, SIGMOID_TABLE_BYTES, pad_to_group};
+use crate::buffers::{check_buffers, fits, layer_io};
+use crate::error::{Error, Param};
 use crate::format::{self, Activation, HEADER_BYTES, Header, Quant};
 use crate::layout::{Int8Layout, groups};
-use crate::{Error, Param, check_buffers, layer_io};
+use layer::{Layer, Output, emit, requant};
+
+mod layer;
 
 #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
 #[allow(unsafe_code)]
@@ -87,10 +91,7 @@ pub const KERNEL: &str = if cfg!(all(target_arch = "x86_64", target_feature = "a
     "portable"
 };
 
-/// Largest rounding shift `r` a file may hold.
-pub const MAX_ROUNDING_SHIFT: u8 = 24;
-/// Largest multiplier shift `s` a file may hold.
-pub const MAX_MULTIPLIER_SHIFT: u8 = 30;
+pub use crate::spec::{MAX_MULTIPLIER_SHIFT, MAX_ROUNDING_SHIFT};
 
 /// Bytes of [`Int8Scratch`] the study's 784-512-256-10 network needs (964).
 pub const INT8_SCRATCH_BYTES: usize = Architecture::FMNIST.int8_scratch_bytes();
@@ -128,7 +129,7 @@ impl<const N: usize> Int8Scratch<N> {
 
     /// Zeroed buffers, or an error if `model` needs more than `N` bytes.
     pub fn for_model(model: &Int8Model<'_>) -> Result<Int8Scratch<N>, Error> {
-        crate::fits(model.scratch_bytes(), N)?;
+        fits(model.scratch_bytes(), N)?;
         Ok(Int8Scratch::zeroed())
     }
 }
@@ -136,63 +137,6 @@ impl<const N: usize> Int8Scratch<N> {
 impl Default for Int8Scratch {
     fn default() -> Self {
         Int8Scratch::new()
-    }
-}
-
-/// What a layer's requantized values become.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Output<'a> {
-    Relu,
-    Sigmoid { zero_point: i32, table: &'a [u8; SIGMOID_TABLE_BYTES] },
-    Scores,
-}
-
-/// One dense layer of an int8 model, borrowed from the payload.
-#[derive(Debug, Clone, Copy)]
-struct Layer<'a> {
-    /// Inputs padded to a whole number of groups of four.
-    inputs: usize,
-    outputs: usize,
-    /// `[ceil(outputs / 128)][inputs / 4][≤128][4]` int8 weights, exactly.
-    weights: &'a [u8],
-    /// The weights and the rest of the payload after them, for vector loads that reach
-    /// past a layer's last outputs (their extra lanes are discarded).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    reach: &'a [u8],
-    bias: &'a [u8],
-    mult: &'a [u8],
-    r: u32,
-    s: u32,
-    output: Output<'a>,
-}
-
-impl Layer<'_> {
-    const EMPTY: Layer<'static> = Layer {
-        inputs: 0,
-        outputs: 0,
-        weights: &[],
-        reach: &[],
-        bias: &[],
-        mult: &[],
-        r: 0,
-        s: 0,
-        output: Output::Scores,
-    };
-
-    /// Byte offset of the four weights from inputs `4g..4g+4` to output `j`.
-    #[inline(always)]
-    fn offset(&self, g: usize, j: usize) -> usize {
-        let block = j / BLOCK;
-        let width = BLOCK.min(self.outputs - block * BLOCK);
-        block * BLOCK * self.inputs + (g * width + j % BLOCK) * GROUP
-    }
-
-    fn bias(&self, j: usize) -> i32 {
-        i16::from_le_bytes([self.bias[2 * j], self.bias[2 * j + 1]]) as i32
-    }
-
-    fn mult(&self, j: usize) -> i32 {
-        i16::from_le_bytes([self.mult[2 * j], self.mult[2 * j + 1]]) as i32
     }
 }
 
@@ -209,14 +153,6 @@ pub fn requantize(acc: i32, bias: i16, mult: i16, r: u8, s: u8) -> Option<i32> {
     // |t| <= 2^15 and |mult| <= 2^15, so the rest fits in i32 as in the kernels.
     let t = t.clamp(-32768, 32767) as i32;
     Some((t * i32::from(mult) + ((1 << s) >> 1)) >> s)
-}
-
-/// [`requantize`] as the kernels run it: `|acc| < 2^25`, `r <= 24`, `s <= 30` and i16
-/// `bias` and `mult`, which a validated model guarantees.
-#[inline(always)]
-fn requant(acc: i32, bias: i32, mult: i32, r: u32, s: u32) -> i32 {
-    let t = (((acc + ((1 << r) >> 1)) >> r) + bias).clamp(-32768, 32767);
-    (t * mult + ((1 << s) >> 1)) >> s
 }
 
 /// The parameters of one dense layer, for [`encode`]. Every slice has the length the
@@ -500,17 +436,6 @@ pub fn argmax_i32(scores: &[i32]) -> usize {
         }
     }
     best
-}
-
-/// Writes the layer's requantized output `v` for channel `j`: an activation byte for a
-/// hidden layer, a score for the last one.
-#[inline(always)]
-fn emit(layer: &Layer<'_>, j: usize, v: i32, act: &mut [u8], scores: &mut [i32]) {
-    match layer.output {
-        Output::Relu => act[j] = v.clamp(0, 255) as u8,
-        Output::Sigmoid { zero_point, table } => act[j] = table[((v + zero_point).clamp(-128, 127) + 128) as usize],
-        Output::Scores => scores[j] = v,
-    }
 }
 
 /// Every output of `layer`, one at a time: the dot product over the groups of four inputs

@@ -7,7 +7,8 @@
 //! are read sequentially. On a Cortex-M0 that is about half the instructions per
 //! multiply-accumulate of the reference loop, which recomputes each weight's offset.
 
-use super::*;
+use super::layer::{Layer, emit, requant};
+use crate::spec::{BLOCK, GROUP};
 
 pub(super) fn dense(layer: &Layer<'_>, x: &[u8], groups: &[u8], act: &mut [u8], scores: &mut [i32]) {
     let mut j0 = 0;
@@ -36,6 +37,8 @@ pub(super) fn dense(layer: &Layer<'_>, x: &[u8], groups: &[u8], act: &mut [u8], 
 
 #[cfg(test)]
 mod tests {
+    use super::super::dense_scalar;
+    use super::super::layer::Output;
     use super::*;
 
     /// Layers of every block shape: one narrow block, one of 128 and a partial one, and

@@ -1,7 +1,7 @@
 //! The x86-64 kernel: 16 outputs per 512-bit vector with `wide`, and AVX-512 VNNI's
 //! `VPDPBUSD` (64 multiply-accumulates per instruction) where the build enables it.
 
-use super::*;
+use super::layer::{Layer, Output};
 use wide::i32x16;
 
 /// Accumulators of 16 outputs.
@@ -165,6 +165,7 @@ fn requantize16(layer: &Layer<'_>, j0: usize, sums: [i32; 16], act: &mut [u8], s
 
 #[cfg(test)]
 mod tests {
+    use super::super::dense_scalar;
     use super::*;
 
     /// A layer of 12 inputs and 21 outputs (two vectors, the second with 5 live lanes) whose

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::fsutil::{self, is_partial, read_bounded};
+use crate::sha256_hex;
 
 /// The manifest's file name in a run folder.
 pub const FILE: &str = "manifest.json";
@@ -71,7 +72,7 @@ pub enum ManifestError {
 }
 
 fn entry_of(bytes: &[u8]) -> Entry {
-    Entry { bytes: bytes.len() as u64, sha256: crate::sha256_hex(bytes) }
+    Entry { bytes: bytes.len() as u64, sha256: sha256_hex(bytes) }
 }
 
 /// The path of `file` relative to `dir`, with `/` between components.

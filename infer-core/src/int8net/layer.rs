@@ -1,0 +1,80 @@
+//! One dense layer of an int8 model as the kernels read it, and what every kernel does
+//! with an accumulator: requantize it and emit the output.
+
+use crate::spec::{BLOCK, GROUP, SIGMOID_TABLE_BYTES};
+
+/// What a layer's requantized values become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Output<'a> {
+    Relu,
+    Sigmoid { zero_point: i32, table: &'a [u8; SIGMOID_TABLE_BYTES] },
+    Scores,
+}
+
+/// One dense layer of an int8 model, borrowed from the payload.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Layer<'a> {
+    /// Inputs padded to a whole number of groups of four.
+    pub(super) inputs: usize,
+    pub(super) outputs: usize,
+    /// `[ceil(outputs / 128)][inputs / 4][≤128][4]` int8 weights, exactly.
+    pub(super) weights: &'a [u8],
+    /// The weights and the rest of the payload after them, for vector loads that reach
+    /// past a layer's last outputs (their extra lanes are discarded).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(super) reach: &'a [u8],
+    pub(super) bias: &'a [u8],
+    pub(super) mult: &'a [u8],
+    pub(super) r: u32,
+    pub(super) s: u32,
+    pub(super) output: Output<'a>,
+}
+
+impl Layer<'_> {
+    pub(super) const EMPTY: Layer<'static> = Layer {
+        inputs: 0,
+        outputs: 0,
+        weights: &[],
+        reach: &[],
+        bias: &[],
+        mult: &[],
+        r: 0,
+        s: 0,
+        output: Output::Scores,
+    };
+
+    /// Byte offset of the four weights from inputs `4g..4g+4` to output `j`.
+    #[inline(always)]
+    pub(super) fn offset(&self, g: usize, j: usize) -> usize {
+        let block = j / BLOCK;
+        let width = BLOCK.min(self.outputs - block * BLOCK);
+        block * BLOCK * self.inputs + (g * width + j % BLOCK) * GROUP
+    }
+
+    pub(super) fn bias(&self, j: usize) -> i32 {
+        i16::from_le_bytes([self.bias[2 * j], self.bias[2 * j + 1]]) as i32
+    }
+
+    pub(super) fn mult(&self, j: usize) -> i32 {
+        i16::from_le_bytes([self.mult[2 * j], self.mult[2 * j + 1]]) as i32
+    }
+}
+
+/// [`super::requantize`] as the kernels run it: `|acc| < 2^25`, `r <= 24`, `s <= 30` and i16
+/// `bias` and `mult`, which a validated model guarantees.
+#[inline(always)]
+pub(super) fn requant(acc: i32, bias: i32, mult: i32, r: u32, s: u32) -> i32 {
+    let t = (((acc + ((1 << r) >> 1)) >> r) + bias).clamp(-32768, 32767);
+    (t * mult + ((1 << s) >> 1)) >> s
+}
+
+/// Writes the layer's requantized output `v` for channel `j`: an activation byte for a
+/// hidden layer, a score for the last one.
+#[inline(always)]
+pub(super) fn emit(layer: &Layer<'_>, j: usize, v: i32, act: &mut [u8], scores: &mut [i32]) {
+    match layer.output {
+        Output::Relu => act[j] = v.clamp(0, 255) as u8,
+        Output::Sigmoid { zero_point, table } => act[j] = table[((v + zero_point).clamp(-128, 127) + 128) as usize],
+        Output::Scores => scores[j] = v,
+    }
+}
