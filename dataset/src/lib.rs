@@ -306,15 +306,24 @@ pub fn read_maybe_gz(path: &Path, limit: u64) -> Result<Vec<u8>, DataError> {
     if file.metadata().map_err(io)?.len() > stored {
         return Err(DataError::TooLarge { path: path.to_path_buf(), limit });
     }
+    read_limited(file, gz, limit, path)
+}
+
+/// [`read_maybe_gz`] of an open `reader` (`path` names it in errors): its bytes, inflated
+/// when `gz`, of which no more than `limit + 1` are ever produced.
+pub fn read_limited(reader: impl Read, gz: bool, limit: u64, path: &Path) -> Result<Vec<u8>, DataError> {
     let mut out = Vec::new();
     if gz {
-        let decoder = MultiGzDecoder::new(io::BufReader::new(file));
+        let decoder = MultiGzDecoder::new(io::BufReader::new(reader));
         decoder
             .take(limit + 1)
             .read_to_end(&mut out)
             .map_err(|error| DataError::Gzip { path: path.to_path_buf(), error })?;
     } else {
-        file.take(limit + 1).read_to_end(&mut out).map_err(io)?;
+        reader
+            .take(limit + 1)
+            .read_to_end(&mut out)
+            .map_err(|error| DataError::Io { path: path.to_path_buf(), error })?;
     }
     if out.len() as u64 > limit {
         return Err(DataError::TooLarge { path: path.to_path_buf(), limit });

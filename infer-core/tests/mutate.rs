@@ -1,16 +1,17 @@
-//! Mutated model files of the study's shape, for a few seconds: bit flips, byte runs,
-//! truncations, splices and header edits, each with the checksum recomputed so that the
-//! parser's later checks and the kernels see them. Nothing may panic, and any model that
-//! loads must classify with the fast kernel exactly as with the scalar reference.
+//! Mutated model files of three shapes, int8 and f32: bit flips, byte runs, truncations,
+//! splices and header edits, each with the checksum recomputed so that the parser's later
+//! checks and the kernels see them. Nothing may panic, any int8 model that loads must
+//! classify with the fast kernel exactly as with the scalar reference, and any f32 model
+//! that loads must predict the class of its largest logit.
 //!
 //! A stable-Rust complement to the cargo-fuzz targets (`infer-core/fuzz`), run by `cargo
 //! test` on every build, including CI's portable one (the x86 kernel without VNNI).
-//! `MUTATE_SECONDS` sets the time (default 3).
-
-use std::time::{Duration, Instant};
+//! `MUTATE_FILES` sets how many files (default 6,000, a few seconds), `MUTATE_SEED` the
+//! seed (default: drawn, and printed, so that a failure can be replayed).
 
 use infer_core::arch::Architecture;
-use infer_core::format;
+use infer_core::f32net::{self, F32Layer};
+use infer_core::format::{self, Header, Quant};
 use infer_core::int8net::{self, INT8_SCRATCH_MAX};
 use infer_core::{Activation, Int8Scratch, Model, Scratch};
 
@@ -79,37 +80,65 @@ fn mutate(rng: &mut Rng, file: &[u8]) -> Vec<u8> {
     f
 }
 
+/// An f32 model file of `arch` with weights in [-0.5, 0.5).
+fn f32_file(rng: &mut Rng, arch: Architecture, activation: Activation) -> Vec<u8> {
+    let params: Vec<(Vec<f32>, Vec<f32>)> = (0..arch.layers())
+        .map(|l| {
+            let (i, o) = arch.layer(l);
+            let mut values = |n: usize| (0..n).map(|_| rng.below(1 << 16) as f32 / 65536.0 - 0.5).collect::<Vec<_>>();
+            (values(i * o), values(o))
+        })
+        .collect();
+    let layers: Vec<F32Layer<'_>> = params.iter().map(|(w, b)| F32Layer { weights: w, biases: b }).collect();
+    let mut out = vec![0u8; Header::new(arch, activation, Quant::F32).file_len()];
+    let len = f32net::encode(&arch, activation, &layers, &mut out).unwrap();
+    out.truncate(len);
+    out
+}
+
+/// The seed: `MUTATE_SEED`, else drawn from the clock and the process.
+fn seed() -> u64 {
+    if let Some(seed) = std::env::var("MUTATE_SEED").ok().and_then(|s| s.parse().ok()) {
+        return seed;
+    }
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    (nanos as u64) ^ u64::from(std::process::id()).rotate_left(32)
+}
+
 #[test]
 fn mutated_files_are_errors_or_models_that_classify_alike_on_both_kernels() {
-    let seconds = std::env::var("MUTATE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id()));
+    let files: usize = std::env::var("MUTATE_FILES").ok().and_then(|s| s.parse().ok()).unwrap_or(6000);
+    let seed = seed();
+    // Printed first: `cargo test` shows it with a failure, and MUTATE_SEED replays the run.
+    println!("MUTATE_SEED={seed} MUTATE_FILES={files}");
+    let mut rng = Rng(seed);
     let shapes = [
         Architecture::FMNIST,
         Architecture::new(&[784, 128, 64, 10]).unwrap(),
         Architecture::new(&[784, 33, 10]).unwrap(),
     ];
-    let seeds: Vec<Vec<u8>> = shapes
-        .iter()
-        .flat_map(|&a| [Activation::Relu, Activation::Sigmoid].map(|act| (a, act)))
-        .map(|(a, act)| Params::random(&mut rng, a, act).encode())
-        .collect();
+    let kinds = shapes.iter().flat_map(|&a| [Activation::Relu, Activation::Sigmoid].map(|act| (a, act)));
+    let mut seeds: Vec<Vec<u8>> = Vec::new();
+    for (a, act) in kinds {
+        seeds.push(Params::random(&mut rng, a, act).encode());
+        seeds.push(f32_file(&mut rng, a, act));
+    }
     let images: Vec<Vec<u8>> =
         (0..4).map(|k| (0..784).map(|i| if (i + k) % 3 == 0 { 0 } else { (i * 7 + k * 13) as u8 }).collect()).collect();
-    let (mut tried, mut loaded, mut classified) = (0usize, 0usize, 0usize);
+    let (mut loaded, mut classified, mut f32_predicted) = (0usize, 0usize, 0usize);
     let mut scratch = Int8Scratch::<INT8_SCRATCH_MAX>::zeroed();
     let mut f32_scratch = Scratch::<2048>::zeroed();
-    while Instant::now() < deadline || tried < 200 {
-        let seed = &seeds[rng.pick(seeds.len())];
-        let mut file = mutate(&mut rng, seed);
+    for tried in 1..=files {
+        let seed_file = &seeds[rng.pick(seeds.len())];
+        let mut file = mutate(&mut rng, seed_file);
         // Sometimes a second mutation on top of the first.
         if rng.pick(4) == 0 {
             file = mutate(&mut rng, &file);
         }
-        tried += 1;
         let Ok(model) = Model::from_bytes(&file) else { continue };
         loaded += 1;
         let arch = model.architecture();
+        let replay = format!("mutated file {tried} of MUTATE_SEED={seed}");
         match model {
             Model::Int8(m) => {
                 for img in &images {
@@ -117,20 +146,28 @@ fn mutated_files_are_errors_or_models_that_classify_alike_on_both_kernels() {
                     let (mut fast, mut slow) = (vec![0i32; arch.classes()], vec![0i32; arch.classes()]);
                     let a = m.predict(image, &mut scratch, &mut fast);
                     let b = m.predict_scalar(image, &mut scratch, &mut slow);
-                    assert_eq!((a, &fast), (b, &slow), "mutated file {tried}: kernels differ");
+                    assert_eq!((a, &fast), (b, &slow), "{replay}: kernels differ");
                     classified += usize::from(a.is_ok());
                 }
             }
             Model::F32(m) => {
+                // Valid buffers for a valid model: a class, the first of the largest logits.
                 let mut logits = vec![0f32; arch.classes()];
-                let _ = m.predict(&vec![0.5; arch.inputs()], &mut f32_scratch, &mut logits);
+                let class = m.predict(&vec![0.5; arch.inputs()], &mut f32_scratch, &mut logits);
+                let class = class.unwrap_or_else(|e| panic!("{replay}: a loaded f32 model fails to predict: {e}"));
+                if logits.iter().all(|l| l.is_finite()) {
+                    let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    assert_eq!(class, logits.iter().position(|&l| l == top).unwrap(), "{replay}: {logits:?}");
+                }
+                f32_predicted += 1;
             }
         }
     }
     println!(
-        "{tried} mutated files, {loaded} loaded, {classified} images classified by both kernels ({})",
+        "{files} mutated files, {loaded} loaded, {classified} images classified by both kernels ({}), \
+         {f32_predicted} f32 models predicted",
         int8net::KERNEL
     );
-    assert!(loaded > tried / 50, "mutations must reach the kernels: {loaded} of {tried} loaded");
-    assert!(classified > 0);
+    assert!(loaded > files / 50, "mutations must reach the kernels: {loaded} of {files} loaded (MUTATE_SEED={seed})");
+    assert!(classified > 0 && f32_predicted > 0, "both kinds of model classified (MUTATE_SEED={seed})");
 }

@@ -3,11 +3,12 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 
-const DEBIAN_DIR: &str = "/usr/share/datasets/fashion-mnist";
+mod common;
+
+use common::{Watched, data_dir, signalled};
 
 fn trainer(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_trainer")).args(args).output().unwrap()
@@ -25,6 +26,11 @@ fn refused(run: &Output, needle: &str, what: &str) {
     assert!(!err.contains("panicked") && !err.contains("memory allocation"), "{what}: {err}");
 }
 
+/// Address space a `trainer` that refuses its arguments runs in: a batch or a thread pool
+/// sized by an absurd number before it is checked would not fit, and the allocation or
+/// thread would fail instead of the check.
+const SMALL_ADDRESS_SPACE: &str = "--as=1073741824";
+
 #[test]
 fn absurd_numbers_are_refused_before_any_allocation_or_thread() {
     let cases: [(&[&str], &str); 8] = [
@@ -38,14 +44,13 @@ fn absurd_numbers_are_refused_before_any_allocation_or_thread() {
         (&["--limit", "0"], "--limit"),
     ];
     for (args, needle) in cases {
-        let started = Instant::now();
         // The data folder does not exist: an argument that got past the checks would
         // fail on it instead, and the test would see the wrong message.
-        let mut all = vec!["fit", "--model", "relu", "--data-dir", "/nonexistent"];
+        let mut all = vec![SMALL_ADDRESS_SPACE, "--", env!("CARGO_BIN_EXE_trainer")];
+        all.extend(["fit", "--model", "relu", "--data-dir", "/nonexistent"]);
         all.extend_from_slice(args);
-        let run = trainer(&all);
+        let run = Command::new("prlimit").args(&all).output().expect("prlimit (util-linux) runs");
         refused(&run, needle, &format!("{args:?}"));
-        assert!(started.elapsed() < Duration::from_secs(5), "{args:?} took {:?}", started.elapsed());
     }
 }
 
@@ -62,7 +67,7 @@ fn export_refuses_to_overwrite_its_input() {
     let other = dir.path().join(".").join("m.f32.fmlp");
     for out in [&path, &other] {
         let run =
-            trainer(&["export", path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--data-dir", DEBIAN_DIR]);
+            trainer(&["export", path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--data-dir", &data_dir()]);
         refused(&run, "is the input model", &out.display().to_string());
     }
     assert_eq!(std::fs::read(&path).unwrap(), before, "the input is untouched");
@@ -70,7 +75,6 @@ fn export_refuses_to_overwrite_its_input() {
 
 #[test]
 fn divergence_leaves_no_models_and_says_where() {
-    assert!(Path::new(DEBIAN_DIR).is_dir(), "the real dataset is missing: apt-get install dataset-fashion-mnist");
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("run");
     let run = trainer(&[
@@ -84,7 +88,7 @@ fn divergence_leaves_no_models_and_says_where() {
         "--epochs",
         "1",
         "--data-dir",
-        DEBIAN_DIR,
+        &data_dir(),
         "--out",
         dir.to_str().unwrap(),
     ]);
@@ -131,20 +135,10 @@ fn report_draws_a_history_with_infinite_and_nan_values_and_refuses_huge_files() 
     std::fs::write(run_dir.join("relu/history.csv"), history).unwrap();
     let confusion = trainer::report::confusion_csv(&[[1; 10]; 10]).unwrap();
     std::fs::write(run_dir.join("relu/confusion.csv"), confusion).unwrap();
-    // It used to hang forever inside plotters: give it a few seconds.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trainer")).arg("report").arg(run_dir).spawn().unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            child.kill().unwrap();
-            panic!("trainer report hangs on a history with inf");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success());
+    // It used to hang forever inside plotters.
+    let mut report = Watched::spawn(Command::new(env!("CARGO_BIN_EXE_trainer")).arg("report").arg(run_dir));
+    assert!(report.wait_for("Rewrote the figures"), "trainer report failed: {:?}", report.seen);
+    assert!(report.finish().0.success());
     assert!(run_dir.join("relu/curves.png").is_file());
 
     // A history.csv of 5 MB cannot come from a run: refused unread.
@@ -183,8 +177,8 @@ fn summary_text_cannot_inject_markup_into_the_reports() {
 }
 
 fn fit_into(out: &Path, extra: &[&str]) -> Output {
-    let mut args =
-        vec!["fit", "--epochs", "1", "--limit", "1500", "--data-dir", DEBIAN_DIR, "--out", out.to_str().unwrap()];
+    let data = data_dir();
+    let mut args = vec!["fit", "--epochs", "1", "--limit", "1500", "--data-dir", &data, "--out", out.to_str().unwrap()];
     args.extend_from_slice(extra);
     trainer(&args)
 }
@@ -195,7 +189,6 @@ fn json(path: &Path) -> serde_json::Value {
 
 #[test]
 fn a_run_folder_holds_one_run_tied_by_its_manifest() {
-    assert!(Path::new(DEBIAN_DIR).is_dir(), "the real dataset is missing: apt-get install dataset-fashion-mnist");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let first = fit_into(&out, &["--hidden", "16"]);
@@ -239,7 +232,7 @@ fn a_run_folder_holds_one_run_tied_by_its_manifest() {
     let model = out.join("relu-8/relu-8.f32.fmlp");
     let again = out.join("relu-8/again.int8.fmlp");
     let export =
-        trainer(&["export", model.to_str().unwrap(), "--out", again.to_str().unwrap(), "--data-dir", DEBIAN_DIR]);
+        trainer(&["export", model.to_str().unwrap(), "--out", again.to_str().unwrap(), "--data-dir", &data_dir()]);
     assert!(export.status.success(), "{}", stderr(&export));
     assert!(json(&out.join("manifest.json"))["files"]["relu-8/again.int8.fmlp"].is_object());
     let report = trainer(&["report", out.to_str().unwrap()]);
@@ -255,26 +248,30 @@ fn a_run_folder_holds_one_run_tied_by_its_manifest() {
 
 #[test]
 fn a_run_killed_midway_leaves_no_mix_of_runs() {
-    assert!(Path::new(DEBIAN_DIR).is_dir(), "the real dataset is missing: apt-get install dataset-fashion-mnist");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     assert!(fit_into(&out, &["--hidden", "16"]).status.success());
-    // A longer second run, killed (SIGKILL) once it has begun writing.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(["fit", "--model", "relu", "--epochs", "20", "--limit", "6000", "--overwrite", "--data-dir", DEBIAN_DIR])
-        .arg("--out")
-        .arg(&out)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !out.join("samples.csv").exists() || out.join("relu-16").exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "the second run never started");
-        std::thread::sleep(Duration::from_millis(20));
+    // A longer second run, killed (SIGKILL) once it has begun training (the old run's files
+    // are removed before; `samples.csv` is written first); one that finished before the kill
+    // landed is run again.
+    let data = data_dir();
+    let mut landed = false;
+    for _ in 0..3 {
+        let mut second = Watched::spawn(
+            Command::new(env!("CARGO_BIN_EXE_trainer"))
+                .args(["fit", "--model", "relu", "--epochs", "20", "--limit", "6000", "--overwrite"])
+                .args(["--data-dir", &data])
+                .arg("--out")
+                .arg(&out),
+        );
+        assert!(second.wait_for("relu epoch  1:"), "the second run never trained: {:?}", second.seen);
+        assert!(out.join("samples.csv").exists() && !out.join("relu-16").exists());
+        landed = signalled(&second.signal("KILL").0);
+        if landed {
+            break;
+        }
     }
-    std::thread::sleep(Duration::from_millis(300));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    assert!(landed, "three runs of 20 epochs finished before a kill sent after their first");
     // Nothing of the first run is left, and the unfinished one has no manifest or summary:
     // report refuses it, and no file of it passes for a finished run's.
     assert!(!out.join("relu-16").exists() && !out.join("manifest.json").exists() && !out.join("summary.json").exists());

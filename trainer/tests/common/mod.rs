@@ -1,0 +1,93 @@
+//! What the tests that run the `trainer` binary share: the dataset found the way the tool
+//! finds it, and processes watched through what they print.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+/// Longest wait for a line a run will print: far more than any run here takes on a loaded
+/// machine, so that only a hang trips it.
+pub const HANG: Duration = Duration::from_secs(600);
+
+/// The Fashion-MNIST folder as `trainer` finds it (`FASHION_MNIST_DIR`, `./data`, Debian's
+/// package, the user cache), as a `--data-dir` argument.
+pub fn data_dir() -> String {
+    let dir = trainer::data::locate(None).unwrap_or_else(|e| panic!("the real dataset is needed:\n{e}"));
+    dir.to_str().expect("a UTF-8 dataset path").to_string()
+}
+
+/// A running `trainer` whose stderr is read line by line as it prints.
+pub struct Watched {
+    pub child: Child,
+    lines: Receiver<String>,
+    /// Every line read so far.
+    pub seen: Vec<String>,
+}
+
+impl Watched {
+    /// Starts `command` with its stderr piped to the watcher.
+    pub fn spawn(command: &mut Command) -> Watched {
+        let mut child = command.stderr(Stdio::piped()).spawn().expect("the trainer starts");
+        let stderr = child.stderr.take().expect("piped");
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watched { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits for a line that holds `needle`: `true` when it came, `false` when the process
+    /// ended first. Panics after [`HANG`].
+    pub fn wait_for(&mut self, needle: &str) -> bool {
+        loop {
+            match self.lines.recv_timeout(HANG) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    self.seen.push(line);
+                    if found {
+                        return true;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return false,
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    panic!("no line with {needle:?} after {HANG:?}: a hang; printed so far:\n{}", self.text());
+                }
+            }
+        }
+    }
+
+    /// Sends `signal` (`kill -SIGNAL`), waits for the process to end and reads the rest of
+    /// what it printed.
+    pub fn signal(mut self, signal: &str) -> (ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill runs");
+        assert!(sent.success() || self.child.try_wait().unwrap().is_some(), "kill -{signal} {pid}");
+        self.finish()
+    }
+
+    /// Waits for the process to end and reads the rest of what it printed.
+    pub fn finish(mut self) -> (ExitStatus, String) {
+        let found = self.wait_for("\u{0}");
+        assert!(!found, "no line holds a NUL");
+        let status = self.child.wait().expect("the trainer ends");
+        let text = self.text();
+        (status, text)
+    }
+
+    fn text(&self) -> String {
+        self.seen.join("\n")
+    }
+}
+
+/// Whether the process was ended by a signal rather than exiting.
+pub fn signalled(status: &ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal().is_some()
+}
