@@ -6,7 +6,7 @@
 
 use crate::error::Error;
 
-pub use crate::spec::{BLOCK, GROUP, MAX_HIDDEN, MAX_LAYERS, MAX_WIDTH, MIN_HIDDEN, SIGMOID_TABLE_BYTES};
+pub use crate::spec::{BLOCK, GROUP, MAX_HIDDEN, MAX_INPUT, MAX_LAYERS, MAX_WIDTH, MIN_HIDDEN, SIGMOID_TABLE_BYTES};
 
 /// `x` rounded up to a whole number of groups of four.
 pub const fn pad_to_group(x: usize) -> usize {
@@ -15,9 +15,10 @@ pub const fn pad_to_group(x: usize) -> usize {
 
 /// A validated stack of dense layers: `inputs`, 1 to 4 hidden widths, `classes`.
 ///
-/// Every width is 1..=[`MAX_WIDTH`]; the input width is a multiple of [`GROUP`] (the int8
-/// kernels read inputs four at a time; images of 28x28 and the like are). Hidden widths
-/// may be anything in range: the int8 format pads a layer's inputs to a whole group.
+/// The input width is 1..=[`MAX_INPUT`], every other width 1..=[`MAX_WIDTH`]. Any width
+/// will do: the int8 format pads a layer's inputs to a whole group of four (the kernels read
+/// inputs four at a time), and an int8 pass copies an input whose width is not a multiple
+/// of four into its scratch.
 ///
 /// ```
 /// use infer_core::arch::Architecture;
@@ -25,8 +26,10 @@ pub const fn pad_to_group(x: usize) -> usize {
 /// let small = Architecture::new(&[784, 128, 64, 10]).unwrap();
 /// assert_eq!(small.to_string(), "784-128-64-10");
 /// assert_eq!(small.params(), 784 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10);
-/// assert_eq!(small.int8_scratch_bytes(), 128 + 64 + 784 / 4);
+/// assert_eq!(small.int8_scratch_bytes(), 128 + 64 + 2 * 784 / 4);
 /// assert!(Architecture::new(&[784, 2000, 10]).is_err());
+/// // 13 features: the 16 bytes of a padded copy of the input too.
+/// assert_eq!(Architecture::new(&[13, 8, 3]).unwrap().int8_scratch_bytes(), 8 + 2 * 4 + 16);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Architecture {
@@ -50,14 +53,12 @@ impl Architecture {
         let mut out = [0u16; MAX_LAYERS + 1];
         let mut i = 0;
         while i < widths.len() {
-            if widths[i] == 0 || widths[i] > MAX_WIDTH {
+            let max = if i == 0 { MAX_INPUT } else { MAX_WIDTH };
+            if widths[i] == 0 || widths[i] > max {
                 return Err(Error::Width { index: i, width: widths[i] });
             }
             out[i] = widths[i] as u16;
             i += 1;
-        }
-        if !widths[0].is_multiple_of(GROUP) {
-            return Err(Error::InputWidth { width: widths[0] });
         }
         Ok(Architecture { widths: out, len: widths.len() as u8 })
     }
@@ -149,8 +150,8 @@ impl Architecture {
         self.live_activations(true)
     }
 
-    /// Groups of four inputs of the widest layer input: the length of the list of
-    /// non-zero groups an int8 pass keeps.
+    /// Bytes of the list of non-zero groups of four inputs an int8 pass keeps: a `u16` per
+    /// group of the widest layer input.
     pub const fn int8_group_bytes(&self) -> usize {
         let mut most = 0;
         let mut l = 0;
@@ -161,13 +162,24 @@ impl Architecture {
             }
             l += 1;
         }
-        most
+        2 * most
     }
 
-    /// RAM of an int8 forward pass of this network: hidden activations and the list of
-    /// non-zero input groups ([`crate::Int8Scratch`] needs at least this many bytes).
+    /// Bytes of the padded copy of the input an int8 pass makes when the input is not a
+    /// whole number of groups of four (0 when it is: the pass reads the input in place).
+    pub const fn int8_input_bytes(&self) -> usize {
+        match self.inputs() % GROUP {
+            0 => 0,
+            _ => pad_to_group(self.inputs()),
+        }
+    }
+
+    /// RAM of an int8 forward pass of this network on raw bytes: hidden activations, the
+    /// list of non-zero input groups and, for an input that is not a whole number of
+    /// groups, its padded copy ([`crate::Int8Scratch`] needs at least this many bytes; a
+    /// model with an input quantizer needs [`crate::Int8Model::scratch_bytes`]).
     pub const fn int8_scratch_bytes(&self) -> usize {
-        self.int8_activation_bytes() + self.int8_group_bytes()
+        self.int8_activation_bytes() + self.int8_group_bytes() + self.int8_input_bytes()
     }
 
     /// f32 values of hidden activations an f32 forward pass keeps ([`crate::Scratch`]
@@ -191,13 +203,13 @@ impl core::fmt::Display for Architecture {
 
 const _: () = assert!(Architecture::FMNIST.params() == 535_818);
 const _: () = assert!(Architecture::FMNIST.macs() == 535_040);
-const _: () = assert!(Architecture::FMNIST.int8_scratch_bytes() == 512 + 256 + 784 / 4);
+const _: () = assert!(Architecture::FMNIST.int8_scratch_bytes() == 512 + 256 + 2 * 784 / 4);
 const _: () = assert!(Architecture::FMNIST.f32_scratch_len() == 512 + 256);
-// Group numbers are one byte.
-const _: () = assert!(MAX_WIDTH / GROUP <= 256);
-// The largest int8 accumulator, |Σ x·w| <= MAX_WIDTH · 255 · 127, fits in 25 bits, so
+// Group numbers are a u16; the groups list starts on an even byte after the activations.
+const _: () = assert!(MAX_INPUT / GROUP <= 1 << 16 && MAX_WIDTH <= MAX_INPUT);
+// The largest int8 accumulator, |Σ x·w| <= MAX_INPUT · 255 · 127, fits in 27 bits, so
 // adding the largest rounding term (2^23) stays in i32.
-const _: () = assert!(MAX_WIDTH * 255 * 127 < 1 << 25);
+const _: () = assert!(MAX_INPUT * 255 * 127 < 1 << 27);
 
 #[cfg(test)]
 mod tests {
@@ -210,7 +222,10 @@ mod tests {
         assert_eq!(Architecture::new(&[]).unwrap_err(), Error::HiddenLayers { found: 0 });
         assert_eq!(Architecture::new(&[784, 0, 10]).unwrap_err(), Error::Width { index: 1, width: 0 });
         assert_eq!(Architecture::new(&[784, 1025, 10]).unwrap_err(), Error::Width { index: 1, width: 1025 });
-        assert_eq!(Architecture::new(&[30, 8, 10]).unwrap_err(), Error::InputWidth { width: 30 });
+        assert_eq!(Architecture::new(&[4097, 8, 10]).unwrap_err(), Error::Width { index: 0, width: 4097 });
+        assert_eq!(Architecture::new(&[30, 8, 1025]).unwrap_err(), Error::Width { index: 2, width: 1025 });
+        assert_eq!(Architecture::new(&[4096, 8, 10]).unwrap().inputs(), 4096);
+        assert_eq!(Architecture::new(&[1, 8, 2]).unwrap().inputs(), 1);
         let a = Architecture::new(&[8, 1024, 3, 1, 7, 2]).unwrap();
         assert_eq!((a.inputs(), a.classes(), a.layers(), a.hidden_layers()), (8, 2, 5, 4));
         assert_eq!(a.hidden(), &[1024, 3, 1, 7]);
@@ -222,10 +237,16 @@ mod tests {
         // 4 + 1024 live together, then 1024 + 3 (padded to 4), 3 + 1, 1 + 7.
         let a = Architecture::new(&[8, 1024, 3, 1, 7, 2]).unwrap();
         assert_eq!(a.int8_activation_bytes(), 1024 + 4);
-        assert_eq!(a.int8_group_bytes(), 256);
+        assert_eq!(a.int8_group_bytes(), 2 * 256);
         assert_eq!(a.f32_scratch_len(), 1024 + 3);
         let one = Architecture::new(&[784, 32, 10]).unwrap();
-        assert_eq!((one.int8_activation_bytes(), one.int8_group_bytes(), one.f32_scratch_len()), (32, 196, 32));
+        assert_eq!((one.int8_activation_bytes(), one.int8_group_bytes(), one.f32_scratch_len()), (32, 392, 32));
+        assert_eq!(one.int8_input_bytes(), 0, "784 pixels are read in place");
+        let table = Architecture::new(&[30, 16, 3]).unwrap();
+        assert_eq!(
+            (table.int8_input_bytes(), table.int8_group_bytes(), table.int8_scratch_bytes()),
+            (32, 16, 16 + 16 + 32)
+        );
         let odd = Architecture::new(&[784, 33, 10]).unwrap();
         assert_eq!(odd.int8_activation_bytes(), 36);
     }

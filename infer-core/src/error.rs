@@ -2,7 +2,10 @@
 
 use core::fmt;
 
-use crate::spec::{FORMAT_VERSION, MAX_HIDDEN, MAX_MULTIPLIER_SHIFT, MAX_ROUNDING_SHIFT, MAX_WIDTH, MIN_HIDDEN, Quant};
+use crate::spec::{
+    FORMAT_VERSION, MAX_HIDDEN, MAX_INPUT, MAX_MULTIPLIER_SHIFT, MAX_NAMES_BYTES, MAX_ROUNDING_SHIFT, MAX_WIDTH,
+    MIN_HIDDEN, Quant,
+};
 
 /// Everything that can go wrong, as a small value: nothing here allocates or panics.
 ///
@@ -41,15 +44,10 @@ pub enum Error {
         /// Layers given.
         found: usize,
     },
-    /// A layer width is 0 or above [`MAX_WIDTH`].
+    /// A layer width is 0, or above [`MAX_INPUT`] (the input) or [`MAX_WIDTH`] (any other).
     Width {
         /// Position in the list of widths: 0 is the input, the last is the classes.
         index: usize,
-        /// The width.
-        width: usize,
-    },
-    /// The input width is not a multiple of four.
-    InputWidth {
         /// The width.
         width: usize,
     },
@@ -110,6 +108,15 @@ pub enum Error {
         /// What the buffer holds.
         capacity: usize,
     },
+    /// The class names are not valid: not UTF-8, not one per class, an empty one, or more
+    /// than [`MAX_NAMES_BYTES`] in all.
+    ClassNames,
+    /// The input quantizer is not one finite (scale, offset) pair per input, or is on an f32
+    /// model (whose first layer takes raw values itself).
+    InputQuantizer,
+    /// Real-valued features were given to an int8 model without an input quantizer: it
+    /// takes bytes (pixels) only.
+    NoInputQuantizer,
     /// The input slice is not the model's input width.
     InputSize {
         /// The model's input width.
@@ -178,9 +185,9 @@ impl fmt::Display for Error {
                 write!(f, "{found} layers given for an architecture of {expected} dense layers")
             }
             Error::Width { index, width } => {
-                write!(f, "width {width} of layer {index} (0 is the input) is not in 1..={MAX_WIDTH}")
+                let max = if index == 0 { MAX_INPUT } else { MAX_WIDTH };
+                write!(f, "width {width} of layer {index} (0 is the input) is not in 1..={max}")
             }
-            Error::InputWidth { width } => write!(f, "input width {width} is not a multiple of 4"),
             Error::PayloadSize { expected, found } => {
                 write!(f, "payload has {found} bytes, the architecture needs {expected}")
             }
@@ -210,6 +217,16 @@ impl fmt::Display for Error {
                 f,
                 "the model needs a scratch of {needed}, the buffer holds {capacity}: use a larger const parameter"
             ),
+            Error::ClassNames => write!(
+                f,
+                "the class names are not one non-empty UTF-8 name per class (at most {MAX_NAMES_BYTES} bytes in all)"
+            ),
+            Error::InputQuantizer => {
+                f.write_str("the input quantizer is not one finite (scale, offset) pair per input of an int8 model")
+            }
+            Error::NoInputQuantizer => {
+                f.write_str("this int8 model takes bytes (pixels); it has no quantizer for real-valued features")
+            }
             Error::InputSize { expected, found } => write!(f, "input has {found} values, the model takes {expected}"),
             Error::OutputSize { expected, found } => {
                 write!(f, "scores buffer holds {found} values, the model has {expected} classes")

@@ -4,7 +4,7 @@
 use crate::arch::Architecture;
 use crate::buffers::{check_buffers, fits, layer_io};
 use crate::error::{Error, Param};
-use crate::format::{self, Activation, HEADER_BYTES, Header, Quant};
+use crate::format::{self, Activation, Extras, HEADER_BYTES, Header, Quant};
 use crate::layout::F32Layout;
 
 /// Values of [`Scratch`] the study's 784-512-256-10 network needs (768).
@@ -57,15 +57,17 @@ pub struct F32Layer<'p> {
     pub biases: &'p [f32],
 }
 
-/// Encodes an f32 model file into `out` (at least [`Header::file_len`] bytes); returns the
-/// bytes used. Every value must be finite, and every slice the length `architecture` gives.
+/// Encodes an f32 model file with `extras` (class names; an f32 model has no input
+/// quantizer) into `out` (at least [`Header::file_len`] bytes); returns the bytes used.
+/// Every value must be finite, and every slice the length `architecture` gives.
 pub fn encode(
     architecture: &Architecture,
     activation: Activation,
     layers: &[F32Layer<'_>],
+    extras: &Extras<'_>,
     out: &mut [u8],
 ) -> Result<usize, Error> {
-    let header = Header::new(*architecture, activation, Quant::F32);
+    let header = Header::new(*architecture, activation, Quant::F32).with_extras(extras);
     let layout = F32Layout::new(architecture);
     if layers.len() != architecture.layers() {
         return Err(Error::LayerCount { expected: architecture.layers(), found: layers.len() });
@@ -92,7 +94,7 @@ pub fn encode(
             }
         }
     }
-    format::seal(&header, file)
+    format::seal(&header, extras, file)
 }
 
 /// An f32 model whose parameters stay in the borrowed bytes (flash on a microcontroller).
@@ -102,6 +104,7 @@ pub struct F32Model<'a> {
     activation: Activation,
     layout: F32Layout,
     payload: &'a [u8],
+    extras: Extras<'a>,
 }
 
 impl<'a> F32Model<'a> {
@@ -122,7 +125,8 @@ impl<'a> F32Model<'a> {
         if payload.len() != layout.len() {
             return Err(Error::PayloadSize { expected: layout.len(), found: payload.len() });
         }
-        let model = F32Model { architecture, activation: header.activation(), layout, payload };
+        let extras = *file.extras();
+        let model = F32Model { architecture, activation: header.activation(), layout, payload, extras };
         for l in 0..architecture.layers() {
             if !model.weights(l).chain(model.biases(l)).all(f32::is_finite) {
                 return Err(Error::NonFinite { layer: l });
@@ -134,6 +138,11 @@ impl<'a> F32Model<'a> {
     /// Layer widths.
     pub fn architecture(&self) -> Architecture {
         self.architecture
+    }
+
+    /// The file's class names (none in files without them).
+    pub fn extras(&self) -> &Extras<'a> {
+        &self.extras
     }
 
     /// Hidden-layer activation of this model.

@@ -1,23 +1,38 @@
 //! The model file: one format for the trainer (which writes it) and firmware (which reads it).
 //!
-//! # Version 2 (written by this build)
+//! # Version 3 (written by this build)
 //!
 //! | bytes | field | encoding |
 //! |---|---|---|
 //! | 0..4 | magic | `FMLP` |
-//! | | version | postcard varint u16, `2` |
+//! | | version | postcard varint u16, `3` |
 //! | | layer widths | varint count (3 to 6), then each width as a varint u32, input first |
 //! | | activation | varint enum tag ([`Activation`]: sigmoid 0, ReLU 1) |
 //! | | quantization | varint enum tag ([`Quant`]: f32 0, int8 1) |
 //! | | payload length | varint u32 |
+//! | | extras length | varint u32 |
 //! | ..64 | padding | zero bytes up to [`HEADER_BYTES`] |
 //! | 64.. | payload | the parameters ([`crate::layout`]) |
+//! | | extras | [`Extras`]: two byte strings, each a varint length and its bytes (empty: absent) |
 //! | last 4 | checksum | CRC-32 (ISO-HDLC, as zlib) of everything before it, u32 LE |
 //!
 //! The header is padded so that the payload starts 64 bytes into the file: a model
 //! embedded in a 64-byte-aligned static, or read into an aligned buffer, has aligned
 //! weights (the x86 int8 kernel loads 64 weight bytes at a time, and a load that straddles
 //! two cache lines costs two).
+//!
+//! The extras, both optional:
+//! - **class names**, in label order, each followed by `\n` (UTF-8, one per class, none
+//!   empty, at most [`MAX_NAMES_BYTES`] in all);
+//! - **an input quantizer** (int8 models of real-valued features only): per input, two
+//!   little-endian f32, a gain and an offset; input `x` becomes the byte
+//!   [`quantize_input`]`(x, gain, offset)`. Standardizing the features and the first layer's
+//!   zero points are folded into them and into its biases, so firmware hands the model the
+//!   raw sensor values.
+//!
+//! # Version 2
+//!
+//! As version 3 without the extras length and the extras (and version `2`).
 //!
 //! # Version 1
 //!
@@ -28,27 +43,147 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::arch::{Architecture, MAX_HIDDEN, MAX_WIDTH};
+use crate::arch::{Architecture, MAX_HIDDEN, MAX_INPUT, MAX_WIDTH};
 use crate::error::Error;
 use crate::layout::{F32Layout, Int8Layout};
-pub use crate::spec::{Activation, FORMAT_VERSION, Quant};
+pub use crate::spec::{Activation, FORMAT_VERSION, MAX_NAMES_BYTES, Quant};
 
 /// First four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"FMLP";
-/// Bytes before the payload in a version-2 file (header fields, then zero padding).
+/// Bytes before the payload in a version-2 or 3 file (header fields, then zero padding).
 pub const HEADER_BYTES: usize = 64;
-/// Bytes a file adds around its payload: the header and the checksum.
+/// Bytes a file adds around its payload and extras: the header and the checksum.
 pub const MAX_OVERHEAD: usize = HEADER_BYTES + 4;
 
-/// Bytes of the largest model file there can be: f32, five layers of 1024 by 1024 (21 MB).
-/// A reader may refuse a larger file unread.
+/// Bytes of the extras block of the most input features and class names there can be: two
+/// length varints, the names and a quantizer pair per input.
+pub const MAX_EXTRAS_BYTES: usize = 2 * 5 + MAX_NAMES_BYTES + 8 * MAX_INPUT;
+
+/// Bytes of the largest model file there can be: f32, an input of 4096 and five layers of
+/// 1024 by 1024, with the most extras (25 MB). A reader may refuse a larger file unread.
 pub const MAX_FILE_BYTES: usize = {
-    let widest = match Architecture::new(&[MAX_WIDTH; MAX_HIDDEN + 2]) {
+    let mut widths = [MAX_WIDTH; MAX_HIDDEN + 2];
+    widths[0] = MAX_INPUT;
+    let widest = match Architecture::new(&widths) {
         Ok(a) => a,
         Err(_) => panic!("the widest architecture is valid"),
     };
-    Header::new(widest, Activation::Relu, Quant::F32).file_len()
+    Header::new(widest, Activation::Relu, Quant::F32).file_len() + MAX_EXTRAS_BYTES
 };
+
+/// The byte an int8 model with an input quantizer makes of input value `x`:
+/// `x · gain + offset` (two roundings, no fused multiply-add, so that every target computes
+/// the same), rounded half up and clamped to 0..=255; NaN gives 0.
+#[inline]
+pub fn quantize_input(x: f32, gain: f32, offset: f32) -> u8 {
+    let v = x * gain + offset;
+    if v >= 255.0 {
+        255
+    } else if v >= 0.0 {
+        // v + 0.5 in [0.5, 255.5): truncation is the floor, so this rounds half up.
+        (v + 0.5) as u8
+    } else {
+        0
+    }
+}
+
+/// What a version-3 file holds besides its parameters (see the module documentation);
+/// each part is empty where the file has none. Borrowed from the file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extras<'a> {
+    /// Class names in label order, each followed by `\n`.
+    #[serde(borrow)]
+    names: &'a [u8],
+    /// Per input, a gain and an offset, little-endian f32.
+    #[serde(borrow)]
+    input: &'a [u8],
+}
+
+impl<'a> Extras<'a> {
+    /// Extras with class names (`names`: each name followed by `\n`, in label order) and an
+    /// input quantizer (`input`: per input a gain and an offset as little-endian f32, as
+    /// [`Extras::input_bytes`] lays them out); pass empty slices for none. Checked when the
+    /// file is written and again when it is read.
+    pub const fn new(names: &'a [u8], input: &'a [u8]) -> Extras<'a> {
+        Extras { names, input }
+    }
+
+    /// No class names and no input quantizer.
+    pub const NONE: Extras<'static> = Extras { names: &[], input: &[] };
+
+    /// The file's bytes of an input quantizer: `(gain, offset)` per input, written into
+    /// `out` (8 bytes per input); returns the bytes used.
+    pub fn input_bytes(pairs: &[(f32, f32)], out: &mut [u8]) -> Result<usize, Error> {
+        let needed = 8 * pairs.len();
+        let found = out.len();
+        let out = out.get_mut(..needed).ok_or(Error::BufferTooSmall { needed, found })?;
+        for (chunk, &(gain, offset)) in out.chunks_exact_mut(8).zip(pairs) {
+            chunk[..4].copy_from_slice(&gain.to_le_bytes());
+            chunk[4..].copy_from_slice(&offset.to_le_bytes());
+        }
+        Ok(needed)
+    }
+
+    /// Bytes the extras take in the file.
+    pub fn encoded_len(&self) -> usize {
+        let varint = |n: usize| (usize::BITS - (n | 1).leading_zeros()).div_ceil(7) as usize;
+        varint(self.names.len()) + self.names.len() + varint(self.input.len()) + self.input.len()
+    }
+
+    /// The class names, in label order (none if the file has none).
+    pub fn class_names(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let names: &'a [u8] = self.names;
+        names.split(|&b| b == b'\n').take(names.iter().filter(|&&b| b == b'\n').count()).map(|n| {
+            // Checked to be UTF-8 when the file was read or written.
+            core::str::from_utf8(n).unwrap_or("")
+        })
+    }
+
+    /// The name of class `class`, if the file names its classes.
+    pub fn class_name(&self, class: usize) -> Option<&'a str> {
+        self.class_names().nth(class)
+    }
+
+    /// Whether the file names its classes.
+    pub fn has_class_names(&self) -> bool {
+        !self.names.is_empty()
+    }
+
+    /// The `(gain, offset)` of input `i`'s quantizer, if the model has one.
+    #[inline]
+    pub fn input_quantizer(&self, i: usize) -> Option<(f32, f32)> {
+        let b = self.input.get(8 * i..8 * i + 8)?;
+        let gain = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        Some((gain, f32::from_le_bytes([b[4], b[5], b[6], b[7]])))
+    }
+
+    /// Whether the model has an input quantizer (takes real-valued features).
+    pub fn has_input_quantizer(&self) -> bool {
+        !self.input.is_empty()
+    }
+
+    /// Checks the extras against the model they belong to.
+    fn check(&self, architecture: &Architecture, quant: Quant) -> Result<(), Error> {
+        if !self.names.is_empty() {
+            let text = core::str::from_utf8(self.names).map_err(|_| Error::ClassNames)?;
+            let count = text.bytes().filter(|&b| b == b'\n').count();
+            let empty = text.split('\n').take(count).any(str::is_empty);
+            if self.names.len() > MAX_NAMES_BYTES || !text.ends_with('\n') || count != architecture.classes() || empty {
+                return Err(Error::ClassNames);
+            }
+        }
+        if !self.input.is_empty() {
+            if quant != Quant::Int8 || self.input.len() != 8 * architecture.inputs() {
+                return Err(Error::InputQuantizer);
+            }
+            let finite = self.input.chunks_exact(4).all(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite());
+            if !finite {
+                return Err(Error::InputQuantizer);
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Slice-by-16 tables (16 KiB) on 64-bit hosts; one 1 KiB table where flash is scarce.
 #[cfg(target_pointer_width = "64")]
@@ -61,19 +196,27 @@ pub fn checksum(bytes: &[u8]) -> u32 {
     CRC.checksum(bytes)
 }
 
-/// Everything in a model file but its payload.
+/// Everything in a model file but its payload and extras.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     version: u16,
     architecture: Architecture,
     activation: Activation,
     quant: Quant,
+    /// Bytes of the extras block.
+    extras: usize,
 }
 
 impl Header {
-    /// The header this build writes for a model of `architecture`.
+    /// The header this build writes for a model of `architecture` without extras
+    /// ([`Extras::NONE`]: two empty byte strings, 2 bytes).
     pub const fn new(architecture: Architecture, activation: Activation, quant: Quant) -> Header {
-        Header { version: FORMAT_VERSION, architecture, activation, quant }
+        Header { version: FORMAT_VERSION, architecture, activation, quant, extras: 2 }
+    }
+
+    /// This header for a file with `extras`.
+    pub fn with_extras(self, extras: &Extras<'_>) -> Header {
+        Header { extras: extras.encoded_len(), ..self }
     }
 
     /// Format version of the file it was read from (or [`FORMAT_VERSION`]).
@@ -106,7 +249,7 @@ impl Header {
 
     /// Bytes of the whole file.
     pub const fn file_len(&self) -> usize {
-        self.payload_len() + MAX_OVERHEAD
+        self.payload_len() + self.extras + MAX_OVERHEAD
     }
 }
 
@@ -122,6 +265,13 @@ struct HeaderV2 {
     activation: Activation,
     quant: Quant,
     payload_len: u32,
+}
+
+/// The version-3 header fields after the magic: version 2's and the extras' length.
+#[derive(Serialize, Deserialize)]
+struct HeaderV3 {
+    v2: HeaderV2,
+    extras_len: u32,
 }
 
 /// The version-1 file up to the checksum.
@@ -152,6 +302,7 @@ struct FileV1<'a> {
 pub struct ModelFile<'a> {
     header: Header,
     payload: &'a [u8],
+    extras: Extras<'a>,
 }
 
 impl<'a> ModelFile<'a> {
@@ -164,11 +315,17 @@ impl<'a> ModelFile<'a> {
     pub const fn payload(&self) -> &'a [u8] {
         self.payload
     }
+
+    /// The class names and input quantizer, validated (empty in files of versions 1 and 2).
+    pub const fn extras(&self) -> &Extras<'a> {
+        &self.extras
+    }
 }
 
-/// Encodes a model file into `out` (at least [`Header::file_len`] bytes), returning the
-/// bytes used.
-pub fn write(header: &Header, payload: &[u8], out: &mut [u8]) -> Result<usize, Error> {
+/// Encodes a model file with `extras` into `out` (at least [`Header::file_len`] of
+/// `header.with_extras(extras)` bytes), returning the bytes used.
+pub fn write(header: &Header, payload: &[u8], extras: &Extras<'_>, out: &mut [u8]) -> Result<usize, Error> {
+    let header = header.with_extras(extras);
     if payload.len() != header.payload_len() {
         return Err(Error::PayloadSize { expected: header.payload_len(), found: payload.len() });
     }
@@ -176,36 +333,49 @@ pub fn write(header: &Header, payload: &[u8], out: &mut [u8]) -> Result<usize, E
     let found = out.len();
     let out = out.get_mut(..len).ok_or(Error::BufferTooSmall { needed: len, found })?;
     out[HEADER_BYTES..HEADER_BYTES + payload.len()].copy_from_slice(payload);
-    seal(header, out)
+    seal(&header, extras, out)
 }
 
-/// Writes the header and the checksum around a payload already in place at
-/// `out[HEADER_BYTES..]`; `out` is exactly the file.
-pub(crate) fn seal(header: &Header, out: &mut [u8]) -> Result<usize, Error> {
+/// Writes the header, the extras and the checksum around a payload already in place at
+/// `out[HEADER_BYTES..]`; `out` is exactly the file of `header`, whose extras length is
+/// `extras`'.
+pub(crate) fn seal(header: &Header, extras: &Extras<'_>, out: &mut [u8]) -> Result<usize, Error> {
+    extras.check(&header.architecture, header.quant)?;
+    if header.extras != extras.encoded_len() {
+        return Err(Error::Malformed);
+    }
     let mut widths = heapless::Vec::new();
     for &w in header.architecture.widths() {
         // Cannot fail: an architecture has at most MAX_LAYERS + 1 widths.
         widths.push(u32::from(w)).map_err(|_| Error::Malformed)?;
     }
-    let fields = HeaderV2 {
-        version: FORMAT_VERSION,
-        widths,
-        activation: header.activation,
-        quant: header.quant,
-        payload_len: header.payload_len() as u32,
+    let fields = HeaderV3 {
+        v2: HeaderV2 {
+            version: FORMAT_VERSION,
+            widths,
+            activation: header.activation,
+            quant: header.quant,
+            payload_len: header.payload_len() as u32,
+        },
+        extras_len: header.extras as u32,
     };
     let head = &mut out[..HEADER_BYTES];
     head[..MAGIC.len()].copy_from_slice(&MAGIC);
     let used = postcard::to_slice(&fields, &mut head[MAGIC.len()..]).map_err(|_| Error::Malformed)?.len();
     head[MAGIC.len() + used..].fill(0);
-    let body = HEADER_BYTES + header.payload_len();
+    let start = HEADER_BYTES + header.payload_len();
+    let body = start + header.extras;
+    let tail = out.get_mut(start..body).ok_or(Error::Malformed)?;
+    if postcard::to_slice(extras, tail).map_err(|_| Error::Malformed)?.len() != header.extras {
+        return Err(Error::Malformed);
+    }
     let crc = checksum(&out[..body]);
     out.get_mut(body..body + 4).ok_or(Error::Malformed)?.copy_from_slice(&crc.to_le_bytes());
     Ok(body + 4)
 }
 
-/// Validates a model file of version 1 or 2: magic, version, checksum, architecture and
-/// payload size.
+/// Validates a model file of version 1, 2 or 3: magic, version, checksum, architecture,
+/// payload size and extras.
 ///
 /// Any byte string gives `Ok` or an `Err`; none panics. The parameters themselves are
 /// validated by [`crate::F32Model::from_file`] and [`crate::Int8Model::from_file`].
@@ -224,7 +394,8 @@ pub fn read(bytes: &[u8]) -> Result<ModelFile<'_>, Error> {
     // file from another version says so rather than "corrupt".
     match postcard::take_from_bytes::<u16>(&bytes[MAGIC.len()..]) {
         Ok((1, _)) => read_v1(bytes),
-        Ok((FORMAT_VERSION, _)) => read_v2(bytes),
+        Ok((2, _)) => read_v2(bytes, 2),
+        Ok((FORMAT_VERSION, _)) => read_v2(bytes, FORMAT_VERSION),
         Ok((found, _)) => Err(Error::UnsupportedVersion { found }),
         Err(_) => Err(Error::Malformed),
     }
@@ -240,12 +411,16 @@ fn check_crc(body: &[u8], tail: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-fn read_v2(bytes: &[u8]) -> Result<ModelFile<'_>, Error> {
+/// Reads a file of version 2 or 3 (whose header adds the extras' length).
+fn read_v2(bytes: &[u8], version: u16) -> Result<ModelFile<'_>, Error> {
     // The header says how long the file is: a cut-short file is found without reading
     // (and checksumming) the rest.
     let head = bytes.get(..HEADER_BYTES);
-    let fields = head.and_then(|h| postcard::take_from_bytes::<HeaderV2>(&h[MAGIC.len()..]).ok());
-    let Some((fields, padding)) = fields else {
+    let fields = head.and_then(|h| match version {
+        2 => postcard::take_from_bytes::<HeaderV2>(&h[MAGIC.len()..]).ok().map(|(v2, p)| (v2, 0, p)),
+        _ => postcard::take_from_bytes::<HeaderV3>(&h[MAGIC.len()..]).ok().map(|(v3, p)| (v3.v2, v3.extras_len, p)),
+    });
+    let Some((fields, extras_len, padding)) = fields else {
         // A short file whose header cannot be read: the checksum tells corrupt from cut.
         if bytes.len() < HEADER_BYTES + 4 {
             return Err(Error::Truncated);
@@ -253,7 +428,8 @@ fn read_v2(bytes: &[u8]) -> Result<ModelFile<'_>, Error> {
         check_crc(&bytes[..bytes.len() - 4], &bytes[bytes.len() - 4..])?;
         return Err(Error::Malformed);
     };
-    let len = HEADER_BYTES.saturating_add(fields.payload_len as usize).saturating_add(4);
+    let payload_len = fields.payload_len as usize;
+    let len = HEADER_BYTES.saturating_add(payload_len).saturating_add(extras_len as usize).saturating_add(4);
     if bytes.len() < len {
         return Err(Error::Truncated);
     }
@@ -267,12 +443,21 @@ fn read_v2(bytes: &[u8]) -> Result<ModelFile<'_>, Error> {
         *w = f as usize;
     }
     let architecture = Architecture::new(&widths[..fields.widths.len()])?;
-    let header = Header { version: FORMAT_VERSION, architecture, activation: fields.activation, quant: fields.quant };
-    let payload = &body[HEADER_BYTES..];
+    let (activation, quant) = (fields.activation, fields.quant);
+    let header = Header { version, architecture, activation, quant, extras: extras_len as usize };
+    let (payload, extras) = body[HEADER_BYTES..].split_at(payload_len);
     if payload.len() != header.payload_len() {
         return Err(Error::PayloadSize { expected: header.payload_len(), found: payload.len() });
     }
-    Ok(ModelFile { header, payload })
+    let extras = match extras {
+        [] => Extras::NONE,
+        bytes => match postcard::take_from_bytes::<Extras<'_>>(bytes) {
+            Ok((extras, [])) => extras,
+            _ => return Err(Error::Malformed),
+        },
+    };
+    extras.check(&architecture, quant)?;
+    Ok(ModelFile { header, payload, extras })
 }
 
 fn read_v1(bytes: &[u8]) -> Result<ModelFile<'_>, Error> {
@@ -292,11 +477,11 @@ fn read_v1(bytes: &[u8]) -> Result<ModelFile<'_>, Error> {
         return Err(Error::Malformed);
     }
     let architecture = Architecture::new(&file.widths.map(|w| w as usize))?;
-    let header = Header { version: 1, architecture, activation: file.activation, quant: file.quant };
+    let header = Header { version: 1, architecture, activation: file.activation, quant: file.quant, extras: 0 };
     if file.payload.len() != header.payload_len() {
         return Err(Error::PayloadSize { expected: header.payload_len(), found: file.payload.len() });
     }
-    Ok(ModelFile { header, payload: file.payload })
+    Ok(ModelFile { header, payload: file.payload, extras: Extras::NONE })
 }
 
 #[cfg(test)]
@@ -306,42 +491,116 @@ mod tests {
     use std::vec;
     use std::vec::Vec;
 
-    /// A small f32 model file: 8-4-3.
-    fn small() -> (Header, Vec<u8>) {
+    /// A small f32 model file, 8-4-3, with `extras`.
+    fn small_with(extras: &Extras<'_>) -> (Header, Vec<u8>) {
         let arch = Architecture::new(&[8, 4, 3]).unwrap();
         let header = Header::new(arch, Activation::Sigmoid, Quant::F32);
         let payload: Vec<u8> = (0..header.payload_len()).map(|i| (i % 251) as u8).collect();
-        let mut out = vec![0xaa; header.file_len()];
-        assert_eq!(write(&header, &payload, &mut out).unwrap(), out.len());
-        (header, out)
+        let mut out = vec![0xaa; header.with_extras(extras).file_len()];
+        assert_eq!(write(&header, &payload, extras, &mut out).unwrap(), out.len());
+        (header.with_extras(extras), out)
+    }
+
+    /// A small f32 model file: 8-4-3, no extras.
+    fn small() -> (Header, Vec<u8>) {
+        small_with(&Extras::NONE)
     }
 
     #[test]
-    fn golden_bytes_of_version_2() {
+    fn golden_bytes_of_version_3() {
         let (header, file) = small();
         assert_eq!(header.payload_len(), 4 * (8 * 4 + 4 + 4 * 3 + 3));
-        // magic, version 2, 3 widths 8 4 3, sigmoid 0, f32 0, payload length 204, zeros.
+        // magic, version 3, 3 widths 8 4 3, sigmoid 0, f32 0, payload length 204, extras
+        // length 2 (two empty byte strings), zeros.
         let mut head = [0u8; HEADER_BYTES];
-        head[..14].copy_from_slice(&[b'F', b'M', b'L', b'P', 2, 3, 8, 4, 3, 0, 0, 0xcc, 0x01, 0]);
+        head[..14].copy_from_slice(&[b'F', b'M', b'L', b'P', 3, 3, 8, 4, 3, 0, 0, 0xcc, 0x01, 2]);
         assert_eq!(file[..HEADER_BYTES], head);
-        assert_eq!(file.len(), HEADER_BYTES + 204 + 4);
+        assert_eq!(file.len(), HEADER_BYTES + 204 + 2 + 4);
         assert_eq!(file[HEADER_BYTES..HEADER_BYTES + 3], [0, 1, 2], "the payload starts at 64");
+        assert_eq!(file[HEADER_BYTES + 204..HEADER_BYTES + 206], [0, 0], "no names, no quantizer");
         let crc = checksum(&file[..file.len() - 4]);
         assert_eq!(file[file.len() - 4..], crc.to_le_bytes());
+
+        // With class names: their length, the names each ended by a newline, then an empty
+        // quantizer.
+        let (header, file) = small_with(&Extras::new("cat\ndog\nbird\n".as_bytes(), &[]));
+        assert_eq!(file[13], 15, "extras length");
+        let extras = &file[HEADER_BYTES + 204..file.len() - 4];
+        assert_eq!(extras, b"\x0dcat\ndog\nbird\n\x00");
+        let read = read(&file).unwrap();
+        assert_eq!(*read.header(), header);
+        assert_eq!(read.extras().class_names().collect::<Vec<_>>(), ["cat", "dog", "bird"]);
+        assert_eq!((read.extras().class_name(2), read.extras().class_name(3)), (Some("bird"), None));
     }
 
     #[test]
     fn golden_header_of_the_study_network() {
         let header = Header::new(Architecture::FMNIST, Activation::Relu, Quant::Int8);
         let payload = vec![0u8; header.payload_len()];
-        let mut file = vec![0u8; header.file_len()];
-        write(&header, &payload, &mut file).unwrap();
+        let mut file = vec![0u8; header.with_extras(&Extras::NONE).file_len()];
+        write(&header, &payload, &Extras::NONE, &mut file).unwrap();
         // 784 = 0x90 0x06, 512 = 0x80 0x04, 256 = 0x80 0x02; ReLU 1, int8 1; 538_165 =
-        // 0xb5 0xec 0x20.
-        let fields = [b'F', b'M', b'L', b'P', 2, 4, 0x90, 0x06, 0x80, 0x04, 0x80, 0x02, 10, 1, 1, 0xb5, 0xec, 0x20];
+        // 0xb5 0xec 0x20; extras 2.
+        let fields = [b'F', b'M', b'L', b'P', 3, 4, 0x90, 0x06, 0x80, 0x04, 0x80, 0x02, 10, 1, 1, 0xb5, 0xec, 0x20, 2];
         assert_eq!(file[..fields.len()], fields);
         assert!(file[fields.len()..HEADER_BYTES].iter().all(|&b| b == 0));
-        assert_eq!(file.len(), 64 + 538_165 + 4);
+        assert_eq!(file.len(), 64 + 538_165 + 2 + 4);
+    }
+
+    #[test]
+    fn version_2_files_load() {
+        // Version 2's golden header: no extras length; the file ends with the payload.
+        let arch = Architecture::new(&[8, 4, 3]).unwrap();
+        let header = Header::new(arch, Activation::Sigmoid, Quant::F32);
+        let mut file = vec![0u8; HEADER_BYTES];
+        file[..13].copy_from_slice(&[b'F', b'M', b'L', b'P', 2, 3, 8, 4, 3, 0, 0, 0xcc, 0x01]);
+        file.extend((0..header.payload_len()).map(|i| (i % 251) as u8));
+        let crc = checksum(&file);
+        file.extend_from_slice(&crc.to_le_bytes());
+        let read = read(&file).unwrap();
+        assert_eq!((read.header().version(), read.header().architecture()), (2, arch));
+        assert_eq!(read.payload()[100], 100);
+        assert!(!read.extras().has_class_names() && !read.extras().has_input_quantizer());
+    }
+
+    #[test]
+    fn extras_that_do_not_fit_the_model_are_refused() {
+        // Names: one per class (3), none empty, UTF-8, each ended by a newline.
+        for names in ["a\nb\n", "a\nb\nc\nd\n", "a\n\nc\n", "a\nb\nc"] {
+            let arch = Architecture::new(&[8, 4, 3]).unwrap();
+            let header = Header::new(arch, Activation::Sigmoid, Quant::F32);
+            let extras = Extras::new(names.as_bytes(), &[]);
+            let mut out = vec![0u8; header.with_extras(&extras).file_len()];
+            let payload = vec![0u8; header.payload_len()];
+            assert_eq!(write(&header, &payload, &extras, &mut out), Err(Error::ClassNames), "{names:?}");
+        }
+        let bad_utf8 = [0xff, b'\n', b'b', b'\n', b'c', b'\n'];
+        assert_eq!(
+            Extras::new(&bad_utf8, &[]).check(&Architecture::new(&[8, 4, 3]).unwrap(), Quant::F32),
+            Err(Error::ClassNames)
+        );
+        // A quantizer: 8 finite bytes per input, on int8 models only.
+        let arch = Architecture::new(&[2, 4, 3]).unwrap();
+        let mut pairs = [0u8; 16];
+        Extras::input_bytes(&[(1.0, 0.5), (2.0, -1.0)], &mut pairs).unwrap();
+        assert_eq!(Extras::new(&[], &pairs).check(&arch, Quant::Int8), Ok(()));
+        assert_eq!(Extras::new(&[], &pairs).check(&arch, Quant::F32), Err(Error::InputQuantizer));
+        assert_eq!(Extras::new(&[], &pairs[..8]).check(&arch, Quant::Int8), Err(Error::InputQuantizer));
+        Extras::input_bytes(&[(1.0, f32::NAN), (2.0, -1.0)], &mut pairs).unwrap();
+        assert_eq!(Extras::new(&[], &pairs).check(&arch, Quant::Int8), Err(Error::InputQuantizer));
+    }
+
+    #[test]
+    fn input_quantization_rounds_half_up_and_clamps() {
+        assert_eq!(quantize_input(1.0, 10.0, 0.5), 11);
+        assert_eq!(quantize_input(1.0, 10.0, 0.49), 10);
+        assert_eq!(quantize_input(-3.0, 1.0, 100.0), 97);
+        assert_eq!(quantize_input(1e9, 1.0, 0.0), 255);
+        assert_eq!(quantize_input(-1e9, 1.0, 0.0), 0);
+        assert_eq!(quantize_input(f32::NAN, 1.0, 0.0), 0);
+        assert_eq!(quantize_input(f32::INFINITY, 1.0, 0.0), 255);
+        assert_eq!(quantize_input(254.6, 1.0, 0.0), 255);
+        assert_eq!(quantize_input(0.0, 0.0, 17.0), 17, "a constant feature");
     }
 
     #[test]
@@ -394,8 +653,8 @@ mod tests {
     #[test]
     fn other_versions_say_so() {
         let (_, mut file) = small();
-        file[4] = 3;
-        assert_eq!(read(&file).unwrap_err(), Error::UnsupportedVersion { found: 3 });
+        file[4] = 4;
+        assert_eq!(read(&file).unwrap_err(), Error::UnsupportedVersion { found: 4 });
         assert_eq!(read(b"NOPE....").unwrap_err(), Error::BadMagic);
     }
 

@@ -9,6 +9,7 @@
 //!
 //! ```
 //! use infer_core::arch::Architecture;
+//! use infer_core::format::Extras;
 //! use infer_core::int8net::{self, Int8Layer};
 //! use infer_core::{Activation, Int8Model, Int8Scratch};
 //!
@@ -24,18 +25,18 @@
 //! };
 //! let output = Int8Layer { weights: &[0; 8 * 3], biases: &[1, 5, 9], multipliers: &[1; 3], ..hidden };
 //! let mut file = [0u8; 512];
-//! let len = int8net::encode(&arch, Activation::Relu, &[hidden, output], 0.1, None, &mut file).unwrap();
+//! let len = int8net::encode(&arch, Activation::Relu, &[hidden, output], 0.1, None, &Extras::NONE, &mut file).unwrap();
 //!
 //! let model = Int8Model::from_bytes(&file[..len]).unwrap();
-//! // Sized for this model: 8 activation bytes, and the 2 groups of four inputs of the
-//! // widest layer input.
-//! assert_eq!(model.scratch_bytes(), 8 + 2);
-//! let mut scratch = Int8Scratch::<{ 8 + 2 }>::for_model(&model).unwrap();
+//! // Sized for this model: 8 activation bytes, and a u16 for each of the 2 groups of four
+//! // inputs of the widest layer input.
+//! assert_eq!(model.scratch_bytes(), 8 + 2 * 2);
+//! let mut scratch = Int8Scratch::<{ 8 + 2 * 2 }>::for_model(&model).unwrap();
 //! let mut scores = [0i32; 3];
 //! let class = model.predict(&[10, 20, 30, 40], &mut scratch, &mut scores).unwrap();
 //! assert_eq!((class, scores), (2, [1, 5, 9]));
 //! // A buffer too small for the model, or an image of the wrong size, is an error.
-//! assert!(Int8Scratch::<9>::for_model(&model).is_err());
+//! assert!(Int8Scratch::<11>::for_model(&model).is_err());
 //! assert!(model.predict(&[0; 5], &mut scratch, &mut scores).is_err());
 //! ```
 #![no_std]
@@ -90,6 +91,14 @@ impl<'a> Model<'a> {
         match self {
             Model::F32(m) => m.architecture(),
             Model::Int8(m) => m.architecture(),
+        }
+    }
+
+    /// The file's class names and (int8) input quantizer.
+    pub fn extras(&self) -> &format::Extras<'a> {
+        match self {
+            Model::F32(m) => m.extras(),
+            Model::Int8(m) => m.extras(),
         }
     }
 }

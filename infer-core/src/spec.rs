@@ -20,15 +20,21 @@ pub const MAX_HIDDEN: usize = 4;
 /// Most dense layers a network has: the hidden ones and the output layer.
 pub const MAX_LAYERS: usize = MAX_HIDDEN + 1;
 
-/// Widest layer (input, hidden or output). With it, an int8 accumulator stays below 2^25
-/// (1024 · 255 · 127), and a group of four inputs is numbered by one byte.
+/// Widest hidden or output layer.
 pub const MAX_WIDTH: usize = 1024;
+
+/// Widest input: features or pixels per example. With it, an int8 accumulator stays below
+/// 2^27 (4096 · 255 · 127), and a group of four inputs is numbered by a `u16`.
+pub const MAX_INPUT: usize = 4096;
 
 /// Bytes of the sigmoid lookup table of an int8 sigmoid model.
 pub const SIGMOID_TABLE_BYTES: usize = 256;
 
-/// The format version this build writes; it reads this one and version 1.
-pub const FORMAT_VERSION: u16 = 2;
+/// The format version this build writes; it reads this one, 2 and 1.
+pub const FORMAT_VERSION: u16 = 3;
+
+/// Most bytes of a file's class names, separators included.
+pub const MAX_NAMES_BYTES: usize = 16 * 1024;
 
 /// Largest rounding shift `r` a file may hold.
 pub const MAX_ROUNDING_SHIFT: u8 = 24;

@@ -3,7 +3,7 @@
 //! corrupt, truncated and out-of-range files; the errors that replaced panics.
 
 use infer_core::arch::Architecture;
-use infer_core::format::{self, Header};
+use infer_core::format::{self, Extras, Header};
 use infer_core::int8net::{self, INT8_SCRATCH_MAX};
 use infer_core::layout::Int8Layout;
 use infer_core::{Activation, Error, Int8Model, Int8Scratch, Model, Param, Quant};
@@ -28,6 +28,12 @@ fn shapes() -> Vec<Architecture> {
         arch(&[12, 5, 130, 2]),
         arch(&[4, 1, 1]),
         arch(&[64, 250, 129, 17]),
+        // Inputs of any width: a table's few features, one feature, the widest input.
+        arch(&[13, 7, 3]),
+        arch(&[1, 4, 2]),
+        arch(&[30, 64, 32, 2]),
+        arch(&[4096, 16, 5]),
+        arch(&[4093, 9, 256]),
     ]
 }
 
@@ -67,7 +73,7 @@ fn a_scratch_sized_for_the_model_gives_the_same_scores_as_a_large_one() {
     let arch = arch(&[784, 256, 128, 64, 10]);
     let bytes = Params::random(&mut rng, arch, Activation::Relu).encode();
     let model = Int8Model::from_bytes(&bytes).unwrap();
-    const NEED: usize = 256 + 128 + 784 / 4;
+    const NEED: usize = 256 + 128 + 2 * 784 / 4;
     assert_eq!(model.scratch_bytes(), NEED);
     assert_eq!(arch.int8_scratch_bytes(), NEED);
     let mut exact = Int8Scratch::<NEED>::for_model(&model).unwrap();
@@ -81,6 +87,62 @@ fn a_scratch_sized_for_the_model_gives_the_same_scores_as_a_large_one() {
         let (mut a, mut b) = ([0; 10], [0; 10]);
         assert_eq!(model.predict(&img, &mut exact, &mut a), model.predict(&img, &mut large, &mut b));
         assert_eq!(a, b);
+    }
+}
+
+/// `params` with an input quantizer of a gain and an offset per input, as a file.
+fn with_quantizer(params: &Params, pairs: &[(f32, f32)]) -> Vec<u8> {
+    let mut input = vec![0u8; 8 * pairs.len()];
+    Extras::input_bytes(pairs, &mut input).unwrap();
+    let names = (0..params.arch.classes()).map(|c| format!("class {c}\n")).collect::<String>();
+    let extras = Extras::new(names.as_bytes(), &input);
+    let header = Header::new(params.arch, params.activation, Quant::Int8).with_extras(&extras);
+    let mut out = vec![0u8; header.file_len()];
+    let len =
+        int8net::encode(&params.arch, params.activation, &params.layers(), 0.01, params.table(), &extras, &mut out)
+            .unwrap();
+    assert_eq!(len, out.len());
+    out
+}
+
+#[test]
+fn real_valued_features_go_through_the_input_quantizer_on_every_kernel() {
+    let mut rng = Rng(29);
+    for widths in [&[13, 7, 3][..], &[8, 16, 2], &[30, 64, 32, 5], &[4096, 8, 3]] {
+        let arch = arch(widths);
+        let params = Params::random(&mut rng, arch, Activation::Relu);
+        let pairs: Vec<(f32, f32)> =
+            (0..arch.inputs()).map(|i| (1.0 + i as f32 * 0.25, if i % 5 == 0 { 0.0 } else { 128.0 })).collect();
+        let bytes = with_quantizer(&params, &pairs);
+        let model = Int8Model::from_bytes(&bytes).unwrap();
+        assert!(model.extras().has_input_quantizer());
+        assert_eq!(model.extras().class_name(1), Some("class 1"));
+        // Room for the quantized input beside the groups list, even when it is whole groups.
+        assert_eq!(
+            model.scratch_bytes(),
+            arch.int8_activation_bytes() + arch.int8_group_bytes() + 4 * arch.inputs().div_ceil(4)
+        );
+        let mut scratch = Int8Scratch::<INT8_SCRATCH_MAX>::zeroed();
+        for _ in 0..20 {
+            let features: Vec<f32> = (0..arch.inputs()).map(|_| (rng.below(4000) as f32 - 2000.0) / 37.0).collect();
+            let quantized: Vec<u8> =
+                features.iter().zip(&pairs).map(|(&x, &(g, o))| format::quantize_input(x, g, o)).collect();
+            let mut bytes = vec![0u8; arch.inputs()];
+            model.quantize_features(&features, &mut bytes).unwrap();
+            assert_eq!(bytes, quantized);
+            let (mut a, mut b, mut c) = (vec![0; arch.classes()], vec![0; arch.classes()], vec![0; arch.classes()]);
+            let fast = model.predict_features(&features, &mut scratch, &mut a).unwrap();
+            let slow = model.predict_features_scalar(&features, &mut scratch, &mut b).unwrap();
+            let raw = model.predict(&quantized, &mut scratch, &mut c).unwrap();
+            assert_eq!((fast, &a), (slow, &b), "{arch}");
+            assert_eq!((fast, &a), (raw, &c), "{arch}");
+            assert_eq!(a, params.naive(&quantized), "{arch}");
+        }
+        let (needed, mut scores) = (model.scratch_bytes(), vec![0; arch.classes()]);
+        let small = model.predict_features(&vec![0.0; arch.inputs()], &mut Int8Scratch::<16>::zeroed(), &mut scores);
+        assert_eq!(small, Err(Error::ScratchTooSmall { needed, capacity: 16 }));
+        let short = model.predict_features(&vec![0.0; arch.inputs() - 1], &mut scratch, &mut scores);
+        assert_eq!(short, Err(Error::InputSize { expected: arch.inputs(), found: arch.inputs() - 1 }));
     }
 }
 
@@ -100,19 +162,21 @@ fn buffers_of_the_wrong_size_are_errors_not_panics() {
     let mut long = [7; 12];
     model.predict(&[0; 784], &mut scratch, &mut long).unwrap();
     assert_eq!(long[10..], [7, 7]);
-    let mut small = Int8Scratch::<963>::zeroed();
+    let mut small = Int8Scratch::<1159>::zeroed();
     assert_eq!(
         model.predict(&[0; 784], &mut small, &mut scores),
-        Err(Error::ScratchTooSmall { needed: 964, capacity: 963 })
+        Err(Error::ScratchTooSmall { needed: 1160, capacity: 1159 })
     );
-    assert!(Int8Scratch::<963>::for_model(&model).is_err());
+    assert!(Int8Scratch::<1159>::for_model(&model).is_err());
     // The default scratch is the study's network's, and no larger.
-    assert_eq!(std::mem::size_of::<Int8Scratch>(), 964);
-    assert_eq!(int8net::INT8_SCRATCH_BYTES, 964);
+    assert_eq!(std::mem::size_of::<Int8Scratch>(), 1160);
+    assert_eq!(int8net::INT8_SCRATCH_BYTES, 1160);
     // A wider model does not fit the default scratch.
     let wide = Params::random(&mut rng, arch(&[784, 1024, 10]), Activation::Relu).encode();
     let wide = Int8Model::from_bytes(&wide).unwrap();
-    assert!(matches!(Int8Scratch::<964>::for_model(&wide), Err(Error::ScratchTooSmall { needed: 1280, .. })));
+    assert!(matches!(Int8Scratch::<1160>::for_model(&wide), Err(Error::ScratchTooSmall { needed: 1536, .. })));
+    // Features are for a model with an input quantizer; this one takes pixels.
+    assert_eq!(model.predict_features(&[0.5; 784], &mut scratch, &mut scores), Err(Error::NoInputQuantizer));
 }
 
 #[test]
@@ -122,12 +186,13 @@ fn golden_int8_file_bytes() {
     let params = Params::random(&mut rng, arch, Activation::Relu);
     let bytes = params.encode();
     let layout = Int8Layout::new(&arch, Activation::Relu);
-    // Header: magic, version 2, 3 widths 8 5 3, ReLU 1, int8 1, payload length; zeros to 64.
-    assert_eq!(bytes[..11], [b'F', b'M', b'L', b'P', 2, 3, 8, 5, 3, 1, 1]);
+    // Header: magic, version 3, 3 widths 8 5 3, ReLU 1, int8 1, payload length, extras
+    // length; zeros to 64.
+    assert_eq!(bytes[..11], [b'F', b'M', b'L', b'P', 3, 3, 8, 5, 3, 1, 1]);
     assert_eq!(layout.len(), 170);
-    assert_eq!(bytes[11..13], [0xaa, 0x01], "170 as a varint");
-    assert!(bytes[13..64].iter().all(|&b| b == 0));
-    assert_eq!(bytes.len(), 64 + layout.len() + 4);
+    assert_eq!(bytes[11..14], [0xaa, 0x01, 2], "170 as a varint; two empty extras");
+    assert!(bytes[14..64].iter().all(|&b| b == 0));
+    assert_eq!(bytes.len(), 64 + layout.len() + 2 + 4);
     let payload = &bytes[64..64 + layout.len()];
     // Weights of input group g to output j at (g * 5 + j) * 4: input 4g + k is byte k.
     let w = &params.weights[0];
@@ -176,8 +241,8 @@ fn flipped_bytes_are_errors() {
 /// `payload` wrapped in a valid header and checksum, whatever its contents.
 fn raw_file(arch: Architecture, activation: Activation, payload: &[u8]) -> Vec<u8> {
     let header = Header::new(arch, activation, Quant::Int8);
-    let mut out = vec![0u8; header.file_len()];
-    format::write(&header, payload, &mut out).unwrap();
+    let mut out = vec![0u8; header.with_extras(&Extras::NONE).file_len()];
+    format::write(&header, payload, &Extras::NONE, &mut out).unwrap();
     out
 }
 
@@ -186,7 +251,7 @@ fn out_of_range_parameters_name_the_layer_and_field() {
     let mut rng = Rng(17);
     let arch = arch(&[784, 64, 32, 10]);
     let good = Params::random(&mut rng, arch, Activation::Relu).encode();
-    let payload = &good[64..good.len() - 4];
+    let payload = format::read(&good).unwrap().payload();
     let layout = Int8Layout::new(&arch, Activation::Relu);
     let out_of_range = |layer, what, value| Error::OutOfRange { layer, what, value };
     let cases: [(usize, &[u8], Error); 6] = [
@@ -209,19 +274,24 @@ fn out_of_range_parameters_name_the_layer_and_field() {
     let mut params = Params::random(&mut rng, arch, Activation::Relu);
     params.shifts[1][0] = 25;
     let mut out = vec![0u8; good.len()];
-    let e = int8net::encode(&arch, Activation::Relu, &params.layers(), 0.01, None, &mut out).unwrap_err();
+    let e =
+        int8net::encode(&arch, Activation::Relu, &params.layers(), 0.01, None, &Extras::NONE, &mut out).unwrap_err();
     assert_eq!(e, out_of_range(1, Param::RoundingShift, 25));
     params.shifts[1][0] = 10;
     params.biases[2].pop();
-    let e = int8net::encode(&arch, Activation::Relu, &params.layers(), 0.01, None, &mut out).unwrap_err();
+    let e =
+        int8net::encode(&arch, Activation::Relu, &params.layers(), 0.01, None, &Extras::NONE, &mut out).unwrap_err();
     assert_eq!(e, Error::ParameterCount { layer: 2, what: Param::Biases, expected: 10, found: 9 });
     params.biases[2].push(0);
     let table = [0u8; 256];
-    let e = int8net::encode(&arch, Activation::Relu, &params.layers(), 0.01, Some(&table), &mut out).unwrap_err();
+    let e = int8net::encode(&arch, Activation::Relu, &params.layers(), 0.01, Some(&table), &Extras::NONE, &mut out)
+        .unwrap_err();
     assert_eq!(e, Error::SigmoidTable);
-    let e = int8net::encode(&arch, Activation::Relu, &params.layers()[..2], 0.01, None, &mut out).unwrap_err();
+    let e = int8net::encode(&arch, Activation::Relu, &params.layers()[..2], 0.01, None, &Extras::NONE, &mut out)
+        .unwrap_err();
     assert_eq!(e, Error::LayerCount { expected: 3, found: 2 });
-    let e = int8net::encode(&arch, Activation::Relu, &params.layers(), 0.01, None, &mut out[..100]).unwrap_err();
+    let e = int8net::encode(&arch, Activation::Relu, &params.layers(), 0.01, None, &Extras::NONE, &mut out[..100])
+        .unwrap_err();
     assert_eq!(e, Error::BufferTooSmall { needed: good.len(), found: 100 });
 }
 
@@ -242,7 +312,7 @@ fn version_1_files_of_the_study_network_load_and_classify_alike() {
     let mut rng = Rng(23);
     let params = Params::random(&mut rng, Architecture::FMNIST, Activation::Relu);
     let v2 = params.encode();
-    let payload = &v2[64..v2.len() - 4];
+    let payload = format::read(&v2).unwrap().payload();
     let mut v1 = vec![b'F', b'M', b'L', b'P', 1, 0x90, 0x06, 0x80, 0x04, 0x80, 0x02, 10, 1, 1];
     let mut len = payload.len();
     while len >= 0x80 {

@@ -11,7 +11,7 @@
 
 use infer_core::arch::Architecture;
 use infer_core::f32net::{self, F32Layer};
-use infer_core::format::{self, Header, Quant};
+use infer_core::format::{self, Extras, Header, Quant};
 use infer_core::int8net::{self, INT8_SCRATCH_MAX};
 use infer_core::{Activation, Int8Scratch, Model, Scratch};
 
@@ -91,7 +91,7 @@ fn f32_file(rng: &mut Rng, arch: Architecture, activation: Activation) -> Vec<u8
         .collect();
     let layers: Vec<F32Layer<'_>> = params.iter().map(|(w, b)| F32Layer { weights: w, biases: b }).collect();
     let mut out = vec![0u8; Header::new(arch, activation, Quant::F32).file_len()];
-    let len = f32net::encode(&arch, activation, &layers, &mut out).unwrap();
+    let len = f32net::encode(&arch, activation, &layers, &Extras::NONE, &mut out).unwrap();
     out.truncate(len);
     out
 }

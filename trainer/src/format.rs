@@ -36,7 +36,7 @@ pub fn encode_f32(model: &Mlp) -> Result<Vec<u8>, infer_core::Error> {
     let arch = model.architecture()?;
     let layers: Vec<F32Layer<'_>> = model.layers.iter().map(|l| F32Layer { weights: &l.w, biases: &l.b }).collect();
     let mut out = vec![0u8; Header::new(arch, model.activation, Quant::F32).file_len()];
-    let len = f32net::encode(&arch, model.activation, &layers, &mut out)?;
+    let len = f32net::encode(&arch, model.activation, &layers, &infer_core::format::Extras::NONE, &mut out)?;
     out.truncate(len);
     Ok(out)
 }

@@ -331,7 +331,9 @@ impl QuantModel {
             })
             .collect();
         let mut out = vec![0u8; Header::new(arch, self.activation, Quant::Int8).file_len()];
-        let len = int8net::encode(&arch, self.activation, &layers, self.score_scale(), self.table.as_ref(), &mut out)?;
+        let extras = infer_core::format::Extras::NONE;
+        let table = self.table.as_ref();
+        let len = int8net::encode(&arch, self.activation, &layers, self.score_scale(), table, &extras, &mut out)?;
         out.truncate(len);
         Ok(out)
     }

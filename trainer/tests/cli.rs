@@ -80,7 +80,7 @@ fn fit_hidden_trains_a_network_of_that_shape_and_names_it_so() {
         stderr.contains("Dense(32, relu) > Dropout(0.1) > Dense(16, relu) > Dropout(0.1) > Dense(10, softmax)"),
         "{stderr}"
     );
-    assert!(stderr.contains("inference RAM 244 bytes"), "{stderr}");
+    assert!(stderr.contains("inference RAM 440 bytes"), "{stderr}");
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
     let m = &summary["models"][0];

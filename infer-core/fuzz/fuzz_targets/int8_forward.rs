@@ -31,7 +31,7 @@ fuzz_target!(
     let hidden = 1 + usize::from(head[0] & 3);
     let raw = head[0] & 4 != 0;
     let activation = if head[0] & 8 == 0 { Activation::Relu } else { Activation::Sigmoid };
-    let mut widths = vec![4 * (1 + usize::from(head[1] % 16))];
+    let mut widths = vec![1 + usize::from(head[1] % 64)];
     widths.extend(head[2..2 + hidden].iter().map(|&w| 1 + usize::from(w % 64)));
     widths.push(1 + usize::from(head[5] % 16));
     let Ok(arch) = Architecture::new(&widths) else { return };
@@ -44,7 +44,7 @@ fuzz_target!(
     let mut file = vec![0u8; header.file_len()];
     if raw {
         let payload: Vec<u8> = bytes.take(header.payload_len()).collect();
-        format::write(&header, &payload, &mut file).expect("a payload of the right size encodes");
+        format::write(&header, &payload, &format::Extras::NONE, &mut file).expect("a payload of the right size encodes");
     } else {
         let mut layers = Vec::new();
         for l in 0..arch.layers() {
@@ -70,7 +70,7 @@ fuzz_target!(
             .collect();
         let table: [u8; 256] = std::array::from_fn(|_| bytes.next().unwrap());
         let table = (activation == Activation::Sigmoid).then_some(&table);
-        int8net::encode(&arch, activation, &layers, 1.0, table, &mut file).expect("in-range parameters encode");
+        int8net::encode(&arch, activation, &layers, 1.0, table, &infer_core::format::Extras::NONE, &mut file).expect("in-range parameters encode");
     }
     let Ok(model) = Int8Model::from_bytes(&file) else {
         assert!(raw, "what the codec writes, the parser reads");

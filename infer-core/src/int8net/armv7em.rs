@@ -56,7 +56,7 @@ fn dot4(acc: i32, (x02, x13): (u32, u32), w: u32) -> i32 {
 
 /// Inputs `4g..4g + 4`, widened for [`dot4`].
 #[inline(always)]
-fn inputs(x: &[u8], g: u8) -> (u32, u32) {
+fn inputs(x: &[u8], g: u16) -> (u32, u32) {
     let g = g as usize * GROUP;
     let xs = u32::from_le_bytes(x[g..g + GROUP].try_into().unwrap());
     (uxtb16(xs), uxtb16_ror8(xs))
@@ -147,12 +147,12 @@ fn sweep2(acc: &mut [i32], xg: (u32, u32), xh: (u32, u32), wg: &[u8], wh: &[u8])
     }
 }
 
-pub(super) fn dense(layer: &Layer<'_>, x: &[u8], groups: &[u8], act: &mut [u8], scores: &mut [i32]) {
+pub(super) fn dense(layer: &Layer<'_>, x: &[u8], groups: &[u16], act: &mut [u8], scores: &mut [i32]) {
     let mut j0 = 0;
     while j0 < layer.outputs {
         let width = BLOCK.min(layer.outputs - j0);
         let block = &layer.weights[j0 * layer.inputs..][..width * layer.inputs];
-        let row = |g: u8| &block[g as usize * width * GROUP..][..width * GROUP];
+        let row = |g: u16| &block[g as usize * width * GROUP..][..width * GROUP];
         let mut acc = [0i32; BLOCK];
         let acc = &mut acc[..width];
         // Two groups per sweep, so each accumulator is loaded and stored once per

@@ -55,10 +55,10 @@
 //! vectors), `armv7em` (Cortex-M4/M7 `SMLAD`), and `portable` (the scalar loop over
 //! the non-zero groups, e.g. for a Cortex-M0).
 
-use crate::arch::{Architecture, BLOCK, GROUP, MAX_LAYERS, MAX_WIDTH, SIGMOID_TABLE_BYTES, pad_to_group};
+use crate::arch::{Architecture, BLOCK, GROUP, MAX_INPUT, MAX_LAYERS, MAX_WIDTH, SIGMOID_TABLE_BYTES, pad_to_group};
 use crate::buffers::{check_buffers, fits, layer_io};
 use crate::error::{Error, Param};
-use crate::format::{self, Activation, HEADER_BYTES, Header, Quant};
+use crate::format::{self, Activation, Extras, HEADER_BYTES, Header, Quant, quantize_input};
 use crate::layout::{Int8Layout, groups};
 use layer::{Layer, Output, emit, requant};
 
@@ -93,23 +93,26 @@ pub const KERNEL: &str = if cfg!(all(target_arch = "x86_64", target_feature = "a
 
 pub use crate::spec::{MAX_MULTIPLIER_SHIFT, MAX_ROUNDING_SHIFT};
 
-/// Bytes of [`Int8Scratch`] the study's 784-512-256-10 network needs (964).
+/// Bytes of [`Int8Scratch`] the study's 784-512-256-10 network needs (1,160).
 pub const INT8_SCRATCH_BYTES: usize = Architecture::FMNIST.int8_scratch_bytes();
 
 /// Bytes of [`Int8Scratch`] that hold any valid model's pass: two hidden layers of
-/// [`MAX_WIDTH`] and the groups of a [`MAX_WIDTH`] input.
-pub const INT8_SCRATCH_MAX: usize = 2 * MAX_WIDTH + MAX_WIDTH / GROUP;
+/// [`MAX_WIDTH`], the groups of a [`MAX_INPUT`] input and a copy of it.
+pub const INT8_SCRATCH_MAX: usize = 2 * MAX_WIDTH + 2 * MAX_INPUT / GROUP + MAX_INPUT;
 
-/// Working memory of an int8 forward pass: `N` bytes for the hidden activations and the
-/// list of input groups that are not all zero.
+/// Working memory of an int8 forward pass: `N` bytes for the hidden activations, the list
+/// of input groups that are not all zero, and the input's bytes when the pass makes them
+/// (from real-valued features, or padded to a whole group).
 ///
 /// A model needs [`Int8Model::scratch_bytes`] of them, which
-/// [`Architecture::int8_scratch_bytes`] computes at compile time: the largest two
-/// consecutive hidden layers (each padded to a multiple of four) plus a byte per group of
-/// four inputs of the widest layer input. The default `N` fits the study's network (964
-/// bytes); firmware for another model names its own, and [`Int8Scratch::for_model`] and
-/// [`Int8Model::predict`] refuse a model that needs more.
+/// [`Architecture::int8_scratch_bytes`] computes at compile time for a model without an
+/// input quantizer: the largest two consecutive hidden layers (each padded to a multiple of
+/// four), two bytes per group of four inputs of the widest layer input, and a padded copy
+/// of an input that is not a whole number of groups. The default `N` fits the study's
+/// network (1,160 bytes); firmware for another model names its own, and
+/// [`Int8Scratch::for_model`] and [`Int8Model::predict`] refuse a model that needs more.
 #[derive(Clone)]
+#[repr(C, align(4))]
 pub struct Int8Scratch<const N: usize = INT8_SCRATCH_BYTES> {
     arena: [u8; N],
 }
@@ -207,15 +210,17 @@ fn check_layer(
 /// Every slice must have the length `architecture` gives it, every parameter must be in
 /// the format's range, and `sigmoid_table` must be given exactly for a sigmoid model, so
 /// that what this writes [`Int8Model::from_bytes`] reads.
+#[allow(clippy::too_many_arguments)]
 pub fn encode(
     architecture: &Architecture,
     activation: Activation,
     layers: &[Int8Layer<'_>],
     score_scale: f32,
     sigmoid_table: Option<&[u8; SIGMOID_TABLE_BYTES]>,
+    extras: &Extras<'_>,
     out: &mut [u8],
 ) -> Result<usize, Error> {
-    let header = Header::new(*architecture, activation, Quant::Int8);
+    let header = Header::new(*architecture, activation, Quant::Int8).with_extras(extras);
     let layout = Int8Layout::new(architecture, activation);
     if layers.len() != architecture.layers() {
         return Err(Error::LayerCount { expected: architecture.layers(), found: layers.len() });
@@ -276,7 +281,7 @@ pub fn encode(
     if let (Some(span), Some(table)) = (layout.table(), sigmoid_table) {
         payload[span.range()].copy_from_slice(table);
     }
-    format::seal(&header, file)
+    format::seal(&header, extras, file)
 }
 
 /// An int8 model whose weights stay in the borrowed bytes (flash on a microcontroller).
@@ -286,6 +291,24 @@ pub struct Int8Model<'a> {
     activation: Activation,
     layers: [Layer<'a>; MAX_LAYERS],
     score_scale: f32,
+    extras: Extras<'a>,
+}
+
+/// What a pass classifies: bytes as the first layer reads them (pixels), or real-valued
+/// features for the model's input quantizer to make bytes of.
+#[derive(Clone, Copy)]
+enum Input<'x> {
+    Bytes(&'x [u8]),
+    Features(&'x [f32]),
+}
+
+impl Input<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Input::Bytes(b) => b.len(),
+            Input::Features(f) => f.len(),
+        }
+    }
 }
 
 impl<'a> Int8Model<'a> {
@@ -342,7 +365,7 @@ impl<'a> Int8Model<'a> {
                 output,
             };
         }
-        Ok(Int8Model { architecture, activation, layers, score_scale })
+        Ok(Int8Model { architecture, activation, layers, score_scale, extras: *file.extras() })
     }
 
     /// Layer widths.
@@ -360,13 +383,22 @@ impl<'a> Int8Model<'a> {
         self.score_scale
     }
 
-    /// Bytes of [`Int8Scratch`] a forward pass needs.
-    pub fn scratch_bytes(&self) -> usize {
-        self.architecture.int8_scratch_bytes()
+    /// The file's class names and input quantizer (none in files without them).
+    pub fn extras(&self) -> &Extras<'a> {
+        &self.extras
     }
 
-    /// Classifies one image of raw pixel bytes (0 = black), row-major, writing the integer
-    /// scores to `scores[..classes]`; returns the class (the first largest score).
+    /// Bytes of [`Int8Scratch`] a forward pass needs: [`Architecture::int8_scratch_bytes`],
+    /// and with an input quantizer room for the input's bytes.
+    pub fn scratch_bytes(&self) -> usize {
+        let arch = &self.architecture;
+        let staged = self.extras.has_input_quantizer() && arch.int8_input_bytes() == 0;
+        arch.int8_scratch_bytes() + if staged { arch.inputs() } else { 0 }
+    }
+
+    /// Classifies one example of raw bytes (an image's pixels, 0 = black, row-major),
+    /// writing the integer scores to `scores[..classes]`; returns the class (the first
+    /// largest score).
     ///
     /// Uses the fastest kernel this build has; it gives the same bits as
     /// [`Int8Model::predict_scalar`]. Errors, and writes nothing, when `image` is not the
@@ -377,10 +409,20 @@ impl<'a> Int8Model<'a> {
         scratch: &mut Int8Scratch<N>,
         scores: &mut [i32],
     ) -> Result<usize, Error> {
-        self.run(image, scratch, scores, |layer, x, groups, act, scores| {
-            let n = nonzero_groups(x, groups);
-            kernel::dense(layer, x, &groups[..n], act, scores);
-        })
+        self.run(Input::Bytes(image), scratch, scores, fast)
+    }
+
+    /// Classifies one example of real-valued features (raw sensor values: the model's input
+    /// quantizer standardizes and quantizes them, [`format::quantize_input`]), as
+    /// [`Int8Model::predict`] does bytes. Errors, and writes nothing, also when the model
+    /// has no input quantizer (it takes bytes).
+    pub fn predict_features<const N: usize>(
+        &self,
+        features: &[f32],
+        scratch: &mut Int8Scratch<N>,
+        scores: &mut [i32],
+    ) -> Result<usize, Error> {
+        self.run(Input::Features(features), scratch, scores, fast)
     }
 
     /// [`Int8Model::predict`] on the plain portable kernel: one output at a time, every
@@ -391,33 +433,83 @@ impl<'a> Int8Model<'a> {
         scratch: &mut Int8Scratch<N>,
         scores: &mut [i32],
     ) -> Result<usize, Error> {
-        self.run(image, scratch, scores, |layer, x, _, act, scores| {
-            dense_scalar(layer, x, 0..layer.inputs / GROUP, act, scores);
-        })
+        self.run(Input::Bytes(image), scratch, scores, scalar)
     }
 
-    /// Checks the buffers, then runs every layer through `dense(layer, x, groups, act,
-    /// scores)`: a hidden layer writes `act`, the last one `scores`.
+    /// [`Int8Model::predict_features`] on the plain portable kernel.
+    pub fn predict_features_scalar<const N: usize>(
+        &self,
+        features: &[f32],
+        scratch: &mut Int8Scratch<N>,
+        scores: &mut [i32],
+    ) -> Result<usize, Error> {
+        self.run(Input::Features(features), scratch, scores, scalar)
+    }
+
+    /// The bytes `features` become through the model's input quantizer, written into
+    /// `out[..inputs]`; what [`Int8Model::predict_features`] classifies.
+    pub fn quantize_features(&self, features: &[f32], out: &mut [u8]) -> Result<(), Error> {
+        let inputs = self.architecture.inputs();
+        if features.len() != inputs {
+            return Err(Error::InputSize { expected: inputs, found: features.len() });
+        }
+        let found = out.len();
+        let out = out.get_mut(..inputs).ok_or(Error::OutputSize { expected: inputs, found })?;
+        if !self.extras.has_input_quantizer() {
+            return Err(Error::NoInputQuantizer);
+        }
+        for (i, (q, &x)) in out.iter_mut().zip(features).enumerate() {
+            let (gain, offset) = self.extras.input_quantizer(i).unwrap_or((0.0, 0.0));
+            *q = quantize_input(x, gain, offset);
+        }
+        Ok(())
+    }
+
+    /// Checks the buffers, stages the input's bytes where the first layer cannot read them
+    /// in place, then runs every layer through `dense(layer, x, groups, act, scores)`: a
+    /// hidden layer writes `act`, the last one `scores`.
     #[inline(always)]
     fn run<const N: usize>(
         &self,
-        image: &[u8],
+        input: Input<'_>,
         scratch: &mut Int8Scratch<N>,
         scores: &mut [i32],
-        dense: impl Fn(&Layer<'_>, &[u8], &mut [u8], &mut [u8], &mut [i32]),
+        dense: impl Fn(&Layer<'_>, &[u8], &mut [u16], &mut [u8], &mut [i32]),
     ) -> Result<usize, Error> {
         let arch = &self.architecture;
-        let scores = check_buffers(arch, image.len(), scores, self.scratch_bytes(), N)?;
-        let (acts, groups) = scratch.arena.split_at_mut(arch.int8_activation_bytes());
+        let scores = check_buffers(arch, input.len(), scores, self.scratch_bytes(), N)?;
+        if matches!(input, Input::Features(_)) && !self.extras.has_input_quantizer() {
+            return Err(Error::NoInputQuantizer);
+        }
+        let (acts, rest) = scratch.arena.split_at_mut(arch.int8_activation_bytes());
+        let (groups, staged) = rest.split_at_mut(arch.int8_group_bytes());
+        // Aligned by construction: the arena is, and the activations take a multiple of 4.
+        let groups: &mut [u16] =
+            bytemuck::try_cast_slice_mut(groups).map_err(|_| Error::ScratchTooSmall { needed: 0, capacity: N })?;
+        let first: &[u8] = match input {
+            Input::Bytes(image) if image.len().is_multiple_of(GROUP) => image,
+            Input::Bytes(image) => {
+                let staged = &mut staged[..pad_to_group(image.len())];
+                staged[..image.len()].copy_from_slice(image);
+                staged[image.len()..].fill(0);
+                staged
+            }
+            Input::Features(features) => {
+                let staged = &mut staged[..pad_to_group(features.len())];
+                self.quantize_features(features, staged)?;
+                staged[features.len()..].fill(0);
+                staged
+            }
+        };
         let n = arch.layers();
         for (l, layer) in self.layers[..n].iter().enumerate() {
             // `inputs` is padded to whole groups already; the output is padded here.
             let (k, m) = (layer.inputs, pad_to_group(layer.outputs));
             if l + 1 == n {
-                let x = layer_io(acts, l, k, 0).0;
+                let x = if l == 0 { first } else { layer_io(acts, l, k, 0).0 };
                 dense(layer, x, groups, &mut [], scores);
             } else {
-                let (x, out) = if l == 0 { (image, &mut acts[..m]) } else { layer_io(acts, l, k, m) };
+                let (x, out) = if l == 0 { (first, &mut acts[..m]) } else { layer_io(acts, l, k, m) };
                 dense(layer, x, groups, out, &mut []);
                 // The inputs that pad the next layer's last group are zero.
                 out[layer.outputs..].fill(0);
@@ -425,6 +517,18 @@ impl<'a> Int8Model<'a> {
         }
         Ok(argmax_i32(scores))
     }
+}
+
+/// A layer on the fast kernel, over the groups of its input that are not all zero.
+#[inline(always)]
+fn fast(layer: &Layer<'_>, x: &[u8], groups: &mut [u16], act: &mut [u8], scores: &mut [i32]) {
+    let n = nonzero_groups(x, groups);
+    kernel::dense(layer, x, &groups[..n], act, scores);
+}
+
+/// A layer on the reference: every output, every input.
+fn scalar(layer: &Layer<'_>, x: &[u8], _: &mut [u16], act: &mut [u8], scores: &mut [i32]) {
+    dense_scalar(layer, x, 0..layer.inputs / GROUP, act, scores);
 }
 
 /// Index of the largest score; the first one on ties, 0 for an empty slice.
@@ -462,7 +566,7 @@ fn dense_scalar(
 
 /// Lists the groups of four inputs of `x` that hold a non-zero byte in `groups` (at least
 /// `x.len() / 4` long); returns how many there are.
-fn nonzero_groups(x: &[u8], groups: &mut [u8]) -> usize {
+fn nonzero_groups(x: &[u8], groups: &mut [u16]) -> usize {
     let words = x.chunks_exact(GROUP).map(|xs| u32::from_le_bytes([xs[0], xs[1], xs[2], xs[3]]));
     let groups = &mut groups[..x.len() / GROUP];
     let mut n = 0;
@@ -474,14 +578,14 @@ fn nonzero_groups(x: &[u8], groups: &mut [u8]) -> usize {
     // loop executed 1% more instructions per inference, so it keeps the branch.
     #[cfg(target_arch = "x86_64")]
     for (g, word) in words.enumerate() {
-        // g < 256: a layer has at most MAX_WIDTH / 4 groups.
-        groups[n] = g as u8;
+        // g < 2^16: a layer has at most MAX_INPUT / 4 groups.
+        groups[n] = g as u16;
         n += usize::from(word != 0);
     }
     #[cfg(not(target_arch = "x86_64"))]
     for (g, word) in words.enumerate() {
         if word != 0 {
-            groups[n] = g as u8;
+            groups[n] = g as u16;
             n += 1;
         }
     }
@@ -524,14 +628,14 @@ mod tests {
 
     #[test]
     fn nonzero_groups_lists_every_group_of_the_widest_layer() {
-        // 1024 inputs: 256 groups, numbered 0..=255; every odd group non-zero.
-        let mut x = [0u8; 1024];
-        for g in (1..256).step_by(2) {
+        // 4096 inputs: 1024 groups, numbered 0..=1023; every odd group non-zero.
+        let mut x = [0u8; 4096];
+        for g in (1..1024).step_by(2) {
             x[4 * g + 3] = 1;
         }
-        let mut groups = [0u8; 256];
+        let mut groups = [0u16; 1024];
         let n = nonzero_groups(&x, &mut groups);
-        assert_eq!(n, 128);
+        assert_eq!(n, 512);
         assert!(groups[..n].iter().enumerate().all(|(k, &g)| usize::from(g) == 2 * k + 1));
     }
 }

@@ -10,7 +10,7 @@
 use super::layer::{Layer, emit, requant};
 use crate::spec::{BLOCK, GROUP};
 
-pub(super) fn dense(layer: &Layer<'_>, x: &[u8], groups: &[u8], act: &mut [u8], scores: &mut [i32]) {
+pub(super) fn dense(layer: &Layer<'_>, x: &[u8], groups: &[u16], act: &mut [u8], scores: &mut [i32]) {
     let mut j0 = 0;
     while j0 < layer.outputs {
         let width = BLOCK.min(layer.outputs - j0);
@@ -68,7 +68,7 @@ mod tests {
                 output: Output::Relu,
             };
             let x: [u8; 20] = core::array::from_fn(|i| if i % 3 == 0 { 0 } else { next() as u8 });
-            let groups: [u8; 5] = [0, 1, 2, 3, 4];
+            let groups: [u16; 5] = [0, 1, 2, 3, 4];
             let groups = &groups[..inputs / GROUP];
             let (mut fast, mut slow) = ([0u8; 300], [0u8; 300]);
             dense(&layer, &x, groups, &mut fast, &mut []);

@@ -68,7 +68,7 @@ fn fold(acc: &[i32x16; 2]) -> [i32; 16] {
     core::array::from_fn(|k| if k < 8 { lo[2 * k] + lo[2 * k + 1] } else { hi[2 * k - 16] + hi[2 * k - 15] })
 }
 
-pub(super) fn dense(layer: &Layer<'_>, x: &[u8], groups: &[u8], act: &mut [u8], scores: &mut [i32]) {
+pub(super) fn dense(layer: &Layer<'_>, x: &[u8], groups: &[u16], act: &mut [u8], scores: &mut [i32]) {
     let vectors = layer.outputs.div_ceil(16);
     let mut first = 0;
     while first + CHUNK <= vectors {
@@ -83,7 +83,7 @@ pub(super) fn dense(layer: &Layer<'_>, x: &[u8], groups: &[u8], act: &mut [u8], 
 /// Outputs `16 * first .. 16 * (first + C)`: one sweep over the non-zero groups with
 /// `C` output vectors held in registers.
 #[inline(always)]
-fn pass<const C: usize>(layer: &Layer<'_>, x: &[u8], groups: &[u8], first: usize, act: &mut [u8], scores: &mut [i32]) {
+fn pass<const C: usize>(layer: &Layer<'_>, x: &[u8], groups: &[u16], first: usize, act: &mut [u8], scores: &mut [i32]) {
     // A vector's lanes past the layer's outputs load the next group's weights, or up to 60
     // bytes past the layer's weights, and are discarded. Those bytes are in `reach` (the
     // rest of the payload) for any model but the tiniest; the groups are listed in
@@ -99,7 +99,7 @@ fn pass<const C: usize>(layer: &Layer<'_>, x: &[u8], groups: &[u8], first: usize
 
 /// The accumulators of [`pass`]; `PAD`: copy each load's bytes that exist into zeros.
 #[inline(always)]
-fn sweep<const C: usize, const PAD: bool>(layer: &Layer<'_>, x: &[u8], groups: &[u8], first: usize) -> [Acc; C] {
+fn sweep<const C: usize, const PAD: bool>(layer: &Layer<'_>, x: &[u8], groups: &[u16], first: usize) -> [Acc; C] {
     let mut acc = [ZERO; C];
     for &g in groups {
         let g = g as usize;

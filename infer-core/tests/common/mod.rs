@@ -90,7 +90,9 @@ impl Params {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![0u8; Header::new(self.arch, self.activation, Quant::Int8).file_len()];
-        let len = int8net::encode(&self.arch, self.activation, &self.layers(), 0.01, self.table(), &mut out).unwrap();
+        let extras = infer_core::format::Extras::NONE;
+        let len = int8net::encode(&self.arch, self.activation, &self.layers(), 0.01, self.table(), &extras, &mut out)
+            .unwrap();
         assert_eq!(len, out.len());
         out
     }
