@@ -20,7 +20,7 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Elements(ds.train.len() as u64));
         g.sample_size(10);
         g.measurement_time(Duration::from_secs(12));
-        let mut epoch = || train::fit(&recipe, &ds.train, &ds.test, &mut Quiet).expect("one epoch converges");
+        let mut epoch = || train::fit(&recipe, &ds, &mut Quiet).expect("one epoch converges");
         // The ReLU model, the reference, also on one thread (about 2 s per epoch).
         if kind == ModelKind::Relu {
             g.bench_function("1-thread", |b| one.install(|| b.iter(&mut epoch)));

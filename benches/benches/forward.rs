@@ -4,20 +4,20 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use infer_core::{F32Model, Int8Model, Int8Scratch, Scratch};
 use std::hint::black_box;
-use trainer::data::PIXELS as INPUT;
 use trainer::quant;
 
 fn bench(c: &mut Criterion) {
     let ds = benches::dataset();
     let model = benches::relu_model(&ds);
     let f32_file = trainer::format::encode_f32(&model).expect("encodes");
-    let int8 = quant::export_int8(&model, &ds.train, &ds.test).expect("quantizes");
+    let int8 = quant::export_int8(&model, &ds).expect("quantizes");
+    let input = ds.test.width;
     let f32_net = F32Model::from_bytes(&f32_file).expect("valid f32 model");
     let int8_file = benches::AlignedModel::new(&int8.bytes);
     let int8_net = Int8Model::from_bytes(int8_file.bytes()).expect("valid int8 model");
     let batch = 1000;
-    let pixels: Vec<&[u8]> = ds.test.pixels.chunks_exact(INPUT).take(batch).collect();
-    let images: Vec<&[f32]> = ds.test.images.chunks_exact(INPUT).take(batch).collect();
+    let pixels: Vec<&[u8]> = ds.test.pixels.chunks_exact(input).take(batch).collect();
+    let images: Vec<&[f32]> = ds.test.values.chunks_exact(input).take(batch).collect();
     let (mut s32, mut s8) = (Scratch::new(), Int8Scratch::new());
     let (mut logits, mut scores) = ([0f32; 10], [0i32; 10]);
 
@@ -45,7 +45,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     let mut ws = trainer::model::Workspace::default();
-    let x = &ds.test.images[..batch * INPUT];
+    let x = &ds.test.values[..batch * input];
     g.bench_function("f32-trainer-gemm", |b| b.iter(|| model.forward(black_box(x), batch, &mut ws, None)));
     g.finish();
 }

@@ -72,7 +72,7 @@ pub fn relu_model(ds: &Dataset) -> Mlp {
         return format::load_f32(&path).unwrap_or_else(|e| panic!("$BENCH_MODEL: {e}"));
     }
     let recipe = Recipe { epochs: 2, ..Recipe::seed(ModelKind::Relu) };
-    train::fit(&recipe, &ds.train, &ds.test, &mut Quiet).expect("2 epochs of the seed recipe converge").model
+    train::fit(&recipe, ds, &mut Quiet).expect("2 epochs of the seed recipe converge").model
 }
 
 /// A pool of one thread for the one-thread figures, pinned to the last CPU the process may

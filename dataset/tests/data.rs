@@ -38,7 +38,7 @@ fn split(images: &[u8], labels: &[u8]) -> (tempfile::TempDir, Result<data::Split
     let dir = tempfile::tempdir().unwrap();
     let i = write(dir.path(), "images.gz", &gz(images));
     let l = write(dir.path(), "labels", labels);
-    let r = data::load_split(&i, &l, None);
+    let r = data::load_split(&i, &l);
     (dir, r)
 }
 
@@ -49,8 +49,8 @@ fn valid_small_split_loads_gzip_and_raw() {
     assert_eq!(s.len(), 3);
     assert_eq!(s.labels, [0, 9, 4]);
     assert_eq!(s.pixels[785], 17);
-    assert_eq!(s.images[255], 1.0);
-    assert_eq!(s.images[1], 1.0 / 255.0);
+    assert_eq!(s.values[255], 1.0);
+    assert_eq!(s.values[1], 1.0 / 255.0);
 }
 
 #[test]
@@ -76,10 +76,25 @@ fn truncated_files_are_reported() {
     assert!(matches!(r.unwrap_err(), DataError::Truncated { .. }));
 }
 
+/// A folder with Fashion-MNIST's four file names: these training files, small valid test files.
+fn official(images: &[u8], labels: &[u8]) -> (tempfile::TempDir, Result<data::Dataset, DataError>) {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), FILES[0].name, images);
+    write(dir.path(), FILES[1].name, labels);
+    write(dir.path(), FILES[2].name, &idx_images(1, 28, 28, 784));
+    write(dir.path(), FILES[3].name, &idx_labels(&[3]));
+    let r = data::load(Some(dir.path()));
+    (dir, r)
+}
+
 #[test]
 fn wrong_image_size_is_reported() {
+    // Any size is an IDX file's own; Fashion-MNIST's are 28x28.
     let (_d, r) = split(&idx_images(1, 32, 32, 1024), &idx_labels(&[1]));
-    assert!(matches!(r.unwrap_err(), DataError::WrongImageSize { rows: 32, cols: 32, .. }));
+    assert_eq!(r.unwrap().width, 1024);
+    let (_d, r) = official(&idx_images(1, 32, 32, 1024), &idx_labels(&[1]));
+    let e = r.unwrap_err();
+    assert!(matches!(e, DataError::WrongImageSize { rows: 32, cols: 32, expected: Some([28, 28]), .. }), "{e}");
 }
 
 #[test]
@@ -90,8 +105,8 @@ fn count_mismatch_is_reported() {
 
 #[test]
 fn label_out_of_range_is_reported() {
-    let (_d, r) = split(&idx_images(3, 28, 28, 3 * 784), &idx_labels(&[1, 10, 3]));
-    assert!(matches!(r.unwrap_err(), DataError::BadLabel { index: 1, label: 10, .. }));
+    let (_d, r) = official(&idx_images(3, 28, 28, 3 * 784), &idx_labels(&[1, 10, 3]));
+    assert!(matches!(r.unwrap_err(), DataError::BadLabel { index: 1, label: 10, classes: 10, .. }));
 }
 
 #[test]
@@ -102,7 +117,7 @@ fn corrupt_gzip_is_reported() {
     bytes.truncate(len / 2);
     let i = write(dir.path(), "images.gz", &bytes);
     let l = write(dir.path(), "labels", &idx_labels(&[1]));
-    assert!(matches!(data::load_split(&i, &l, None).unwrap_err(), DataError::Gzip { .. }));
+    assert!(matches!(data::load_split(&i, &l).unwrap_err(), DataError::Gzip { .. }));
 }
 
 #[test]
@@ -143,9 +158,13 @@ fn fetch_failure_is_clear_and_writes_nothing() {
 
 #[test]
 fn image_size_is_checked_before_the_length() {
-    // 32x32 images, whose bytes are not all there: the size is what is wrong.
-    let (_d, r) = split(&idx_images(2, 32, 32, 784), &idx_labels(&[1, 2]));
+    // 32x32 images under Fashion-MNIST's names, whose bytes are not all there: the size is
+    // what is wrong.
+    let (_d, r) = official(&idx_images(2, 32, 32, 784), &idx_labels(&[1, 2]));
     assert!(matches!(r.unwrap_err(), DataError::WrongImageSize { rows: 32, cols: 32, .. }));
+    // Elsewhere the truncation is.
+    let (_d, r) = split(&idx_images(2, 32, 32, 784), &idx_labels(&[1, 2]));
+    assert!(matches!(r.unwrap_err(), DataError::Truncated { .. }));
 }
 
 #[test]
@@ -169,12 +188,12 @@ fn a_gzip_of_several_members_is_read_whole_and_trailing_garbage_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let i = write(dir.path(), "images.gz", &two);
     let l = write(dir.path(), "labels", &idx_labels(&[0, 1, 2]));
-    assert_eq!(data::load_split(&i, &l, None).unwrap().len(), 3, "multi-member gzip");
+    assert_eq!(data::load_split(&i, &l).unwrap().len(), 3, "multi-member gzip");
 
     let mut tail = gz(&img);
     tail.extend_from_slice(b"not gzip at all");
     let i = write(dir.path(), "images.gz", &tail);
-    let e = data::load_split(&i, &l, None).unwrap_err();
+    let e = data::load_split(&i, &l).unwrap_err();
     assert!(matches!(e, DataError::Gzip { .. }), "{e}");
 }
 
@@ -198,11 +217,11 @@ fn a_gzip_bomb_is_refused_after_inflating_no_more_than_the_file_should_hold() {
     // from it, and no gzip file that large holds that little).
     let e = data::read_maybe_gz(&path, FILES[1].size).unwrap_err();
     assert!(matches!(e, DataError::TooLarge { limit: 60_008, .. }), "{e}");
-    // Under no known name: the 64 MiB bound of any IDX file, a quarter of what the bomb
-    // inflates to. Inflating stops there: a quarter of the compressed bytes are read (and
-    // the decoder's buffer), not all of them.
-    let e = data::read_maybe_gz(&path, data::MAX_IDX_BYTES).unwrap_err();
-    assert!(matches!(e, DataError::TooLarge { .. }), "{e}");
+    // Under a bound of 64 MiB, a quarter of what the bomb inflates to. Inflating stops
+    // there: a quarter of the compressed bytes are read (and the decoder's buffer), not all
+    // of them.
+    let bound = 64 << 20;
+    assert!(matches!(data::read_maybe_gz(&path, bound), Err(DataError::TooLarge { .. })));
     struct Counting<'a>(&'a [u8], usize);
     impl std::io::Read for Counting<'_> {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -212,8 +231,7 @@ fn a_gzip_bomb_is_refused_after_inflating_no_more_than_the_file_should_hold() {
         }
     }
     let mut counting = Counting(&bomb, 0);
-    let e = data::read_limited(&mut counting, true, data::MAX_IDX_BYTES, &path).unwrap_err();
-    assert!(matches!(e, DataError::TooLarge { .. }), "{e}");
+    assert!(matches!(data::read_limited(&mut counting, true, bound, &path), Err(DataError::TooLarge { .. })));
     assert!(counting.1 < bomb.len() / 3, "read {} of the bomb's {} bytes", counting.1, bomb.len());
     // A raw file larger than its bound is refused from its size, unread.
     let raw = write(dir.path(), "big", &vec![0u8; 70_000]);

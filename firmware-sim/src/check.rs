@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use dataset::{self as data, CLASS_NAMES, CLASSES, PIXELS, Split};
+use dataset::Split;
+use dataset::cli::{DataArgs, data_of_model};
 use infer_core::arch::{Architecture, MAX_WIDTH};
 use infer_core::int8net::INT8_SCRATCH_MAX;
 use infer_core::{Activation, Int8Scratch, Model, Scratch};
@@ -14,7 +15,9 @@ use infer_core::{Activation, Int8Scratch, Model, Scratch};
 /// What `check` was asked to do.
 pub struct Args {
     pub model: PathBuf,
-    pub data: Option<PathBuf>,
+    pub data: DataArgs,
+    /// Seed of a --test-split split.
+    pub seed: u64,
     pub predictions: Option<PathBuf>,
     pub no_agreement: bool,
     pub min_agreement: Option<f64>,
@@ -73,6 +76,12 @@ pub struct Report {
     /// The trainer's predictions compared with (none with `--no-agreement`).
     #[serde(skip)]
     predictions: Option<PathBuf>,
+    /// The classes' names, from the model file or the data.
+    #[serde(skip)]
+    class_names: Vec<String>,
+    /// What the test set holds: "images", or "examples" of a table.
+    #[serde(skip)]
+    noun: &'static str,
 }
 
 impl Report {
@@ -86,7 +95,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let arch = &self.architecture;
         writeln!(f, "model          {} ({arch}, {:?}, {})", self.model, self.activation, self.quantization)?;
-        writeln!(f, "images         {}", self.images)?;
+        writeln!(f, "{:15}{}", self.noun, self.images)?;
         writeln!(f, "accuracy       {:.2}%", 100.0 * self.accuracy)?;
         match (&self.predictions, self.agreement, self.disagreements) {
             (Some(path), Some(agreement), Some(n)) => {
@@ -99,9 +108,10 @@ impl fmt::Display for Report {
         }
         writeln!(f, "flash (model)  {} bytes", self.model_bytes)?;
         writeln!(f, "RAM (scratch)  {} bytes", self.scratch_bytes)?;
-        writeln!(f, "work           {} multiply-accumulates per image (dense)", self.macs_per_image)?;
-        writeln!(f, "latency        {:.2} us per image (host, 1 thread)", self.latency_us)?;
-        for (name, accuracy) in CLASS_NAMES.iter().zip(&self.per_class_accuracy) {
+        let one = self.noun.trim_end_matches('s');
+        writeln!(f, "work           {} multiply-accumulates per {one} (dense)", self.macs_per_image)?;
+        writeln!(f, "latency        {:.2} us per {one} (host, 1 thread)", self.latency_us)?;
+        for (name, accuracy) in self.class_names.iter().zip(&self.per_class_accuracy) {
             writeln!(f, "  {name:12} {:6.2}%", 100.0 * accuracy)?;
         }
         Ok(())
@@ -113,12 +123,17 @@ pub fn run(args: Args) -> Result<bool> {
     let blob = crate::blob::read_aligned(&args.model)?;
     let net = Model::from_bytes(blob).map_err(|e| anyhow::anyhow!("{}: {e}", args.model.display()))?;
     let arch = net.architecture();
+    let data = data_of_model(&args.model, &args.data, args.seed)?.open()?;
+    let schema = &data.schema;
     anyhow::ensure!(
-        arch.inputs() == PIXELS && arch.classes() == CLASSES,
-        "{}: a {arch} network, not one for Fashion-MNIST ({PIXELS} pixels in, {CLASSES} classes out)",
-        args.model.display()
+        arch.inputs() == schema.inputs && arch.classes() == schema.classes(),
+        "{}: a {arch} network, not one for {} ({} inputs, {} classes); pass the data it was trained on with --data",
+        args.model.display(),
+        schema.name,
+        schema.inputs,
+        schema.classes()
     );
-    let test = data::load(args.data.as_deref())?.test;
+    let test = data.test;
     // A model of a run must be the one the run wrote.
     runio::manifest::verify_file(&args.model)?;
     let (quant, default_preds, default_min) = match net {
@@ -142,11 +157,16 @@ pub fn run(args: Args) -> Result<bool> {
         min_agreement: args.min_agreement.unwrap_or(default_min),
         model: args.model.display().to_string(),
         model_bytes: blob.len(),
-        per_class_accuracy: per_class(&outputs, &test.labels),
+        per_class_accuracy: per_class(&outputs, &test.labels, arch.classes()),
         quantization: quant,
         scratch_bytes,
         activation: net.activation(),
         predictions: None,
+        class_names: match net.extras().has_class_names() {
+            true => net.extras().class_names().map(String::from).collect(),
+            false => schema.class_names.clone(),
+        },
+        noun: schema.noun(),
     };
     let report = match trainer {
         Some(theirs) => compare(report, &outputs, &theirs, pred_path),
@@ -190,24 +210,36 @@ fn trainer_predictions(path: &Path, arch: Architecture, test: &Split) -> Result<
     Ok(predictions)
 }
 
-/// `net`'s class for every image of `test`, from one scratch buffer large enough for any
-/// model, as firmware has; and the bytes of it the model needs.
+/// `net`'s class for every example of `test`, from one scratch buffer large enough for any
+/// model, as firmware has; and the bytes of it the model needs. An f32 model reads the
+/// values; an int8 model its bytes, or the raw features through its input quantizer.
 fn classify(net: Model<'_>, test: &Split) -> Result<(Vec<u8>, usize)> {
     let mut outputs = vec![0u8; test.len()];
+    let w = test.width;
     let needed = match net {
         Model::F32(net) => {
             let mut scratch = Scratch::<{ 2 * MAX_WIDTH }>::for_model(&net)?;
-            let mut logits = [0f32; CLASSES];
-            for (out, image) in outputs.iter_mut().zip(test.images.chunks_exact(PIXELS)) {
-                *out = net.predict(image, &mut scratch, &mut logits)? as u8;
+            let mut logits = vec![0f32; net.architecture().classes()];
+            for (out, example) in outputs.iter_mut().zip(test.values.chunks_exact(w)) {
+                *out = net.predict(example, &mut scratch, &mut logits)? as u8;
             }
             4 * net.scratch_len()
         }
         Model::Int8(net) => {
             let mut scratch = Int8Scratch::<INT8_SCRATCH_MAX>::for_model(&net)?;
-            let mut scores = [0i32; CLASSES];
-            for (out, image) in outputs.iter_mut().zip(test.pixels.chunks_exact(PIXELS)) {
-                *out = net.predict(image, &mut scratch, &mut scores)? as u8;
+            let mut scores = vec![0i32; net.architecture().classes()];
+            if net.extras().has_input_quantizer() {
+                for (out, example) in outputs.iter_mut().zip(test.values.chunks_exact(w)) {
+                    *out = net.predict_features(example, &mut scratch, &mut scores)? as u8;
+                }
+            } else {
+                anyhow::ensure!(
+                    !test.pixels.is_empty(),
+                    "the int8 model takes bytes; the data is real-valued features"
+                );
+                for (out, example) in outputs.iter_mut().zip(test.pixels.chunks_exact(w)) {
+                    *out = net.predict(example, &mut scratch, &mut scores)? as u8;
+                }
             }
             net.scratch_bytes()
         }
@@ -215,9 +247,9 @@ fn classify(net: Model<'_>, test: &Split) -> Result<(Vec<u8>, usize)> {
     Ok((outputs, needed))
 }
 
-/// The fraction of each class's images classified right.
-fn per_class(outputs: &[u8], labels: &[u8]) -> Vec<f64> {
-    let mut per_class = [(0usize, 0usize); CLASSES];
+/// The fraction of each of `classes` classes' examples classified right.
+fn per_class(outputs: &[u8], labels: &[u8], classes: usize) -> Vec<f64> {
+    let mut per_class = vec![(0usize, 0usize); classes];
     for (&p, &t) in outputs.iter().zip(labels) {
         per_class[t as usize].1 += 1;
         per_class[t as usize].0 += usize::from(p == t);

@@ -28,8 +28,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Classify the 10,000 test images with a model file and report accuracy, agreement with
-    /// the trainer, flash and RAM use and latency.
+    /// Classify the test examples with a model file and report accuracy, agreement with the
+    /// trainer, flash and RAM use and latency.
+    ///
+    /// The test examples are those the model's run tested on (its run.json names its data
+    /// and test split), or those the data options name.
     ///
     /// Exits with status 2 when fewer than --min-agreement of the predictions equal the
     /// trainer's. The default depends on the model:
@@ -42,9 +45,13 @@ enum Command {
         /// The model file (`*.int8.fmlp` or `*.f32.fmlp` from `trainer fit`).
         #[arg(long)]
         model: PathBuf,
-        /// Dataset folder (default: the trainer's lookup order).
-        #[arg(long, value_name = "DIR")]
-        data: Option<PathBuf>,
+        /// The test data (default: the model's run's, from its run.json; else Fashion-MNIST).
+        #[command(flatten)]
+        data: dataset::cli::DataArgs,
+        /// The seed the trainer drew --test-split's split with (its --seed), for data given
+        /// by options rather than by the model's run.
+        #[arg(long, default_value_t = 42, help_heading = "Data")]
+        seed: u64,
         /// The trainer's predictions (default: predictions_int8.csv or predictions.csv beside
         /// the model). A missing file is an error, unless --no-agreement.
         #[arg(long, value_name = "CSV", conflicts_with = "no_agreement")]
@@ -86,12 +93,16 @@ enum Command {
         /// The emulated board.
         #[arg(long, value_enum, default_value = "mps2-an386")]
         board: qemu::Board,
-        /// Classify only the first N test images (default: all 10,000).
+        /// Classify only the first N test examples (default: all).
         #[arg(long, value_name = "N")]
         count: Option<usize>,
-        /// Dataset folder (default: the trainer's lookup order).
-        #[arg(long, value_name = "DIR")]
-        data: Option<PathBuf>,
+        /// The test data (default: the model's run's, from its run.json; else Fashion-MNIST).
+        #[command(flatten)]
+        data: dataset::cli::DataArgs,
+        /// The seed the trainer drew --test-split's split with (its --seed), for data given
+        /// by options rather than by the model's run.
+        #[arg(long, default_value_t = 42, help_heading = "Data")]
+        seed: u64,
         /// The firmware crate.
         #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/firmware"))]
         firmware_dir: PathBuf,
@@ -117,11 +128,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<bool> {
     match cli.command {
-        Command::Check { model, data, predictions, no_agreement, min_agreement, json } => {
-            check::run(check::Args { model, data, predictions, no_agreement, min_agreement, json })
+        Command::Check { model, data, seed, predictions, no_agreement, min_agreement, json } => {
+            check::run(check::Args { model, data, seed, predictions, no_agreement, min_agreement, json })
         }
-        Command::Qemu { model, board, count, data, firmware_dir, timeout, json } => {
-            qemu::run(qemu::Args { model, board, count, data, firmware_dir, timeout, json })
+        Command::Qemu { model, board, count, data, seed, firmware_dir, timeout, json } => {
+            qemu::run(qemu::Args { model, board, count, data, seed, firmware_dir, timeout, json })
         }
     }
 }

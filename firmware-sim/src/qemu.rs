@@ -13,7 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use dataset::{self as data, PIXELS};
+use dataset::Split;
+use dataset::cli::{DataArgs, data_of_model};
 use infer_core::int8net::INT8_SCRATCH_MAX;
 use infer_core::{Int8Model, Int8Scratch};
 use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SectionKind};
@@ -103,7 +104,9 @@ pub struct Args {
     pub model: PathBuf,
     pub board: Board,
     pub count: Option<usize>,
-    pub data: Option<PathBuf>,
+    pub data: DataArgs,
+    /// Seed of a --test-split split.
+    pub seed: u64,
     pub firmware_dir: PathBuf,
     pub timeout: u64,
     pub json: bool,
@@ -268,7 +271,7 @@ fn parse_trailer(stdout: &str) -> Result<Trailer> {
 /// and `results.bin`.
 fn run_qemu(tc: &Toolchain, board: Board, elf: &Path, images: &[u8], timeout: Duration) -> Result<(String, Vec<u8>)> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
-    std::fs::write(dir.path().join("images.u8"), images).context("writing images.u8")?;
+    std::fs::write(dir.path().join("inputs.bin"), images).context("writing inputs.bin")?;
     let out = std::fs::File::create(dir.path().join("stdout.txt"))?;
     let err = std::fs::File::create(dir.path().join("stderr.txt"))?;
     let mut child = Command::new(&tc.qemu)
@@ -342,6 +345,9 @@ pub struct Report {
     board_kind: Board,
     #[serde(skip)]
     net_activation: infer_core::Activation,
+    /// What the test set holds: "images", or "examples" of a table.
+    #[serde(skip)]
+    noun: &'static str,
 }
 
 impl Report {
@@ -363,8 +369,8 @@ impl fmt::Display for Report {
         writeln!(f, "board          {}, firmware {}", self.board_kind.describe(), self.elf)?;
         writeln!(
             f,
-            "images         {count} in {:.1} s of QEMU (build {:.1} s)",
-            self.qemu_seconds, self.build_seconds
+            "{:15}{count} in {:.1} s of QEMU (build {:.1} s)",
+            self.noun, self.qemu_seconds, self.build_seconds
         )?;
         writeln!(f, "accuracy       {:.2}%", 100.0 * self.accuracy)?;
         let first = &self.first_disagreements[..self.disagreements.min(5)];
@@ -408,13 +414,6 @@ fn load_model(path: &Path) -> Result<(PathBuf, &'static [u8], Int8Model<'static>
         ),
         e => anyhow::anyhow!("{}: {e}", model.display()),
     })?;
-    let arch = net.architecture();
-    ensure!(
-        arch.inputs() == PIXELS,
-        "{}: a {arch} network takes {} inputs, Fashion-MNIST images have {PIXELS} pixels",
-        model.display(),
-        arch.inputs()
-    );
     Ok((model, blob, net))
 }
 
@@ -473,16 +472,33 @@ struct Tally {
     ticks: Vec<f64>,
 }
 
-/// Runs `net` on the host over `images` (of classes `labels`) and compares each result with
+/// The firmware's input file of the first `count` examples of `test`: their bytes, or for a
+/// model with an input quantizer their features as little-endian f32.
+fn inputs(net: &Int8Model<'_>, test: &Split, count: usize) -> Result<Vec<u8>> {
+    let w = test.width;
+    if net.extras().has_input_quantizer() {
+        return Ok(test.values[..count * w].iter().flat_map(|v| v.to_le_bytes()).collect());
+    }
+    ensure!(!test.pixels.is_empty(), "the int8 model takes bytes; the data is real-valued features");
+    Ok(test.pixels[..count * w].to_vec())
+}
+
+/// Runs `net` on the host over the first examples of `test` and compares each result with
 /// the firmware's record of it.
-fn compare(net: &Int8Model<'_>, images: &[u8], labels: &[u8], results: &[u8]) -> Result<Tally> {
+fn compare(net: &Int8Model<'_>, test: &Split, results: &[u8]) -> Result<Tally> {
     let classes = net.architecture().classes();
     let record = 8 + 4 * classes;
     let mut scratch = Int8Scratch::<INT8_SCRATCH_MAX>::for_model(net)?;
     let mut scores = vec![0i32; classes];
     let mut tally = Tally::default();
-    for (i, (image, record)) in images.chunks_exact(PIXELS).zip(results.chunks_exact(record)).enumerate() {
-        let class = net.predict(image, &mut scratch, &mut scores)?;
+    let features = net.extras().has_input_quantizer();
+    for (i, record) in results.chunks_exact(record).enumerate() {
+        let w = test.width;
+        let class = match features {
+            true => net.predict_features(&test.values[i * w..][..w], &mut scratch, &mut scores)?,
+            false => net.predict(&test.pixels[i * w..][..w], &mut scratch, &mut scores)?,
+        };
+        let labels = &test.labels;
         let fw_class = record[0] as usize;
         let fw_scores: Vec<i32> =
             record[4..4 + 4 * classes].chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
@@ -502,11 +518,20 @@ pub fn run(args: Args) -> Result<bool> {
     let (model, blob, net) = load_model(&args.model)?;
     let arch = net.architecture();
     let record = 8 + 4 * arch.classes();
-    let test = data::load(args.data.as_deref())?.test;
+    let data = data_of_model(&model, &args.data, args.seed)?.open()?;
+    ensure!(
+        arch.inputs() == data.schema.inputs && arch.classes() == data.schema.classes(),
+        "{}: a {arch} network, not one for {} ({} inputs, {} classes); pass the data it was trained on with --data",
+        model.display(),
+        data.schema.name,
+        data.schema.inputs,
+        data.schema.classes()
+    );
+    let noun = data.schema.noun();
+    let test = data.test;
     let count = args.count.unwrap_or(test.len()).min(test.len());
     ensure!(count > 0, "--count must be at least 1");
-    let images = &test.pixels[..count * PIXELS];
-    let ran = build_and_run(&args, &model, blob, images)?;
+    let ran = build_and_run(&args, &model, blob, &inputs(&net, &test, count)?)?;
     let (trailer, sizes) = (&ran.trailer, &ran.sizes);
     ensure!(
         trailer.images == count && ran.results.len() == count * record,
@@ -517,7 +542,7 @@ pub fn run(args: Args) -> Result<bool> {
     );
     ensure!(trailer.calibration_ticks > 0, "SysTick did not count (is QEMU run with -icount?)");
     let per_tick = trailer.calibration_instructions as f64 / trailer.calibration_ticks as f64;
-    let tally = compare(&net, images, &test.labels, &ran.results)?;
+    let tally = compare(&net, &test, &ran.results)?;
     let mean_ticks = tally.ticks.iter().sum::<f64>() / count as f64;
     let min_ticks = tally.ticks.iter().copied().fold(f64::INFINITY, f64::min);
     let max_ticks = tally.ticks.iter().copied().fold(0.0, f64::max);
@@ -555,19 +580,24 @@ pub fn run(args: Args) -> Result<bool> {
         weights_bytes: sizes.weights,
         board_kind: args.board,
         net_activation: net.activation(),
+        noun,
     };
-    if args.json {
-        runio::out::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
-    } else {
-        if !report.fits() {
-            eprintln!("the firmware used {} bytes of RAM, the board has {ram_budget}", report.ram_bytes);
-        }
-        if report.disagreements + report.score_mismatches > 0 {
-            eprintln!("the firmware's predictions differ from the host's");
-        }
-        runio::out::emit(&report.to_string())?;
-    }
+    print(&report, args.json)?;
     Ok(report.ok())
+}
+
+/// Prints `report` as JSON or as text (with what failed, on stderr).
+fn print(report: &Report, json: bool) -> Result<()> {
+    if json {
+        return runio::out::emit(&format!("{}\n", serde_json::to_string_pretty(report)?));
+    }
+    if !report.fits() {
+        eprintln!("the firmware used {} bytes of RAM, the board has {}", report.ram_bytes, report.ram_budget_bytes);
+    }
+    if report.disagreements + report.score_mismatches > 0 {
+        eprintln!("the firmware's predictions differ from the host's");
+    }
+    runio::out::emit(&report.to_string())
 }
 
 #[cfg(test)]
@@ -589,7 +619,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((t.images, t.calibration_ticks, t.stack_bytes), (3, 50_000, 5000));
-        let e = parse_trailer("firmware error: short read from images.u8\n").err().unwrap();
+        let e = parse_trailer("firmware error: short read from inputs.bin\n").err().unwrap();
         assert!(e.to_string().contains("short read"));
         assert!(parse_trailer("firmware images=3 stack_bytes=1\n").is_err());
     }

@@ -48,7 +48,7 @@ fn untrained_export(ds: &trainer::data::Dataset, widths: &[usize], seed: u64) ->
         infer_core::Activation::Relu,
         &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed),
     );
-    trainer::quant::export_int8(&model, &ds.train, &ds.test).unwrap()
+    trainer::quant::export_int8(&model, ds).unwrap()
 }
 
 #[test]

@@ -22,7 +22,7 @@ fn int8_model(dir: &Path, widths: &[usize], activation: Activation, seed: u64) -
     let ds = trainer::data::load(None).expect("the real dataset (apt-get install dataset-fashion-mnist)");
     let arch = infer_core::arch::Architecture::new(widths).unwrap();
     let model = trainer::model::Mlp::new(&arch, activation, &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
-    let export = trainer::quant::export_int8(&model, &ds.train, &ds.test).unwrap();
+    let export = trainer::quant::export_int8(&model, &ds).unwrap();
     trainer::report::write_int8(dir, "m", &export, &ds.test.labels).unwrap();
     dir.join("m.int8.fmlp")
 }

@@ -3,9 +3,10 @@
 //! Needs Debian's dataset-fashion-mnist (or FASHION_MNIST_DIR); fails loudly without it.
 
 use infer_core::Activation;
-use trainer::data::{self, PIXELS};
+use trainer::data;
 use trainer::model::Network;
 use trainer::quant::CALIBRATION_IMAGES;
+use trainer::quant::InputKind;
 use trainer::recipe::{ModelKind, Recipe};
 use trainer::train::{self, Quiet};
 
@@ -21,7 +22,7 @@ fn relu_two_epochs_beats_accuracy_floor_and_infer_core_agrees() {
     let ds = dataset();
     assert_eq!((ds.train.len(), ds.test.len()), (60_000, 10_000));
     let recipe = Recipe { epochs: 2, ..Recipe::seed(ModelKind::Relu) };
-    let t = train::fit(&recipe, &ds.train, &ds.test, &mut Quiet).unwrap();
+    let t = train::fit(&recipe, &ds, &mut Quiet).unwrap();
     // The seed recipe reaches about 70% after two epochs (82-83% after fifteen).
     assert!(t.test.accuracy > 0.65, "test accuracy {}", t.test.accuracy);
     assert!(t.history[1].val_loss < t.history[0].val_loss, "{:?}", t.history);
@@ -34,9 +35,10 @@ fn relu_two_epochs_beats_accuracy_floor_and_infer_core_agrees() {
     let model = infer_core::F32Model::from_bytes(&bytes).unwrap();
     let mut scratch = infer_core::Scratch::new();
     let mut logits = [0f32; 10];
+    let w = ds.test.width;
     let disagreements = (0..ds.test.len())
         .filter(|&i| {
-            let img = &ds.test.images[i * PIXELS..(i + 1) * PIXELS];
+            let img = &ds.test.values[i * w..(i + 1) * w];
             model.predict(img, &mut scratch, &mut logits).unwrap() != t.test.predictions[i] as usize
         })
         .count();
@@ -52,18 +54,20 @@ fn int8_export_stays_within_half_a_point_and_infer_core_is_bit_exact() {
         // epochs (58%) it behaves as the trained model does (-0.23 points after 20).
         let epochs = if kind == ModelKind::Sigmoid { 6 } else { 2 };
         let recipe = Recipe { epochs, ..Recipe::seed(kind) };
-        let t = train::fit(&recipe, &ds.train, &ds.test, &mut Quiet).unwrap();
-        let export = trainer::quant::export_int8(&t.model, &ds.train, &ds.test).unwrap();
+        let t = train::fit(&recipe, &ds, &mut Quiet).unwrap();
+        let export = trainer::quant::export_int8(&t.model, &ds).unwrap();
+        let pixels = ds.train.width;
         let drop = 100.0 * (t.test.accuracy - export.accuracy);
         assert!(drop.abs() <= 0.5, "{kind:?}: f32 {} int8 {}", t.test.accuracy, export.accuracy);
         assert!(export.bytes.len() < 540_000, "{} bytes", export.bytes.len());
         if kind == ModelKind::Relu {
             // The export renumbers hidden units so that units off on the same images share a
             // group of four, which the kernels skip: fewer groups reach the second layer.
-            let plain = trainer::quant::quantize(&t.model, &ds.train.images[..CALIBRATION_IMAGES * PIXELS]);
+            let calibration = &ds.train.values[..CALIBRATION_IMAGES * pixels];
+            let plain = trainer::quant::quantize(&t.model, calibration, InputKind::Bytes);
             let active = |q: &trainer::quant::QuantModel| -> usize {
                 let h1 = |px: &[u8]| q.forward(px).0[0].chunks_exact(4).filter(|g| g != &[0; 4]).count();
-                ds.test.pixels.chunks_exact(PIXELS).take(500).map(h1).sum()
+                ds.test.pixels.chunks_exact(pixels).take(500).map(h1).sum()
             };
             let (before, after) = (active(&plain), active(&export.model));
             assert!(after * 10 <= before * 9, "active groups of the first hidden layer: {before} -> {after}");
@@ -74,7 +78,7 @@ fn int8_export_stays_within_half_a_point_and_infer_core_is_bit_exact() {
         let model = infer_core::Int8Model::from_bytes(&export.bytes).unwrap();
         let mut scratch = infer_core::Int8Scratch::new();
         let (mut scores, mut reference) = ([0i32; 10], [0i32; 10]);
-        for (i, px) in ds.test.pixels.chunks_exact(PIXELS).enumerate() {
+        for (i, px) in ds.test.pixels.chunks_exact(pixels).enumerate() {
             let class = model.predict(px, &mut scratch, &mut scores).unwrap();
             assert_eq!(class, export.predictions[i] as usize, "{kind:?}: image {i}");
             if i % 50 == 0 {
@@ -91,7 +95,7 @@ fn networks_of_one_two_and_four_hidden_layers_train_export_and_agree_on_every_im
     // A slice of the training set and two epochs: enough to learn well above chance, and
     // to make the activations as sparse as a trained model's.
     let ds = dataset();
-    let train = ds.train.head(12_000);
+    let ds = data::Dataset { train: ds.train.head(12_000), ..ds };
     for hidden in [vec![32], vec![128, 64], vec![96, 64, 48, 33]] {
         let network = Network { hidden: hidden.clone(), activation: Activation::Relu, dropout: 0.0, batch_norm: false };
         let recipe = Recipe {
@@ -103,7 +107,7 @@ fn networks_of_one_two_and_four_hidden_layers_train_export_and_agree_on_every_im
             seed: 3,
             ..Recipe::seed(ModelKind::Relu)
         };
-        let t = train::fit(&recipe, &train, &ds.test, &mut Quiet).unwrap();
+        let t = train::fit(&recipe, &ds, &mut Quiet).unwrap();
         assert!(t.test.accuracy > 0.7, "{hidden:?}: test accuracy {}", t.test.accuracy);
 
         // The f32 file holds the shape and reloads as the same model.
@@ -114,7 +118,7 @@ fn networks_of_one_two_and_four_hidden_layers_train_export_and_agree_on_every_im
 
         // int8: within a point of f32, and infer-core equals the integer reference on every
         // test image, in a scratch sized exactly for the model.
-        let export = trainer::quant::export_int8(&t.model, &train, &ds.test).unwrap();
+        let export = trainer::quant::export_int8(&t.model, &ds).unwrap();
         assert!(
             (export.accuracy - t.test.accuracy).abs() < 0.01,
             "{hidden:?}: {} vs {}",
@@ -127,7 +131,7 @@ fn networks_of_one_two_and_four_hidden_layers_train_export_and_agree_on_every_im
         let mut scratch =
             infer_core::Int8Scratch::<{ infer_core::int8net::INT8_SCRATCH_MAX }>::for_model(&model).unwrap();
         let mut scores = [0i32; 10];
-        for (i, px) in ds.test.pixels.chunks_exact(PIXELS).enumerate() {
+        for (i, px) in ds.test.pixels.chunks_exact(ds.test.width).enumerate() {
             let class = model.predict(px, &mut scratch, &mut scores).unwrap();
             assert_eq!(class, export.predictions[i] as usize, "{hidden:?}: image {i}");
             if i % 100 == 0 {

@@ -41,10 +41,12 @@ fn main() {
     let parsed = infer_core::Int8Model::from_bytes(&bytes)
         .unwrap_or_else(|e| panic!("FIRMWARE_MODEL={} is not an int8 model this firmware runs: {e}", model.display()));
     let arch = parsed.architecture();
+    let features = parsed.extras().has_input_quantizer();
     std::fs::write(
         out.join("model.rs"),
         format!(
-            "/// Bytes of one image: the model's input width.\nconst MODEL_INPUTS: usize = {};\n\
+            "/// The model's input width: pixels (bytes) or features (f32).\nconst MODEL_INPUTS: usize = {};\n\
+             /// Whether the model takes real-valued features through its input quantizer.\nconst MODEL_FEATURES: bool = {features};\n\
              /// The model's classes.\nconst MODEL_CLASSES: usize = {};\n\
              /// Bytes of scratch the model's pass needs ({arch}).\nconst MODEL_SCRATCH: usize = {};\n",
             arch.inputs(),

@@ -12,7 +12,6 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::data::{CLASS_NAMES, PIXELS};
 use crate::history::EpochRecord;
 
 const FONT: &str = "sans-serif";
@@ -75,14 +74,23 @@ fn svg(
     runio::fsutil::write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
-/// `samples.png`: a 5x5 grid of images (raw pixels, 784 each) titled with their class.
-pub fn samples(path: &Path, pixels: &[u8], labels: &[u8]) -> Result<()> {
-    let n = labels.len().min(25).min(pixels.len() / PIXELS);
+/// `samples.png`: a 5x5 grid of images of `[rows, cols]` (raw pixels) from the data called
+/// `data`, titled with their class's name.
+pub fn samples(
+    path: &Path,
+    data: &str,
+    pixels: &[u8],
+    labels: &[u8],
+    shape: [usize; 2],
+    names: &[String],
+) -> Result<()> {
+    let [rows, cols] = shape;
+    let n = labels.len().min(25).min(pixels.len() / (rows * cols).max(1));
     png(path, (760, 840), |root| {
         let (title, grid) = root.split_vertically(50);
-        title.titled("Fashion-MNIST: the first 25 training images", (FONT, 24).into_font()).map_err(err)?;
+        title.titled(&format!("{data}: the first 25 training images"), (FONT, 24).into_font()).map_err(err)?;
         for (i, cell) in grid.split_evenly((5, 5)).iter().enumerate().take(n) {
-            let name = CLASS_NAMES[labels[i] as usize];
+            let name = names.get(labels[i] as usize).map_or("?", String::as_str);
             let cell = cell.margin(4, 4, 8, 8);
             let (label, image) = cell.split_vertically(24);
             label
@@ -93,17 +101,18 @@ pub fn samples(path: &Path, pixels: &[u8], labels: &[u8]) -> Result<()> {
                 ))
                 .map_err(err)?;
             let (w, h) = image.dim_in_pixel();
-            let scale = (w.min(h) / 28) as i32;
-            let img = &pixels[i * PIXELS..(i + 1) * PIXELS];
+            let scale = ((w as usize / cols).min(h as usize / rows)).max(1) as i32;
+            let img = &pixels[i * rows * cols..(i + 1) * rows * cols];
             for (k, &p) in img.iter().enumerate() {
                 // Dark ink on white, as the study's figure (matplotlib's "binary" map).
                 let v = 255 - p;
-                let (x, y) = ((k % 28) as i32 * scale, (k / 28) as i32 * scale);
+                let (x, y) = ((k % cols) as i32 * scale, (k / cols) as i32 * scale);
                 image
                     .draw(&Rectangle::new([(x, y), (x + scale, y + scale)], RGBColor(v, v, v).filled()))
                     .map_err(err)?;
             }
-            image.draw(&Rectangle::new([(0, 0), (28 * scale, 28 * scale)], BLACK.stroke_width(1))).map_err(err)?;
+            let frame = [(0, 0), (cols as i32 * scale, rows as i32 * scale)];
+            image.draw(&Rectangle::new(frame, BLACK.stroke_width(1))).map_err(err)?;
         }
         Ok(())
     })
@@ -267,10 +276,15 @@ fn blues(t: f64) -> RGBColor {
     RGBColor(c(0), c(1), c(2))
 }
 
-/// `confusion.png`: the 10x10 confusion matrix as a heat map with counts in the cells.
-pub fn confusion(path: &Path, model: &str, m: &[[u32; 10]; 10]) -> Result<()> {
-    let (cell, left, top, bottom) = (84i32, 130i32, 80i32, 80i32);
-    let size = ((left + 10 * cell + 30) as u32, (top + 10 * cell + bottom) as u32);
+/// `confusion.png`: the confusion matrix (rows = true class) as a heat map, with counts in
+/// the cells while they are large enough to read and the class names along the axes (or
+/// class numbers, for many classes).
+pub fn confusion(path: &Path, model: &str, m: &[Vec<u32>], names: &[String]) -> Result<()> {
+    let n = m.len().max(1) as i32;
+    // Ten classes get the study's 84-pixel cells; more get smaller ones.
+    let cell = (840 / n).clamp(4, 84);
+    let (left, top, bottom) = (130i32, 80i32, 80i32);
+    let size = ((left + n * cell + 30) as u32, (top + n * cell + bottom) as u32);
     png(path, size, |root| {
         root.draw(&Text::new(
             format!("{model}: confusion matrix (test set)"),
@@ -279,29 +293,35 @@ pub fn confusion(path: &Path, model: &str, m: &[[u32; 10]; 10]) -> Result<()> {
         ))
         .map_err(err)?;
         let max = m.iter().flatten().copied().max().unwrap_or(1).max(1) as f64;
+        let font = (17 * cell / 84).clamp(6, 17);
         for (t, row) in m.iter().enumerate() {
             for (p, &count) in row.iter().enumerate() {
                 let (x, y) = (left + p as i32 * cell, top + t as i32 * cell);
                 let share = f64::from(count) / max;
                 root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], blues(share).filled())).map_err(err)?;
-                let ink = if share > 0.45 { WHITE } else { BLACK };
-                let style = (FONT, 17).into_font().color(&ink).pos(Pos::new(HPos::Center, VPos::Center));
-                root.draw(&Text::new(count.to_string(), (x + cell / 2, y + cell / 2), style)).map_err(err)?;
+                if cell >= 24 {
+                    let ink = if share > 0.45 { WHITE } else { BLACK };
+                    let style = (FONT, font).into_font().color(&ink).pos(Pos::new(HPos::Center, VPos::Center));
+                    root.draw(&Text::new(count.to_string(), (x + cell / 2, y + cell / 2), style)).map_err(err)?;
+                }
             }
         }
-        root.draw(&Rectangle::new([(left, top), (left + 10 * cell, top + 10 * cell)], BLACK.stroke_width(1)))
+        root.draw(&Rectangle::new([(left, top), (left + n * cell, top + n * cell)], BLACK.stroke_width(1)))
             .map_err(err)?;
         let label = |h, v| (FONT, 14).into_font().color(&BLACK).pos(Pos::new(h, v));
-        for (i, name) in CLASS_NAMES.iter().enumerate() {
+        // A label every `every` classes, so that labels do not overlap.
+        let every = (16 / cell).max(1) as usize;
+        for (i, name) in names.iter().enumerate().step_by(every) {
+            let name = if cell >= 40 { name.clone() } else { i.to_string() };
             let mid = |o: i32| o + i as i32 * cell + cell / 2;
-            root.draw(&Text::new(*name, (left - 8, mid(top)), label(HPos::Right, VPos::Center))).map_err(err)?;
-            root.draw(&Text::new(*name, (mid(left), top + 10 * cell + 8), label(HPos::Center, VPos::Top)))
+            root.draw(&Text::new(name.clone(), (left - 8, mid(top)), label(HPos::Right, VPos::Center))).map_err(err)?;
+            root.draw(&Text::new(name, (mid(left), top + n * cell + 8), label(HPos::Center, VPos::Top)))
                 .map_err(err)?;
         }
         let axis = |h, v| (FONT, 18).into_font().color(&BLACK).pos(Pos::new(h, v));
         root.draw(&Text::new(
             "predicted class",
-            (left + 5 * cell, top + 10 * cell + 40),
+            (left + n * cell / 2, top + n * cell + 40),
             axis(HPos::Center, VPos::Top),
         ))
         .map_err(err)?;

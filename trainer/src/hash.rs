@@ -2,12 +2,8 @@
 //! thread or a resumed run draws does not depend on what ran before it.
 
 /// The SplitMix64 finalizer: decorrelates nearby keys such as (seed, step, layer, row).
-pub fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+/// (The data's splits draw from it too, below the trainer.)
+pub use crate::data::split::mix;
 
 /// lowbias32 (C. Wellons): a 32-bit integer hash whose output bits each flip with
 /// probability 1/2 when any input bit flips.

@@ -37,6 +37,7 @@ pub mod recipe;
 pub mod report;
 pub mod run;
 pub mod rundir;
+pub mod scaling;
 pub mod state;
 pub mod threads;
 pub mod train;

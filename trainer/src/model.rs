@@ -10,16 +10,15 @@ use rand::distr::Uniform;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::data::{CLASSES, PIXELS};
 use crate::hash::{hash32, mix};
 use crate::kernels::lanes::{LANES, V, load, store};
 use crate::kernels::{self, Act, Epilogue, MatRef};
 use crate::norm::{self, BatchStats, Norm};
 use crate::optim::{self, OptState, Step};
 
-/// What to train: Fashion-MNIST's 784 pixels in, dense hidden layers of these widths with
-/// one activation (after a batch norm when `batch_norm`), dropout after each hidden layer,
-/// 10 classes out (softmax).
+/// What to train: the data's inputs in, dense hidden layers of these widths with one
+/// activation (after a batch norm when `batch_norm`), dropout after each hidden layer, the
+/// data's classes out (softmax). The input and output widths come from the data.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Network {
     /// Hidden widths, input side first: 1 to 4 layers of 1 to 1024 units.
@@ -35,10 +34,17 @@ pub struct Network {
 }
 
 impl Network {
-    /// The layer widths, checked against what the model format holds.
-    pub fn architecture(&self) -> Result<Architecture, infer_core::Error> {
-        let widths: Vec<usize> = std::iter::once(PIXELS).chain(self.hidden.iter().copied()).chain([CLASSES]).collect();
+    /// The layer widths for data of `inputs` and `classes`, checked against what the model
+    /// format holds.
+    pub fn architecture(&self, inputs: usize, classes: usize) -> Result<Architecture, infer_core::Error> {
+        let widths: Vec<usize> = std::iter::once(inputs).chain(self.hidden.iter().copied()).chain([classes]).collect();
         Architecture::new(&widths)
+    }
+
+    /// Checks the hidden widths against what the model format holds, whatever the data.
+    pub fn check_hidden(&self) -> Result<(), infer_core::Error> {
+        // The narrowest data there can be: the hidden layers are what is checked.
+        self.architecture(1, 1).map(|_| ())
     }
 
     /// `relu`, `sigmoid` (lowercase).
@@ -64,10 +70,10 @@ impl Network {
         name
     }
 
-    /// The layers as Keras's summary lists them:
+    /// The layers as Keras's summary lists them, for `classes` outputs:
     /// `Dense(512, relu) > Dropout(0.5) > Dense(256, relu) > Dropout(0.5) > Dense(10, softmax)`,
     /// `Dense(512) > BatchNorm > Activation(relu) > ...` with batch norm.
-    pub fn describe(&self) -> String {
+    pub fn describe(&self, classes: usize) -> String {
         let act = self.activation_name();
         let mut parts = Vec::new();
         for w in &self.hidden {
@@ -79,7 +85,7 @@ impl Network {
                 parts.push(format!("Dropout({})", self.dropout));
             }
         }
-        parts.push(format!("Dense({CLASSES}, softmax)"));
+        parts.push(format!("Dense({classes}, softmax)"));
         parts.join(" > ")
     }
 }

@@ -18,7 +18,7 @@ use infer_core::int8net::{self, Int8Layer, MAX_MULTIPLIER_SHIFT, MAX_ROUNDING_SH
 
 use rayon::prelude::*;
 
-use crate::data::{PIXELS, Split};
+use crate::data::{Dataset, Split};
 use crate::kernels::{self, Epilogue, MatRef};
 use crate::model::{Dense, Mlp, stack_widths};
 
@@ -59,6 +59,11 @@ pub struct QuantModel {
     /// `sigmoid(z)` as a byte for each int8 pre-activation (sigmoid models only; the same
     /// for every hidden layer, whose pre-activation grids are identical).
     pub table: Option<[u8; SIGMOID_TABLE_BYTES]>,
+    /// For real-valued features, each input's quantizer: a gain and an offset
+    /// ([`infer_core::format::quantize_input`]); `None` for bytes read as value / 255.
+    pub input: Option<Vec<(f32, f32)>>,
+    /// Class names, in label order, written into the model file (none when empty).
+    pub class_names: Vec<String>,
 }
 
 /// Ranges seen on the calibration images.
@@ -74,7 +79,7 @@ struct Ranges {
 }
 
 fn calibrate(model: &Mlp, images: &[f32]) -> Ranges {
-    let inputs = model.layers.first().map_or(PIXELS, |l| l.inputs);
+    let inputs = model.layers.first().map_or(1, |l| l.inputs);
     let rows = images.len() / inputs;
     let last = model.layers.len().saturating_sub(1);
     // The first layer reads the images in place; later ones the previous layer's output.
@@ -164,23 +169,84 @@ fn quantize_layer(layer: &Dense, in_scale: f64, z_bound: f64, out_scale: f64, ze
     }
 }
 
+/// How a model's first layer reads its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// Bytes read as value / 255 (pixels): the byte is the quantized input.
+    Bytes,
+    /// Real-valued features, which a quantizer per input makes bytes of.
+    Real,
+}
+
+/// Each input's quantizer for real-valued `calibration` values ((rows, inputs) row-major):
+/// the span of the values seen, in 255 steps, with an integer zero point. An input that
+/// never varies, or that `first` (the first layer) does not read, gets gain 0 and offset 0:
+/// its byte is always 0.
+fn input_quantizers(first: &Dense, calibration: &[f32]) -> Vec<(f32, f32)> {
+    let (k, n) = (first.inputs, first.outputs);
+    (0..k)
+        .map(|i| {
+            let column = calibration.iter().skip(i).step_by(k).map(|&v| f64::from(v));
+            let (lo, hi) = column.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+            let read = first.w[i * n..(i + 1) * n].iter().any(|&w| w != 0.0);
+            // (No calibration rows: lo = +inf, hi = -inf.)
+            if hi <= lo || !read {
+                return (0.0, 0.0);
+            }
+            // Zero inside the span, so that a zero input is a whole step.
+            let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+            let step = (hi - lo) / 255.0;
+            let zero = (-lo / step).round().clamp(0.0, 255.0);
+            ((1.0 / step) as f32, zero as f32)
+        })
+        .collect()
+}
+
+/// The first layer on quantized inputs: input `i`'s byte `q` stands for `(q - zero)·step`
+/// (`step = 1 / gain`, `zero` the integer offset), so its weights become `step·w` and the
+/// zero points move into the biases: `b - Σ_i zero·step·w[i][j]`.
+fn on_bytes(first: &Dense, quantizers: &[(f32, f32)]) -> Dense {
+    let n = first.outputs;
+    let mut layer = first.clone();
+    let mut shift = vec![0.0f64; n];
+    for (i, row) in layer.w.chunks_exact_mut(n).enumerate() {
+        let (gain, zero) = quantizers[i];
+        let step = if gain != 0.0 { 1.0 / f64::from(gain) } else { 0.0 };
+        for (j, w) in row.iter_mut().enumerate() {
+            let scaled = f64::from(*w) * step;
+            shift[j] += f64::from(zero) * scaled;
+            *w = scaled as f32;
+        }
+    }
+    for (b, s) in layer.b.iter_mut().zip(shift) {
+        *b = (f64::from(*b) - s) as f32;
+    }
+    layer
+}
+
 /// Quantizes `model` (its norms folded in, if any), calibrating activation ranges on
-/// `calibration` (images scaled to 0..1, (rows, inputs) row-major; a few thousand training
-/// images are plenty).
-pub fn quantize(model: &Mlp, calibration: &[f32]) -> QuantModel {
+/// `calibration` ((rows, inputs) row-major: images scaled to 0..1, or raw features; a few
+/// thousand training examples are plenty).
+pub fn quantize(model: &Mlp, calibration: &[f32], kind: InputKind) -> QuantModel {
     let model = &*model.plain();
     let ranges = calibrate(model, calibration);
     let Some((last, hidden)) = model.layers.split_last() else {
-        return QuantModel { activation: model.activation, layers: Vec::new(), table: None };
+        let activation = model.activation;
+        return QuantModel { activation, layers: Vec::new(), table: None, input: None, class_names: Vec::new() };
     };
-    let input_scale = 1.0 / 255.0;
+    // Real features go through their quantizers into bytes of step 1 for the first layer,
+    // whose weights and biases take the quantizers in.
+    let input = (kind == InputKind::Real).then(|| input_quantizers(&model.layers[0], calibration));
+    let first = input.as_ref().map(|q| on_bytes(&model.layers[0], q));
+    let layer = |l: usize| if l == 0 { first.as_ref().unwrap_or(&model.layers[0]) } else { &model.layers[l] };
+    let input_scale = if input.is_some() { 1.0 } else { 1.0 / 255.0 };
     let (mut layers, out_scale, table) = match model.activation {
         Activation::Relu => {
             let mut in_scale = input_scale;
             let mut layers = Vec::with_capacity(model.layers.len());
-            for (layer, &max) in hidden.iter().zip(&ranges.max_act) {
+            for (l, &max) in ranges.max_act.iter().enumerate().take(hidden.len()) {
                 let out_scale = if max > 0.0 { max / 255.0 } else { 1.0 };
-                layers.push(quantize_layer(layer, in_scale, 255.0 * out_scale, out_scale, 0));
+                layers.push(quantize_layer(layer(l), in_scale, 255.0 * out_scale, out_scale, 0));
                 in_scale = out_scale;
             }
             (layers, in_scale, None)
@@ -193,12 +259,10 @@ pub fn quantize(model: &Mlp, calibration: &[f32]) -> QuantModel {
             let (z_scale, zero_point, table) = sigmoid_table(lo, hi);
             let z_bound = lo.abs().max(hi.abs()) + z_scale;
             let sig_scale = 1.0 / 255.0;
-            let layers = hidden
-                .iter()
-                .enumerate()
-                .map(|(l, layer)| {
+            let layers = (0..hidden.len())
+                .map(|l| {
                     let in_scale = if l == 0 { input_scale } else { sig_scale };
-                    quantize_layer(layer, in_scale, z_bound, z_scale, zero_point)
+                    quantize_layer(layer(l), in_scale, z_bound, z_scale, zero_point)
                 })
                 .collect();
             (layers, sig_scale, Some(table))
@@ -207,7 +271,7 @@ pub fn quantize(model: &Mlp, calibration: &[f32]) -> QuantModel {
     // Scores: the 16-bit grid spans twice the largest calibration logit.
     let z_bound = 2.0 * ranges.max_logit.max(1e-3);
     layers.push(quantize_layer(last, out_scale, z_bound, z_bound / 32767.0, 0));
-    QuantModel { activation: model.activation, layers, table }
+    QuantModel { activation: model.activation, layers, table, input, class_names: Vec::new() }
 }
 
 /// The step, zero point and table of an int8 pre-activation grid spanning `lo..=hi`.
@@ -300,9 +364,33 @@ impl QuantModel {
         (hidden, Vec::new())
     }
 
-    /// Predicted class of every image of `split` ([`QuantModel::predict`], in parallel).
+    /// The bytes real-valued `features` become through the input quantizers (`None` for a
+    /// model that reads bytes).
+    pub fn quantize_features(&self, features: &[f32]) -> Option<Vec<u8>> {
+        let input = self.input.as_ref()?;
+        Some(features.iter().zip(input).map(|(&x, &(g, o))| infer_core::format::quantize_input(x, g, o)).collect())
+    }
+
+    /// Predicted class of every example of `split` ([`QuantModel::predict`], in parallel):
+    /// its bytes, or its features through the input quantizers.
     pub fn predict_all(&self, split: &Split) -> Vec<u8> {
-        split.pixels.par_chunks_exact(PIXELS).map(|p| self.predict(p).0 as u8).collect()
+        let bytes = |row: &[f32]| self.quantize_features(row).unwrap_or_default();
+        match self.input {
+            None => split.pixels.par_chunks_exact(split.width).map(|p| self.predict(p).0 as u8).collect(),
+            Some(_) => split.values.par_chunks_exact(split.width).map(|r| self.predict(&bytes(r)).0 as u8).collect(),
+        }
+    }
+
+    /// The bytes the first layer reads of `split`'s first `rows` examples, one after another.
+    pub fn input_bytes(&self, split: &Split, rows: usize) -> Vec<u8> {
+        let rows = rows.min(split.len());
+        match self.input {
+            None => split.pixels[..rows * split.width].to_vec(),
+            Some(_) => split.values[..rows * split.width]
+                .chunks_exact(split.width)
+                .flat_map(|r| self.quantize_features(r).unwrap_or_default())
+                .collect(),
+        }
     }
 
     /// Scores times this approximate the f32 logits.
@@ -330,8 +418,13 @@ impl QuantModel {
                 zero_point: l.zero_point,
             })
             .collect();
-        let mut out = vec![0u8; Header::new(arch, self.activation, Quant::Int8).file_len()];
-        let extras = infer_core::format::Extras::NONE;
+        let names: String = self.class_names.iter().map(|n| format!("{n}\n")).collect();
+        let mut input = vec![0u8; 8 * self.input.as_ref().map_or(0, Vec::len)];
+        if let Some(pairs) = &self.input {
+            infer_core::format::Extras::input_bytes(pairs, &mut input)?;
+        }
+        let extras = infer_core::format::Extras::new(names.as_bytes(), &input);
+        let mut out = vec![0u8; Header::new(arch, self.activation, Quant::Int8).with_extras(&extras).file_len()];
         let table = self.table.as_ref();
         let len = int8net::encode(&arch, self.activation, &layers, self.score_scale(), table, &extras, &mut out)?;
         out.truncate(len);
@@ -373,7 +466,7 @@ impl QuantModel {
     /// The order of the hidden units that [`group_hidden_units`] picks from this model's
     /// activations on `pixels` (raw bytes, one image after another).
     pub fn sparse_order(&self, pixels: &[u8]) -> Vec<Vec<usize>> {
-        let inputs = self.layers.first().map_or(PIXELS, |l| l.inputs);
+        let inputs = self.layers.first().map_or(1, |l| l.inputs);
         let hidden: Vec<Vec<Vec<u8>>> = pixels.par_chunks_exact(inputs).map(|p| self.forward(p).0).collect();
         let layers = self.layers.len().saturating_sub(1);
         let acts: Vec<Vec<u8>> =
@@ -450,13 +543,16 @@ pub struct Int8Export {
     pub accuracy: f64,
 }
 
-/// Quantizes `model` (calibrated on the first [`CALIBRATION_IMAGES`] of `train`), encodes it
-/// and classifies `test` with the integer reference.
-pub fn export_int8(model: &Mlp, train: &Split, test: &Split) -> Result<Int8Export, infer_core::Error> {
+/// Quantizes `model` (calibrated on the first [`CALIBRATION_IMAGES`] of `data`'s training
+/// split), encodes it with the data's class names and classifies the test split with the
+/// integer reference.
+pub fn export_int8(model: &Mlp, data: &Dataset) -> Result<Int8Export, infer_core::Error> {
+    let (train, test) = (&data.train, &data.test);
     let rows = CALIBRATION_IMAGES.min(train.len());
-    let q = quantize(model, &train.images[..rows * PIXELS]);
-    let rows = ORDER_IMAGES.min(train.len());
-    let q = q.permute_hidden(&q.sparse_order(&train.pixels[..rows * PIXELS]));
+    let kind = if data.schema.bytes { InputKind::Bytes } else { InputKind::Real };
+    let mut q = quantize(model, &train.values[..rows * train.width], kind);
+    q.class_names = data.schema.class_names.clone();
+    let q = q.permute_hidden(&q.sparse_order(&q.input_bytes(train, ORDER_IMAGES)));
     let bytes = q.encode()?;
     let predictions = q.predict_all(test);
     let correct = predictions.iter().zip(&test.labels).filter(|(p, y)| p == y).count();

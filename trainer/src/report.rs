@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use runio::fsutil::write_atomic;
 
-use crate::data::{CLASS_NAMES, PIXELS};
+use crate::data::Schema;
 use crate::figures;
 use crate::history::EpochRecord;
 use crate::quant::Int8Export;
@@ -22,9 +22,12 @@ pub fn study_accuracy(kind: ModelKind) -> f64 {
     }
 }
 
-/// 10x10 counts, rows = true class, columns = predicted class.
-pub fn confusion(labels: &[u8], predictions: &[u8]) -> [[u32; 10]; 10] {
-    let mut m = [[0u32; 10]; 10];
+/// A confusion matrix: counts of (true class, predicted class), rows = true class.
+pub type Confusion = Vec<Vec<u32>>;
+
+/// The `classes` x `classes` counts, rows = true class, columns = predicted class.
+pub fn confusion(labels: &[u8], predictions: &[u8], classes: usize) -> Confusion {
+    let mut m = vec![vec![0u32; classes]; classes];
     for (&t, &p) in labels.iter().zip(predictions) {
         m[t as usize][p as usize] += 1;
     }
@@ -43,13 +46,13 @@ pub fn history_csv(history: &[EpochRecord]) -> Result<Vec<u8>> {
 }
 
 /// `confusion.csv`: a header of predicted class names, one row per true class.
-pub fn confusion_csv(m: &[[u32; 10]; 10]) -> Result<Vec<u8>> {
+pub fn confusion_csv(m: &[Vec<u32>], names: &[String]) -> Result<Vec<u8>> {
     csv_bytes(|w| {
         let mut head = vec!["true \\ predicted".to_string()];
-        head.extend(CLASS_NAMES.iter().map(|s| s.to_string()));
+        head.extend(names.iter().cloned());
         w.write_record(&head)?;
         for (i, row) in m.iter().enumerate() {
-            let mut rec = vec![CLASS_NAMES[i].to_string()];
+            let mut rec = vec![names[i].clone()];
             rec.extend(row.iter().map(|c| c.to_string()));
             w.write_record(&rec)?;
         }
@@ -111,8 +114,8 @@ pub struct ModelSummary {
 }
 
 impl ModelSummary {
-    /// The summary of a trained model.
-    pub fn of(t: &Trained) -> ModelSummary {
+    /// The summary of a model trained on data of `schema`.
+    pub fn of(t: &Trained, schema: &Schema) -> ModelSummary {
         ModelSummary {
             name: t.recipe.name.clone(),
             epochs: t.history.len(),
@@ -120,7 +123,11 @@ impl ModelSummary {
             test_loss: t.test.loss,
             train_seconds: t.train_seconds,
             recipe: t.recipe.clone(),
-            study_test_accuracy: t.recipe.preset().filter(|_| t.recipe.is_study()).map(study_accuracy),
+            study_test_accuracy: t
+                .recipe
+                .preset()
+                .filter(|_| t.recipe.is_study() && schema.is_fashion_mnist())
+                .map(study_accuracy),
             architecture: t.model.architecture().map(|a| a.to_string()).unwrap_or_default(),
             int8_test_accuracy: None,
             int8_model_bytes: None,
@@ -132,12 +139,13 @@ impl ModelSummary {
     }
 }
 
-/// Writes a model's folder: history, confusion matrix, predictions and the f32 model.
-pub fn write_model_dir(dir: &Path, t: &Trained, test_labels: &[u8]) -> Result<()> {
+/// Writes a model's folder: history, confusion matrix (classes named `names`), predictions
+/// and the f32 model.
+pub fn write_model_dir(dir: &Path, t: &Trained, test_labels: &[u8], names: &[String]) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write_atomic(&dir.join("history.csv"), &history_csv(&t.history)?)?;
-    let m = confusion(test_labels, &t.test.predictions);
-    write_atomic(&dir.join("confusion.csv"), &confusion_csv(&m)?)?;
+    let m = confusion(test_labels, &t.test.predictions, names.len());
+    write_atomic(&dir.join("confusion.csv"), &confusion_csv(&m, names)?)?;
     write_atomic(&dir.join("predictions.csv"), &predictions_csv(test_labels, &t.test.predictions)?)?;
     let name = format!("{}.f32.fmlp", t.recipe.name);
     crate::format::save_f32(&t.model, &dir.join(name))?;
@@ -153,11 +161,14 @@ pub fn write_int8(dir: &Path, name: &str, export: &Int8Export, test_labels: &[u8
     Ok(())
 }
 
-/// `summary.json`: every model's summary and the run's context.
+/// `summary.json`: every model's summary, the data and the run's context.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     /// One entry per model, in training order.
     pub models: Vec<ModelSummary>,
+    /// What the data was (Fashion-MNIST in summaries of earlier versions).
+    #[serde(default = "crate::data::fashion::schema")]
+    pub data: Schema,
     /// The run.
     #[serde(flatten)]
     pub context: RunContext,
@@ -169,11 +180,11 @@ pub fn write_summary_json(out: &Path, summary: &Summary) -> Result<()> {
     Ok(())
 }
 
-/// `samples.csv`: label and 784 pixels of each image of the samples figure, so that the
-/// report can be rebuilt without the dataset.
-pub fn samples_csv(pixels: &[u8], labels: &[u8]) -> Result<Vec<u8>> {
+/// `samples.csv`: label and pixels (`width` each) of each image of the samples figure, so
+/// that the report can be rebuilt without the dataset.
+pub fn samples_csv(pixels: &[u8], labels: &[u8], width: usize) -> Result<Vec<u8>> {
     csv_bytes(|w| {
-        for (label, img) in labels.iter().zip(pixels.chunks_exact(PIXELS)) {
+        for (label, img) in labels.iter().zip(pixels.chunks_exact(width)) {
             let mut rec = vec![label.to_string()];
             rec.extend(img.iter().map(|p| p.to_string()));
             w.write_record(&rec)?;
@@ -217,49 +228,59 @@ pub fn read_history(path: &Path) -> Result<Vec<EpochRecord>> {
     r.deserialize().collect::<Result<_, _>>().with_context(|| format!("parsing {}", path.display()))
 }
 
-/// Reads a `confusion.csv`.
-pub fn read_confusion(path: &Path) -> Result<[[u32; 10]; 10]> {
+/// Reads a `confusion.csv` of `classes` classes.
+pub fn read_confusion(path: &Path, classes: usize) -> Result<Confusion> {
     let rows = read_csv_rows(path, true)?;
-    anyhow::ensure!(rows.len() == 10, "{}: {} rows, expected 10", path.display(), rows.len());
-    let mut m = [[0u32; 10]; 10];
+    let at = |t: usize| format!("{}: row {}", path.display(), t + 1);
+    anyhow::ensure!(rows.len() == classes, "{}: {} rows, expected {classes}", path.display(), rows.len());
+    let mut m = vec![vec![0u32; classes]; classes];
     for (t, row) in rows.iter().enumerate() {
-        anyhow::ensure!(row.len() == 11, "{}: row {} has {} fields, expected 11", path.display(), t + 1, row.len());
-        for p in 0..10 {
-            m[t][p] = row[p + 1].parse().with_context(|| format!("{}: row {}", path.display(), t + 1))?;
+        anyhow::ensure!(row.len() == classes + 1, "{} has {} fields, expected {}", at(t), row.len(), classes + 1);
+        for p in 0..classes {
+            m[t][p] = row[p + 1].parse().with_context(|| at(t))?;
         }
     }
     Ok(m)
 }
 
-/// Reads a `samples.csv`: (pixels, labels).
-pub fn read_samples(path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
+/// Reads a `samples.csv` of images of `width` pixels and `classes` classes: (pixels, labels).
+pub fn read_samples(path: &Path, width: usize, classes: usize) -> Result<(Vec<u8>, Vec<u8>)> {
     let rows = read_csv_rows(path, false)?;
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
     for (i, row) in rows.iter().enumerate() {
-        anyhow::ensure!(row.len() == 1 + PIXELS, "{}: row {} has {} fields", path.display(), i + 1, row.len());
+        anyhow::ensure!(row.len() == 1 + width, "{}: row {} has {} fields", path.display(), i + 1, row.len());
         let parsed: Result<Vec<u8>, _> = row.iter().map(|v| v.parse::<u8>()).collect();
         let parsed = parsed.with_context(|| format!("{}: row {}", path.display(), i + 1))?;
-        anyhow::ensure!(parsed[0] < 10, "{}: row {}: label {} is not a class", path.display(), i + 1, parsed[0]);
-        labels.push(parsed[0]);
+        let label = parsed[0];
+        anyhow::ensure!(
+            usize::from(label) < classes,
+            "{}: row {}: label {label} is not a class",
+            path.display(),
+            i + 1
+        );
+        labels.push(label);
         pixels.extend(&parsed[1..]);
     }
     Ok((pixels, labels))
 }
 
 /// Precision and recall of each class from a confusion matrix (rows = true class).
-pub fn precision_recall(m: &[[u32; 10]; 10]) -> [(f64, f64); 10] {
-    std::array::from_fn(|c| {
-        let predicted: u32 = (0..10).map(|t| m[t][c]).sum();
-        let actual: u32 = m[c].iter().sum();
-        let hit = f64::from(m[c][c]);
-        (hit / f64::from(predicted.max(1)), hit / f64::from(actual.max(1)))
-    })
+pub fn precision_recall(m: &[Vec<u32>]) -> Vec<(f64, f64)> {
+    (0..m.len())
+        .map(|c| {
+            let predicted: u32 = m.iter().map(|row| row[c]).sum();
+            let actual: u32 = m[c].iter().sum();
+            let hit = f64::from(m[c][c]);
+            (hit / f64::from(predicted.max(1)), hit / f64::from(actual.max(1)))
+        })
+        .collect()
 }
 
 /// The `n` largest off-diagonal cells: (true class, predicted class, count).
-pub fn most_confused(m: &[[u32; 10]; 10], n: usize) -> Vec<(usize, usize, u32)> {
-    let mut cells: Vec<(usize, usize, u32)> = (0..10)
-        .flat_map(|t| (0..10).map(move |p| (t, p)))
+pub fn most_confused(m: &[Vec<u32>], n: usize) -> Vec<(usize, usize, u32)> {
+    let classes = m.len();
+    let mut cells: Vec<(usize, usize, u32)> = (0..classes)
+        .flat_map(|t| (0..classes).map(move |p| (t, p)))
         .filter(|(t, p)| t != p)
         .map(|(t, p)| (t, p, m[t][p]))
         .collect();
@@ -274,7 +295,7 @@ pub struct Run {
     /// `summary.json`.
     pub summary: Summary,
     /// Per model (in the summary's order): history and confusion matrix.
-    pub models: Vec<(Vec<EpochRecord>, [[u32; 10]; 10])>,
+    pub models: Vec<(Vec<EpochRecord>, Confusion)>,
     /// `samples.csv`, when present.
     pub samples: Option<(Vec<u8>, Vec<u8>)>,
 }
@@ -295,16 +316,21 @@ impl Run {
                 m.name
             );
         }
+        let classes = summary.data.classes();
         let models = summary
             .models
             .iter()
             .map(|m| {
                 let d = dir.join(&m.name);
-                Ok((read_history(&d.join("history.csv"))?, read_confusion(&d.join("confusion.csv"))?))
+                Ok((read_history(&d.join("history.csv"))?, read_confusion(&d.join("confusion.csv"), classes)?))
             })
             .collect::<Result<_>>()?;
+        // Images only: a table has no samples figure.
         let samples_path = dir.join("samples.csv");
-        let samples = if samples_path.is_file() { Some(read_samples(&samples_path)?) } else { None };
+        let samples = match (summary.data.image, samples_path.is_file()) {
+            (Some(_), true) => Some(read_samples(&samples_path, summary.data.inputs, classes)?),
+            _ => None,
+        };
         Ok(Run { summary, models, samples })
     }
 }
@@ -329,14 +355,15 @@ pub fn rebuild(dir: &Path) -> Result<()> {
 /// Draws every figure and writes both reports of `run` into `dir`; returns the files.
 fn draw(dir: &Path, run: &Run) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
-    if let Some((pixels, labels)) = &run.samples {
-        figures::samples(&dir.join("samples.png"), pixels, labels)?;
+    let data = &run.summary.data;
+    if let (Some((pixels, labels)), Some(shape)) = (&run.samples, data.image) {
+        figures::samples(&dir.join("samples.png"), &data.name, pixels, labels, shape, &data.class_names)?;
         written.push(dir.join("samples.png"));
     }
     for (m, (history, confusion)) in run.summary.models.iter().zip(&run.models) {
         let d = dir.join(&m.name);
         figures::curves(&d, &m.name, history)?;
-        figures::confusion(&d.join("confusion.png"), &m.name, confusion)?;
+        figures::confusion(&d.join("confusion.png"), &m.name, confusion, &data.class_names)?;
         written.extend(["curves.png", "curves.svg", "confusion.png"].map(|f| d.join(f)));
     }
     let curves: Vec<(&str, &[EpochRecord])> =
@@ -369,7 +396,7 @@ enum Block {
     Heading(u8, String),
     Para(String),
     Bullets(Vec<String>),
-    Table(Vec<&'static str>, Vec<Vec<String>>),
+    Table(Vec<String>, Vec<Vec<String>>),
     /// A figure: path relative to the run folder, and a caption.
     Figure(String, String),
 }
@@ -380,9 +407,9 @@ fn pct(x: f64) -> String {
 
 fn blocks(run: &Run) -> Vec<Block> {
     let models = &run.summary.models;
-    let mut out = vec![Block::Heading(1, "Fashion-MNIST MLPs: report".into()), intro(run)];
+    let mut out = vec![Block::Heading(1, title(run)), intro(run)];
     out.push(Block::Heading(2, "Models and results".into()));
-    out.push(results_table(models));
+    out.push(results_table(models, &run.summary.data));
     out.push(Block::Heading(2, "Conclusions".into()));
     out.push(Block::Bullets(conclusions(models)));
     out.push(Block::Heading(2, "Figures".into()));
@@ -391,28 +418,33 @@ fn blocks(run: &Run) -> Vec<Block> {
     }
     out.push(Block::Figure("val_accuracy.png".into(), "Validation accuracy of every model, epoch by epoch.".into()));
     for (m, (_, confusion)) in models.iter().zip(&run.models) {
-        out.extend(model_blocks(m, confusion));
+        out.extend(model_blocks(m, confusion, &run.summary.data));
     }
     out
+}
+
+/// `Fashion-MNIST MLPs: report`: the report's title, naming the data.
+fn title(run: &Run) -> String {
+    format!("{} MLPs: report", inert(&run.summary.data.name))
 }
 
 /// What was trained, how it was validated, on what machine and data.
 fn intro(run: &Run) -> Block {
     let models = &run.summary.models;
     let ctx = &run.summary.context;
-    let nets: Vec<String> = models.iter().map(|m| format!("{} ({})", m.name, arch_of(m))).collect();
+    let nets: Vec<String> = models.iter().map(|m| format!("{} ({})", m.name, arch_of(m, &run.summary.data))).collect();
     let held_out: Vec<&str> = models.iter().filter(|m| m.recipe.val_split > 0).map(|m| m.name.as_str()).collect();
+    let examples = run.summary.data.noun();
     let validation = match (held_out.len(), models.len()) {
         (0, _) => "the test set as validation (the study's way: choices made while watching it leak it into the model)"
             .to_string(),
-        (h, n) if h == n => {
-            "validation on training images held out for it (stratified by class), the weights of the last \
+        (h, n) if h == n => format!(
+            "validation on training {examples} held out for it (stratified by class), the weights of the last \
              epoch kept unless an earlier one was clearly better on them, and the test set used once, at the end"
-                .to_string()
-        }
+        ),
         _ => format!(
-            "validation on held-out training images for {} (the test set used once, at the end), on the test set \
-             for the others (the study's way)",
+            "validation on held-out training {examples} for {} (the test set used once, at the end), on the test \
+             set for the others (the study's way)",
             held_out.join(", ")
         ),
     };
@@ -431,15 +463,13 @@ fn intro(run: &Run) -> Block {
     ))
 }
 
-/// One row per model: its recipe, validation, test and int8 figures against the study's.
-fn results_table(models: &[ModelSummary]) -> Block {
+/// One row per model: its recipe, validation, test and int8 figures, and against the
+/// study's where a model is one of the study's.
+fn results_table(models: &[ModelSummary], data: &Schema) -> Block {
+    let study = models.iter().any(|m| m.study_test_accuracy.is_some());
     let rows = models
         .iter()
         .map(|m| {
-            let (study, diff) = match m.study_test_accuracy {
-                Some(a) => (pct(a), format!("{:+.2} pp", 100.0 * (m.test_accuracy - a))),
-                None => ("-".into(), "-".into()),
-            };
             let int8 = match m.int8_test_accuracy {
                 Some(a) => format!("{} ({:+.2} pp)", pct(a), 100.0 * (a - m.test_accuracy)),
                 None => "-".into(),
@@ -448,75 +478,75 @@ fn results_table(models: &[ModelSummary]) -> Block {
                 (Some(a), Some(e)) => format!("{} (epoch {e} kept)", pct(a)),
                 _ => "test set".into(),
             };
-            vec![
+            let mut row = vec![
                 m.name.clone(),
-                m.recipe.network.describe(),
+                m.recipe.network.describe(data.classes()),
                 m.epochs.to_string(),
                 m.recipe.optimizer.describe(m.recipe.lr),
                 m.recipe.batch_size.to_string(),
                 validation,
                 pct(m.test_accuracy),
-                study,
-                diff,
-                format!("{:.4}", m.test_loss),
-                int8,
-                format!("{:.1} s", m.train_seconds),
-            ]
+            ];
+            if study {
+                row.extend(match m.study_test_accuracy {
+                    Some(a) => [pct(a), format!("{:+.2} pp", 100.0 * (m.test_accuracy - a))],
+                    None => ["-".into(), "-".into()],
+                });
+            }
+            row.extend([format!("{:.4}", m.test_loss), int8, format!("{:.1} s", m.train_seconds)]);
+            row
         })
         .collect();
-    let head = vec![
-        "model",
-        "layers",
-        "epochs",
-        "optimizer",
-        "batch",
-        "validation accuracy",
-        "test accuracy",
-        "study",
-        "difference",
-        "test loss",
-        "int8 accuracy",
-        "train time",
-    ];
-    Block::Table(head, rows)
+    let mut head = vec!["model", "layers", "epochs", "optimizer", "batch", "validation accuracy", "test accuracy"];
+    if study {
+        head.extend(["study", "difference"]);
+    }
+    head.extend(["test loss", "int8 accuracy", "train time"]);
+    Block::Table(head.into_iter().map(String::from).collect(), rows)
 }
 
 /// A model's section: its recipe, figures, precision and recall, most confused classes.
-fn model_blocks(m: &ModelSummary, confusion: &[[u32; 10]; 10]) -> Vec<Block> {
+fn model_blocks(m: &ModelSummary, confusion: &[Vec<u32>], data: &Schema) -> Vec<Block> {
+    let names = &data.class_names;
     let kept = match (m.best_epoch, m.val_accuracy, m.val_loss) {
         (Some(e), Some(a), Some(l)) => format!(
             " {} epochs ran; {} Its weights are the model's (validation accuracy {}, loss {l:.4}).",
             m.epochs,
-            kept_why(e, m.top_epoch, m.epochs),
+            kept_why(e, m.top_epoch, m.epochs, data.noun()),
             pct(a)
         ),
         _ => String::new(),
     };
     let pr = precision_recall(confusion);
-    let rows = CLASS_NAMES
+    let rows = names
         .iter()
         .zip(pr)
         .zip(confusion.iter().map(|r| r.iter().sum::<u32>()))
-        .map(|((name, (p, r)), n)| vec![name.to_string(), pct(p), pct(r), n.to_string()])
+        .map(|((name, (p, r)), n)| vec![inert(name), pct(p), pct(r), n.to_string()])
         .collect();
-    let confused = most_confused(confusion, 5)
+    let mut confused: Vec<String> = most_confused(confusion, 5)
         .into_iter()
-        .map(|(t, p, c)| format!("{} taken for {}: {} times", CLASS_NAMES[t], CLASS_NAMES[p], c))
+        .filter(|&(_, _, c)| c > 0)
+        .map(|(t, p, c)| format!("{} taken for {}: {} times", inert(&names[t]), inert(&names[p]), c))
         .collect();
+    if confused.is_empty() {
+        confused.push(format!("none: every test {} was classified right", data.noun().trim_end_matches('s')));
+    }
+    let test_count = format!("test {}", data.noun());
     vec![
         Block::Heading(2, format!("Model: {}", m.name)),
         Block::Para(format!(
             "{} ({}). Recipe: {}.{kept} Test accuracy {}, test loss {:.4}.",
-            m.recipe.network.describe(),
-            arch_of(m),
-            m.recipe.describe(),
+            m.recipe.network.describe(data.classes()),
+            arch_of(m, data),
+            m.recipe.describe(data.noun()),
             pct(m.test_accuracy),
             m.test_loss
         )),
         Block::Figure(format!("{}/curves.png", m.name), format!("{}: accuracy and loss per epoch.", m.name)),
         Block::Figure(format!("{}/confusion.png", m.name), format!("{}: confusion matrix on the test set.", m.name)),
         Block::Heading(3, format!("{}: precision and recall per class", m.name)),
-        Block::Table(vec!["class", "precision", "recall", "test images"], rows),
+        Block::Table(vec!["class".into(), "precision".into(), "recall".into(), test_count], rows),
         Block::Heading(3, format!("{}: most confused classes", m.name)),
         Block::Bullets(confused),
     ]
@@ -542,11 +572,12 @@ fn inert(text: &str) -> String {
 }
 
 /// `784-512-256-10`: from the summary, or from the recipe for summaries of earlier versions.
-fn arch_of(m: &ModelSummary) -> String {
+fn arch_of(m: &ModelSummary, data: &Schema) -> String {
     if !m.architecture.is_empty() {
         return inert(&m.architecture);
     }
-    m.recipe.network.architecture().map(|a| a.to_string()).unwrap_or_else(|e| format!("(invalid: {e})"))
+    let arch = m.recipe.network.architecture(data.inputs, data.classes());
+    arch.map(|a| a.to_string()).unwrap_or_else(|e| format!("(invalid: {e})"))
 }
 
 fn conclusions(models: &[ModelSummary]) -> Vec<String> {
@@ -648,9 +679,10 @@ fn html_inline(text: &str) -> String {
 /// `report.html`: the same report, self-contained (figures embedded as data URIs).
 pub fn report_html(dir: &Path, run: &Run) -> Result<String> {
     use base64::Engine as _;
-    let mut s = String::from(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>Fashion-MNIST MLPs: report</title><style>\
+    let mut s = String::from("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>");
+    s.push_str(&html_escape(&title(run)));
+    s.push_str(
+        "</title><style>\
          body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}\
          table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}\
          td:first-child,th:first-child,td:nth-child(2){text-align:left}th{background:#f3f6fa}\
@@ -675,7 +707,7 @@ pub fn report_html(dir: &Path, run: &Run) -> Result<String> {
             Block::Table(head, rows) => {
                 s.push_str("<table><tr>");
                 for h in head {
-                    let _ = write!(s, "<th>{}</th>", html_escape(h));
+                    let _ = write!(s, "<th>{}</th>", html_escape(&h));
                 }
                 s.push_str("</tr>\n");
                 for row in rows {
@@ -714,17 +746,18 @@ pub fn int8_line(name: &str, export: &Int8Export, f32_accuracy: f64) -> String {
     )
 }
 
-/// Why epoch `kept` of `epochs` is the model, `top` being the best on validation.
-pub fn kept_why(kept: usize, top: Option<usize>, epochs: usize) -> String {
+/// Why epoch `kept` of `epochs` is the model, `top` being the best on validation, on held-out
+/// `examples` (`images`).
+pub fn kept_why(kept: usize, top: Option<usize>, epochs: usize, examples: &str) -> String {
     match top {
         Some(t) if t == kept && kept == epochs => {
-            format!("epoch {kept}, the last, was the best on the held-out images.")
+            format!("epoch {kept}, the last, was the best on the held-out {examples}.")
         }
-        Some(t) if t == kept => format!("epoch {kept} was clearly better on the held-out images than the last."),
+        Some(t) if t == kept => format!("epoch {kept} was clearly better on the held-out {examples} than the last."),
         Some(t) => format!(
-            "epoch {kept}, the last, was kept: epoch {t} scored higher on the held-out images, but not by more than chance."
+            "epoch {kept}, the last, was kept: epoch {t} scored higher on the held-out {examples}, but not by more than chance."
         ),
         // Summaries written before the top epoch was recorded kept the best epoch.
-        None => format!("epoch {kept} was best on the held-out images."),
+        None => format!("epoch {kept} was best on the held-out {examples}."),
     }
 }

@@ -31,9 +31,11 @@ pub trait Progress {
 /// checkpoints and seals the folder with its manifest. `started`: when the run began (the
 /// summary gives its wall time).
 pub fn fit(out: &Path, plan: &Plan, ds: &Dataset, started: Instant, progress: &mut dyn Progress) -> Result<()> {
-    let samples = ds.train.head(25);
-    fsutil::write_atomic(&out.join("samples.csv"), &report::samples_csv(&samples.pixels, &samples.labels)?)
-        .context("writing samples.csv")?;
+    if ds.schema.image.is_some() {
+        let samples = ds.train.head(25);
+        let csv = report::samples_csv(&samples.pixels, &samples.labels, samples.width)?;
+        fsutil::write_atomic(&out.join("samples.csv"), &csv).context("writing samples.csv")?;
+    }
     let mut models = Vec::new();
     for recipe in &plan.recipes {
         models.push(fit_model(out, recipe, ds, progress)?);
@@ -42,10 +44,10 @@ pub fn fit(out: &Path, plan: &Plan, ds: &Dataset, started: Instant, progress: &m
         threads: rayon::current_num_threads(),
         isa: lanes::isa().to_string(),
         total_seconds: started.elapsed().as_secs_f64(),
-        data_dir: ds.dir.display().to_string(),
+        data_dir: ds.origin.clone(),
         run_id: Some(plan.run_id.clone()),
     };
-    report::write_summary_json(out, &Summary { models, context })?;
+    report::write_summary_json(out, &Summary { models, data: ds.schema.clone(), context })?;
     progress.say("\nDrawing figures and the report...");
     report::render(out)?;
     rundir::remove_checkpoints(out, plan)?;
@@ -56,12 +58,17 @@ pub fn fit(out: &Path, plan: &Plan, ds: &Dataset, started: Instant, progress: &m
 /// Trains the model of `recipe` into its folder of `out` and exports it to int8: its summary.
 fn fit_model(out: &Path, recipe: &Recipe, ds: &Dataset, progress: &mut dyn Progress) -> Result<ModelSummary> {
     let name = recipe.name.as_str();
-    progress.say(&format!("\n{name}: {}\n{name}: {}", recipe.network.describe(), recipe.describe()));
+    let classes = ds.schema.classes();
+    progress.say(&format!(
+        "\n{name}: {}\n{name}: {}",
+        recipe.network.describe(classes),
+        recipe.describe(ds.schema.noun())
+    ));
     let dir = out.join(name);
     let checkpoint = dir.join(rundir::CHECKPOINT);
-    let trained = train::fit_with(recipe, &ds.train, &ds.test, &mut *progress.model(name), Some(&checkpoint))
+    let trained = train::fit_with(recipe, ds, &mut *progress.model(name), Some(&checkpoint))
         .map_err(|e| anyhow!("{name}: {e}"))?;
-    report::write_model_dir(&dir, &trained, &ds.test.labels)?;
+    report::write_model_dir(&dir, &trained, &ds.test.labels, &ds.schema.class_names)?;
     if let Some(kept) = trained.best_epoch {
         let r = &trained.history[kept - 1];
         progress.say(&format!(
@@ -69,7 +76,7 @@ fn fit_model(out: &Path, recipe: &Recipe, ds: &Dataset, progress: &mut dyn Progr
             trained.history.len(),
             100.0 * r.val_accuracy,
             r.val_loss,
-            report::kept_why(kept, trained.top_epoch, trained.history.len())
+            report::kept_why(kept, trained.top_epoch, trained.history.len(), ds.schema.noun())
         ));
     }
     let (test, seconds) = (&trained.test, trained.train_seconds);
@@ -78,11 +85,10 @@ fn fit_model(out: &Path, recipe: &Recipe, ds: &Dataset, progress: &mut dyn Progr
         100.0 * test.accuracy,
         test.loss
     ));
-    let export =
-        quant::export_int8(&trained.model, &ds.train, &ds.test).map_err(|e| anyhow!("{name}: int8 export: {e}"))?;
+    let export = quant::export_int8(&trained.model, ds).map_err(|e| anyhow!("{name}: int8 export: {e}"))?;
     report::write_int8(&dir, name, &export, &ds.test.labels)?;
     progress.say(&report::int8_line(name, &export, test.accuracy));
-    let mut summary = ModelSummary::of(&trained);
+    let mut summary = ModelSummary::of(&trained, &ds.schema);
     summary.int8_test_accuracy = Some(export.accuracy);
     summary.int8_model_bytes = Some(export.bytes.len());
     Ok(summary)
@@ -102,7 +108,7 @@ pub struct Exported {
 /// integer reference's test-set predictions beside it, and records both in the manifest of
 /// the run that holds them, if any.
 pub fn export(model: &Mlp, out: &Path, ds: &Dataset) -> Result<Exported> {
-    let int8 = quant::export_int8(model, &ds.train, &ds.test).map_err(|e| anyhow!("int8 export: {e}"))?;
+    let int8 = quant::export_int8(model, ds).map_err(|e| anyhow!("int8 export: {e}"))?;
     let f32_accuracy = train::evaluate(model, &ds.test, &mut Workspace::default()).accuracy;
     fsutil::write_atomic(out, &int8.bytes).with_context(|| format!("writing {}", out.display()))?;
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));

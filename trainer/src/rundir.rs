@@ -23,6 +23,10 @@ pub struct Plan {
     /// `--data-dir`, if one was given (`--resume` looks there unless given another).
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
+    /// The data (Fashion-MNIST in runs of earlier versions): `fit --resume`, `trainer
+    /// export` and `firmware-sim` read the same examples.
+    #[serde(default)]
+    pub data: Option<crate::data::DataSpec>,
 }
 
 /// Writes the plan of the run in `dir`.

@@ -8,13 +8,14 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::augment;
 use crate::checkpoint::{self, CheckpointError};
-use crate::data::{PIXELS, Split};
+use crate::data::split::stratified_holdout;
+use crate::data::{Dataset, Split};
 use crate::history::EpochRecord;
 use crate::layout::{Layout, silhouette_keys};
 use crate::model::{DropoutSeed, Mlp, Workspace, batch_loss_correct};
 use crate::recipe::Recipe;
+use crate::scaling::Standardizer;
 use crate::state::TrainState;
 
 /// Training diverged.
@@ -48,8 +49,8 @@ pub enum FitError {
         /// What is wrong with them.
         error: infer_core::Error,
     },
-    /// The training and test images do not have the network's input width.
-    #[error("the network takes {expected} inputs, the images have {found} pixels")]
+    /// The training or test examples do not have the data's input width.
+    #[error("the data says {expected} inputs per example, a split has {found}")]
     Inputs {
         /// The network's input width.
         expected: usize,
@@ -106,12 +107,13 @@ pub struct Evaluation {
 pub fn evaluate(model: &Mlp, split: &Split, ws: &mut Workspace) -> Evaluation {
     let model = &*model.plain();
     const CHUNK: usize = 1000;
+    let w = split.width;
     let mut loss = 0.0;
     let mut correct = 0;
     let mut predictions = Vec::with_capacity(split.len());
     for start in (0..split.len()).step_by(CHUNK) {
         let rows = CHUNK.min(split.len() - start);
-        model.forward(&split.images[start * PIXELS..(start + rows) * PIXELS], rows, ws, None);
+        model.forward(&split.values[start * w..(start + rows) * w], rows, ws, None);
         let labels = &split.labels[start..start + rows];
         let classes = model.classes();
         let (l, c) = batch_loss_correct(&ws.probs[..rows * classes], classes, labels);
@@ -146,12 +148,13 @@ pub struct Trained {
     pub top_epoch: Option<usize>,
 }
 
-/// Trains a model with `recipe` on `train`, validating after every epoch (see [`fit_with`]).
-pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Observer) -> Result<Trained, FitError> {
-    fit_with(recipe, train, test, observer, None)
+/// Trains a model with `recipe` on `data`, validating after every epoch (see [`fit_with`]).
+pub fn fit(recipe: &Recipe, data: &Dataset, observer: &mut dyn Observer) -> Result<Trained, FitError> {
+    fit_with(recipe, data, observer, None)
 }
 
-/// Trains a model with `recipe` on `train` and evaluates it on `test`.
+/// Trains a model with `recipe` on `data`'s training split and evaluates it on its test
+/// split.
 ///
 /// Validation after every epoch runs on `recipe.val_split` training images held out
 /// (stratified), and the last epoch's weights are kept unless the best one on them is
@@ -162,17 +165,17 @@ pub fn fit(recipe: &Recipe, train: &Split, test: &Split, observer: &mut dyn Obse
 /// checkpoint is already there continues from it: the result has the same bits as a run
 /// never interrupted.
 ///
-/// Inside, pixels are laid out in [`crate::layout::patch_order`] (the first layer's weight
-/// rows with them); the returned model is in image order, and its test evaluation is
-/// computed on it.
+/// Inside, an image's pixels are laid out in [`crate::layout::patch_order`] (the first
+/// layer's weight rows with them), and a table's features are standardized
+/// ([`crate::scaling`]); the returned model is in the data's order and takes its raw values,
+/// and its test evaluation is computed on it.
 pub fn fit_with(
     recipe: &Recipe,
-    train: &Split,
-    test: &Split,
+    data: &Dataset,
     observer: &mut dyn Observer,
     checkpoint: Option<&Path>,
 ) -> Result<Trained, FitError> {
-    let (mut session, start) = Session::prepare(recipe, train, test)?;
+    let (mut session, start) = Session::prepare(recipe, data)?;
     let recipe_json = serde_json::to_string(recipe).expect("a recipe serializes");
     let images = session.train.len() as u64;
     let mut state = match checkpoint.map(checkpoint::read).transpose()?.flatten() {
@@ -203,12 +206,16 @@ pub fn fit_with(
 /// its steps reuse.
 struct Session<'a> {
     recipe: &'a Recipe,
-    /// The images trained on (all of the training split, or those not held out).
+    /// The examples trained on (all of the training split, or those not held out).
     train: std::borrow::Cow<'a, Split>,
-    /// `train`'s pixels laid out for the first layer, in image order.
+    /// `train`'s pixels laid out for the first layer, in example order (images).
     train_pixels: Vec<u8>,
-    /// A sort key per training image: each batch is ordered by it.
-    similar: Vec<u16>,
+    /// `train`'s features standardized, in example order (tables).
+    train_values: Vec<f32>,
+    /// The standardization of a table's features, folded into the model at the end.
+    standardizer: Option<Standardizer>,
+    /// A sort key per training example: each batch is ordered by it.
+    similar: Vec<u32>,
     /// The validation images, laid out and sorted like a batch (held out, or the test set).
     validation: Split,
     /// The test set, evaluated once at the end.
@@ -228,23 +235,26 @@ struct Session<'a> {
 
 impl<'a> Session<'a> {
     /// Checks the recipe against the data, holds out the validation split, lays out the
-    /// images, and initializes the network: the session and the run's first state.
-    fn prepare(recipe: &'a Recipe, train: &'a Split, test: &'a Split) -> Result<(Session<'a>, TrainState), FitError> {
-        let network = &recipe.network;
-        let arch =
-            network.architecture().map_err(|error| FitError::Network { hidden: network.hidden.clone(), error })?;
-        if arch.inputs() != PIXELS {
-            return Err(FitError::Inputs { expected: arch.inputs(), found: PIXELS });
+    /// examples, and initializes the network: the session and the run's first state.
+    fn prepare(recipe: &'a Recipe, data: &'a Dataset) -> Result<(Session<'a>, TrainState), FitError> {
+        let (network, schema) = (&recipe.network, &data.schema);
+        let arch = network
+            .architecture(schema.inputs, schema.classes())
+            .map_err(|error| FitError::Network { hidden: network.hidden.clone(), error })?;
+        if let Some(split) = [&data.train, &data.test].into_iter().find(|s| s.width != schema.inputs) {
+            return Err(FitError::Inputs { expected: schema.inputs, found: split.width });
         }
         recipe.check().map_err(FitError::Recipe)?;
+        recipe.check_data(schema).map_err(FitError::Recipe)?;
+        let (train, test) = (&data.train, &data.test);
         if recipe.val_split >= train.len() {
             return Err(FitError::Split { asked: recipe.val_split, images: train.len() });
         }
         let (train, val_source) = match recipe.val_split {
             0 => (std::borrow::Cow::Borrowed(train), std::borrow::Cow::Borrowed(test)),
             n => {
-                let (kept, held) = augment::stratified_holdout(&train.labels, n, recipe.seed);
-                (std::borrow::Cow::Owned(pixels_at(train, &kept)), std::borrow::Cow::Owned(pixels_at(train, &held)))
+                let (kept, held) = stratified_holdout(&train.labels, n, recipe.seed);
+                (std::borrow::Cow::Owned(rows_at(train, &kept)), std::borrow::Cow::Owned(rows_at(train, &held)))
             }
         };
         let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed);
@@ -252,17 +262,30 @@ impl<'a> Session<'a> {
         if network.batch_norm {
             model = model.with_norms();
         }
-        let layout = Layout::default();
+        let layout = Layout::for_data(schema);
         layout.into_layout(&mut model);
-        // Training images keep their order (batches pick them by index); validation runs
-        // on a copy sorted like a batch, whose per-image predictions are not kept.
+        // A table's features are standardized with the training examples' statistics.
+        let standardizer = (!schema.bytes).then(|| Standardizer::fit(&train.values, schema.inputs));
+        // Training examples keep their order (batches pick them by index); validation runs
+        // on a copy sorted like a batch, whose per-example predictions are not kept.
         let all = |n: usize| (0..n as u32).collect::<Vec<u32>>();
-        let train_pixels = layout.pixels(&train, &all(train.len()));
-        let mut val_images = all(val_source.len());
+        let mut val_order = all(val_source.len());
         let keys = silhouette_keys(&val_source);
-        val_images.sort_by_key(|&i| keys[i as usize]);
-        let val_labels = val_images.iter().map(|&i| val_source.labels[i as usize]).collect();
-        let validation = Split::new(layout.pixels(&val_source, &val_images), val_labels);
+        val_order.sort_by_key(|&i| keys[i as usize]);
+        let validation = match &standardizer {
+            None => {
+                let labels = val_order.iter().map(|&i| val_source.labels[i as usize]).collect();
+                Split::bytes(layout.pixels(&val_source, &val_order), labels, schema.inputs)
+            }
+            Some(s) => {
+                let rows = val_source.select(&val_order);
+                Split::real(s.apply(&rows.values), rows.labels, schema.inputs)
+            }
+        };
+        let (train_pixels, train_values) = match &standardizer {
+            None => (layout.pixels(&train, &all(train.len())), Vec::new()),
+            Some(s) => (Vec::new(), s.apply(&train.values)),
+        };
         // A batch larger than the training set is the training set (and allocates no more).
         let batch = recipe.batch_size.clamp(1, train.len().max(1));
         let start = TrainState::start(model, recipe.optimizer.slots(), rng, train.len());
@@ -272,14 +295,16 @@ impl<'a> Session<'a> {
             similar: silhouette_keys(&train),
             train,
             train_pixels,
+            train_values,
+            standardizer,
             validation,
             test,
             layout,
             batch,
             ws: Workspace::default(),
             eval_ws: Workspace::default(),
-            x: vec![0.0; batch * PIXELS],
-            pixels: vec![0; batch * PIXELS],
+            x: vec![0.0; batch * schema.inputs],
+            pixels: vec![0; batch * schema.inputs],
             y: vec![0; batch],
         };
         Ok((session, start))
@@ -351,11 +376,12 @@ impl<'a> Session<'a> {
         idx: &[u32],
     ) -> Result<(f64, usize), Diverged> {
         let recipe = self.recipe;
-        let rows = idx.len();
+        let (rows, w) = (idx.len(), self.layout.width());
         let t = (epoch - 1) * self.steps + step;
-        let x = &mut self.x[..rows * PIXELS];
-        let (train, laid_out) = (&*self.train, &self.train_pixels);
-        self.layout.gather(x, &mut self.pixels[..rows * PIXELS], idx, train, laid_out, recipe.augment, recipe.seed, t);
+        let x = &mut self.x[..rows * w];
+        let (train, laid_out, values) = (&*self.train, &self.train_pixels, &self.train_values);
+        let scratch = &mut self.pixels[..rows * w];
+        self.layout.gather(x, scratch, idx, train, laid_out, values, recipe.augment, recipe.seed, t);
         for (label, &i) in self.y.iter_mut().zip(idx) {
             *label = train.labels[i as usize];
         }
@@ -382,9 +408,13 @@ impl<'a> Session<'a> {
     fn finish(mut self, state: TrainState, train_seconds: f64) -> Result<Trained, FitError> {
         let epochs = state.history.len();
         let kept = state.selection.kept(state.model, epochs);
-        // What is exported: a plain stack of dense layers, any norms folded in.
+        // What is exported: a plain stack of dense layers, any norms folded in, in the data's
+        // order, taking its raw values.
         let mut model = kept.model.into_folded();
         self.layout.into_image_order(&mut model);
+        if let Some(s) = &self.standardizer {
+            s.fold(&mut model);
+        }
         let test = evaluate(&model, self.test, &mut self.eval_ws);
         if !test.loss.is_finite() {
             return Err(Diverged { epoch: epochs, step: self.steps, loss: test.loss, lr: self.recipe.lr }.into());
@@ -401,14 +431,19 @@ impl<'a> Session<'a> {
     }
 }
 
-/// The images of `split` at `indices`, in that order, as training reads a split it does not
-/// evaluate: 8-bit pixels and labels. The f32 `images` are left empty; for the 55,000 images
-/// a split keeps to train on they would be 172 MB that nothing reads.
-fn pixels_at(split: &Split, indices: &[u32]) -> Split {
-    let mut pixels = Vec::with_capacity(indices.len() * PIXELS);
+/// The examples of `split` at `indices`, in that order, as training reads a split it does
+/// not evaluate: 8-bit pixels (images) or the features (tables), and labels. The f32 values
+/// of images are left empty; for the 55,000 images a split keeps to train on they would be
+/// 172 MB that nothing reads.
+fn rows_at(split: &Split, indices: &[u32]) -> Split {
+    if split.pixels.is_empty() {
+        return split.select(indices);
+    }
+    let w = split.width;
+    let mut pixels = Vec::with_capacity(indices.len() * w);
     for &i in indices {
-        pixels.extend_from_slice(&split.pixels[i as usize * PIXELS..][..PIXELS]);
+        pixels.extend_from_slice(&split.pixels[i as usize * w..][..w]);
     }
     let labels = indices.iter().map(|&i| split.labels[i as usize]).collect();
-    Split { pixels, images: Vec::new(), labels }
+    Split { pixels, values: Vec::new(), labels, width: w }
 }

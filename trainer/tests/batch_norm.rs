@@ -6,12 +6,24 @@ use infer_core::Activation;
 use infer_core::arch::Architecture;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use trainer::data::{PIXELS, Split};
+use trainer::data::Split;
+
+const PIXELS: usize = 784;
 use trainer::model::{Mlp, Network, Workspace};
 use trainer::norm::EPSILON;
 use trainer::optim::{OptState, Optimizer, Step};
 use trainer::recipe::Recipe;
 use trainer::train::{self, Quiet};
+
+/// Fashion-MNIST-shaped data of these splits.
+fn data(tr: &Split, te: &Split) -> trainer::data::Dataset {
+    trainer::data::Dataset {
+        train: tr.clone(),
+        test: te.clone(),
+        schema: trainer::data::fashion::schema(),
+        origin: "synthetic".into(),
+    }
+}
 
 /// Images whose class is a bright band at row `2 * class + 3`, plus noise.
 fn synthetic(n: usize, seed: u64) -> Split {
@@ -26,7 +38,7 @@ fn synthetic(n: usize, seed: u64) -> Split {
             *v = if p / 28 == 2 * class + 3 { rng.random_range(150..=255u8) } else { rng.random_range(0..60u8) };
         }
     }
-    Split::new(pixels, labels)
+    Split::bytes(pixels, labels, PIXELS)
 }
 
 /// A 784-16-12-10 network with norms whose γ and β are not the initial 1 and 0.
@@ -44,7 +56,7 @@ fn normed(activation: Activation) -> Mlp {
 #[test]
 fn gradients_through_the_norms_match_finite_differences_of_the_training_loss() {
     let (rows, s) = (24, synthetic(24, 1));
-    let x = &s.images[..rows * PIXELS];
+    let x = &s.values[..rows * PIXELS];
     let model = normed(Activation::Sigmoid);
     // The training loss: batch statistics, mean cross-entropy.
     let loss = |m: &Mlp| {
@@ -100,7 +112,7 @@ fn the_folded_network_is_inference_with_the_running_statistics() {
     let mut state = model.opt_state(opt.slots());
     let mut ws = Workspace::default();
     for (t, start) in (0..300).step_by(50).enumerate() {
-        let (x, y) = (&s.images[start * PIXELS..(start + 50) * PIXELS], &s.labels[start..start + 50]);
+        let (x, y) = (&s.values[start * PIXELS..(start + 50) * PIXELS], &s.labels[start..start + 50]);
         model.forward(x, 50, &mut ws, None);
         model.backward(x, y, &mut ws, false, 0.0, &mut state, opt.step(0.01, t as u64 + 1));
     }
@@ -108,10 +120,10 @@ fn the_folded_network_is_inference_with_the_running_statistics() {
     let folded = model.folded();
     assert!(folded.norms.is_empty() && folded.layers.len() == 3);
     let rows = 20;
-    folded.forward(&s.images[..rows * PIXELS], rows, &mut ws, None);
+    folded.forward(&s.values[..rows * PIXELS], rows, &mut ws, None);
     for r in 0..rows {
         // f64 inference: dense, then (z - mean) / √(var + ε) · γ + β, then ReLU.
-        let mut a: Vec<f64> = s.images[r * PIXELS..(r + 1) * PIXELS].iter().map(|&v| f64::from(v)).collect();
+        let mut a: Vec<f64> = s.values[r * PIXELS..(r + 1) * PIXELS].iter().map(|&v| f64::from(v)).collect();
         for (l, layer) in model.layers.iter().enumerate() {
             let n = layer.outputs;
             let mut z: Vec<f64> = (0..n)
@@ -143,7 +155,7 @@ fn a_run_with_batch_norm_learns_and_returns_the_folded_network() {
     let network = Network { hidden: vec![32, 16], activation: Activation::Relu, dropout: 0.1, batch_norm: true };
     let schedule = trainer::optim::Schedule::Cosine { warmup: 10 };
     let recipe = Recipe { epochs: 3, batch_size: 64, val_split: 150, schedule, ..Recipe::best("bn", network) };
-    let trained = train::fit(&recipe, &tr, &te, &mut Quiet).unwrap();
+    let trained = train::fit(&recipe, &data(&tr, &te), &mut Quiet).unwrap();
     assert!(trained.model.norms.is_empty(), "what is exported has no norms");
     assert!(trained.model.layers[0].b.iter().any(|&b| b != 0.0), "the norm's shift went into the biases");
     assert!(trained.test.accuracy > 0.9, "test accuracy {}", trained.test.accuracy);

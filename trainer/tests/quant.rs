@@ -3,9 +3,10 @@
 
 use infer_core::Activation;
 use infer_core::arch::{Architecture, GROUP};
-use trainer::data::PIXELS as INPUT;
 use trainer::model::Mlp;
-use trainer::quant::{self, QuantModel};
+use trainer::quant::{self, InputKind, QuantModel};
+
+const INPUT: usize = 784;
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -16,7 +17,7 @@ fn model_and_images() -> (QuantModel, Vec<u8>) {
     let model = Mlp::new(&Architecture::FMNIST, Activation::Relu, &mut rng);
     let pixels: Vec<u8> = (0..64 * INPUT).map(|_| rng.random::<u8>()).collect();
     let images: Vec<f32> = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
-    (quant::quantize(&model, &images), pixels)
+    (quant::quantize(&model, &images, InputKind::Bytes), pixels)
 }
 
 /// Groups of four activations with a non-zero byte, in one image's activations.

@@ -10,7 +10,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use trainer::augment::Augment;
 use trainer::checkpoint::Checkpoint;
-use trainer::data::{PIXELS, Split};
+use trainer::data::Split;
+
+const PIXELS: usize = 784;
 use trainer::format;
 use trainer::history::EpochRecord;
 use trainer::keep;
@@ -19,6 +21,16 @@ use trainer::optim::{OptState, Optimizer, Schedule, Step};
 use trainer::recipe::Recipe;
 use trainer::state::TrainState;
 use trainer::train::{self, FitError, Observer, Quiet, Trained};
+
+/// Fashion-MNIST-shaped data of these splits.
+fn data(tr: &Split, te: &Split) -> trainer::data::Dataset {
+    trainer::data::Dataset {
+        train: tr.clone(),
+        test: te.clone(),
+        schema: trainer::data::fashion::schema(),
+        origin: "synthetic".into(),
+    }
+}
 
 /// Images whose class is a bright band at row `2 * class + 3`, plus noise; `noise` of them
 /// (a fraction) carry a random label, so that validation accuracy stops improving.
@@ -35,7 +47,7 @@ fn synthetic(n: usize, seed: u64, noise: f64) -> Split {
             *v = if row == 2 * class + 3 { rng.random_range(150..=255u8) } else { rng.random_range(0..60u8) };
         }
     }
-    Split::new(pixels, labels)
+    Split::bytes(pixels, labels, PIXELS)
 }
 
 /// A small modern recipe: batch norm, AdamW, cosine with warm-up, smoothing, shifts and
@@ -75,7 +87,7 @@ fn label_smoothing_gradient_matches_finite_differences_of_the_smoothed_loss() {
     let smoothing = 0.2f32;
     let arch = Architecture::new(&[784, 16, 10]).unwrap();
     let model = Mlp::new(&arch, Activation::Sigmoid, &mut ChaCha8Rng::seed_from_u64(3));
-    let x = &s.images[..rows * PIXELS];
+    let x = &s.values[..rows * PIXELS];
     let smoothed_loss = |m: &Mlp| {
         let mut ws = Workspace::default();
         m.forward(x, rows, &mut ws, None);
@@ -121,7 +133,7 @@ fn a_modern_recipe_gives_the_same_bits_with_1_and_2_threads() {
     for recipe in recipes {
         let run = |threads| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| train::fit(&recipe, &tr, &te, &mut Quiet).unwrap())
+            pool.install(|| train::fit(&recipe, &data(&tr, &te), &mut Quiet).unwrap())
         };
         assert_eq!(bits(&run(1)), bits(&run(2)), "{:?}", recipe.optimizer);
     }
@@ -129,9 +141,8 @@ fn a_modern_recipe_gives_the_same_bits_with_1_and_2_threads() {
 
 /// The held-out validation images of a run of `recipe` on `train`.
 fn held_out(train: &Split, recipe: &Recipe) -> Split {
-    let (_, held) = trainer::augment::stratified_holdout(&train.labels, recipe.val_split, recipe.seed);
-    let pixels = held.iter().flat_map(|&i| train.pixels[i as usize * PIXELS..][..PIXELS].to_vec()).collect();
-    Split::new(pixels, held.iter().map(|&i| train.labels[i as usize]).collect())
+    let (_, held) = trainer::data::split::stratified_holdout(&train.labels, recipe.val_split, recipe.seed);
+    train.select(&held)
 }
 
 /// The kept weights are those of the epoch reported as kept: their accuracy on the held-out
@@ -165,7 +176,7 @@ fn the_modern_recipe_learns_and_keeps_the_last_epoch_unless_an_earlier_one_is_cl
     // (Without batch norm: on this data it is the network whose top epoch is not the last.)
     let network = Network { batch_norm: false, ..modern(6).network };
     let recipe = Recipe { augment: Augment::default(), network, ..modern(6) };
-    let t = train::fit(&recipe, &tr, &te, &mut Quiet).unwrap();
+    let t = train::fit(&recipe, &data(&tr, &te), &mut Quiet).unwrap();
     assert!(t.test.accuracy > 0.9, "accuracy {}", t.test.accuracy);
     let top = t.top_epoch.expect("the best epoch on validation");
     let best = t.history.iter().map(|r| r.val_accuracy).fold(0.0, f64::max);
@@ -181,7 +192,7 @@ fn the_modern_recipe_learns_and_keeps_the_last_epoch_unless_an_earlier_one_is_cl
     let (tr, te) = (synthetic(1500, 5, 0.5), synthetic(200, 6, 0.0));
     let recipe =
         Recipe { epochs: 30, lr: 0.01, schedule: Schedule::Constant, augment: Augment::default(), ..modern(30) };
-    let t = train::fit(&recipe, &tr, &te, &mut Quiet).unwrap();
+    let t = train::fit(&recipe, &data(&tr, &te), &mut Quiet).unwrap();
     let (top, last) = (t.top_epoch.unwrap(), &t.history[29]);
     assert!(t.history[top - 1].val_accuracy > last.val_accuracy + 0.05, "{:?}", t.history);
     assert_eq!(t.best_epoch, Some(top), "the clearly better epoch is kept");
@@ -200,7 +211,7 @@ fn early_stopping_stops_after_patience_epochs_without_improvement() {
         augment: Augment::default(),
         ..modern(40)
     };
-    let t = train::fit(&recipe, &tr, &te, &mut Quiet).unwrap();
+    let t = train::fit(&recipe, &data(&tr, &te), &mut Quiet).unwrap();
     let best = t.top_epoch.unwrap();
     assert!(t.history.len() < 40, "stopped early: {} epochs", t.history.len());
     assert!(t.best_epoch == Some(best) || t.best_epoch == Some(t.history.len()), "the best or the last is kept");
@@ -211,10 +222,10 @@ fn early_stopping_stops_after_patience_epochs_without_improvement() {
 fn options_that_do_not_go_together_are_refused() {
     let (tr, te) = (synthetic(200, 1, 0.0), synthetic(50, 2, 0.0));
     let leak = Recipe { val_split: 0, early_stopping: Some(3), ..modern(2) };
-    let e = train::fit(&leak, &tr, &te, &mut Quiet).unwrap_err();
+    let e = train::fit(&leak, &data(&tr, &te), &mut Quiet).unwrap_err();
     assert!(matches!(e, FitError::Recipe(_)) && e.to_string().contains("--val-split"), "{e}");
     let all = Recipe { val_split: 200, ..modern(2) };
-    let e = train::fit(&all, &tr, &te, &mut Quiet).unwrap_err();
+    let e = train::fit(&all, &data(&tr, &te), &mut Quiet).unwrap_err();
     assert!(e.to_string().contains("holds out all 200"), "{e}");
     for bad in [
         Recipe { label_smoothing: 1.0, ..modern(1) },
@@ -222,7 +233,7 @@ fn options_that_do_not_go_together_are_refused() {
         Recipe { optimizer: Optimizer::Sgd { momentum: 1.0, nesterov: false, weight_decay: 0.0 }, ..modern(1) },
         Recipe { lr: f32::NAN, ..modern(1) },
     ] {
-        assert!(matches!(train::fit(&bad, &tr, &te, &mut Quiet), Err(FitError::Recipe(_))), "{bad:?}");
+        assert!(matches!(train::fit(&bad, &data(&tr, &te), &mut Quiet), Err(FitError::Recipe(_))), "{bad:?}");
     }
 }
 
@@ -260,27 +271,31 @@ fn a_run_continued_from_its_checkpoint_after_a_crash_ends_with_the_same_bits() {
     let (tr, te) = (synthetic(1200, 7, 0.1), synthetic(200, 8, 0.0));
     let dir = tempfile::tempdir().unwrap();
     let recipe = modern(4);
-    let whole = train::fit_with(&recipe, &tr, &te, &mut Quiet, Some(&dir.path().join("whole.bin"))).unwrap();
-    assert_eq!(bits(&whole), bits(&train::fit(&recipe, &tr, &te, &mut Quiet).unwrap()), "checkpoints change nothing");
+    let whole = train::fit_with(&recipe, &data(&tr, &te), &mut Quiet, Some(&dir.path().join("whole.bin"))).unwrap();
+    assert_eq!(
+        bits(&whole),
+        bits(&train::fit(&recipe, &data(&tr, &te), &mut Quiet).unwrap()),
+        "checkpoints change nothing"
+    );
 
     let path = dir.path().join("crashed.bin");
     let crash = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let mut observer = CrashAt { epoch: 3, step: 7, now: 0 };
-        train::fit_with(&recipe, &tr, &te, &mut observer, Some(&path))
+        train::fit_with(&recipe, &data(&tr, &te), &mut observer, Some(&path))
     }));
     assert!(crash.is_err(), "the run crashed");
     let saved = trainer::checkpoint::read(&path).unwrap().expect("a checkpoint was left");
     assert_eq!((saved.state.epoch, saved.state.finished), (2, false));
 
     let mut observer = Resumed::default();
-    let resumed = train::fit_with(&recipe, &tr, &te, &mut observer, Some(&path)).unwrap();
+    let resumed = train::fit_with(&recipe, &data(&tr, &te), &mut observer, Some(&path)).unwrap();
     assert_eq!(observer.0, [(2, false)]);
     assert_eq!(observer.1.iter().map(|r| r.epoch).collect::<Vec<_>>(), [3, 4], "only the epochs left ran");
     assert_eq!(bits(&resumed), bits(&whole));
 
     // A finished run's checkpoint gives its model again without training.
     let mut observer = Resumed::default();
-    let again = train::fit_with(&recipe, &tr, &te, &mut observer, Some(&path)).unwrap();
+    let again = train::fit_with(&recipe, &data(&tr, &te), &mut observer, Some(&path)).unwrap();
     assert_eq!((observer.0, observer.1.len()), (vec![(4, true)], 0));
     assert_eq!(bits(&again), bits(&whole));
 
@@ -299,34 +314,35 @@ fn a_run_continued_from_its_checkpoint_after_a_crash_ends_with_the_same_bits() {
         ("validation predictions", with(&|s| s.selection.best_predictions.pop().map(drop).unwrap())),
     ] {
         std::fs::write(&path, encode(&bad)).unwrap();
-        let e = train::fit_with(&recipe, &tr, &te, &mut Quiet, Some(&path)).unwrap_err();
+        let e = train::fit_with(&recipe, &data(&tr, &te), &mut Quiet, Some(&path)).unwrap_err();
         assert!(e.to_string().contains(what) && e.to_string().contains("damaged"), "{e}");
     }
     // One whose model lost its norms (or their optimizer state) is of another network.
     for bad in [with(&|s| s.model.norms.clear()), with(&|s| s.opt.norms.clear())] {
         std::fs::write(&path, encode(&bad)).unwrap();
-        let e = train::fit_with(&recipe, &tr, &te, &mut Quiet, Some(&path)).unwrap_err();
+        let e = train::fit_with(&recipe, &data(&tr, &te), &mut Quiet, Some(&path)).unwrap_err();
         assert!(e.to_string().contains("another network"), "{e}");
     }
     std::fs::write(&path, encode(&good)).unwrap();
 
     // Another recipe does not continue from it, and a damaged checkpoint is refused.
-    let e = train::fit_with(&Recipe { seed: 1, ..recipe.clone() }, &tr, &te, &mut Quiet, Some(&path)).unwrap_err();
+    let e =
+        train::fit_with(&Recipe { seed: 1, ..recipe.clone() }, &data(&tr, &te), &mut Quiet, Some(&path)).unwrap_err();
     assert!(matches!(e, FitError::Checkpoint(_)) && e.to_string().contains("another recipe"), "{e}");
     let mut bytes = std::fs::read(&path).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0x40;
     std::fs::write(&path, &bytes).unwrap();
-    let e = train::fit_with(&recipe, &tr, &te, &mut Quiet, Some(&path)).unwrap_err();
+    let e = train::fit_with(&recipe, &data(&tr, &te), &mut Quiet, Some(&path)).unwrap_err();
     assert!(e.to_string().contains("damaged") && e.to_string().contains("remove it"), "{e}");
     std::fs::write(&path, &bytes[..100]).unwrap();
-    let e = train::fit_with(&recipe, &tr, &te, &mut Quiet, Some(&path)).unwrap_err();
+    let e = train::fit_with(&recipe, &data(&tr, &te), &mut Quiet, Some(&path)).unwrap_err();
     assert!(e.to_string().contains("damaged"), "{e}");
     // One of an older format is named as such, not as damaged.
     let mut older = encode(&good);
     older[8..12].copy_from_slice(&1u32.to_le_bytes());
     std::fs::write(&path, &older).unwrap();
-    let e = train::fit_with(&recipe, &tr, &te, &mut Quiet, Some(&path)).unwrap_err();
+    let e = train::fit_with(&recipe, &data(&tr, &te), &mut Quiet, Some(&path)).unwrap_err();
     assert!(e.to_string().contains("another version of the trainer (checkpoint format 1"), "{e}");
 }
 

@@ -30,7 +30,7 @@ fn saved_run(dir: &Path) {
                 }
             })
             .collect();
-        let mut m = [[0u32; 10]; 10];
+        let mut m = vec![vec![0u32; 10]; 10];
         for (c, row) in m.iter_mut().enumerate() {
             row[c] = 900;
             row[(c + 1) % 10] = 100;
@@ -39,7 +39,8 @@ fn saved_run(dir: &Path) {
         let held_out = i == 1;
         let d = dir.join(name);
         write(&d.join("history.csv"), &report::history_csv(&history).unwrap());
-        write(&d.join("confusion.csv"), &report::confusion_csv(&m).unwrap());
+        let names = trainer::data::fashion::schema().class_names;
+        write(&d.join("confusion.csv"), &report::confusion_csv(&m, &names).unwrap());
         models.push(ModelSummary {
             name: name.to_string(),
             epochs: 3,
@@ -61,10 +62,11 @@ fn saved_run(dir: &Path) {
     }
     let labels: Vec<u8> = (0..25).map(|i| (i % 10) as u8).collect();
     let pixels: Vec<u8> = (0..25 * 784).map(|k| if (k % 784) / 28 % 7 < 4 { (k % 251) as u8 } else { 0 }).collect();
-    write(&dir.join("samples.csv"), &report::samples_csv(&pixels, &labels).unwrap());
+    write(&dir.join("samples.csv"), &report::samples_csv(&pixels, &labels, 784).unwrap());
     let context =
         RunContext { threads: 2, isa: "test".into(), total_seconds: 6.0, data_dir: "nowhere".into(), run_id: None };
-    report::write_summary_json(dir, &Summary { models, context }).unwrap();
+    let data = trainer::data::fashion::schema();
+    report::write_summary_json(dir, &Summary { models, data, context }).unwrap();
 }
 
 /// Decodes a PNG and checks its size and that it has drawing on it, not a blank page.

@@ -5,15 +5,21 @@ use infer_core::Activation;
 use trainer::augment::Augment;
 use trainer::optim::{Optimizer, Schedule};
 use trainer::recipe::{
-    self, ModelKind, Models, OptimizerKind, Overrides, Preset, Recipe, Request, STUDY_TRAIN_IMAGES, ScheduleKind,
+    self, DataFacts, ModelKind, Models, OptimizerKind, Overrides, Preset, Recipe, Request, STUDY_TRAIN_IMAGES,
+    ScheduleKind,
 };
 
 fn request(preset: Preset, models: Models, overrides: Overrides) -> Request {
-    Request { preset, models, overrides, limit: None }
+    Request { preset, models, overrides }
 }
 
 fn resolve(preset: Preset, models: Models, overrides: Overrides) -> Result<Vec<Recipe>, String> {
-    recipe::resolve(&request(preset, models, overrides)).map_err(|e| e.to_string())
+    recipe::resolve(&request(preset, models, overrides), &DataFacts::STUDY).map_err(|e| e.to_string())
+}
+
+/// Fashion-MNIST's first `n` images (`--limit n`).
+fn limited(n: usize) -> DataFacts {
+    DataFacts { examples: n, images: true }
 }
 
 fn one(preset: Preset, models: Models, overrides: Overrides) -> Recipe {
@@ -46,18 +52,19 @@ fn the_best_preset_alone_trains_its_network_with_a_warm_up_of_one_epoch() {
 
 #[test]
 fn a_limit_scales_the_held_out_split_and_the_warm_up() {
-    let r =
-        recipe::resolve(&Request { limit: Some(3_000), ..request(Preset::Best, Models::Preset, Overrides::default()) })
-            .unwrap()
-            .remove(0);
-    assert_eq!(r.val_split, 100, "a thirtieth of the limited set");
-    assert_eq!(r.schedule, Schedule::Cosine { warmup: 2_900usize.div_ceil(256) });
-    // An explicit split is taken as it is.
-    let explicit = Overrides { val_split: Some(500), ..Overrides::default() };
-    let r = recipe::resolve(&Request { limit: Some(3_000), ..request(Preset::Best, Models::Preset, explicit) })
+    let r = recipe::resolve(&request(Preset::Best, Models::Preset, Overrides::default()), &limited(3_000))
         .unwrap()
         .remove(0);
-    assert_eq!((r.val_split, r.schedule), (500, Schedule::Cosine { warmup: 2_500usize.div_ceil(256) }));
+    assert_eq!(r.val_split, 100, "a thirtieth of the limited set");
+    // Batches of 128 (the power of two under a twentieth of 2,900) and at least 2,000 steps:
+    // 23 an epoch, 87 epochs.
+    assert_eq!((r.batch_size, r.epochs), (128, 87));
+    assert_eq!(r.schedule, Schedule::Cosine { warmup: 2_900usize.div_ceil(128) });
+    // An explicit split, batch and epochs are taken as they are.
+    let explicit = Overrides { val_split: Some(500), batch_size: Some(256), epochs: Some(3), ..Overrides::default() };
+    let r = recipe::resolve(&request(Preset::Best, Models::Preset, explicit), &limited(3_000)).unwrap().remove(0);
+    assert_eq!((r.val_split, r.batch_size, r.epochs), (500, 256, 3));
+    assert_eq!(r.schedule, Schedule::Cosine { warmup: 2_500usize.div_ceil(256) });
 }
 
 #[test]
@@ -138,5 +145,32 @@ fn options_that_do_not_fit_are_refused_by_name() {
     for (preset, models, overrides, needle) in cases {
         let e = resolve(preset, models, overrides.clone()).expect_err(needle);
         assert!(e.contains(needle), "{overrides:?}: {e}");
+    }
+}
+
+#[test]
+fn a_table_of_features_gets_no_augmentation_and_a_hold_out_of_its_size() {
+    // 500 rows of a table: the best preset's flips are off, its hold-out a thirtieth.
+    let table = DataFacts { examples: 500, images: false };
+    let r = recipe::resolve(&request(Preset::Best, Models::Hidden(vec![64, 32]), Overrides::default()), &table)
+        .unwrap()
+        .remove(0);
+    assert_eq!((r.augment, r.val_split), (Augment::default(), 16));
+    // No batch norm (a table's batches are small), a tenth dropped, batches of 16 and 2,000
+    // steps: 31 an epoch of 484 rows, 65 epochs.
+    assert_eq!((r.network.batch_norm, r.network.dropout), (false, 0.1));
+    assert_eq!(r.name, "relu-64-32-dropout0.1-best");
+    assert_eq!((r.batch_size, r.epochs), (16, 65));
+    assert_eq!(r.schedule, Schedule::Cosine { warmup: (500usize - 16).div_ceil(16) });
+    // What the options say wins.
+    let o = Overrides { dropout: Some(0.0), batch_norm: Some(true), ..Overrides::default() };
+    let r = recipe::resolve(&request(Preset::Best, Models::Hidden(vec![64, 32]), o), &table).unwrap().remove(0);
+    assert_eq!((r.network.batch_norm, r.network.dropout), (true, 0.0));
+    // Asked for by name, augmentation of a table is refused.
+    for o in
+        [Overrides { flip: Some(true), ..Overrides::default() }, Overrides { shift: Some(2), ..Overrides::default() }]
+    {
+        let e = recipe::resolve(&request(Preset::Seed, Models::Hidden(vec![8]), o), &table).unwrap_err();
+        assert!(e.to_string().contains("table of features"), "{e}");
     }
 }

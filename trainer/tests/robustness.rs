@@ -133,7 +133,8 @@ fn report_draws_a_history_with_infinite_and_nan_values_and_refuses_huge_files() 
                    1,0.5,0.8,inf,0.7,1\n2,0.4,0.8,0.5,0.7,1\n3,0.3,0.9,0.4,0.75,1\n\
                    4,NaN,0.9,1e308,0.75,1\n5,-inf,0.9,0.4,NaN,1\n";
     std::fs::write(run_dir.join("relu/history.csv"), history).unwrap();
-    let confusion = trainer::report::confusion_csv(&[[1; 10]; 10]).unwrap();
+    let confusion =
+        trainer::report::confusion_csv(&vec![vec![1; 10]; 10], &trainer::data::fashion::schema().class_names).unwrap();
     std::fs::write(run_dir.join("relu/confusion.csv"), confusion).unwrap();
     // It used to hang forever inside plotters.
     let mut report = Watched::spawn(Command::new(env!("CARGO_BIN_EXE_trainer")).arg("report").arg(run_dir));
@@ -164,8 +165,11 @@ fn summary_text_cannot_inject_markup_into_the_reports() {
         "epoch,loss,accuracy,val_loss,val_accuracy,seconds\n1,0.5,0.8,0.6,0.7,1\n",
     )
     .unwrap();
-    std::fs::write(run_dir.join("relu/confusion.csv"), trainer::report::confusion_csv(&[[1; 10]; 10]).unwrap())
-        .unwrap();
+    std::fs::write(
+        run_dir.join("relu/confusion.csv"),
+        trainer::report::confusion_csv(&vec![vec![1; 10]; 10], &trainer::data::fashion::schema().class_names).unwrap(),
+    )
+    .unwrap();
     let run = trainer(&["report", run_dir.to_str().unwrap()]);
     assert!(run.status.success(), "{}", stderr(&run));
     for file in ["summary.md", "report.html"] {

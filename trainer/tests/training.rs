@@ -2,7 +2,9 @@
 
 use infer_core::Activation;
 use infer_core::arch::Architecture;
-use trainer::data::{PIXELS, Split};
+use trainer::data::Split;
+
+const PIXELS: usize = 784;
 use trainer::format;
 use trainer::model::{Mlp, Network, Workspace, batch_loss_correct};
 use trainer::recipe::{ModelKind, Recipe};
@@ -10,6 +12,16 @@ use trainer::train::{self, FitError, Quiet};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+
+/// Fashion-MNIST-shaped data of these splits.
+fn data(tr: &Split, te: &Split) -> trainer::data::Dataset {
+    trainer::data::Dataset {
+        train: tr.clone(),
+        test: te.clone(),
+        schema: trainer::data::fashion::schema(),
+        origin: "synthetic".into(),
+    }
+}
 
 /// Images whose class is written as a bright horizontal band at row `2 * class`, plus noise.
 fn synthetic(n: usize, seed: u64) -> Split {
@@ -29,7 +41,7 @@ fn synthetic(n: usize, seed: u64) -> Split {
             *v = if row == 2 * class + 3 { 200 + (next() % 56) as u8 } else { (next() % 40) as u8 };
         }
     }
-    Split::new(pixels, labels)
+    Split::bytes(pixels, labels, PIXELS)
 }
 
 fn recipe(kind: ModelKind, epochs: usize) -> Recipe {
@@ -61,7 +73,7 @@ fn same_seed_gives_bit_identical_weights_and_history_with_1_and_2_threads() {
         let kind = &recipe.name;
         let run = |threads| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| train::fit(&recipe, &tr, &te, &mut Quiet).unwrap())
+            pool.install(|| train::fit(&recipe, &data(&tr, &te), &mut Quiet).unwrap())
         };
         let (a, b) = (run(1), run(2));
         assert_eq!(format::encode_f32(&a.model).unwrap(), format::encode_f32(&b.model).unwrap(), "{kind:?} weights");
@@ -76,15 +88,15 @@ fn same_seed_gives_bit_identical_weights_and_history_with_1_and_2_threads() {
 #[test]
 fn different_seeds_give_different_models() {
     let (tr, te) = (synthetic(300, 1), synthetic(100, 2));
-    let a = train::fit(&recipe(ModelKind::Relu, 1), &tr, &te, &mut Quiet).unwrap();
-    let b = train::fit(&Recipe { seed: 8, ..recipe(ModelKind::Relu, 1) }, &tr, &te, &mut Quiet).unwrap();
+    let a = train::fit(&recipe(ModelKind::Relu, 1), &data(&tr, &te), &mut Quiet).unwrap();
+    let b = train::fit(&Recipe { seed: 8, ..recipe(ModelKind::Relu, 1) }, &data(&tr, &te), &mut Quiet).unwrap();
     assert_ne!(a.model, b.model);
 }
 
 #[test]
 fn training_learns_the_synthetic_task() {
     let (tr, te) = (synthetic(2000, 3), synthetic(500, 4));
-    let t = train::fit(&recipe(ModelKind::Relu, 3), &tr, &te, &mut Quiet).unwrap();
+    let t = train::fit(&recipe(ModelKind::Relu, 3), &data(&tr, &te), &mut Quiet).unwrap();
     assert_eq!(t.history.len(), 3);
     assert!(t.history[2].loss < t.history[0].loss, "loss falls: {:?}", t.history);
     assert!(t.test.accuracy > 0.9, "accuracy {}", t.test.accuracy);
@@ -97,7 +109,7 @@ fn training_learns_the_synthetic_task() {
 
 #[test]
 fn patch_order_is_a_permutation_in_3x4_patches() {
-    let order = trainer::layout::patch_order();
+    let order = trainer::layout::patch_order([28, 28]);
     let mut seen = [false; PIXELS];
     for &p in &order {
         assert!(!seen[p as usize], "pixel {p} twice");
@@ -111,7 +123,7 @@ fn patch_order_is_a_permutation_in_3x4_patches() {
 fn divergence_stops_with_a_clear_error() {
     let (tr, te) = (synthetic(500, 1), synthetic(100, 2));
     let bad = Recipe { lr: 1e6, ..recipe(ModelKind::Relu, 3) };
-    let e = match train::fit(&bad, &tr, &te, &mut Quiet) {
+    let e = match train::fit(&bad, &data(&tr, &te), &mut Quiet) {
         Err(FitError::Diverged(e)) => e,
         other => panic!("expected divergence, got {other:?}"),
     };
@@ -124,7 +136,7 @@ fn divergence_stops_with_a_clear_error() {
 /// Mean loss of `model` on the first `rows` images of `s`, without dropout.
 fn loss(model: &Mlp, s: &Split, rows: usize) -> f64 {
     let mut ws = Workspace::default();
-    model.forward(&s.images[..rows * PIXELS], rows, &mut ws, None);
+    model.forward(&s.values[..rows * PIXELS], rows, &mut ws, None);
     batch_loss_correct(&ws.probs[..rows * 10], 10, &s.labels[..rows]).0 / rows as f64
 }
 
@@ -153,8 +165,8 @@ fn backward_pass_matches_finite_differences() {
         // One SGD step with lr = 1 leaves w - g: read the gradient back from it.
         let mut stepped = model.clone();
         let mut ws = Workspace::default();
-        stepped.forward(&s.images[..rows * PIXELS], rows, &mut ws, None);
-        stepped.backward_sgd(&s.images[..rows * PIXELS], &s.labels[..rows], &mut ws, false, 1.0);
+        stepped.forward(&s.values[..rows * PIXELS], rows, &mut ws, None);
+        stepped.backward_sgd(&s.values[..rows * PIXELS], &s.labels[..rows], &mut ws, false, 1.0);
         for l in 0..arch.layers() {
             let grads: Vec<f32> = model.layers[l].w.iter().zip(&stepped.layers[l].w).map(|(a, b)| a - b).collect();
             // The three largest gradients of the layer, and its largest bias gradient.
@@ -224,14 +236,14 @@ fn model_file_round_trips_and_rejects_damage() {
 #[test]
 fn infer_core_f32_agrees_with_trainer_forward() {
     let (tr, te) = (synthetic(1000, 1), synthetic(300, 9));
-    let t = train::fit(&recipe(ModelKind::Sigmoid, 2), &tr, &te, &mut Quiet).unwrap();
+    let t = train::fit(&recipe(ModelKind::Sigmoid, 2), &data(&tr, &te), &mut Quiet).unwrap();
     let bytes = format::encode_f32(&t.model).unwrap();
     let m = infer_core::F32Model::from_bytes(&bytes).unwrap();
     let mut scratch = infer_core::Scratch::new();
     let mut logits = [0f32; 10];
     let mut agree = 0;
     for i in 0..te.len() {
-        let class = m.predict(&te.images[i * PIXELS..(i + 1) * PIXELS], &mut scratch, &mut logits).unwrap();
+        let class = m.predict(&te.values[i * PIXELS..(i + 1) * PIXELS], &mut scratch, &mut logits).unwrap();
         agree += usize::from(class == t.test.predictions[i] as usize);
     }
     assert!(agree >= te.len() - 1, "{agree}/{}", te.len());
@@ -248,7 +260,7 @@ fn any_stack_of_one_to_four_hidden_layers_trains_and_runs_in_infer_core() {
         // Sigmoid learns slowly with plain SGD (the study's point): a larger step.
         let lr = if activation == Activation::Sigmoid { 1.0 } else { 0.1 };
         let r = Recipe { lr, ..custom(hidden, activation, dropout, 4) };
-        let t = train::fit(&r, &tr, &te, &mut Quiet).unwrap();
+        let t = train::fit(&r, &data(&tr, &te), &mut Quiet).unwrap();
         assert_eq!(t.model.layers.len(), hidden.len() + 1, "{hidden:?}");
         assert!(t.test.accuracy > 0.8, "{hidden:?}: accuracy {}", t.test.accuracy);
         let bytes = format::encode_f32(&t.model).unwrap();
@@ -258,7 +270,7 @@ fn any_stack_of_one_to_four_hidden_layers_trains_and_runs_in_infer_core() {
         let mut logits = [0f32; 10];
         let agree = (0..te.len())
             .filter(|&i| {
-                let img = &te.images[i * PIXELS..(i + 1) * PIXELS];
+                let img = &te.values[i * PIXELS..(i + 1) * PIXELS];
                 m.predict(img, &mut scratch, &mut logits).unwrap() == t.test.predictions[i] as usize
             })
             .count();
@@ -272,7 +284,7 @@ fn networks_out_of_range_are_refused_before_training() {
     for (hidden, needle) in
         [(&[][..], "0 hidden layers"), (&[8, 8, 8, 8, 8][..], "5 hidden layers"), (&[2000][..], "2000")]
     {
-        let e = train::fit(&custom(hidden, Activation::Relu, 0.0, 1), &tr, &te, &mut Quiet).unwrap_err();
+        let e = train::fit(&custom(hidden, Activation::Relu, 0.0, 1), &data(&tr, &te), &mut Quiet).unwrap_err();
         assert!(matches!(e, FitError::Network { .. }), "{e}");
         assert!(e.to_string().contains(needle), "{e}");
     }

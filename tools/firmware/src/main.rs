@@ -3,10 +3,12 @@
 //!
 //! The int8 model named by `FIRMWARE_MODEL` at build time is a 64-byte-aligned `static` in
 //! flash, parsed and read in place; `build.rs` reads its header and sizes the scratch
-//! buffer and the records for it (`MODEL_INPUTS`, `MODEL_CLASSES`, `MODEL_SCRATCH`). Over
-//! Arm semihosting (QEMU's `-semihosting`) the firmware reads raw images of `MODEL_INPUTS`
-//! bytes from `images.u8` in the host's working directory, a few at a time, and writes one
-//! record per image to `results.bin`:
+//! buffer and the records for it (`MODEL_INPUTS`, `MODEL_FEATURES`, `MODEL_CLASSES`,
+//! `MODEL_SCRATCH`). Over Arm semihosting (QEMU's `-semihosting`) the firmware reads
+//! examples from `inputs.bin` in the host's working directory, a few at a time: raw images
+//! of `MODEL_INPUTS` bytes, or for a model with an input quantizer (`MODEL_FEATURES`) the
+//! raw values of `MODEL_INPUTS` features as little-endian f32, which it classifies with
+//! `predict_features`. It writes one record per example to `results.bin`:
 //!
 //! | bytes | field |
 //! |---|---|
@@ -35,7 +37,7 @@ use cortex_m_semihosting::{debug, hprintln, syscall};
 use infer_core::{Int8Model, Int8Scratch};
 use panic_semihosting as _;
 
-// MODEL_INPUTS, MODEL_CLASSES, MODEL_SCRATCH: from the model's header, by build.rs.
+// MODEL_INPUTS, MODEL_FEATURES, MODEL_CLASSES, MODEL_SCRATCH: from the model, by build.rs.
 include!(concat!(env!("OUT_DIR"), "/model.rs"));
 
 const MODEL_BYTES: usize = include_bytes!(concat!(env!("OUT_DIR"), "/model.fmlp")).len();
@@ -50,8 +52,12 @@ struct Aligned<T>(T);
 #[unsafe(no_mangle)]
 static FIRMWARE_MODEL: Aligned<[u8; MODEL_BYTES]> = Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/model.fmlp")));
 
-/// Images read per semihosting call.
+/// Examples read per semihosting call.
 const CHUNK: usize = 4;
+/// Bytes of one example in `inputs.bin`.
+const INPUT_BYTES: usize = if MODEL_FEATURES { 4 * MODEL_INPUTS } else { MODEL_INPUTS };
+/// Features of one example as f32 (none for a model of bytes, so that it takes no RAM).
+const FEATURES: usize = if MODEL_FEATURES { MODEL_INPUTS } else { 0 };
 /// Bytes of one record in `results.bin`.
 const RECORD: usize = 8 + 4 * MODEL_CLASSES;
 /// Iterations of the calibration loop (two instructions each).
@@ -101,24 +107,34 @@ fn run() -> Result<(), &'static str> {
     let calibration_ticks = t0.wrapping_sub(SYST::get_current()) & SYST_MASK;
     let _ = n;
 
-    let images = open(c"images.u8", OPEN_READ_BINARY)?;
+    let images = open(c"inputs.bin", OPEN_READ_BINARY)?;
     let len = unsafe { syscall!(FLEN, images) };
-    if len == usize::MAX || len % MODEL_INPUTS != 0 {
-        return Err("images.u8 is not a whole number of images of the model's input size");
+    if len == usize::MAX || len % INPUT_BYTES != 0 {
+        return Err("inputs.bin is not a whole number of examples of the model's input size");
     }
-    let count = len / MODEL_INPUTS;
+    let count = len / INPUT_BYTES;
     let results = open(c"results.bin", OPEN_WRITE_BINARY)?;
 
-    let mut pixels = [0u8; CHUNK * MODEL_INPUTS];
+    let mut inputs = [0u8; CHUNK * INPUT_BYTES];
+    let mut features = [0f32; FEATURES];
     let mut records = [0u8; CHUNK * RECORD];
     let mut scores = [0i32; MODEL_CLASSES];
     let mut done = 0;
     while done < count {
         let n = CHUNK.min(count - done);
-        read_exact(images, &mut pixels[..n * MODEL_INPUTS])?;
-        for (image, record) in pixels.chunks_exact(MODEL_INPUTS).zip(records.chunks_exact_mut(RECORD)).take(n) {
+        read_exact(images, &mut inputs[..n * INPUT_BYTES])?;
+        for (input, record) in inputs.chunks_exact(INPUT_BYTES).zip(records.chunks_exact_mut(RECORD)).take(n) {
+            if MODEL_FEATURES {
+                for (f, b) in features.iter_mut().zip(input.chunks_exact(4)) {
+                    *f = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
             let start = SYST::get_current();
-            let class = model.predict(image, &mut scratch, &mut scores).map_err(|_| "predict refused its buffers")?;
+            let class = match MODEL_FEATURES {
+                true => model.predict_features(&features, &mut scratch, &mut scores),
+                false => model.predict(input, &mut scratch, &mut scores),
+            };
+            let class = class.map_err(|_| "predict refused its buffers")?;
             let ticks = start.wrapping_sub(SYST::get_current()) & SYST_MASK;
             record[0] = class as u8;
             for (k, s) in scores.iter().enumerate() {
@@ -151,14 +167,14 @@ fn open(path: &core::ffi::CStr, mode: usize) -> Result<usize, &'static str> {
     let bytes = path.to_bytes();
     // SAFETY: the host reads `bytes.len()` bytes of a NUL-terminated string that outlives the call.
     let fd = unsafe { syscall!(OPEN, bytes.as_ptr(), mode, bytes.len()) };
-    if fd == usize::MAX { Err("semihosting could not open images.u8 or results.bin in the host's directory") } else { Ok(fd) }
+    if fd == usize::MAX { Err("semihosting could not open inputs.bin or results.bin in the host's directory") } else { Ok(fd) }
 }
 
 fn read_exact(fd: usize, buf: &mut [u8]) -> Result<(), &'static str> {
     // SAFETY: the host writes at most `buf.len()` bytes into `buf`. SYS_READ returns the
     // number of bytes it did not read.
     let missing = unsafe { syscall!(READ, fd, buf.as_mut_ptr(), buf.len()) };
-    if missing == 0 { Ok(()) } else { Err("short read from images.u8") }
+    if missing == 0 { Ok(()) } else { Err("short read from inputs.bin") }
 }
 
 fn write_all(fd: usize, buf: &[u8]) -> Result<(), &'static str> {
