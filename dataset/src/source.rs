@@ -179,11 +179,27 @@ impl DataSpec {
     /// if the file is in a run and the run says (runs of earlier versions trained on
     /// Fashion-MNIST and do not).
     pub fn of_run(file: &Path) -> Result<Option<DataSpec>, DataError> {
-        of_run(file)
+        Ok(run_record(file)?.and_then(|r| r.data))
     }
 }
 
-fn of_run(file: &Path) -> Result<Option<DataSpec>, DataError> {
+/// The `--limit` (training examples used) of the run that wrote `file`, if it had one: an
+/// export of its model calibrates on the examples the run did.
+pub fn limit_of_run(file: &Path) -> Result<Option<u32>, DataError> {
+    Ok(run_record(file)?.and_then(|r| r.limit))
+}
+
+/// What a run's `run.json` says of its data.
+#[derive(serde::Deserialize)]
+struct RunRecord {
+    #[serde(default)]
+    data: Option<DataSpec>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// The record of the run that wrote `file`, if `file` is in a run folder.
+fn run_record(file: &Path) -> Result<Option<RunRecord>, DataError> {
     let Some(dir) = runio::manifest::run_of(file).or_else(|| run_folder(file)) else { return Ok(None) };
     let path = dir.join(runio::rundir::PLAN);
     let bytes = match runio::fsutil::read_bounded(&path, 16 << 20) {
@@ -191,14 +207,9 @@ fn of_run(file: &Path) -> Result<Option<DataSpec>, DataError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(DataError::Io { path, error }),
     };
-    #[derive(serde::Deserialize)]
-    struct Plan {
-        #[serde(default)]
-        data: Option<DataSpec>,
-    }
-    let plan: Plan =
+    let record =
         serde_json::from_slice(&bytes).map_err(|e| DataError::Options { why: format!("{}: {e}", path.display()) })?;
-    Ok(plan.data)
+    Ok(Some(record))
 }
 
 /// The run folder above a model's folder (one holding `run.json`), for a run not sealed yet.

@@ -151,6 +151,11 @@ fn an_idx_folder_of_other_images_and_classes_reads_with_labels_as_class_names() 
     // A test set of another image size is refused.
     std::fs::write(dir.path().join("toy-t10k-images-idx3-ubyte"), idx(0x803, &[3, 8, 8], &[0; 192])).unwrap();
     assert!(matches!(spec.open(), Err(DataError::WrongImageSize { rows: 8, expected: Some([16, 16]), .. })));
+    // A header that claims 10 GB (40 million images) over 1 KB of pixels.
+    std::fs::write(dir.path().join("toy-t10k-images-idx3-ubyte"), idx(0x803, &[40_000_000, 16, 16], &[0; 1024]))
+        .unwrap();
+    let e = error(&spec);
+    assert!(e.contains("the header promises 10240000016 bytes, the file has 1040"), "{e}");
     std::fs::remove_file(dir.path().join("toy-t10k-images-idx3-ubyte")).unwrap();
     assert!(error(&spec).contains("no file named *t10k-images-idx3-ubyte"));
 }

@@ -484,6 +484,9 @@ fn export(args: ExportArgs) -> Result<()> {
         bail!("--out {} is the input model; the int8 export would replace it: name another file", out.display());
     }
     let ds = open(&data_of_model(&args.model, &args.data, DEFAULT_SEED)?)?;
+    // A run's model calibrates on the training examples its run used, as `fit` did.
+    let limit = if args.data.given() { None } else { dataset::source::limit_of_run(&args.model)? };
+    let ds = limited(ds, limit);
     let done = trainer::run::export(&model, &out, &ds)?;
     eprintln!("{}", report::int8_line(&out.display().to_string(), &done.int8, done.f32_accuracy));
     let (f32_accuracy, predictions) = (done.f32_accuracy, done.predictions.display());

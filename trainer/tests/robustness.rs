@@ -239,6 +239,10 @@ fn a_run_folder_holds_one_run_tied_by_its_manifest() {
         trainer(&["export", model.to_str().unwrap(), "--out", again.to_str().unwrap(), "--data-dir", &data_dir()]);
     assert!(export.status.success(), "{}", stderr(&export));
     assert!(json(&out.join("manifest.json"))["files"]["relu-8/again.int8.fmlp"].is_object());
+    // It calibrates on the examples the run trained on (its --limit 1500), as `fit` did: the
+    // same model, so the predictions beside it stay those of the run's int8 model too.
+    let fitted = std::fs::read(out.join("relu-8/relu-8.int8.fmlp")).unwrap();
+    assert!(std::fs::read(&again).unwrap() == fitted, "a re-export of the run's model is the run's export");
     let report = trainer(&["report", out.to_str().unwrap()]);
     assert!(report.status.success(), "{}", stderr(&report));
 
