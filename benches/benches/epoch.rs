@@ -10,7 +10,8 @@ use trainer::train::{self, Quiet};
 fn bench(c: &mut Criterion) {
     // Epochs run as in `trainer fit`: the calling thread is one of the pool's (before the
     // dataset loads, which starts the default pool otherwise).
-    trainer::threads::start_pool(None).expect("the global pool starts once");
+    let threads = trainer::threads::count_here(None).expect("RAYON_NUM_THREADS: 1 to 4 per CPU");
+    trainer::threads::start_pool(threads).expect("the global pool starts once");
     let ds = benches::dataset();
     let threads = rayon::current_num_threads();
     let one = benches::one_thread_pool();

@@ -27,7 +27,8 @@ const SHAPES: &[Shape] = &[
 
 fn bench(c: &mut Criterion) {
     // Products and epochs run as in `trainer fit`: the calling thread is one of the pool's.
-    trainer::threads::start_pool(None).expect("the global pool starts once");
+    let threads = trainer::threads::count_here(None).expect("RAYON_NUM_THREADS: 1 to 4 per CPU");
+    trainer::threads::start_pool(threads).expect("the global pool starts once");
     let threads = rayon::current_num_threads();
     let one = benches::one_thread_pool();
     for s in SHAPES {

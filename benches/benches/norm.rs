@@ -10,7 +10,8 @@ use trainer::kernels::Act;
 use trainer::norm::{self, BatchStats, Norm};
 
 fn bench(c: &mut Criterion) {
-    trainer::threads::start_pool(None).expect("the global pool starts once");
+    let threads = trainer::threads::count_here(None).expect("RAYON_NUM_THREADS: 1 to 4 per CPU");
+    trainer::threads::start_pool(threads).expect("the global pool starts once");
     let (rows, n) = (256, 512);
     let z = values(rows * n);
     let norm = Norm::new(n);

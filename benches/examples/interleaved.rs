@@ -43,7 +43,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    trainer::threads::start_pool(None).expect("the global pool starts once");
+    let threads = trainer::threads::count_here(None).expect("RAYON_NUM_THREADS: 1 to 4 per CPU");
+    trainer::threads::start_pool(threads).expect("the global pool starts once");
     let one = benches::one_thread_pool();
     let threads = rayon::current_num_threads();
     println!("GFLOP/s over {ROUNDS} rounds; ratios: totals (median of the rounds)");

@@ -12,7 +12,8 @@ use trainer::kernels::{self, Epilogue, MatRef};
 use trainer::optim::{OptState, slots_mut};
 
 fn main() {
-    trainer::threads::start_pool(None).expect("the global pool starts once");
+    let threads = trainer::threads::count_here(None).expect("RAYON_NUM_THREADS: 1 to 4 per CPU");
+    trainer::threads::start_pool(threads).expect("the global pool starts once");
     let (m, n, k) = (784, 512, 256);
     let x = values(k * m); // X: (batch, 784), read transposed
     let dz = values(k * n);

@@ -28,6 +28,14 @@ pub enum DataError {
         /// The OS error.
         error: io::Error,
     },
+    /// A file or folder could not be written (a read-only or full cache).
+    #[error("{path}: cannot write: {error}; choose a folder you can write to (trainer data fetch DIR)")]
+    Write {
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        error: io::Error,
+    },
     /// A `.gz` file is not valid gzip (or has bytes after its last member).
     #[error("{path}: not valid gzip ({error}); the file is corrupt: delete it and download or copy it again")]
     Gzip {

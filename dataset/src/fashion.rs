@@ -111,9 +111,10 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
     out
 }
 
-/// The path of a file in `dir`, gzip preferred, if either form exists.
+/// The path of a file in `dir`, gzip preferred, if either form exists (as anything: one
+/// that is not a regular file, or a link that leads nowhere, is said so when read).
 fn existing(dir: &Path, spec: &FileSpec) -> Option<PathBuf> {
-    [dir.join(format!("{}.gz", spec.name)), dir.join(spec.name)].into_iter().find(|p| p.is_file())
+    [dir.join(format!("{}.gz", spec.name)), dir.join(spec.name)].into_iter().find(|p| p.symlink_metadata().is_ok())
 }
 
 /// The first candidate folder that holds all four files.
@@ -148,8 +149,13 @@ pub fn load_dir(dir: &Path) -> Result<Dataset, DataError> {
         })
     };
     let (ti, tl, vi, vl) = (path(0)?, path(1)?, path(2)?, path(3)?);
-    let (train, test) =
-        rayon::join(|| load_split(&ti, &tl, &FILES[0], &FILES[1]), || load_split(&vi, &vl, &FILES[2], &FILES[3]));
+    // The two splits decompress side by side, on a thread of their own (not rayon's pool,
+    // which a tool may not have started).
+    let (train, test) = std::thread::scope(|scope| {
+        let test = scope.spawn(|| load_split(&vi, &vl, &FILES[2], &FILES[3]));
+        let train = load_split(&ti, &tl, &FILES[0], &FILES[1]);
+        (train, test.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    });
     Ok(Dataset { train: train?, test: test?, schema: schema(), origin: dir.display().to_string() })
 }
 
@@ -218,9 +224,12 @@ pub fn fetch_with(
     patience: Patience,
     mut progress: impl FnMut(&str, u64, Option<u64>),
 ) -> Result<(), DataError> {
-    fs::create_dir_all(dir).map_err(|error| DataError::Io { path: dir.to_path_buf(), error })?;
+    let unwritable = |error| DataError::Write { path: dir.to_path_buf(), error };
+    fs::create_dir_all(dir).map_err(unwritable)?;
     // Half-written files of a download that was killed.
-    fsutil::remove_partials(dir).map_err(|error| DataError::Io { path: dir.to_path_buf(), error })?;
+    fsutil::remove_partials(dir).map_err(unwritable)?;
+    // A folder that cannot take the files is found before anything is downloaded.
+    tempfile::tempfile_in(dir).map_err(unwritable)?;
     for spec in &FILES {
         let target = dir.join(format!("{}.gz", spec.name));
         if target.is_file() && idx::read_maybe_gz(&target, spec.size).is_ok_and(|b| verify(&b, &target, spec).is_ok()) {
@@ -258,7 +267,7 @@ pub fn fetch_with(
             return Err(fail(format!("the file inflates to more than its {} bytes: not Fashion-MNIST", spec.size)));
         }
         verify(&content, &target, spec)?;
-        fsutil::write_atomic(&target, &body).map_err(|error| DataError::Io { path: target.clone(), error })?;
+        fsutil::write_atomic(&target, &body).map_err(|error| DataError::Write { path: target.clone(), error })?;
     }
     Ok(())
 }

@@ -30,7 +30,7 @@ pub const STANDARD_NAMES: [&str; 4] =
 /// members is read whole; bytes after the last member that are not a member are an error.
 pub fn read_maybe_gz(path: &Path, limit: u64) -> Result<Vec<u8>, DataError> {
     let io = |error| DataError::Io { path: path.to_path_buf(), error };
-    let file = fs::File::open(path).map_err(io)?;
+    let file = runio::fsutil::open_regular(path).map_err(io)?;
     let gz = path.extension().is_some_and(|e| e == "gz");
     // A compressed file is never much larger than its content (gzip adds a few bytes per
     // 32 KiB of data it cannot compress).
@@ -147,7 +147,7 @@ pub fn find(dir: &Path, name: &str) -> Result<PathBuf, DataError> {
     let entries = fs::read_dir(dir).map_err(|error| DataError::Io { path: dir.to_path_buf(), error })?;
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
+        // Whatever the entry is: one that is not a regular file is said so when read.
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())

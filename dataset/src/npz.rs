@@ -119,7 +119,7 @@ fn labels(y: Array, examples: usize, name: &str, path: &Path) -> Result<Vec<i64>
 /// occur, in numeric order.
 pub fn load(path: &Path) -> Result<(Split, Split, Schema), DataError> {
     let io = |error| DataError::Io { path: path.to_path_buf(), error };
-    let file = std::fs::File::open(path).map_err(io)?;
+    let file = runio::fsutil::open_regular(path).map_err(io)?;
     let mut archive = NpzArchive::new(std::io::BufReader::new(file))
         .map_err(|e| DataError::Npz { path: path.to_path_buf(), why: format!("not a NumPy .npz archive ({e})") })?;
     let mut parts = Vec::new();

@@ -82,6 +82,15 @@ impl DataSpec {
     /// are checked here (the files are read by [`DataSpec::open`]).
     pub fn from_options(options: &DataOptions<'_>, seed: u64) -> Result<DataSpec, DataError> {
         let bad = |why: String| DataError::Options { why };
+        // A run records its data as text (run.json), so that --resume and firmware-sim find it.
+        for (option, path) in [("--data-dir", options.data_dir), ("--test-data", options.test_data)] {
+            if let Some(path) = path.filter(|p| p.to_str().is_none()) {
+                return Err(bad(format!(
+                    "{option} {}: the path is not UTF-8, and a run records its data as text; rename it or link to it",
+                    path.display()
+                )));
+            }
+        }
         let source = match options.data {
             None => Source::FashionMnist { dir: options.data_dir.map(Path::to_path_buf) },
             Some(name) if name.eq_ignore_ascii_case("fashion-mnist") => {
@@ -99,7 +108,7 @@ impl DataSpec {
                     Source::Idx { dir: path }
                 } else if name.ends_with(".npz") {
                     Source::Npz { path }
-                } else if name.ends_with(".csv") || name.ends_with(".csv.gz") || name.ends_with(".tsv") {
+                } else if [".csv", ".csv.gz", ".tsv", ".tsv.gz"].iter().any(|e| name.to_lowercase().ends_with(e)) {
                     Source::Csv {
                         train: path,
                         test: options.test_data.map(|t| std::path::absolute(t).unwrap_or_else(|_| t.to_path_buf())),

@@ -63,7 +63,11 @@ struct Raw {
 /// Reads a CSV file: every field but the label column must be a finite number.
 fn read(path: &Path, label: &LabelColumn) -> Result<Raw, DataError> {
     let bytes = read_maybe_gz(path, MAX_TABLE_BYTES)?;
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(&bytes[..]);
+    // Tab-separated when the name says so (`.tsv`, `.tsv.gz`).
+    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let delimiter = if name.ends_with(".tsv") || name.ends_with(".tsv.gz") { b'\t' } else { b',' };
+    let mut reader =
+        csv::ReaderBuilder::new().has_headers(true).flexible(false).delimiter(delimiter).from_reader(&bytes[..]);
     let error = |row: u64, why: String| DataError::Table { path: path.to_path_buf(), row, why };
     let headers: Vec<String> = reader
         .headers()

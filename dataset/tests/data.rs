@@ -154,6 +154,31 @@ fn fetch_failure_is_clear_and_writes_nothing() {
     assert!(matches!(e, DataError::Fetch { .. }), "{e}");
     assert!(e.to_string().contains("--data-dir"), "{e}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    // A cache that cannot be written (here a path through a file, which root cannot write
+    // either) is reported as such, before anything is downloaded (nothing listens).
+    std::fs::write(dir.path().join("file"), "x").unwrap();
+    let e = data::fetch(&dir.path().join("file/cache"), "http://127.0.0.1:9", |_, _, _| {}).unwrap_err();
+    assert!(matches!(e, DataError::Write { .. }) && e.to_string().contains("cannot write"), "{e}");
+    #[cfg(unix)]
+    if is_root() {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let locked = dir.path().join("locked");
+        std::fs::create_dir(&locked).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let e = data::fetch(&locked, "http://127.0.0.1:9", |_, _, _| {}).unwrap_err();
+        assert!(matches!(e, DataError::Write { .. }) && e.to_string().contains("cannot write"), "{e}");
+    }
+}
+
+/// Whether the tests run as root, for whom a folder's permissions do not stop a write.
+#[cfg(unix)]
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
 }
 
 #[test]

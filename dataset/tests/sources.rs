@@ -111,6 +111,9 @@ fn bad_tables_name_the_file_row_and_column() {
         assert!(e.contains(needle), "{name}: {e}");
     }
     let good = write(dir.path(), "good.csv", "a,b,label\n1,2,0\n3,4,1\n5,6,0\n");
+    // Tab-separated values by their name.
+    let tsv = csv(&write(dir.path(), "good.tsv", "a\tb\tlabel\n1\t2\t0\n3\t4\t1\n5\t6\t0\n"), Some(&good), None);
+    assert_eq!(tsv.open().unwrap().train.values, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     let e = error(&csv(&good, None, Some("target")));
     assert!(e.contains("no label column \"target\"") && e.contains("\"a\", \"b\", \"label\""), "{e}");
     let other = write(dir.path(), "other.csv", "a,c,label\n1,2,0\n");

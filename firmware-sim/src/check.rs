@@ -177,7 +177,7 @@ pub fn run(args: Args) -> Result<bool> {
         runio::out::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else {
         if !ok {
-            eprintln!(
+            runio::note!(
                 "agreement {:.4} is below --min-agreement {}",
                 report.agreement.unwrap_or(0.0),
                 report.min_agreement

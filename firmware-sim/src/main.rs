@@ -120,7 +120,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(2),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            runio::note!("error: {e:#}");
             ExitCode::FAILURE
         }
     }

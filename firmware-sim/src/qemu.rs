@@ -592,10 +592,10 @@ fn print(report: &Report, json: bool) -> Result<()> {
         return runio::out::emit(&format!("{}\n", serde_json::to_string_pretty(report)?));
     }
     if !report.fits() {
-        eprintln!("the firmware used {} bytes of RAM, the board has {}", report.ram_bytes, report.ram_budget_bytes);
+        runio::note!("the firmware used {} bytes of RAM, the board has {}", report.ram_bytes, report.ram_budget_bytes);
     }
     if report.disagreements + report.score_mismatches > 0 {
-        eprintln!("the firmware's predictions differ from the host's");
+        runio::note!("the firmware's predictions differ from the host's");
     }
     runio::out::emit(&report.to_string())
 }

@@ -132,7 +132,7 @@ fn check_refuses_files_of_a_run_that_are_not_the_ones_it_wrote() {
     let run = tempfile::tempdir().unwrap();
     let dir = run.path().join("m");
     trainer::report::write_int8(&dir, "m", &export(1), &ds.test.labels).unwrap();
-    runio::rundir::seal(run.path(), "run-1").unwrap();
+    runio::rundir::seal(run.path(), "run-1", &["m"]).unwrap();
     let path = dir.join("m.int8.fmlp");
     let ok = sim().args(["check", "--model"]).arg(&path).output().unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
@@ -145,6 +145,41 @@ fn check_refuses_files_of_a_run_that_are_not_the_ones_it_wrote() {
     assert_eq!(run_out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&run_out.stderr);
     assert!(err.contains("is not the file run run-1 wrote"), "{err}");
+
+    // The files of a run that did not finish (a plan, no manifest) are refused too.
+    std::fs::copy(other.path().join("predictions_int8.csv"), dir.join("predictions_int8.csv")).unwrap();
+    std::fs::remove_file(run.path().join("manifest.json")).unwrap();
+    std::fs::write(run.path().join("run.json"), "{}").unwrap();
+    let unfinished = sim().args(["check", "--model"]).arg(&path).output().unwrap();
+    assert_eq!(unfinished.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&unfinished.stderr);
+    assert!(err.contains("did not finish") && err.contains("fit --resume"), "{err}");
+}
+
+/// A FIFO, a folder or a symlink loop as the model: an error that says what it is, at once
+/// (`timeout` ends a command that would wait for a FIFO's writer, and the test fails).
+#[test]
+fn special_files_as_the_model_are_refused_for_what_they_are() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let fifo = dir.join("m.int8.fmlp");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    std::fs::create_dir(dir.join("folder.int8.fmlp")).unwrap();
+    std::os::unix::fs::symlink("b.int8.fmlp", dir.join("a.int8.fmlp")).unwrap();
+    std::os::unix::fs::symlink("a.int8.fmlp", dir.join("b.int8.fmlp")).unwrap();
+    let cases = [("m", "a FIFO (named pipe)"), ("folder", "a folder"), ("a", "symbolic links")];
+    for (name, said) in cases {
+        for command in ["check", "qemu"] {
+            let run = Command::new("timeout")
+                .args(["600", env!("CARGO_BIN_EXE_firmware-sim"), command, "--model"])
+                .arg(dir.join(format!("{name}.int8.fmlp")))
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&run.stderr);
+            assert_eq!(run.status.code(), Some(1), "{command} of {name}: {err}");
+            assert!(err.contains(said), "{command} of {name}: {err}");
+        }
+    }
 }
 
 #[test]

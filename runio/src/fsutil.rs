@@ -4,10 +4,52 @@
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-/// Reads `path` whole if it has at most `max` bytes; a larger file is an
-/// `InvalidData` error that says so, and no more than `max + 1` bytes are read.
+/// Opens `path` for reading if it is a regular file (after following symbolic links, as
+/// many as the system allows: a loop is an error). Anything else is an `InvalidInput`
+/// error that says what it is, found without blocking: a FIFO is opened non-blocking and
+/// never read, so that no reader waits forever for a writer.
+pub fn open_regular(path: &Path) -> io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path)?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() {
+        return Ok(file);
+    }
+    Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{}, not a regular file", describe(kind))))
+}
+
+/// What a file type is, in words: `a folder`, `a FIFO (named pipe)`, ...
+pub fn describe(kind: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_char_device() || kind.is_block_device() {
+            return "a device";
+        }
+    }
+    if kind.is_dir() {
+        "a folder"
+    } else if kind.is_file() {
+        "a file"
+    } else {
+        "not a file"
+    }
+}
+
+/// Reads `path` whole if it is a regular file ([`open_regular`]) of at most `max` bytes; a
+/// larger file is an `InvalidData` error that says so, and no more than `max + 1` bytes
+/// are read.
 pub fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
-    let file = std::fs::File::open(path)?;
+    let file = open_regular(path)?;
     let too_large =
         || io::Error::new(io::ErrorKind::InvalidData, format!("larger than {max} bytes, more than it can hold"));
     if file.metadata()?.len() > max {
@@ -30,7 +72,32 @@ pub const PARTIAL: &str = ".partial-";
 /// The temporary file is private (0600) while it is written and is named
 /// `.NAME.partial-XXXXXX`, so that [`remove_partials`] can find one a killed process left.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    write_atomic_all(&[(path, bytes)])
+}
+
+/// Writes each `(path, bytes)` as [`write_atomic`] does, all or none: every temporary
+/// file is written and synced before the first is renamed, so that a failure (a full disk)
+/// leaves every path as it was.
+pub fn write_atomic_all(files: &[(&Path, &[u8])]) -> io::Result<()> {
+    let mut ready = Vec::new();
+    for (path, bytes) in files {
+        ready.push((*path, temporary(path, bytes)?));
+    }
+    for (path, tmp) in ready {
+        tmp.persist(path).map_err(|e| e.error)?;
+        sync_dir(parent(path))?;
+    }
+    Ok(())
+}
+
+/// The folder of `path` (`.` for a bare name).
+fn parent(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// A synced temporary file holding `bytes`, beside `path`, for [`write_atomic`].
+fn temporary(path: &Path, bytes: &[u8]) -> io::Result<tempfile::NamedTempFile> {
+    let dir = parent(path);
     std::fs::create_dir_all(dir)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let prefix = format!(".{name}{PARTIAL}");
@@ -48,8 +115,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode))?;
     }
     tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir)
+    Ok(tmp)
 }
 
 /// The process's file-creation mask.
@@ -151,5 +217,27 @@ mod tests {
         assert_eq!(remove_partials(dir.path()).unwrap(), 2);
         assert!(dir.path().join("relu/history.csv").is_file());
         assert_eq!(std::fs::read_dir(dir.path().join("relu")).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_regular_files_are_read_and_a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("model.fmlp");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let e = read_bounded(&fifo, 100).unwrap_err();
+        assert_eq!(
+            (e.kind(), e.to_string()),
+            (io::ErrorKind::InvalidInput, "a FIFO (named pipe), not a regular file".into())
+        );
+        assert!(read_bounded(dir.path(), 100).unwrap_err().to_string().starts_with("a folder"));
+        assert!(read_bounded(Path::new("/dev/null"), 100).unwrap_err().to_string().starts_with("a device"));
+        // A loop of links is an error of its own; a link to a file is that file.
+        std::os::unix::fs::symlink(dir.path().join("b"), dir.path().join("a")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("a"), dir.path().join("b")).unwrap();
+        assert!(read_bounded(&dir.path().join("a"), 100).is_err());
+        std::fs::write(dir.path().join("f"), b"data").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("f"), dir.path().join("l")).unwrap();
+        assert_eq!(read_bounded(&dir.path().join("l"), 100).unwrap(), b"data");
     }
 }

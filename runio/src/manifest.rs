@@ -10,11 +10,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::fsutil::{self, is_partial, read_bounded};
+use crate::fsutil::{self, read_bounded};
 use crate::sha256_hex;
 
 /// The manifest's file name in a run folder.
 pub const FILE: &str = "manifest.json";
+/// A run's plan, written before training (what `fit --resume` continues); a folder with a
+/// plan and no manifest holds a run that did not finish.
+pub const PLAN: &str = "run.json";
 
 /// Largest manifest read: thousands of entries.
 const MAX_BYTES: u64 = 1 << 20;
@@ -50,7 +53,7 @@ pub enum ManifestError {
     },
     /// A file the run wrote is missing, or its content is not what the run wrote.
     #[error(
-        "{path} is not the file run {run_id} wrote ({reason}): the folder mixes files of different runs, or one \\
+        "{path} is not the file run {run_id} wrote ({reason}): the folder mixes files of different runs, or one \
          was changed since; rerun `trainer fit` into a new folder"
     )]
     Foreign {
@@ -60,6 +63,20 @@ pub enum ManifestError {
         run_id: String,
         /// What differs.
         reason: String,
+    },
+    /// The file is in the folder of a run that did not finish (it has a plan but no
+    /// manifest): killed, or still running.
+    #[error(
+        "{path} is a file of a run that did not finish ({dir} has {PLAN} but no {FILE}): its files cannot be \
+         trusted yet; finish the run with `trainer fit --resume {resume}`"
+    )]
+    Unfinished {
+        /// The file.
+        path: PathBuf,
+        /// The run folder.
+        dir: PathBuf,
+        /// The folder as a shell word.
+        resume: String,
     },
     /// A file is not in the run's manifest at all.
     #[error("{path} is not a file of run {run_id} (not in its {FILE})")]
@@ -83,20 +100,15 @@ fn relative(dir: &Path, file: &Path) -> Option<String> {
 }
 
 impl Manifest {
-    /// The manifest of everything in `dir` and its subfolders (one level down; temporary
-    /// files and the manifest itself left out), for run `run_id`.
-    pub fn of_folder(dir: &Path, run_id: &str) -> std::io::Result<Manifest> {
-        let mut files = BTreeMap::new();
-        for path in fsutil::run_files(dir)? {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if name == FILE || is_partial(&name) {
-                continue;
-            }
-            if let Some(rel) = relative(dir, &path) {
-                files.insert(rel, entry_of(&std::fs::read(&path)?));
+    /// The manifest of `files` (inside `dir`), for run `run_id`.
+    pub fn of_files(dir: &Path, run_id: &str, files: &[PathBuf]) -> std::io::Result<Manifest> {
+        let mut listed = BTreeMap::new();
+        for path in files {
+            if let Some(rel) = relative(dir, path) {
+                listed.insert(rel, entry_of(&std::fs::read(path)?));
             }
         }
-        Ok(Manifest { run_id: run_id.to_string(), files })
+        Ok(Manifest { run_id: run_id.to_string(), files: listed })
     }
 
     /// Reads `dir`'s manifest; `Ok(None)` when it has none.
@@ -161,15 +173,22 @@ pub fn run_of(file: &Path) -> Option<PathBuf> {
 }
 
 /// Checks `file` against the manifest of the run that covers it, if any: a file of a run
-/// must be the one the run wrote.
+/// must be the one the run wrote, and a file of a run that did not finish (a folder, or the
+/// one above, with a plan and no manifest) is refused.
 pub fn verify_file(file: &Path) -> Result<(), ManifestError> {
-    if let Some(dir) = run_of(file)
-        && let Some(manifest) = Manifest::read(&dir)?
-        && let Ok(file) = std::fs::canonicalize(file)
-    {
-        manifest.verify(&dir, &file)?;
+    let Ok(canonical) = std::fs::canonicalize(file) else { return Ok(()) };
+    let Some(dir) = canonical.parent() else { return Ok(()) };
+    let run =
+        [Some(dir), dir.parent()].into_iter().flatten().find(|d| d.join(FILE).is_file() || d.join(PLAN).is_file());
+    let Some(run) = run else { return Ok(()) };
+    match Manifest::read(run)? {
+        Some(manifest) => manifest.verify(run, &canonical),
+        None => Err(ManifestError::Unfinished {
+            path: file.to_path_buf(),
+            dir: run.to_path_buf(),
+            resume: crate::out::shell_word(run),
+        }),
     }
-    Ok(())
 }
 
 /// A new run id: the local time and 32 bits from the system's hasher seed.
@@ -191,8 +210,8 @@ mod tests {
         std::fs::create_dir(dir.path().join("relu")).unwrap();
         std::fs::write(dir.path().join("summary.json"), b"{}").unwrap();
         std::fs::write(dir.path().join("relu/relu.int8.fmlp"), b"model").unwrap();
-        std::fs::write(dir.path().join("relu/.x.partial-1"), b"half").unwrap();
-        let m = Manifest::of_folder(dir.path(), "run-1").unwrap();
+        let files = [dir.path().join("summary.json"), dir.path().join("relu/relu.int8.fmlp")];
+        let m = Manifest::of_files(dir.path(), "run-1", &files).unwrap();
         assert_eq!(m.files.keys().collect::<Vec<_>>(), ["relu/relu.int8.fmlp", "summary.json"]);
         m.write(dir.path()).unwrap();
         let m = Manifest::read(dir.path()).unwrap().unwrap();
@@ -201,11 +220,27 @@ mod tests {
         std::fs::write(dir.path().join("relu/relu.int8.fmlp"), b"other").unwrap();
         let e = m.verify(dir.path(), &dir.path().join("relu/relu.int8.fmlp")).unwrap_err();
         assert!(matches!(e, ManifestError::Foreign { .. }), "{e}");
+        let text = e.to_string();
+        assert!(!text.contains('\\') && !text.contains('\n') && text.contains("one was changed"), "{text}");
         std::fs::write(dir.path().join("relu/predictions.csv"), b"x").unwrap();
         let e = m.verify(dir.path(), &dir.path().join("relu/predictions.csv")).unwrap_err();
         assert!(matches!(e, ManifestError::Unlisted { .. }), "{e}");
         std::fs::remove_file(dir.path().join("summary.json")).unwrap();
         assert!(m.verify(dir.path(), &dir.path().join("summary.json")).is_err());
+    }
+
+    #[test]
+    fn a_file_of_a_run_that_did_not_finish_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("relu")).unwrap();
+        std::fs::write(dir.path().join("relu/relu.int8.fmlp"), b"model").unwrap();
+        verify_file(&dir.path().join("relu/relu.int8.fmlp")).expect("a file outside any run");
+        std::fs::write(dir.path().join(PLAN), b"{}").unwrap();
+        let e = verify_file(&dir.path().join("relu/relu.int8.fmlp")).unwrap_err();
+        assert!(matches!(e, ManifestError::Unfinished { .. }) && e.to_string().contains("fit --resume"), "{e}");
+        let files = [dir.path().join("relu/relu.int8.fmlp"), dir.path().join(PLAN)];
+        Manifest::of_files(dir.path(), "run-1", &files).unwrap().write(dir.path()).unwrap();
+        verify_file(&dir.path().join("relu/relu.int8.fmlp")).expect("the run finished");
     }
 
     #[test]

@@ -7,11 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::fsutil::{is_partial, remove_partials};
+use crate::fsutil::is_partial;
+pub use crate::manifest::PLAN;
 use crate::manifest::{FILE as MANIFEST, Manifest, run_of};
-
-/// What a run was asked to do, written before training so that `fit --resume` can finish it.
-pub const PLAN: &str = "run.json";
 /// A model's checkpoint in its folder, while the run trains (removed when it completes).
 pub const CHECKPOINT: &str = "checkpoint.bin";
 
@@ -69,18 +67,126 @@ fn inventory(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     Ok((ours, other))
 }
 
-/// Makes `dir` ready for a new run: created if missing; if it holds files, refused unless
-/// `overwrite`, and then emptied of the previous run's files (and only those: a folder that
-/// holds anything else is refused).
-pub fn prepare(dir: &Path, overwrite: bool) -> Result<()> {
-    if !dir.exists() {
-        return std::fs::create_dir_all(dir).with_context(|| format!("creating output folder {}", dir.display()));
+/// A run folder this process writes: while it lives no other process can hold the same
+/// folder (`fit`, `fit --resume`, `export` or `report` into it). An advisory lock on the
+/// folder, which the system releases when the process ends, however it ends.
+#[derive(Debug)]
+#[must_use = "the folder is held only while this lives"]
+pub struct Held {
+    _lock: std::fs::File,
+}
+
+/// Holds `dir` for this process, or says that another one does.
+pub fn hold(dir: &Path) -> Result<Held> {
+    let lock = std::fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Held { _lock: lock }),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "{} is being written by another process (a `trainer fit` still running there?): wait for it to end, \
+             or choose another folder",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", dir.display())),
     }
-    anyhow::ensure!(dir.is_dir(), "--out {} is a file, not a folder", dir.display());
-    let (ours, other) = inventory(dir)?;
-    if ours.is_empty() && other.is_empty() {
-        return Ok(());
+}
+
+/// Holds the run folder that `file` (which may not exist yet) would belong to, if it is in
+/// one: its folder or the folder above, holding a run's plan or manifest.
+pub fn hold_run_of(file: &Path) -> Result<Option<Held>> {
+    let Some(dir) = file.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d }) else {
+        return Ok(None);
+    };
+    let Ok(dir) = std::fs::canonicalize(dir) else { return Ok(None) };
+    let is_run = |d: &&Path| d.join(PLAN).is_file() || d.join(MANIFEST).is_file();
+    match [Some(dir.as_path()), dir.parent()].into_iter().flatten().find(is_run) {
+        Some(run) => hold(run).map(Some),
+        None => Ok(None),
     }
+}
+
+/// The files of the run in `dir`, if it holds one: those its manifest lists (and the
+/// manifest), or for a run that did not finish (no manifest) the run's files at the top and
+/// those of the models its plan names, in their folders; with any temporary files of killed
+/// writes. `Ok(None)` when `dir` holds no run of this tool.
+fn previous_run(dir: &Path) -> Result<Option<(Vec<PathBuf>, bool)>> {
+    let exists = |p: &PathBuf| p.symlink_metadata().is_ok();
+    let mut files: Vec<PathBuf> = match Manifest::read(dir)? {
+        Some(manifest) => {
+            // Only names a run writes: a file at the top or in a model's folder, never a path
+            // that leads out of the folder, whatever a damaged manifest says.
+            let inside = |rel: &&String| {
+                let parts: Vec<&str> = rel.split('/').collect();
+                parts.len() <= 2 && parts.iter().all(|p| !p.is_empty() && *p != "." && *p != ".." && !p.contains('\\'))
+            };
+            let mut files: Vec<PathBuf> =
+                manifest.files.keys().filter(inside).map(|rel| dir.join(rel)).filter(exists).collect();
+            files.push(dir.join(MANIFEST));
+            files
+        }
+        None if dir.join(PLAN).is_file() => {
+            let plan = crate::fsutil::read_bounded(&dir.join(PLAN), 16 << 20)
+                .with_context(|| format!("reading {}", dir.join(PLAN).display()))?;
+            let plan: serde_json::Value = serde_json::from_slice(&plan)
+                .with_context(|| format!("{} is damaged: remove the folder yourself", dir.join(PLAN).display()))?;
+            let models = plan["recipes"].as_array().into_iter().flatten().filter_map(|r| r["name"].as_str());
+            let mut files: Vec<PathBuf> = RUN_FILES.iter().map(|f| dir.join(f)).filter(exists).collect();
+            for model in models.filter(|m| !m.is_empty() && !m.contains(['/', '\\']) && *m != "." && *m != "..") {
+                let folder = dir.join(model);
+                if folder.is_dir() {
+                    for entry in std::fs::read_dir(&folder)? {
+                        let entry = entry?;
+                        if entry.file_type()?.is_file() && is_model_file(&entry.file_name().to_string_lossy()) {
+                            files.push(entry.path());
+                        }
+                    }
+                }
+            }
+            files
+        }
+        None => return Ok(None),
+    };
+    let finished = files.contains(&dir.join(MANIFEST));
+    for file in crate::fsutil::run_files(dir)? {
+        if file.file_name().is_some_and(|n| is_partial(&n.to_string_lossy())) && !files.contains(&file) {
+            files.push(file);
+        }
+    }
+    Ok(Some((files, finished)))
+}
+
+/// Everything in `dir` (files, and folders one level down) but `ours`.
+fn others(dir: &Path, ours: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut other = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            for sub in std::fs::read_dir(&path)? {
+                let sub = sub?.path();
+                if !ours.contains(&sub) {
+                    other.push(sub);
+                }
+            }
+        } else if !ours.contains(&path) {
+            other.push(path);
+        }
+    }
+    other.sort();
+    Ok(other)
+}
+
+/// Makes `dir` ready for a new run and holds it ([`hold`]): created if missing. A folder
+/// with files is refused unless they are all a previous run's and `overwrite`; then that
+/// run's files are removed (only those: what its manifest lists, or for an unfinished run
+/// the files its plan names) before any of the new run's is written.
+pub fn prepare(dir: &Path, overwrite: bool) -> Result<Held> {
+    if dir.symlink_metadata().is_err() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating output folder {}", dir.display()))?;
+    }
+    anyhow::ensure!(dir.is_dir(), "--out {} is not a folder", dir.display());
+    let held = hold(dir)?;
+    let (ours, finished) = previous_run(dir)?.unwrap_or_default();
+    let other = others(dir, &ours)?;
     if !other.is_empty() {
         let names: Vec<String> = other.iter().take(5).map(|p| p.display().to_string()).collect();
         bail!(
@@ -90,23 +196,51 @@ pub fn prepare(dir: &Path, overwrite: bool) -> Result<()> {
             if other.len() > 5 { ", ..." } else { "" }
         );
     }
+    if ours.is_empty() {
+        return Ok(held);
+    }
     if !overwrite {
+        let what = match finished {
+            true => "a finished run".to_string(),
+            false => {
+                format!("an unfinished run: finish it with `trainer fit --resume {}`", crate::out::shell_word(dir))
+            }
+        };
         bail!(
-            "--out {} already holds a run: pass --overwrite to replace it (its files are removed first), or choose another folder",
-            dir.display()
+            "--out {} holds {what}; or choose another folder, or pass --overwrite to remove that run's {} files",
+            dir.display(),
+            ours.len()
         );
     }
-    for path in ours {
-        if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) }
-            .with_context(|| format!("removing {} of the previous run", path.display()))?;
+    for path in &ours {
+        std::fs::remove_file(path).with_context(|| format!("removing {} of the previous run", path.display()))?;
     }
-    remove_partials(dir)?;
-    Ok(())
+    // The previous run's model folders, now empty.
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() && std::fs::read_dir(&path)?.next().is_none() {
+            std::fs::remove_dir(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    Ok(held)
 }
 
-/// Writes the manifest of everything in `dir` for run `run_id`: the run's last write.
-pub fn seal(dir: &Path, run_id: &str) -> Result<()> {
-    let manifest = Manifest::of_folder(dir, run_id).with_context(|| format!("listing {}", dir.display()))?;
+/// Writes the manifest of run `run_id` in `dir`: its last write. It lists the files the run
+/// writes (those at the top of a run folder, and in the folders of `models` those of a
+/// model), not whatever else the folder may hold.
+pub fn seal(dir: &Path, run_id: &str, models: &[&str]) -> Result<()> {
+    let mut files: Vec<PathBuf> = RUN_FILES.iter().map(|f| dir.join(f)).filter(|p| p.is_file()).collect();
+    for model in models {
+        let folder = dir.join(model);
+        for entry in std::fs::read_dir(&folder).with_context(|| format!("listing {}", folder.display()))? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() && is_model_file(&entry.file_name().to_string_lossy()) {
+                files.push(entry.path());
+            }
+        }
+    }
+    files.retain(|f| f.file_name().is_some_and(|n| n != MANIFEST && !is_partial(&n.to_string_lossy())));
+    let manifest = Manifest::of_files(dir, run_id, &files).with_context(|| format!("listing {}", dir.display()))?;
     manifest.write(dir).with_context(|| format!("writing {}", dir.join(MANIFEST).display()))
 }
 
@@ -119,7 +253,7 @@ pub fn verify(dir: &Path, run_id: Option<&str>) -> Result<Option<Manifest>> {
             bail!(
                 "{} has no {MANIFEST}: run {id} did not finish (killed?), so its files cannot be trusted; finish it with `trainer fit --resume {}`",
                 dir.display(),
-                dir.display()
+                crate::out::shell_word(dir)
             );
         }
         return Ok(None);

@@ -128,8 +128,6 @@ enum DataCommand {
 const MAX_EPOCHS: i64 = 10_000;
 /// Largest batch: the whole training set.
 const MAX_BATCH: i64 = 60_000;
-/// Most worker threads per CPU `fit` starts.
-const THREADS_PER_CPU: usize = 4;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum PresetArg {
@@ -294,7 +292,7 @@ struct FitArgs {
     /// Replace the run in --out: its files are removed before any new one is written.
     #[arg(long)]
     overwrite: bool,
-    /// Worker threads, 1 to 4 per CPU (default: one per CPU; RAYON_NUM_THREADS also works).
+    /// Worker threads, 1 to 4 per CPU (default: RAYON_NUM_THREADS if set, else one per CPU).
     /// Each is pinned to its own CPU when there are no more threads than CPUs (taskset
     /// chooses which CPUs).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -312,19 +310,19 @@ fn main() {
         Command::Fit(args) => fit(args),
         Command::Export(args) => export(args),
         Command::Report { run_dir } => report::rebuild(&run_dir)
-            .map(|()| eprintln!("Rewrote the figures, summary.md and report.html in {}", run_dir.display())),
+            .map(|()| runio::note!("Rewrote the figures, summary.md and report.html in {}", run_dir.display())),
         Command::Data(DataCommand::Fetch { dir }) => fetch(dir.unwrap_or_else(data::cache_dir)).map(|_| ()),
         Command::Data(DataCommand::Check(args)) => check(&args),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        runio::note!("error: {e:#}");
         std::process::exit(1);
     }
 }
 
 fn fetch(dir: PathBuf) -> Result<PathBuf> {
     let base = data::base_url();
-    eprintln!("Downloading Fashion-MNIST from {base} into {}", dir.display());
+    runio::note!("Downloading Fashion-MNIST from {base} into {}", dir.display());
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{msg:26} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
             .expect("valid template")
@@ -341,7 +339,7 @@ fn fetch(dir: PathBuf) -> Result<PathBuf> {
         bar.set_position(done);
     })?;
     bar.finish_and_clear();
-    eprintln!("Fashion-MNIST is in {} (checksums verified)", dir.display());
+    runio::note!("Fashion-MNIST is in {} (checksums verified)", dir.display());
     Ok(dir)
 }
 
@@ -377,7 +375,7 @@ fn open(spec: &DataSpec) -> Result<Dataset> {
     match data::locate(None) {
         Ok(dir) => Ok(data::load_dir(&dir)?),
         Err(not_found) => {
-            eprintln!("{not_found}\n\nTrying to download it now...");
+            runio::note!("{not_found}\n\nTrying to download it now...");
             let dir = fetch(data::cache_dir()).map_err(|e| anyhow::anyhow!("{not_found}\n\n{e:#}"))?;
             Ok(data::load_dir(&dir)?)
         }
@@ -393,8 +391,17 @@ impl trainer::run::Progress for Terminal {
     }
 
     fn say(&mut self, line: &str) {
-        eprintln!("{line}");
+        runio::note!("{line}");
     }
+}
+
+/// Stops training between steps once SIGINT or SIGTERM came ([`runio::stop`]).
+fn stop_asked(bar: Option<&ProgressBar>) -> bool {
+    let asked = runio::stop::requested().is_some();
+    if let (true, Some(bar)) = (asked, bar) {
+        bar.abandon();
+    }
+    asked
 }
 
 struct Bars {
@@ -409,10 +416,14 @@ struct Bars {
 const EPOCH_LINES: usize = 100;
 
 impl Observer for Bars {
+    fn stop(&mut self) -> bool {
+        stop_asked(self.bar.as_ref())
+    }
+
     fn resumed(&mut self, epochs: usize, finished: bool) {
         match finished {
-            true => eprintln!("{}: trained in full before the interruption ({epochs} epochs)", self.name),
-            false => eprintln!("{}: continuing from the checkpoint after epoch {epochs}", self.name),
+            true => runio::note!("{}: trained in full before the interruption ({epochs} epochs)", self.name),
+            false => runio::note!("{}: continuing from the checkpoint after epoch {epochs}", self.name),
         }
     }
 
@@ -450,9 +461,15 @@ impl Observer for Bars {
             if !r.epoch.is_multiple_of(every) && r.epoch != 1 && r.epoch != self.epochs {
                 return;
             }
-            eprintln!(
+            runio::note!(
                 "{} epoch {:>2}: {steps}/{steps} - {:.2}s - loss: {:.4} - accuracy: {:.4} - val_loss: {:.4} - val_accuracy: {:.4}",
-                self.name, r.epoch, r.seconds, r.loss, r.accuracy, r.val_loss, r.val_accuracy
+                self.name,
+                r.epoch,
+                r.seconds,
+                r.loss,
+                r.accuracy,
+                r.val_loss,
+                r.val_accuracy
             );
         }
     }
@@ -472,6 +489,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 fn export(args: ExportArgs) -> Result<()> {
     let ExportQuant::Int8 = args.quant;
+    trainer::threads::start_pool(thread_count(None)?).context("starting worker threads")?;
     // A model of a run must be the one the run wrote.
     runio::manifest::verify_file(&args.model)?;
     let model = trainer::format::load_f32(&args.model)?;
@@ -488,9 +506,9 @@ fn export(args: ExportArgs) -> Result<()> {
     let limit = if args.data.given() { None } else { dataset::source::limit_of_run(&args.model)? };
     let ds = limited(ds, limit);
     let done = trainer::run::export(&model, &out, &ds)?;
-    eprintln!("{}", report::int8_line(&out.display().to_string(), &done.int8, done.f32_accuracy));
+    runio::note!("{}", report::int8_line(&out.display().to_string(), &done.int8, done.f32_accuracy));
     let (f32_accuracy, predictions) = (done.f32_accuracy, done.predictions.display());
-    eprintln!("f32 test accuracy {:.2}%; wrote {} and {predictions}", 100.0 * f32_accuracy, out.display());
+    runio::note!("f32 test accuracy {:.2}%; wrote {} and {predictions}", 100.0 * f32_accuracy, out.display());
     Ok(())
 }
 
@@ -559,12 +577,9 @@ fn request(args: &FitArgs, study_data: bool) -> Request {
 }
 
 fn fit(args: FitArgs) -> Result<()> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if let Some(t) = args.threads
-        && t as usize > THREADS_PER_CPU * cpus
-    {
-        bail!("--threads {t} is more than {THREADS_PER_CPU} per CPU of this machine's {cpus}");
-    }
+    let threads = thread_count(args.threads)?;
+    // From here SIGINT and SIGTERM stop the run between steps, resumable.
+    runio::stop::install().context("setting up SIGINT and SIGTERM handling")?;
     let spec = match args.resume {
         None => Some(args.data.spec(args.seed.unwrap_or(DEFAULT_SEED))?),
         Some(_) => None,
@@ -574,12 +589,12 @@ fn fit(args: FitArgs) -> Result<()> {
         // The options are checked before any data is read.
         recipe::resolve(request, &DataFacts::STUDY)?;
     }
-    trainer::threads::start_pool(args.threads.map(|t| t as usize)).context("starting worker threads")?;
+    trainer::threads::start_pool(threads).context("starting worker threads")?;
     let started = Instant::now();
-    let (out, plan, ds) = match (&args.resume, request.zip(spec)) {
+    let (out, plan, ds, _held) = match (&args.resume, request.zip(spec)) {
         (Some(dir), _) => {
-            let plan = rundir::resumable(dir)?;
-            eprintln!("Resuming run {} in {}", plan.run_id, dir.display());
+            let (plan, held) = rundir::resumable(dir)?;
+            runio::note!("Resuming run {} in {}", plan.run_id, dir.display());
             // The run's data; --data-dir says where Fashion-MNIST is now.
             let spec = match (&plan.data, &args.data.data_dir) {
                 (Some(spec), None) => spec.clone(),
@@ -587,25 +602,35 @@ fn fit(args: FitArgs) -> Result<()> {
                 _ => DataSpec::fashion_mnist(args.data.data_dir.as_deref().or(plan.data_dir.as_deref())),
             };
             let ds = limited(open(&spec)?, plan.limit);
-            (dir.clone(), plan, ds)
+            (dir.clone(), plan, ds, held)
         }
         (None, Some((request, spec))) => {
             let ds = limited(open(&spec)?, args.limit);
             let facts = DataFacts { examples: ds.train.len(), images: ds.schema.image.is_some() };
             let recipes = recipe::resolve(&request, &facts)?;
+            // What training would refuse is refused before the folder is touched.
+            for recipe in &recipes {
+                trainer::train::check(recipe, &ds).map_err(|e| anyhow::anyhow!("{}: {e}", recipe.name))?;
+            }
             let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
             let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&stamp));
-            runio::rundir::prepare(&out, args.overwrite)?;
             let (limit, data_dir) = (args.limit, args.data.data_dir.clone());
             let run_id = runio::manifest::new_run_id(&stamp);
             let plan = Plan { run_id, recipes, limit, data_dir, data: Some(spec) };
+            // Encoded before the folder is touched: a plan that cannot be written leaves nothing.
+            plan.encode()?;
+            if let Some(signal) = runio::stop::requested() {
+                runio::note!("Stopped by {} before the run began: nothing was written.", signal.name());
+                std::process::exit(signal.exit_code());
+            }
+            let held = runio::rundir::prepare(&out, args.overwrite)?;
             rundir::write_plan(&out, &plan)?;
-            (out, plan, ds)
+            (out, plan, ds, held)
         }
         (None, None) => unreachable!("a request without --resume"),
     };
     let kind = if ds.schema.image.is_some() { "images" } else { "examples" };
-    eprintln!(
+    runio::note!(
         "{} from {}: {} training, {} test {kind}. Kernels: {}, {} threads. Output: {}",
         ds.schema.name,
         ds.origin,
@@ -615,9 +640,24 @@ fn fit(args: FitArgs) -> Result<()> {
         rayon::current_num_threads(),
         out.display()
     );
-    trainer::run::fit(&out, &plan, &ds, started, &mut Terminal)?;
-    eprintln!("Results in {}: open report.html (or summary.md) for the figures and conclusions.", out.display());
+    if let Err(e) = trainer::run::fit(&out, &plan, &ds, started, &mut Terminal) {
+        let Some(stopped) = e.downcast_ref::<trainer::run::Stopped>() else { return Err(e) };
+        let signal = runio::stop::requested().expect("a run stops only on a signal");
+        runio::note!(
+            "\nStopped by {}: {stopped}.\nContinue the run with: trainer fit --resume {}",
+            signal.name(),
+            runio::out::shell_word(&out)
+        );
+        drop(_held);
+        std::process::exit(signal.exit_code());
+    }
+    runio::note!("Results in {}: open report.html (or summary.md) for the figures and conclusions.", out.display());
     Ok(())
+}
+
+/// The worker threads `--threads` (`option`) or RAYON_NUM_THREADS asks for, checked.
+fn thread_count(option: Option<u32>) -> Result<usize> {
+    trainer::threads::count_here(option).map_err(anyhow::Error::msg)
 }
 
 /// `ds` with only the first `limit` training examples, if limited.

@@ -197,6 +197,9 @@ pub fn samples_csv(pixels: &[u8], labels: &[u8], width: usize) -> Result<Vec<u8>
 /// history, 25 sample images), far less than could hurt.
 const MAX_SUMMARY_BYTES: u64 = 1 << 20;
 const MAX_CSV_BYTES: u64 = 4 << 20;
+/// Largest figure embedded in `report.html`: the trainer's are a few hundred KB (a 256-class
+/// confusion matrix a few MB).
+const MAX_FIGURE_BYTES: u64 = 64 << 20;
 
 /// A run's file, refused unread when larger than `max` bytes.
 fn read_run_file(path: &Path, max: u64) -> Result<Vec<u8>> {
@@ -346,6 +349,7 @@ pub fn render(dir: &Path) -> Result<()> {
 /// manifest. A folder of an earlier version, without a run id or manifest, is redrawn
 /// unchecked.
 pub fn rebuild(dir: &Path) -> Result<()> {
+    let _held = runio::rundir::hold(dir)?;
     let run = Run::read(dir)?;
     runio::rundir::verify(dir, run.summary.context.run_id.as_deref())?;
     let written = draw(dir, &run)?;
@@ -721,7 +725,8 @@ pub fn report_html(dir: &Path, run: &Run) -> Result<String> {
             }
             Block::Figure(path, caption) => {
                 let file = dir.join(&path);
-                let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let bytes = runio::fsutil::read_bounded(&file, MAX_FIGURE_BYTES)
+                    .with_context(|| format!("reading {}", file.display()))?;
                 let data = base64::engine::general_purpose::STANDARD.encode(bytes);
                 let _ = writeln!(
                     s,

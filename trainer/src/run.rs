@@ -37,8 +37,16 @@ pub fn fit(out: &Path, plan: &Plan, ds: &Dataset, started: Instant, progress: &m
         fsutil::write_atomic(&out.join("samples.csv"), &csv).context("writing samples.csv")?;
     }
     let mut models = Vec::new();
-    for recipe in &plan.recipes {
-        models.push(fit_model(out, recipe, ds, progress)?);
+    let names: Vec<&str> = plan.recipes.iter().map(|r| r.name.as_str()).collect();
+    for (i, recipe) in plan.recipes.iter().enumerate() {
+        let model = fit_model(out, recipe, ds, progress).map_err(|mut e| {
+            if let Some(stopped) = e.downcast_mut::<Stopped>() {
+                stopped.finished = names[..i].iter().map(|n| n.to_string()).collect();
+                stopped.waiting = names[i + 1..].iter().map(|n| n.to_string()).collect();
+            }
+            e
+        })?;
+        models.push(model);
     }
     let context = RunContext {
         threads: rayon::current_num_threads(),
@@ -52,8 +60,42 @@ pub fn fit(out: &Path, plan: &Plan, ds: &Dataset, started: Instant, progress: &m
     report::render(out)?;
     rundir::remove_checkpoints(out, plan)?;
     // Last: the manifest that ties every file to this run.
-    runio::rundir::seal(out, &plan.run_id)
+    runio::rundir::seal(out, &plan.run_id, &names)
 }
+
+/// A run that stopped because [`Observer::stop`] said so: where it stands. Its folder can be
+/// continued with `trainer fit --resume`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// Models trained in full, their files written.
+    pub finished: Vec<String>,
+    /// The model training when the run stopped.
+    pub model: String,
+    /// Its epochs done and saved in its checkpoint, and its epochs in all.
+    pub epochs: usize,
+    pub of: usize,
+    /// Models not started.
+    pub waiting: Vec<String>,
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |names: &[String]| names.join(", ");
+        if !self.finished.is_empty() {
+            write!(f, "{} trained in full; ", list(&self.finished))?;
+        }
+        match self.epochs {
+            0 => write!(f, "{} stopped in its first epoch (nothing to keep)", self.model)?,
+            n => write!(f, "{} stopped after epoch {n} of {}, which its checkpoint holds", self.model, self.of)?,
+        }
+        if !self.waiting.is_empty() {
+            write!(f, "; {} not started", list(&self.waiting))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Stopped {}
 
 /// Trains the model of `recipe` into its folder of `out` and exports it to int8: its summary.
 fn fit_model(out: &Path, recipe: &Recipe, ds: &Dataset, progress: &mut dyn Progress) -> Result<ModelSummary> {
@@ -66,8 +108,13 @@ fn fit_model(out: &Path, recipe: &Recipe, ds: &Dataset, progress: &mut dyn Progr
     ));
     let dir = out.join(name);
     let checkpoint = dir.join(rundir::CHECKPOINT);
-    let trained = train::fit_with(recipe, ds, &mut *progress.model(name), Some(&checkpoint))
-        .map_err(|e| anyhow!("{name}: {e}"))?;
+    let trained = train::fit_with(recipe, ds, &mut *progress.model(name), Some(&checkpoint)).map_err(|e| match e {
+        train::FitError::Stopped { epochs } => {
+            let (model, of) = (name.to_string(), recipe.epochs);
+            anyhow::Error::new(Stopped { finished: Vec::new(), model, epochs, of, waiting: Vec::new() })
+        }
+        e => anyhow!("{name}: {e}"),
+    })?;
     report::write_model_dir(&dir, &trained, &ds.test.labels, &ds.schema.class_names)?;
     if let Some(kept) = trained.best_epoch {
         let r = &trained.history[kept - 1];
@@ -110,11 +157,13 @@ pub struct Exported {
 pub fn export(model: &Mlp, out: &Path, ds: &Dataset) -> Result<Exported> {
     let int8 = quant::export_int8(model, ds).map_err(|e| anyhow!("int8 export: {e}"))?;
     let f32_accuracy = train::evaluate(model, &ds.test, &mut Workspace::default()).accuracy;
-    fsutil::write_atomic(out, &int8.bytes).with_context(|| format!("writing {}", out.display()))?;
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let predictions = dir.join("predictions_int8.csv");
-    fsutil::write_atomic(&predictions, &report::predictions_csv(&ds.test.labels, &int8.predictions)?)
-        .with_context(|| format!("writing {}", predictions.display()))?;
+    let csv = report::predictions_csv(&ds.test.labels, &int8.predictions)?;
+    // Both or neither: a model without its reference predictions could not be checked.
+    let _held = runio::rundir::hold_run_of(out)?;
+    fsutil::write_atomic_all(&[(out, &int8.bytes), (&predictions, &csv)])
+        .with_context(|| format!("writing {} and {}", out.display(), predictions.display()))?;
     runio::rundir::record_files(&[out, &predictions])?;
     Ok(Exported { int8, f32_accuracy, predictions })
 }

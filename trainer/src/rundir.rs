@@ -29,16 +29,27 @@ pub struct Plan {
     pub data: Option<crate::data::DataSpec>,
 }
 
-/// Writes the plan of the run in `dir`.
-pub fn write_plan(dir: &Path, plan: &Plan) -> Result<()> {
-    let json = serde_json::to_vec_pretty(plan).context("encoding the run plan")?;
-    fsutil::write_atomic(&dir.join(PLAN), &json).with_context(|| format!("writing {}", dir.join(PLAN).display()))
+impl Plan {
+    /// The bytes of [`PLAN`]. Fails for a path that is not UTF-8 (JSON holds text).
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec_pretty(self).context("encoding the run plan")
+    }
 }
 
-/// The plan of an unfinished run in `dir`, and `dir` emptied of partial writes: what
-/// `fit --resume` continues.
-pub fn resumable(dir: &Path) -> Result<Plan> {
+/// Writes the plan of the run in `dir`.
+pub fn write_plan(dir: &Path, plan: &Plan) -> Result<()> {
+    fsutil::write_atomic(&dir.join(PLAN), &plan.encode()?)
+        .with_context(|| format!("writing {}", dir.join(PLAN).display()))
+}
+
+/// The plan of an unfinished run in `dir`, and `dir` held ([`runio::rundir::hold`]) and
+/// emptied of partial writes: what `fit --resume` continues.
+pub fn resumable(dir: &Path) -> Result<(Plan, runio::rundir::Held)> {
     let path = dir.join(PLAN);
+    if !dir.is_dir() {
+        bail!("--resume {}: no such folder", dir.display());
+    }
+    let held = runio::rundir::hold(dir)?;
     if dir.join(MANIFEST).exists() {
         bail!("{} holds a complete run (it has {MANIFEST}): nothing to resume", dir.display());
     }
@@ -55,7 +66,7 @@ pub fn resumable(dir: &Path) -> Result<Plan> {
     for r in &plan.recipes {
         remove_partials(&dir.join(&r.name)).with_context(|| format!("cleaning {}", dir.join(&r.name).display()))?;
     }
-    Ok(plan)
+    Ok((plan, held))
 }
 
 /// Removes the models' checkpoints once the run is complete.

@@ -8,6 +8,8 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use infer_core::arch::Architecture;
+
 use crate::checkpoint::{self, CheckpointError};
 use crate::data::split::stratified_holdout;
 use crate::data::{Dataset, Split};
@@ -61,16 +63,25 @@ pub enum FitError {
     #[error("recipe: {0}")]
     Recipe(String),
     /// The validation split leaves nothing to train on.
-    #[error("--val-split {asked} holds out all {images} training images: leave some to train on")]
+    #[error("--val-split {asked} holds out all {examples} training {noun}: leave some to train on")]
     Split {
-        /// Images asked for.
+        /// Examples asked for.
         asked: usize,
-        /// Training images there are.
-        images: usize,
+        /// Training examples there are.
+        examples: usize,
+        /// What they are: "images" or "examples".
+        noun: &'static str,
     },
     /// The checkpoint to continue from cannot be read, written or used.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// The observer asked training to stop ([`Observer::stop`]): the epoch in progress was
+    /// dropped, and the checkpoint (if any) holds the `epochs` done before it.
+    #[error("stopped after {epochs} epochs")]
+    Stopped {
+        /// Epochs done and saved.
+        epochs: usize,
+    },
 }
 
 /// Receives progress while training runs; the CLI draws bars, tests stay quiet.
@@ -85,6 +96,11 @@ pub trait Observer {
     fn epoch_end(&mut self, _record: &EpochRecord) {}
     /// Training continues from a checkpoint after `epochs` epochs (`finished`: all done).
     fn resumed(&mut self, _epochs: usize, _finished: bool) {}
+    /// Whether training should stop now (the user asked, by a signal): asked before every
+    /// step. Training then ends with [`FitError::Stopped`], the epoch in progress dropped.
+    fn stop(&mut self) -> bool {
+        false
+    }
 }
 
 /// An observer that ignores everything.
@@ -190,7 +206,13 @@ pub fn fit_with(
     let mut writer = checkpoint.map(checkpoint::Writer::new);
     let (seconds_before, started) = (state.seconds, Instant::now());
     while !state.finished && state.epoch < recipe.epochs {
-        session.epoch(&mut state, observer)?;
+        if let Err(e) = session.epoch(&mut state, observer) {
+            // Stopped on request: the checkpoint being written is finished, and said so.
+            if let (FitError::Stopped { .. }, Some(w)) = (&e, writer.as_mut()) {
+                w.finish()?;
+            }
+            return Err(e);
+        }
         state.seconds = seconds_before + started.elapsed().as_secs_f64();
         if let Some(w) = writer.as_mut() {
             w.save(&recipe_json, images, &state)?;
@@ -200,6 +222,25 @@ pub fn fit_with(
         w.finish()?;
     }
     session.finish(state, seconds_before + started.elapsed().as_secs_f64())
+}
+
+/// Checks `recipe` against `data` as [`fit`] does before its first step, without laying
+/// anything out: the network's widths, the examples' width, the hyperparameters and the
+/// validation split. The network's architecture.
+pub fn check(recipe: &Recipe, data: &Dataset) -> Result<Architecture, FitError> {
+    let (network, schema) = (&recipe.network, &data.schema);
+    let arch = network
+        .architecture(schema.inputs, schema.classes())
+        .map_err(|error| FitError::Network { hidden: network.hidden.clone(), error })?;
+    if let Some(split) = [&data.train, &data.test].into_iter().find(|s| s.width != schema.inputs) {
+        return Err(FitError::Inputs { expected: schema.inputs, found: split.width });
+    }
+    recipe.check().map_err(FitError::Recipe)?;
+    recipe.check_data(schema).map_err(FitError::Recipe)?;
+    if recipe.val_split >= data.train.len() {
+        return Err(FitError::Split { asked: recipe.val_split, examples: data.train.len(), noun: schema.noun() });
+    }
+    Ok(arch)
 }
 
 /// A run made ready: its training images laid out, its validation images, and the buffers
@@ -237,19 +278,9 @@ impl<'a> Session<'a> {
     /// Checks the recipe against the data, holds out the validation split, lays out the
     /// examples, and initializes the network: the session and the run's first state.
     fn prepare(recipe: &'a Recipe, data: &'a Dataset) -> Result<(Session<'a>, TrainState), FitError> {
+        let arch = check(recipe, data)?;
         let (network, schema) = (&recipe.network, &data.schema);
-        let arch = network
-            .architecture(schema.inputs, schema.classes())
-            .map_err(|error| FitError::Network { hidden: network.hidden.clone(), error })?;
-        if let Some(split) = [&data.train, &data.test].into_iter().find(|s| s.width != schema.inputs) {
-            return Err(FitError::Inputs { expected: schema.inputs, found: split.width });
-        }
-        recipe.check().map_err(FitError::Recipe)?;
-        recipe.check_data(schema).map_err(FitError::Recipe)?;
         let (train, test) = (&data.train, &data.test);
-        if recipe.val_split >= train.len() {
-            return Err(FitError::Split { asked: recipe.val_split, images: train.len() });
-        }
         let (train, val_source) = match recipe.val_split {
             0 => (std::borrow::Cow::Borrowed(train), std::borrow::Cow::Borrowed(test)),
             n => {
@@ -328,6 +359,9 @@ impl<'a> Session<'a> {
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let order = std::mem::take(&mut state.order);
         for (step, idx) in order.chunks(self.batch).enumerate() {
+            if observer.stop() {
+                return Err(FitError::Stopped { epochs: state.epoch });
+            }
             let (loss, right) = self.step(state, epoch, step, idx)?;
             loss_sum += loss;
             correct += right;

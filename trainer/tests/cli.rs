@@ -115,7 +115,7 @@ fn networks_the_format_cannot_hold_are_refused_before_any_work() {
         (&["--model", "relu", "--optimizer", "adam", "--weight-decay=-1"], "weight decay must be"),
         (&["--model", "relu", "--shift", "28"], "28 is not in 0..=27"),
         (&["--resume", "/nonexistent", "--epochs", "3"], "cannot be used with"),
-        (&["--resume", "/nonexistent"], "no run.json"),
+        (&["--resume", "/nonexistent"], "no such folder"),
         (&["--resume", "/tmp", "--all"], "cannot be used with"),
         (&[], "say what to train"),
     ];

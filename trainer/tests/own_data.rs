@@ -2,40 +2,15 @@
 //! preset, a constant feature is no trouble, bad tables are refused with what to fix and
 //! leave nothing behind, and the report speaks of the data it was given.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
+
+mod common;
+
+use common::{sensors, write};
 
 fn trainer() -> Command {
     Command::new(env!("CARGO_BIN_EXE_trainer"))
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// A table of `rows` rows: a constant column, two noisy features and a label of three
-/// classes (`still`, `walk`, `run`) that the features separate; the label column second.
-fn sensors(rows: usize, seed: u64) -> String {
-    let mut state = seed;
-    let mut noise = move || {
-        // SplitMix64, scaled to [-0.5, 0.5).
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-    };
-    let mut text = String::from("battery,activity,accel_rms,step_hz\n");
-    for i in 0..rows {
-        let (class, name) = [(0.0, "still"), (1.0, "walk"), (2.0, "run")][i % 3];
-        // Magnitudes apart (hundreds against units), as raw sensor values are.
-        let accel = 100.0 + 250.0 * class + 80.0 * noise();
-        let steps = 1.5 * class + 0.6 * noise();
-        text.push_str(&format!("3.7,{name},{accel:.3},{steps:.4}\n"));
-    }
-    text
 }
 
 fn fit(args: &[&str], out: &Path) -> Output {
