@@ -117,6 +117,9 @@ pub enum Error {
     /// Real-valued features were given to an int8 model without an input quantizer: it
     /// takes bytes (pixels) only.
     NoInputQuantizer,
+    /// Scratch memory given as bytes does not start on an even address (its groups are
+    /// 16-bit numbers).
+    ScratchAlignment,
     /// The input slice is not the model's input width.
     InputSize {
         /// The model's input width.
@@ -227,6 +230,7 @@ impl fmt::Display for Error {
             Error::NoInputQuantizer => {
                 f.write_str("this int8 model takes bytes (pixels); it has no quantizer for real-valued features")
             }
+            Error::ScratchAlignment => f.write_str("the scratch memory must start on an even address"),
             Error::InputSize { expected, found } => write!(f, "input has {found} values, the model takes {expected}"),
             Error::OutputSize { expected, found } => {
                 write!(f, "scores buffer holds {found} values, the model has {expected} classes")

@@ -195,9 +195,15 @@ impl<'a> F32Model<'a> {
         scratch: &mut Scratch<N>,
         logits: &mut [f32],
     ) -> Result<usize, Error> {
+        self.predict_in(image, &mut scratch.h, logits)
+    }
+
+    /// [`F32Model::predict`] with scratch memory the caller owns as a slice (from C, or
+    /// sized at run time) of at least [`F32Model::scratch_len`] values.
+    pub fn predict_in(&self, image: &[f32], scratch: &mut [f32], logits: &mut [f32]) -> Result<usize, Error> {
         let arch = &self.architecture;
-        let logits = check_buffers(arch, image.len(), logits, self.scratch_len(), N)?;
-        let buf = &mut scratch.h[..arch.f32_scratch_len()];
+        let logits = check_buffers(arch, image.len(), logits, self.scratch_len(), scratch.len())?;
+        let buf = &mut scratch[..arch.f32_scratch_len()];
         for l in 0..arch.layers() {
             let (k, n) = arch.layer(l);
             if l + 1 == arch.layers() {

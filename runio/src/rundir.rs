@@ -27,7 +27,7 @@ const RUN_FILES: [&str; 9] = [
 ];
 
 /// Files `fit`, `export` and `report` write in a model's folder (and `NAME.f32.fmlp`,
-/// `NAME.int8.fmlp`).
+/// `NAME.int8.fmlp`, and `export --c-header`'s `NAME_model.c` and `NAME_model.h`).
 const MODEL_FILES: [&str; 8] = [
     CHECKPOINT,
     "history.csv",
@@ -40,7 +40,8 @@ const MODEL_FILES: [&str; 8] = [
 ];
 
 fn is_model_file(name: &str) -> bool {
-    MODEL_FILES.contains(&name) || name.ends_with(".f32.fmlp") || name.ends_with(".int8.fmlp") || is_partial(name)
+    let c = name.ends_with("_model.c") || name.ends_with("_model.h");
+    MODEL_FILES.contains(&name) || name.ends_with(".f32.fmlp") || name.ends_with(".int8.fmlp") || c || is_partial(name)
 }
 
 /// What a run folder holds that a run wrote (files and model folders), and what it holds

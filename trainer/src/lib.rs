@@ -13,7 +13,8 @@
 //!   (which epoch's weights are kept), [`state`] (what changes as a run trains),
 //!   [`checkpoint`] (its file), [`train`] (the loop), [`threads`] (the worker pool);
 //! - a run's life: [`run`] (train every model of a plan, write and seal its folder);
-//! - outputs: [`quant`] (int8 export), [`format`](mod@format) (model files), [`figures`]
+//! - outputs: [`quant`] (int8 export), [`format`](mod@format) (model files), [`c_export`]
+//!   (an int8 model as C source), [`figures`]
 //!   and [`report`] (history, confusion matrices, summaries), [`rundir`] (the plan of a run
 //!   folder; the folders themselves are `runio`'s).
 
@@ -21,6 +22,7 @@ pub use dataset as data;
 
 pub mod alloc;
 pub mod augment;
+pub mod c_export;
 pub mod checkpoint;
 pub mod figures;
 pub mod format;

@@ -98,7 +98,8 @@ enum ExportQuant {
 
 #[derive(Args)]
 struct ExportArgs {
-    /// An f32 model file written by `trainer fit` (`*.f32.fmlp`).
+    /// An f32 model file written by `trainer fit` (`*.f32.fmlp`); with --c-header, an int8
+    /// one (`*.int8.fmlp`) is written as C without quantizing again.
     model: PathBuf,
     /// Quantization scheme.
     #[arg(long, value_enum, default_value = "int8")]
@@ -106,6 +107,14 @@ struct ExportArgs {
     /// Output file (default: the model's path with `.f32.fmlp` replaced by `.int8.fmlp`).
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Also write the int8 model as C beside it, for infer-c's fmlp.h: NAME_model.c (the
+    /// file as a 64-byte-aligned const uint8_t array, class names, input quantizer) and
+    /// NAME_model.h (its size, input width, classes, scratch bytes). NAME: the model's.
+    #[arg(long)]
+    c_header: bool,
+    /// The NAME of the C files and symbols (default: the model file's name, as a C identifier).
+    #[arg(long, value_name = "NAME", requires = "c_header")]
+    c_name: Option<String>,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -492,7 +501,18 @@ fn export(args: ExportArgs) -> Result<()> {
     trainer::threads::start_pool(thread_count(None)?).context("starting worker threads")?;
     // A model of a run must be the one the run wrote.
     runio::manifest::verify_file(&args.model)?;
-    let model = trainer::format::load_f32(&args.model)?;
+    let bytes = runio::fsutil::read_bounded(&args.model, infer_core::format::MAX_FILE_BYTES as u64)
+        .with_context(|| format!("reading {}", args.model.display()))?;
+    if let Ok(infer_core::Model::Int8(_)) = infer_core::Model::from_bytes(&bytes) {
+        anyhow::ensure!(
+            args.c_header,
+            "{} is an int8 model already: pass --c-header to write it as C, or give the f32 model to quantize",
+            args.model.display()
+        );
+        return write_c(&args.model, &bytes, args.c_name.as_deref());
+    }
+    let model = trainer::format::decode_f32(&bytes)
+        .map_err(|error| trainer::format::ModelFileError::Invalid { path: args.model.clone(), error })?;
     let out = args.out.unwrap_or_else(|| {
         let name = args.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let stem = name.strip_suffix(".f32.fmlp").or_else(|| name.strip_suffix(".fmlp")).unwrap_or(&name);
@@ -509,6 +529,31 @@ fn export(args: ExportArgs) -> Result<()> {
     runio::note!("{}", report::int8_line(&out.display().to_string(), &done.int8, done.f32_accuracy));
     let (f32_accuracy, predictions) = (done.f32_accuracy, done.predictions.display());
     runio::note!("f32 test accuracy {:.2}%; wrote {} and {predictions}", 100.0 * f32_accuracy, out.display());
+    if args.c_header {
+        write_c(&out, &done.int8.bytes, args.c_name.as_deref())?;
+    }
+    Ok(())
+}
+
+/// Writes the int8 model file `bytes` (at `model`) as C beside it: NAME_model.h and
+/// NAME_model.c, both or neither, recorded in the manifest of the run that holds them.
+fn write_c(model: &Path, bytes: &[u8], name: Option<&str>) -> Result<()> {
+    let file = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = file.strip_suffix(".int8.fmlp").or_else(|| file.strip_suffix(".fmlp")).unwrap_or(&file);
+    let id = trainer::c_export::identifier(name.unwrap_or(stem));
+    let (h, c) = (model.with_file_name(format!("{id}_model.h")), model.with_file_name(format!("{id}_model.c")));
+    let header_name = format!("{id}_model.h");
+    let files =
+        trainer::c_export::c_model(bytes, &id, &header_name, &file).with_context(|| format!("{}", model.display()))?;
+    let _held = runio::rundir::hold_run_of(model)?;
+    runio::fsutil::write_atomic_all(&[(&h, files.header.as_bytes()), (&c, files.source.as_bytes())])
+        .with_context(|| format!("writing {} and {}", h.display(), c.display()))?;
+    runio::rundir::record_files(&[&h, &c])?;
+    runio::note!(
+        "Wrote {} and {} (symbols {id}_*): compile the .c, include the .h beside infer-c's fmlp.h",
+        h.display(),
+        c.display()
+    );
     Ok(())
 }
 

@@ -409,7 +409,7 @@ impl<'a> Int8Model<'a> {
         scratch: &mut Int8Scratch<N>,
         scores: &mut [i32],
     ) -> Result<usize, Error> {
-        self.run(Input::Bytes(image), scratch, scores, fast)
+        self.run(Input::Bytes(image), &mut scratch.arena, scores, fast)
     }
 
     /// Classifies one example of real-valued features (raw sensor values: the model's input
@@ -422,7 +422,7 @@ impl<'a> Int8Model<'a> {
         scratch: &mut Int8Scratch<N>,
         scores: &mut [i32],
     ) -> Result<usize, Error> {
-        self.run(Input::Features(features), scratch, scores, fast)
+        self.run(Input::Features(features), &mut scratch.arena, scores, fast)
     }
 
     /// [`Int8Model::predict`] on the plain portable kernel: one output at a time, every
@@ -433,7 +433,7 @@ impl<'a> Int8Model<'a> {
         scratch: &mut Int8Scratch<N>,
         scores: &mut [i32],
     ) -> Result<usize, Error> {
-        self.run(Input::Bytes(image), scratch, scores, scalar)
+        self.run(Input::Bytes(image), &mut scratch.arena, scores, scalar)
     }
 
     /// [`Int8Model::predict_features`] on the plain portable kernel.
@@ -443,7 +443,24 @@ impl<'a> Int8Model<'a> {
         scratch: &mut Int8Scratch<N>,
         scores: &mut [i32],
     ) -> Result<usize, Error> {
-        self.run(Input::Features(features), scratch, scores, scalar)
+        self.run(Input::Features(features), &mut scratch.arena, scores, scalar)
+    }
+
+    /// [`Int8Model::predict`] with scratch memory the caller owns as plain bytes (from C, or
+    /// sized at run time): at least [`Int8Model::scratch_bytes`] of them, starting on an
+    /// even address (else [`Error::ScratchAlignment`]). The same bits as `predict`.
+    pub fn predict_in(&self, image: &[u8], scratch: &mut [u8], scores: &mut [i32]) -> Result<usize, Error> {
+        self.run(Input::Bytes(image), scratch, scores, fast)
+    }
+
+    /// [`Int8Model::predict_features`] with scratch memory as [`Int8Model::predict_in`] takes it.
+    pub fn predict_features_in(
+        &self,
+        features: &[f32],
+        scratch: &mut [u8],
+        scores: &mut [i32],
+    ) -> Result<usize, Error> {
+        self.run(Input::Features(features), scratch, scores, fast)
     }
 
     /// The bytes `features` become through the model's input quantizer, written into
@@ -469,23 +486,27 @@ impl<'a> Int8Model<'a> {
     /// in place, then runs every layer through `dense(layer, x, groups, act, scores)`: a
     /// hidden layer writes `act`, the last one `scores`.
     #[inline(always)]
-    fn run<const N: usize>(
+    fn run(
         &self,
         input: Input<'_>,
-        scratch: &mut Int8Scratch<N>,
+        arena: &mut [u8],
         scores: &mut [i32],
         dense: impl Fn(&Layer<'_>, &[u8], &mut [u16], &mut [u8], &mut [i32]),
     ) -> Result<usize, Error> {
         let arch = &self.architecture;
-        let scores = check_buffers(arch, input.len(), scores, self.scratch_bytes(), N)?;
+        let capacity = arena.len();
+        let scores = check_buffers(arch, input.len(), scores, self.scratch_bytes(), capacity)?;
         if matches!(input, Input::Features(_)) && !self.extras.has_input_quantizer() {
             return Err(Error::NoInputQuantizer);
         }
-        let (acts, rest) = scratch.arena.split_at_mut(arch.int8_activation_bytes());
+        if !arena.as_ptr().cast::<u16>().is_aligned() {
+            return Err(Error::ScratchAlignment);
+        }
+        let (acts, rest) = arena.split_at_mut(arch.int8_activation_bytes());
         let (groups, staged) = rest.split_at_mut(arch.int8_group_bytes());
-        // Aligned by construction: the arena is, and the activations take a multiple of 4.
-        let groups: &mut [u16] =
-            bytemuck::try_cast_slice_mut(groups).map_err(|_| Error::ScratchTooSmall { needed: 0, capacity: N })?;
+        // Aligned: the arena is (an Int8Scratch by construction), and the activations take
+        // a multiple of 4.
+        let groups: &mut [u16] = bytemuck::try_cast_slice_mut(groups).map_err(|_| Error::ScratchAlignment)?;
         let first: &[u8] = match input {
             Input::Bytes(image) if image.len().is_multiple_of(GROUP) => image,
             Input::Bytes(image) => {
