@@ -103,9 +103,14 @@ enum Command {
         /// by options rather than by the model's run.
         #[arg(long, default_value_t = 42, help_heading = "Data")]
         seed: u64,
-        /// The firmware crate.
-        #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/firmware"))]
-        firmware_dir: PathBuf,
+        /// Which firmware: `rust` (tools/firmware, infer-core linked as a crate) or `c`
+        /// (tools/firmware-c: C through infer-c's fmlp.h and libfmlp.a, the model written as
+        /// C by `trainer export --c-header`). Same protocol, report and JSON keys.
+        #[arg(long, value_enum, default_value = "rust")]
+        firmware: qemu::Firmware,
+        /// The firmware's folder (default: tools/firmware, or tools/firmware-c for --firmware c).
+        #[arg(long, value_name = "DIR")]
+        firmware_dir: Option<PathBuf>,
         /// Give up on QEMU after this many seconds.
         #[arg(long, value_name = "SECONDS", default_value_t = 900)]
         timeout: u64,
@@ -131,8 +136,9 @@ fn run(cli: Cli) -> Result<bool> {
         Command::Check { model, data, seed, predictions, no_agreement, min_agreement, json } => {
             check::run(check::Args { model, data, seed, predictions, no_agreement, min_agreement, json })
         }
-        Command::Qemu { model, board, count, data, seed, firmware_dir, timeout, json } => {
-            qemu::run(qemu::Args { model, board, count, data, seed, firmware_dir, timeout, json })
+        Command::Qemu { model, board, count, data, seed, firmware, firmware_dir, timeout, json } => {
+            let firmware_dir = firmware_dir.unwrap_or_else(|| firmware.default_dir());
+            qemu::run(qemu::Args { model, board, count, data, seed, firmware, firmware_dir, timeout, json })
         }
     }
 }

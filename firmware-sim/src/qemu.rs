@@ -81,10 +81,47 @@ impl Board {
     }
 }
 
+impl Board {
+    /// `arm-none-eabi-gcc`'s options for this board's CPU and float ABI (the Rust target's).
+    fn gcc_cpu(self) -> &'static [&'static str] {
+        match self {
+            Board::Mps2An386 => &["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
+            Board::Mps2An385 => &["-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"],
+            Board::Microbit => &["-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft"],
+        }
+    }
+}
+
+/// Which firmware runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Firmware {
+    /// tools/firmware: Rust, infer-core linked as a crate (LTO across it).
+    Rust,
+    /// tools/firmware-c: C, through infer-c's `fmlp.h` and `libfmlp.a`.
+    C,
+}
+
+impl Firmware {
+    /// Its folder in this repository.
+    pub fn default_dir(self) -> PathBuf {
+        let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools");
+        match self {
+            Firmware::Rust => tools.join("firmware"),
+            Firmware::C => tools.join("firmware-c"),
+        }
+    }
+
+    /// The ELF symbol of the embedded model.
+    fn model_symbol(self) -> &'static str {
+        match self {
+            Firmware::Rust => "FIRMWARE_MODEL",
+            Firmware::C => "firmware_model",
+        }
+    }
+}
+
 /// Where the boards' RAM starts (flash is at 0).
 const RAM_ORIGIN: u64 = 0x2000_0000;
-/// The firmware's name for the embedded model (its ELF symbol).
-const MODEL_SYMBOL: &str = "FIRMWARE_MODEL";
 /// Which Debian packages provide the toolchain.
 const INSTALL: &str = "apt-get install -y rustc-web rust-web-src gcc-arm-none-eabi qemu-system-arm";
 /// Environment a parent cargo may have set that would change how the firmware is built.
@@ -107,6 +144,7 @@ pub struct Args {
     pub data: DataArgs,
     /// Seed of a --test-split split.
     pub seed: u64,
+    pub firmware: Firmware,
     pub firmware_dir: PathBuf,
     pub timeout: u64,
     pub json: bool,
@@ -185,6 +223,68 @@ fn build(tc: &Toolchain, firmware_dir: &Path, model: &Path, board: Board) -> Res
     Ok(target_dir.join(board.target()).join("release/firmware"))
 }
 
+/// Builds `libfmlp.a` (infer-c) for `board`'s target, writes the model as C
+/// (`trainer export --c-header`'s files) and compiles and links the C firmware in
+/// `firmware_dir` with them; returns the ELF.
+fn build_c(tc: &Toolchain, firmware_dir: &Path, blob: &[u8], board: Board) -> Result<PathBuf> {
+    ensure!(
+        firmware_dir.join("main.c").is_file(),
+        "{} is not the C firmware (no main.c); pass --firmware-dir tools/firmware-c",
+        firmware_dir.display()
+    );
+    let infer_c = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infer-c");
+    let lib_dir = infer_c.join("target");
+    let mut cargo = Command::new(&tc.cargo);
+    cargo
+        .args(["build", "--release", "--locked", "-Z", "build-std=core", "--target", board.target(), "--manifest-path"])
+        .arg(infer_c.join("Cargo.toml"))
+        .env("RUSTC", &tc.rustc)
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("CARGO_TARGET_DIR", &lib_dir)
+        .stdout(Stdio::null());
+    for var in CARGO_ENV_TO_CLEAR {
+        cargo.env_remove(var);
+    }
+    cargo.env("RUSTFLAGS", format!("-C target-cpu={}", board.cpu()));
+    let status = cargo.status().with_context(|| format!("running {}", tc.cargo.to_string_lossy()))?;
+    ensure!(status.success(), "building libfmlp.a for {} failed ({status})", board.target());
+    let lib = lib_dir.join(board.target()).join("release/libfmlp.a");
+
+    let out = firmware_dir.join("target").join(board.machine());
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let (flash, ram) = board.memory();
+    let memory = format!(
+        "/* {}, as QEMU maps it. */\nMEMORY\n{{\n  FLASH : ORIGIN = 0x00000000, LENGTH = {flash}\n  RAM : ORIGIN = 0x20000000, LENGTH = {ram}\n}}\n",
+        board.machine()
+    );
+    let c = trainer::c_export::c_model(blob, "firmware", "firmware_model.h", "embedded by firmware-sim")?;
+    for (name, text) in [("memory.ld", memory), ("firmware_model.h", c.header), ("firmware_model.c", c.source)] {
+        runio::fsutil::write_atomic(&out.join(name), text.as_bytes()).with_context(|| format!("writing {name}"))?;
+    }
+    let elf = out.join("firmware.elf");
+    let status = Command::new("arm-none-eabi-gcc")
+        .args(board.gcc_cpu())
+        .args(["-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections"])
+        .args(["-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections", "-Wl,-z,noexecstack"])
+        .arg("-I")
+        .arg(infer_c.join("include"))
+        .arg("-I")
+        .arg(&out)
+        .arg("-I")
+        .arg(firmware_dir)
+        .arg("-L")
+        .arg(&out)
+        .arg("-T")
+        .arg(firmware_dir.join("link.ld"))
+        .args([firmware_dir.join("main.c"), firmware_dir.join("startup.c"), out.join("firmware_model.c"), lib])
+        .args(["-lc", "-lgcc", "-o"])
+        .arg(&elf)
+        .status()
+        .context("running arm-none-eabi-gcc")?;
+    ensure!(status.success(), "compiling the C firmware in {} failed ({status})", firmware_dir.display());
+    Ok(elf)
+}
+
 /// Flash and RAM of the firmware image, read from its ELF sections and symbols.
 #[derive(Debug)]
 struct ElfSizes {
@@ -200,7 +300,7 @@ struct ElfSizes {
     model: Vec<u8>,
 }
 
-fn elf_sizes(elf: &Path) -> Result<ElfSizes> {
+fn elf_sizes(elf: &Path, model_symbol: &str) -> Result<ElfSizes> {
     let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
     let file = object::File::parse(&*bytes).with_context(|| format!("parsing {}", elf.display()))?;
     let (mut flash, mut static_ram, mut smlad) = (0, 0, 0);
@@ -221,8 +321,8 @@ fn elf_sizes(elf: &Path) -> Result<ElfSizes> {
     }
     let symbol = file
         .symbols()
-        .find(|s| s.name() == Ok(MODEL_SYMBOL))
-        .with_context(|| format!("{} has no symbol {MODEL_SYMBOL}", elf.display()))?;
+        .find(|s| s.name() == Ok(model_symbol))
+        .with_context(|| format!("{} has no symbol {model_symbol}", elf.display()))?;
     let section = file.section_by_index(symbol.section_index().context("the model symbol has no section")?)?;
     let at = (symbol.address() - section.address()) as usize;
     let model =
@@ -436,14 +536,17 @@ fn build_and_run(args: &Args, model: &Path, blob: &[u8], images: &[u8]) -> Resul
     let firmware_dir = std::fs::canonicalize(&args.firmware_dir)
         .with_context(|| format!("the firmware crate {} (see --firmware-dir)", args.firmware_dir.display()))?;
     let started = Instant::now();
-    let built = build(&tc, &firmware_dir, model, args.board)?;
+    let built = match args.firmware {
+        Firmware::Rust => build(&tc, &firmware_dir, model, args.board)?,
+        Firmware::C => build_c(&tc, &firmware_dir, blob, args.board)?,
+    };
     let build_seconds = started.elapsed().as_secs_f64();
     // A private copy: another build may replace the ELF in the target folder at any time,
     // and the copy's embedded model is checked to be this one.
     let work = tempfile::tempdir().context("creating a temporary directory")?;
     let elf = work.path().join("firmware.elf");
     std::fs::copy(&built, &elf).with_context(|| format!("copying {}", built.display()))?;
-    let sizes = elf_sizes(&elf)?;
+    let sizes = elf_sizes(&elf, args.firmware.model_symbol())?;
     ensure!(
         sizes.model.get(..blob.len()) == Some(blob),
         "the firmware ELF does not embed {} (another build replaced it meanwhile?); run again",

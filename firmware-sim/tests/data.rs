@@ -183,17 +183,17 @@ fn an_idx_folder_of_16x16_images_in_5_classes_trains_and_agrees() {
 }
 
 #[test]
-fn a_table_model_runs_on_the_cortex_m4_and_the_micro_bit_agreeing_on_every_row() {
+fn a_table_model_runs_on_the_cortex_m4_and_the_micro_bit_agreeing_on_every_row_in_rust_and_in_c() {
     let dir = tempfile::tempdir().unwrap();
     let (train, test) = sklearn_tables("wine_data.csv", dir.path(), 4);
     let out = dir.path().join("run");
     let data = train.to_str().unwrap();
     let options = DataOptions { data: Some(data), test_data: Some(&test), ..DataOptions::default() };
     let model = fit(&out, &options, &[32, 16], None);
-    for board in ["mps2-an386", "microbit"] {
+    for (board, firmware) in [("mps2-an386", "rust"), ("microbit", "rust"), ("mps2-an386", "c"), ("microbit", "c")] {
         // The data named on the command line, as a user holding the files would.
         let run = sim()
-            .args(["qemu", "--json", "--board", board, "--model"])
+            .args(["qemu", "--json", "--firmware", firmware, "--board", board, "--model"])
             .arg(&model)
             .args(["--data", data, "--test-data"])
             .arg(&test)

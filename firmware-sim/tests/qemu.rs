@@ -1,4 +1,4 @@
-//! `firmware-sim qemu`: the Cortex-M firmware on QEMU (M4F, and M0 for a small model)
+//! `firmware-sim qemu`: the Cortex-M firmware, Rust and C, on QEMU (M4F, and M0 for a small model)
 //! predicts, bit for bit, what infer-core predicts on the host, within the flash and RAM
 //! budgets.
 //!
@@ -28,9 +28,17 @@ fn int8_model(dir: &Path, widths: &[usize], activation: Activation, seed: u64) -
 }
 
 fn run_json(model: &Path, board: &str, count: usize) -> serde_json::Value {
+    run_firmware(model, board, count, "rust")
+}
+
+/// `firmware-sim qemu --firmware FIRMWARE` (`rust` or `c`) on the first `count` test images.
+fn run_firmware(model: &Path, board: &str, count: usize, firmware: &str) -> serde_json::Value {
     let count = count.to_string();
-    let run =
-        sim().args(["qemu", "--json", "--board", board, "--count", &count, "--model"]).arg(model).output().unwrap();
+    let run = sim()
+        .args(["qemu", "--json", "--firmware", firmware, "--board", board, "--count", &count, "--model"])
+        .arg(model)
+        .output()
+        .unwrap();
     assert!(run.status.success(), "firmware-sim qemu failed:\n{}", String::from_utf8_lossy(&run.stderr));
     serde_json::from_slice(&run.stdout).unwrap()
 }
@@ -77,6 +85,35 @@ fn a_small_model_runs_on_the_cortex_m0_within_256_kb_of_flash_and_16_kb_of_ram()
         assert!(report["ram_bytes"].as_u64().unwrap() <= 16 * 1024, "{report}");
         // Armv6-M has no DSP extension: the portable kernel.
         assert_eq!(report["kernel"], "portable", "{report}");
+    }
+}
+
+/// The C firmware (tools/firmware-c: infer-c's fmlp.h and libfmlp.a, the model as C from
+/// `trainer export --c-header`) predicts what the host predicts, bit for bit, on the M4 and
+/// on the micro:bit's M0, and reports what the Rust firmware reports. Prints both
+/// firmwares' instructions per inference (the C API's cost is in the notes, not asserted).
+#[test]
+fn the_c_firmware_matches_the_host_bit_for_bit_on_the_m4_and_the_m0() {
+    let dir = tempfile::tempdir().unwrap();
+    for (widths, board, count) in
+        [(&[784, 512, 256, 10][..], "mps2-an386", 120), (&[784, 128, 64, 10][..], "microbit", 60)]
+    {
+        let sub = dir.path().join(board);
+        std::fs::create_dir_all(&sub).unwrap();
+        let model = int8_model(&sub, widths, Activation::Relu, 8);
+        let c = run_firmware(&model, board, count, "c");
+        let rust = run_firmware(&model, board, count, "rust");
+        assert_eq!((c["images"].as_u64(), c["disagreements"].as_u64()), (Some(count as u64), Some(0)), "{c}");
+        assert_eq!(c["score_mismatches"], 0, "{c}");
+        assert!(c["elf"].as_str().unwrap().contains("firmware-c"), "{c}");
+        assert!(c["ram_bytes"].as_u64().unwrap() <= c["ram_budget_bytes"].as_u64().unwrap(), "{c}");
+        // The model is embedded whole and the same JSON keys are reported.
+        assert_eq!(c["model_bytes"], std::fs::metadata(&model).unwrap().len(), "{c}");
+        let keys = |r: &serde_json::Value| r.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&c), keys(&rust));
+        let (ci, ri) =
+            (c["instructions_per_inference"].as_f64().unwrap(), rust["instructions_per_inference"].as_f64().unwrap());
+        println!("{board} {widths:?}: C {ci} instructions per inference, Rust {ri} ({:+.2}%)", 100.0 * (ci / ri - 1.0));
     }
 }
 
