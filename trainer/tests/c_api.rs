@@ -29,9 +29,9 @@ fn root() -> PathBuf {
 
 /// `libfmlp.a` for the host, built as README says, in a target folder of its own.
 fn static_library() -> PathBuf {
-    let target = root().join("target/infer-c");
+    let target = root().join("infer-c/target");
     let mut cargo = Command::new(env!("CARGO"));
-    cargo.args(["build", "--release", "--manifest-path"]).arg(root().join("infer-c/Cargo.toml"));
+    cargo.args(["build", "--release", "--locked", "--manifest-path"]).arg(root().join("infer-c/Cargo.toml"));
     // The test's own build settings are not the library's.
     for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR"] {
         cargo.env_remove(var);
