@@ -292,6 +292,17 @@ pub struct Int8Model<'a> {
     layers: [Layer<'a>; MAX_LAYERS],
     score_scale: f32,
     extras: Extras<'a>,
+    /// How a pass splits its scratch, computed once: the hidden activations' bytes, the
+    /// group list's, and all it needs ([`Int8Model::scratch_bytes`]).
+    split: ScratchSplit,
+}
+
+/// The parts of an int8 pass's scratch, in bytes.
+#[derive(Debug, Clone, Copy)]
+struct ScratchSplit {
+    activations: usize,
+    groups: usize,
+    total: usize,
 }
 
 /// What a pass classifies: bytes as the first layer reads them (pixels), or real-valued
@@ -365,7 +376,14 @@ impl<'a> Int8Model<'a> {
                 output,
             };
         }
-        Ok(Int8Model { architecture, activation, layers, score_scale, extras: *file.extras() })
+        let extras = *file.extras();
+        let staged = extras.has_input_quantizer() && architecture.int8_input_bytes() == 0;
+        let split = ScratchSplit {
+            activations: architecture.int8_activation_bytes(),
+            groups: architecture.int8_group_bytes(),
+            total: architecture.int8_scratch_bytes() + if staged { architecture.inputs() } else { 0 },
+        };
+        Ok(Int8Model { architecture, activation, layers, score_scale, extras, split })
     }
 
     /// Layer widths.
@@ -391,9 +409,7 @@ impl<'a> Int8Model<'a> {
     /// Bytes of [`Int8Scratch`] a forward pass needs: [`Architecture::int8_scratch_bytes`],
     /// and with an input quantizer room for the input's bytes.
     pub fn scratch_bytes(&self) -> usize {
-        let arch = &self.architecture;
-        let staged = self.extras.has_input_quantizer() && arch.int8_input_bytes() == 0;
-        arch.int8_scratch_bytes() + if staged { arch.inputs() } else { 0 }
+        self.split.total
     }
 
     /// Classifies one example of raw bytes (an image's pixels, 0 = black, row-major),
@@ -502,8 +518,8 @@ impl<'a> Int8Model<'a> {
         if !arena.as_ptr().cast::<u16>().is_aligned() {
             return Err(Error::ScratchAlignment);
         }
-        let (acts, rest) = arena.split_at_mut(arch.int8_activation_bytes());
-        let (groups, staged) = rest.split_at_mut(arch.int8_group_bytes());
+        let (acts, rest) = arena.split_at_mut(self.split.activations);
+        let (groups, staged) = rest.split_at_mut(self.split.groups);
         // Aligned: the arena is (an Int8Scratch by construction), and the activations take
         // a multiple of 4.
         let groups: &mut [u16] = bytemuck::try_cast_slice_mut(groups).map_err(|_| Error::ScratchAlignment)?;
