@@ -399,12 +399,41 @@ unsafe fn call<'c, X, S>(
     }
 }
 
-/// Writes `class` to `out` if it is not null (checked by [`call`]).
-fn give_class(out: *mut u16, class: usize) {
-    if !out.is_null() {
-        // SAFETY: checked non-null, aligned and apart from every other buffer by `call`.
-        unsafe { out.write(class as u16) };
-    }
+/// A prediction as C gives it: the handle and every buffer with its length.
+struct Raw<X, S> {
+    model: *const fmlp_model,
+    input: *const X,
+    input_len: usize,
+    scratch: *mut core::ffi::c_void,
+    scratch_bytes: usize,
+    scores: *mut S,
+    scores_len: usize,
+    class_out: *mut u16,
+}
+
+/// Runs a prediction: the handle and the buffers checked ([`handle`], [`call`]), `run` on
+/// them, and the class written to `class_out` unless it is null; the status.
+///
+/// # Safety
+/// Each pointer of `raw` is null or valid for its length (the C caller's contract).
+unsafe fn predict<X, S>(
+    raw: Raw<X, S>,
+    run: impl FnOnce(&Model<'static>, Call<'_, X, S>) -> Result<usize, i32>,
+) -> i32 {
+    let Raw { model, input, input_len, scratch, scratch_bytes, scores, scores_len, class_out } = raw;
+    status((|| {
+        // SAFETY: the caller's contract.
+        let handle = unsafe { handle(model)? };
+        // SAFETY: the caller's contract.
+        let c =
+            unsafe { call(model, handle, input, input_len, scratch, scratch_bytes, scores, scores_len, class_out)? };
+        let class = run(&handle.model, c)?;
+        if !class_out.is_null() {
+            // SAFETY: checked non-null, aligned and apart from every other buffer by `call`.
+            unsafe { class_out.write(class as u16) };
+        }
+        Ok(())
+    })())
 }
 
 /// Classifies one input of `input_len` raw bytes (an image's pixels) with an opened int8
@@ -425,16 +454,14 @@ pub unsafe extern "C" fn fmlp_predict(
     scores_len: usize,
     class_out: *mut u16,
 ) -> i32 {
-    status((|| {
-        // SAFETY: the caller's contract.
-        let handle = unsafe { handle(model)? };
-        let Model::Int8(m) = &handle.model else { return Err(FMLP_ERR_QUANT) };
-        // SAFETY: the caller's contract.
-        let c =
-            unsafe { call(model, handle, input, input_len, scratch, scratch_bytes, scores, scores_len, class_out)? };
-        give_class(class_out, m.predict_in(c.input, c.scratch, c.scores).map_err(code)?);
-        Ok(())
-    })())
+    let raw = Raw { model, input, input_len, scratch, scratch_bytes, scores, scores_len, class_out };
+    // SAFETY: the caller's contract.
+    unsafe {
+        predict(raw, |model, c| match model {
+            Model::Int8(m) => m.predict_in(c.input, c.scratch, c.scores).map_err(code),
+            Model::F32(_) => Err(FMLP_ERR_QUANT),
+        })
+    }
 }
 
 /// Classifies one input of `features_len` real values (raw sensor readings) with an opened
@@ -453,17 +480,15 @@ pub unsafe extern "C" fn fmlp_predict_features(
     scores_len: usize,
     class_out: *mut u16,
 ) -> i32 {
-    status((|| {
-        // SAFETY: the caller's contract.
-        let handle = unsafe { handle(model)? };
-        let Model::Int8(m) = &handle.model else { return Err(FMLP_ERR_QUANT) };
-        // SAFETY: the caller's contract.
-        let c = unsafe {
-            call(model, handle, features, features_len, scratch, scratch_bytes, scores, scores_len, class_out)?
-        };
-        give_class(class_out, m.predict_features_in(c.input, c.scratch, c.scores).map_err(code)?);
-        Ok(())
-    })())
+    let raw =
+        Raw { model, input: features, input_len: features_len, scratch, scratch_bytes, scores, scores_len, class_out };
+    // SAFETY: the caller's contract.
+    unsafe {
+        predict(raw, |model, c| match model {
+            Model::Int8(m) => m.predict_features_in(c.input, c.scratch, c.scores).map_err(code),
+            Model::F32(_) => Err(FMLP_ERR_QUANT),
+        })
+    }
 }
 
 /// Classifies one input of `input_len` floats (pixels scaled to 0..1, or the features the
@@ -484,22 +509,19 @@ pub unsafe extern "C" fn fmlp_predict_f32(
     scores_len: usize,
     class_out: *mut u16,
 ) -> i32 {
-    status((|| {
-        // SAFETY: the caller's contract.
-        let handle = unsafe { handle(model)? };
-        let Model::F32(m) = &handle.model else { return Err(FMLP_ERR_QUANT) };
-        if !scratch.cast::<f32>().is_aligned() {
-            return Err(FMLP_ERR_ALIGNMENT);
-        }
-        // SAFETY: the caller's contract.
-        let c =
-            unsafe { call(model, handle, input, input_len, scratch, scratch_bytes, scores, scores_len, class_out)? };
-        // SAFETY: aligned for f32 (checked above); any bit pattern is an f32.
-        let floats =
-            unsafe { core::slice::from_raw_parts_mut(c.scratch.as_mut_ptr().cast::<f32>(), c.scratch.len() / 4) };
-        give_class(class_out, m.predict_in(c.input, floats, c.scores).map_err(code)?);
-        Ok(())
-    })())
+    let raw = Raw { model, input, input_len, scratch, scratch_bytes, scores, scores_len, class_out };
+    // SAFETY: the caller's contract.
+    unsafe {
+        predict(raw, |model, c| match model {
+            Model::F32(_) if !c.scratch.as_ptr().cast::<f32>().is_aligned() => Err(FMLP_ERR_ALIGNMENT),
+            Model::F32(m) => {
+                // SAFETY: aligned for f32 (checked in the arm above); any bit pattern is an f32.
+                let floats = core::slice::from_raw_parts_mut(c.scratch.as_mut_ptr().cast::<f32>(), c.scratch.len() / 4);
+                m.predict_in(c.input, floats, c.scores).map_err(code)
+            }
+            Model::Int8(_) => Err(FMLP_ERR_QUANT),
+        })
+    }
 }
 
 /// On a microcontroller nothing here panics by design; should it, the core stops rather
