@@ -106,9 +106,16 @@ fn a_run_still_training_cannot_be_resumed_or_reported_into() {
     let out = tmp.path().join("run");
     let mut run = common::Watched::spawn(&mut tiny_fit(&data, &out, &["--epochs", "5000"]));
     assert!(run.wait_for(" epoch  1:"), "{:?}", run.seen);
+    // Frozen (SIGSTOP) while the others try, so that it cannot finish first however loaded
+    // the machine is: a stopped process still holds its folder.
+    let pid = run.child.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
     let resume = trainer().args(["fit", "--resume"]).arg(&out).output().unwrap();
     let report = trainer().arg("report").arg(&out).output().unwrap();
-    let (status, printed) = run.signal("TERM");
+    // SIGTERM while it is frozen, delivered when it goes on: it stops at its next step.
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    let (status, printed) = run.finish();
     assert_eq!(status.code(), Some(143), "{printed}");
     refused(&resume, "being written by another process", "--resume of a running run");
     refused(&report, "being written by another process", "report of a running run");
