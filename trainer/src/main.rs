@@ -71,8 +71,9 @@ enum Command {
     /// file and, beside it, predictions_int8.csv: the integer reference's class for every test
     /// image, which `firmware-sim check` compares with infer-core's.
     ///
-    /// Example:
+    /// Examples:
     ///   trainer export runs/20261124-101500/relu/relu.f32.fmlp --quant int8
+    ///   trainer export runs/20261124-101500/relu/relu.int8.fmlp --c-header   # relu_model.c and .h
     #[command(verbatim_doc_comment)]
     Export(ExportArgs),
     /// Redraw every figure and rewrite summary.md and report.html of a run from its saved
