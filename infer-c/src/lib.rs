@@ -183,23 +183,25 @@ pub extern "C" fn fmlp_status_name(status: i32) -> *const core::ffi::c_char {
     text.as_ptr()
 }
 
-/// A buffer of a call: its address and length in bytes, for the overlap check.
-#[derive(Clone, Copy)]
+/// A buffer of a call, for the overlap check: its first address and one past its last
+/// (saturated: a length no memory has still ends after its start).
 struct Span(usize, usize);
 
 impl Span {
     fn of<T>(ptr: *const T, len: usize) -> Span {
-        Span(ptr as usize, len.saturating_mul(size_of::<T>()))
+        let start = ptr as usize;
+        Span(start, start.saturating_add(len.saturating_mul(size_of::<T>())))
     }
 
-    fn overlaps(self, other: Span) -> bool {
-        self.1 > 0 && other.1 > 0 && self.0 < other.0.saturating_add(other.1) && other.0 < self.0.saturating_add(self.1)
+    /// Whether both hold bytes and share one.
+    fn overlaps(&self, other: &Span) -> bool {
+        self.0 < self.1 && other.0 < other.1 && self.0 < other.1 && other.0 < self.1
     }
 }
 
 /// `FMLP_ERR_OVERLAP` if `a` and `b` overlap.
 fn disjoint(a: Span, b: Span) -> Result<(), i32> {
-    if a.overlaps(b) { Err(FMLP_ERR_OVERLAP) } else { Ok(()) }
+    if a.overlaps(&b) { Err(FMLP_ERR_OVERLAP) } else { Ok(()) }
 }
 
 /// `ptr` checked: not null, aligned for `T`.
@@ -384,7 +386,7 @@ unsafe fn call<'c, X, S>(
     ];
     let read = [Span::of(model, 1), Span::of(input, input_len), Span::of(handle.bytes.as_ptr(), handle.bytes.len())];
     for (i, w) in written.iter().enumerate() {
-        if written[i + 1..].iter().chain(&read).any(|o| w.overlaps(*o)) {
+        if written[i + 1..].iter().chain(&read).any(|o| w.overlaps(o)) {
             return Err(FMLP_ERR_OVERLAP);
         }
     }
