@@ -198,6 +198,28 @@ fn toolchain() -> Result<Toolchain> {
     Ok(Toolchain { rustc, cargo, qemu: qemu.expect("checked above") })
 }
 
+/// `cargo build --release --locked --target T` for `board` with Debian's rustc (which can
+/// build `core`) into `target_dir`, free of what a parent cargo set; its output hidden.
+fn cargo_build(tc: &Toolchain, board: Board, target_dir: &Path) -> Command {
+    let mut cmd = Command::new(&tc.cargo);
+    cmd.args(["build", "--release", "--locked", "--target", board.target()])
+        .env("RUSTC", &tc.rustc)
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("CARGO_TARGET_DIR", target_dir)
+        .stdout(Stdio::null());
+    for var in CARGO_ENV_TO_CLEAR {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Runs a build; an error says `what` failed.
+fn run_build(mut cmd: Command, what: &str) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("{what}: running {}", cmd.get_program().to_string_lossy()))?;
+    ensure!(status.success(), "{what} failed ({status})");
+    Ok(())
+}
+
 /// Builds the firmware for `board` with `model` embedded; returns the ELF.
 fn build(tc: &Toolchain, firmware_dir: &Path, model: &Path, board: Board) -> Result<PathBuf> {
     ensure!(
@@ -206,20 +228,9 @@ fn build(tc: &Toolchain, firmware_dir: &Path, model: &Path, board: Board) -> Res
         firmware_dir.display()
     );
     let target_dir = firmware_dir.join("target");
-    let mut cmd = Command::new(&tc.cargo);
-    cmd.current_dir(firmware_dir)
-        .args(["build", "--release", "--locked", "--target", board.target()])
-        .env("RUSTC", &tc.rustc)
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env("FIRMWARE_MODEL", model)
-        .env("FIRMWARE_BOARD", board.machine())
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .stdout(Stdio::null());
-    for var in CARGO_ENV_TO_CLEAR {
-        cmd.env_remove(var);
-    }
-    let status = cmd.status().with_context(|| format!("running {}", tc.cargo.to_string_lossy()))?;
-    ensure!(status.success(), "building the firmware in {} failed ({status})", firmware_dir.display());
+    let mut cmd = cargo_build(tc, board, &target_dir);
+    cmd.current_dir(firmware_dir).env("FIRMWARE_MODEL", model).env("FIRMWARE_BOARD", board.machine());
+    run_build(cmd, &format!("building the firmware in {}", firmware_dir.display()))?;
     Ok(target_dir.join(board.target()).join("release/firmware"))
 }
 
@@ -234,20 +245,10 @@ fn build_c(tc: &Toolchain, firmware_dir: &Path, blob: &[u8], board: Board) -> Re
     );
     let infer_c = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infer-c");
     let lib_dir = infer_c.join("target");
-    let mut cargo = Command::new(&tc.cargo);
-    cargo
-        .args(["build", "--release", "--locked", "-Z", "build-std=core", "--target", board.target(), "--manifest-path"])
-        .arg(infer_c.join("Cargo.toml"))
-        .env("RUSTC", &tc.rustc)
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env("CARGO_TARGET_DIR", &lib_dir)
-        .stdout(Stdio::null());
-    for var in CARGO_ENV_TO_CLEAR {
-        cargo.env_remove(var);
-    }
+    let mut cargo = cargo_build(tc, board, &lib_dir);
+    cargo.args(["-Z", "build-std=core", "--manifest-path"]).arg(infer_c.join("Cargo.toml"));
     cargo.env("RUSTFLAGS", format!("-C target-cpu={}", board.cpu()));
-    let status = cargo.status().with_context(|| format!("running {}", tc.cargo.to_string_lossy()))?;
-    ensure!(status.success(), "building libfmlp.a for {} failed ({status})", board.target());
+    run_build(cargo, &format!("building libfmlp.a for {}", board.target()))?;
     let lib = lib_dir.join(board.target()).join("release/libfmlp.a");
 
     let out = firmware_dir.join("target").join(board.machine());
@@ -262,8 +263,8 @@ fn build_c(tc: &Toolchain, firmware_dir: &Path, blob: &[u8], board: Board) -> Re
         runio::fsutil::write_atomic(&out.join(name), text.as_bytes()).with_context(|| format!("writing {name}"))?;
     }
     let elf = out.join("firmware.elf");
-    let status = Command::new("arm-none-eabi-gcc")
-        .args(board.gcc_cpu())
+    let mut gcc = Command::new("arm-none-eabi-gcc");
+    gcc.args(board.gcc_cpu())
         .args(["-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections"])
         .args(["-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections", "-Wl,-z,noexecstack"])
         .arg("-I")
@@ -278,10 +279,8 @@ fn build_c(tc: &Toolchain, firmware_dir: &Path, blob: &[u8], board: Board) -> Re
         .arg(firmware_dir.join("link.ld"))
         .args([firmware_dir.join("main.c"), firmware_dir.join("startup.c"), out.join("firmware_model.c"), lib])
         .args(["-lc", "-lgcc", "-o"])
-        .arg(&elf)
-        .status()
-        .context("running arm-none-eabi-gcc")?;
-    ensure!(status.success(), "compiling the C firmware in {} failed ({status})", firmware_dir.display());
+        .arg(&elf);
+    run_build(gcc, &format!("compiling the C firmware in {}", firmware_dir.display()))?;
     Ok(elf)
 }
 

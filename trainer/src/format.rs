@@ -43,7 +43,11 @@ pub fn encode_f32(model: &Mlp) -> Result<Vec<u8>, infer_core::Error> {
 
 /// Decodes an f32 model file of any architecture (validating it fully).
 pub fn decode_f32(bytes: &[u8]) -> Result<Mlp, infer_core::Error> {
-    let model = infer_core::F32Model::from_bytes(bytes)?;
+    Ok(mlp_of(&infer_core::F32Model::from_bytes(bytes)?))
+}
+
+/// The network of an f32 model file infer-core has read (and validated).
+pub fn mlp_of(model: &infer_core::F32Model<'_>) -> Mlp {
     let arch = model.architecture();
     let layers = (0..arch.layers())
         .map(|l| {
@@ -51,7 +55,7 @@ pub fn decode_f32(bytes: &[u8]) -> Result<Mlp, infer_core::Error> {
             Dense { inputs, outputs, w: model.weights(l).collect(), b: model.biases(l).collect() }
         })
         .collect();
-    Ok(Mlp { activation: model.activation(), layers, norms: Vec::new() })
+    Mlp { activation: model.activation(), layers, norms: Vec::new() }
 }
 
 /// Writes `model` to `path` atomically.

@@ -504,16 +504,19 @@ fn export(args: ExportArgs) -> Result<()> {
     runio::manifest::verify_file(&args.model)?;
     let bytes = runio::fsutil::read_bounded(&args.model, infer_core::format::MAX_FILE_BYTES as u64)
         .with_context(|| format!("reading {}", args.model.display()))?;
-    if let Ok(infer_core::Model::Int8(_)) = infer_core::Model::from_bytes(&bytes) {
-        anyhow::ensure!(
-            args.c_header,
-            "{} is an int8 model already: pass --c-header to write it as C, or give the f32 model to quantize",
-            args.model.display()
-        );
-        return write_c(&args.model, &bytes, args.c_name.as_deref());
-    }
-    let model = trainer::format::decode_f32(&bytes)
-        .map_err(|error| trainer::format::ModelFileError::Invalid { path: args.model.clone(), error })?;
+    // Read once: an int8 model is only written as C; an f32 one is quantized.
+    let model = match infer_core::Model::from_bytes(&bytes) {
+        Ok(infer_core::Model::Int8(_)) => {
+            anyhow::ensure!(
+                args.c_header,
+                "{} is an int8 model already: pass --c-header to write it as C, or give the f32 model to quantize",
+                args.model.display()
+            );
+            return write_c(&args.model, &bytes, args.c_name.as_deref());
+        }
+        Ok(infer_core::Model::F32(model)) => trainer::format::mlp_of(&model),
+        Err(error) => Err(trainer::format::ModelFileError::Invalid { path: args.model.clone(), error })?,
+    };
     let out = args.out.unwrap_or_else(|| {
         let name = args.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let stem = name.strip_suffix(".f32.fmlp").or_else(|| name.strip_suffix(".fmlp")).unwrap_or(&name);

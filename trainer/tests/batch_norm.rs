@@ -2,28 +2,20 @@
 //! the folded network against inference with the running statistics, a run that trains
 //! with it, and checkpoints that must carry it.
 
+mod common;
+
+use common::{PIXELS, data};
 use infer_core::Activation;
 use infer_core::arch::Architecture;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use trainer::data::Split;
 
-const PIXELS: usize = 784;
 use trainer::model::{Mlp, Network, Workspace};
 use trainer::norm::EPSILON;
 use trainer::optim::{OptState, Optimizer, Step};
 use trainer::recipe::Recipe;
 use trainer::train::{self, Quiet};
-
-/// Fashion-MNIST-shaped data of these splits.
-fn data(tr: &Split, te: &Split) -> trainer::data::Dataset {
-    trainer::data::Dataset {
-        train: tr.clone(),
-        test: te.clone(),
-        schema: trainer::data::fashion::schema(),
-        origin: "synthetic".into(),
-    }
-}
 
 /// Images whose class is a bright band at row `2 * class + 3`, plus noise.
 fn synthetic(n: usize, seed: u64) -> Split {

@@ -9,18 +9,10 @@ use std::process::{Command, Output, Stdio};
 
 mod common;
 
-use common::{data_dir, sensors, write};
+use common::{data_dir, json, sensors, stderr, write};
 
 fn trainer() -> Command {
     Command::new(env!("CARGO_BIN_EXE_trainer"))
-}
-
-fn stderr(run: &Output) -> String {
-    String::from_utf8_lossy(&run.stderr).into_owned()
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
 /// Fails unless `run` exited 1 (an error, not a crash) saying `needle`.

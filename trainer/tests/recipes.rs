@@ -2,6 +2,9 @@
 //! validation split and the weights chosen on it, early stopping, checkpoints and resume,
 //! and determinism of all of it across thread counts.
 
+mod common;
+
+use common::{PIXELS, data};
 use std::panic::AssertUnwindSafe;
 
 use infer_core::Activation;
@@ -12,7 +15,6 @@ use trainer::augment::Augment;
 use trainer::checkpoint::Checkpoint;
 use trainer::data::Split;
 
-const PIXELS: usize = 784;
 use trainer::format;
 use trainer::history::EpochRecord;
 use trainer::keep;
@@ -21,16 +23,6 @@ use trainer::optim::{OptState, Optimizer, Schedule, Step};
 use trainer::recipe::Recipe;
 use trainer::state::TrainState;
 use trainer::train::{self, FitError, Observer, Quiet, Trained};
-
-/// Fashion-MNIST-shaped data of these splits.
-fn data(tr: &Split, te: &Split) -> trainer::data::Dataset {
-    trainer::data::Dataset {
-        train: tr.clone(),
-        test: te.clone(),
-        schema: trainer::data::fashion::schema(),
-        origin: "synthetic".into(),
-    }
-}
 
 /// Images whose class is a bright band at row `2 * class + 3`, plus noise; `noise` of them
 /// (a fraction) carry a random label, so that validation accuracy stops improving.

@@ -8,14 +8,10 @@ use rand::SeedableRng;
 
 mod common;
 
-use common::{Watched, data_dir, signalled};
+use common::{Watched, data_dir, json, signalled, stderr};
 
 fn trainer(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_trainer")).args(args).output().unwrap()
-}
-
-fn stderr(run: &Output) -> String {
-    String::from_utf8_lossy(&run.stderr).into_owned()
 }
 
 /// Fails unless `run` exited with an error (not a crash) whose message holds `needle`.
@@ -185,10 +181,6 @@ fn fit_into(out: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["fit", "--epochs", "1", "--limit", "1500", "--data-dir", &data, "--out", out.to_str().unwrap()];
     args.extend_from_slice(extra);
     trainer(&args)
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
 #[test]

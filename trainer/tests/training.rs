@@ -1,10 +1,12 @@
 //! Training on small synthetic data: determinism, divergence, gradients, model files.
 
+mod common;
+
+use common::{PIXELS, data};
 use infer_core::Activation;
 use infer_core::arch::Architecture;
 use trainer::data::Split;
 
-const PIXELS: usize = 784;
 use trainer::format;
 use trainer::model::{Mlp, Network, Workspace, batch_loss_correct};
 use trainer::recipe::{ModelKind, Recipe};
@@ -12,16 +14,6 @@ use trainer::train::{self, FitError, Quiet};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-
-/// Fashion-MNIST-shaped data of these splits.
-fn data(tr: &Split, te: &Split) -> trainer::data::Dataset {
-    trainer::data::Dataset {
-        train: tr.clone(),
-        test: te.clone(),
-        schema: trainer::data::fashion::schema(),
-        origin: "synthetic".into(),
-    }
-}
 
 /// Images whose class is written as a bright horizontal band at row `2 * class`, plus noise.
 fn synthetic(n: usize, seed: u64) -> Split {

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
@@ -121,4 +121,27 @@ pub fn sensors(rows: usize, seed: u64) -> String {
         text.push_str(&format!("3.7,{name},{accel:.3},{steps:.4}\n"));
     }
     text
+}
+
+/// Values of one Fashion-MNIST image.
+pub const PIXELS: usize = 784;
+
+/// Fashion-MNIST-shaped data of these splits (synthetic images of the tests).
+pub fn data(tr: &trainer::data::Split, te: &trainer::data::Split) -> trainer::data::Dataset {
+    trainer::data::Dataset {
+        train: tr.clone(),
+        test: te.clone(),
+        schema: trainer::data::fashion::schema(),
+        origin: "synthetic".into(),
+    }
+}
+
+/// What a finished command printed on stderr.
+pub fn stderr(run: &Output) -> String {
+    String::from_utf8_lossy(&run.stderr).into_owned()
+}
+
+/// A JSON file of a run, parsed.
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
