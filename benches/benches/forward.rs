@@ -44,6 +44,33 @@ fn bench(c: &mut Criterion) {
             pixels.iter().map(|p| int8_net.predict(black_box(p), &mut s8, &mut scores).unwrap_or(0)).sum::<usize>()
         })
     });
+    g.finish();
+
+    // Batches through infer-host: the blocked pass over rayon's pool, 1 and 2 threads.
+    let all = &ds.test.pixels;
+    let kernel = infer_host::kernel().expect("FMLP_INT8_KERNEL names a kernel this CPU runs");
+    let pools = [(1, benches::one_thread_pool()), (2, rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap())];
+    for images in [1usize, 16, 256, 10_000] {
+        let mut g = c.benchmark_group(format!("forward/int8-batch-{images}"));
+        g.throughput(Throughput::Elements(images as u64));
+        if images >= 256 {
+            g.sample_size(20);
+        }
+        let flat = &all[..images * input];
+        let (mut scores, mut classes) = (vec![0i32; images * 10], vec![0u16; images]);
+        for (threads, pool) in &pools {
+            g.bench_function(format!("{}-{threads}-thread", infer_host::short_name(kernel)), |b| {
+                pool.install(|| {
+                    b.iter(|| infer_host::classify(&int8_net, kernel, black_box(flat), &mut scores, &mut classes))
+                })
+            });
+        }
+        g.finish();
+    }
+
+    let mut g = c.benchmark_group(format!("forward/batch-{batch}"));
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(batch as u64));
     let mut ws = trainer::model::Workspace::default();
     let x = &ds.test.values[..batch * input];
     g.bench_function("f32-trainer-gemm", |b| b.iter(|| model.forward(black_box(x), batch, &mut ws, None)));

@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use dataset::Split;
 use dataset::cli::{DataArgs, data_of_model};
 use infer_core::arch::{Architecture, MAX_WIDTH};
-use infer_core::int8net::INT8_SCRATCH_MAX;
-use infer_core::{Activation, Int8Scratch, Model, Scratch};
+use infer_core::int8net::{INT8_SCRATCH_MAX, Kernel};
+use infer_core::{Activation, Int8Model, Int8Scratch, Model, Scratch};
 
 /// What `check` was asked to do.
 pub struct Args {
@@ -21,6 +21,8 @@ pub struct Args {
     pub predictions: Option<PathBuf>,
     pub no_agreement: bool,
     pub min_agreement: Option<f64>,
+    /// Threads of the batched pass.
+    pub threads: usize,
     pub json: bool,
 }
 
@@ -62,6 +64,10 @@ pub struct Report {
     disagreements: Option<usize>,
     first_disagreements: Vec<usize>,
     images: usize,
+    /// Images a second of the batched pass over the test set (int8; none for f32).
+    images_per_s: Option<f64>,
+    /// The int8 kernel both passes ran, chosen when the program ran (none for f32).
+    kernel: Option<&'static str>,
     latency_us: f64,
     macs_per_image: usize,
     min_agreement: f64,
@@ -70,6 +76,8 @@ pub struct Report {
     per_class_accuracy: Vec<f64>,
     quantization: &'static str,
     scratch_bytes: usize,
+    /// Threads of the batched pass.
+    threads: usize,
     /// Only in the text.
     #[serde(skip)]
     activation: Activation,
@@ -110,7 +118,12 @@ impl fmt::Display for Report {
         writeln!(f, "RAM (scratch)  {} bytes", self.scratch_bytes)?;
         let one = self.noun.trim_end_matches('s');
         writeln!(f, "work           {} multiply-accumulates per {one} (dense)", self.macs_per_image)?;
-        writeln!(f, "latency        {:.2} us per {one} (host, 1 thread)", self.latency_us)?;
+        writeln!(f, "latency        {:.2} us per {one} (host, 1 thread, one at a time)", self.latency_us)?;
+        if let (Some(rate), Some(kernel)) = (self.images_per_s, self.kernel) {
+            let threads = self.threads;
+            writeln!(f, "throughput     {rate:.0} {} per second (batched, {threads} threads)", self.noun)?;
+            writeln!(f, "kernel         {kernel}")?;
+        }
         for (name, accuracy) in self.class_names.iter().zip(&self.per_class_accuracy) {
             writeln!(f, "  {name:12} {:6.2}%", 100.0 * accuracy)?;
         }
@@ -142,9 +155,14 @@ pub fn run(args: Args) -> Result<bool> {
     };
     let pred_path = args.predictions.clone().unwrap_or_else(|| args.model.with_file_name(default_preds));
     let trainer = (!args.no_agreement).then(|| trainer_predictions(&pred_path, arch, &test)).transpose()?;
+    let kernel = infer_host::kernel().map_err(anyhow::Error::msg)?;
     let started = Instant::now();
-    let (outputs, scratch_bytes) = classify(net, &test)?;
+    let (outputs, scratch_bytes) = classify(net, kernel, &test)?;
     let latency_us = started.elapsed().as_secs_f64() * 1e6 / test.len().max(1) as f64;
+    let images_per_s = match net {
+        Model::Int8(net) => Some(batched(&net, kernel, &test, &outputs, args.threads)?),
+        Model::F32(_) => None,
+    };
     let report = Report {
         accuracy: outputs.iter().zip(&test.labels).filter(|(p, t)| p == t).count() as f64 / test.len() as f64,
         agreement: None,
@@ -152,6 +170,8 @@ pub fn run(args: Args) -> Result<bool> {
         disagreements: None,
         first_disagreements: Vec::new(),
         images: test.len(),
+        images_per_s,
+        kernel: matches!(net, Model::Int8(_)).then(|| kernel.name()),
         latency_us,
         macs_per_image: arch.macs(),
         min_agreement: args.min_agreement.unwrap_or(default_min),
@@ -160,6 +180,7 @@ pub fn run(args: Args) -> Result<bool> {
         per_class_accuracy: per_class(&outputs, &test.labels, arch.classes()),
         quantization: quant,
         scratch_bytes,
+        threads: args.threads,
         activation: net.activation(),
         predictions: None,
         class_names: match net.extras().has_class_names() {
@@ -210,10 +231,11 @@ fn trainer_predictions(path: &Path, arch: Architecture, test: &Split) -> Result<
     Ok(predictions)
 }
 
-/// `net`'s class for every example of `test`, from one scratch buffer large enough for any
-/// model, as firmware has; and the bytes of it the model needs. An f32 model reads the
-/// values; an int8 model its bytes, or the raw features through its input quantizer.
-fn classify(net: Model<'_>, test: &Split) -> Result<(Vec<u8>, usize)> {
+/// `net`'s class for every example of `test`, one at a time from one scratch buffer large
+/// enough for any model, as firmware has; and the bytes of it the model needs. An f32 model
+/// reads the values; an int8 model (on `kernel`) its bytes, or the raw features through its
+/// input quantizer.
+fn classify(net: Model<'_>, kernel: Kernel, test: &Split) -> Result<(Vec<u8>, usize)> {
     let mut outputs = vec![0u8; test.len()];
     let w = test.width;
     let needed = match net {
@@ -229,22 +251,58 @@ fn classify(net: Model<'_>, test: &Split) -> Result<(Vec<u8>, usize)> {
             let mut scratch = Int8Scratch::<INT8_SCRATCH_MAX>::for_model(&net)?;
             let mut scores = vec![0i32; net.architecture().classes()];
             if net.extras().has_input_quantizer() {
+                let mut bytes = vec![0u8; w];
                 for (out, example) in outputs.iter_mut().zip(test.values.chunks_exact(w)) {
-                    *out = net.predict_features(example, &mut scratch, &mut scores)? as u8;
+                    *out = match kernel == Kernel::detected() {
+                        true => net.predict_features(example, &mut scratch, &mut scores)?,
+                        false => {
+                            net.quantize_features(example, &mut bytes)?;
+                            net.predict_with(kernel, &bytes, &mut scratch, &mut scores)?
+                        }
+                    } as u8;
                 }
             } else {
-                anyhow::ensure!(
-                    !test.pixels.is_empty(),
-                    "the int8 model takes bytes; the data is real-valued features"
-                );
-                for (out, example) in outputs.iter_mut().zip(test.pixels.chunks_exact(w)) {
-                    *out = net.predict(example, &mut scratch, &mut scores)? as u8;
+                for (out, example) in outputs.iter_mut().zip(int8_bytes(test)?.chunks_exact(w)) {
+                    *out = net.predict_with(kernel, example, &mut scratch, &mut scores)? as u8;
                 }
             }
             net.scratch_bytes()
         }
     };
     Ok((outputs, needed))
+}
+
+/// The test set's bytes, for an int8 model without an input quantizer.
+fn int8_bytes(test: &Split) -> Result<&[u8]> {
+    anyhow::ensure!(!test.pixels.is_empty(), "the int8 model takes bytes; the data is real-valued features");
+    Ok(&test.pixels)
+}
+
+/// Images a second of the batched pass ([`infer_host::classify`]) over `test` on `threads`
+/// threads; an error if it classifies any image otherwise than the one-at-a-time pass did
+/// (`alone`), which would be a bug in a kernel.
+fn batched(net: &Int8Model<'_>, kernel: Kernel, test: &Split, alone: &[u8], threads: usize) -> Result<f64> {
+    let quantized;
+    let bytes = match net.extras().has_input_quantizer() {
+        true => {
+            quantized = infer_host::quantize_rows(net, &test.values)?;
+            &quantized[..]
+        }
+        false => int8_bytes(test)?,
+    };
+    let (mut scores, mut classes) = (vec![0i32; test.len() * net.architecture().classes()], vec![0u16; test.len()]);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("starting worker threads")?;
+    let started = Instant::now();
+    pool.install(|| infer_host::classify(net, kernel, bytes, &mut scores, &mut classes))?;
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(i) = classes.iter().zip(alone).position(|(&b, &a)| b != u16::from(a)) {
+        anyhow::bail!(
+            "the batched pass classified test example {i} as {}, the one-at-a-time pass as {}",
+            classes[i],
+            alone[i]
+        );
+    }
+    Ok(test.len() as f64 / seconds.max(1e-9))
 }
 
 /// The fraction of each of `classes` classes' examples classified right.

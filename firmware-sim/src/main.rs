@@ -63,6 +63,10 @@ enum Command {
         /// 1.0 for int8, 0.999 for f32).
         #[arg(long, value_parser = check::parse_fraction)]
         min_agreement: Option<f64>,
+        /// Threads for the batched pass (int8): 1 to 4 per CPU (default: RAYON_NUM_THREADS if
+        /// set, else one per CPU). The firmware-like pass, one image at a time, runs on one.
+        #[arg(long)]
+        threads: Option<u32>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -133,8 +137,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<bool> {
     match cli.command {
-        Command::Check { model, data, seed, predictions, no_agreement, min_agreement, json } => {
-            check::run(check::Args { model, data, seed, predictions, no_agreement, min_agreement, json })
+        Command::Check { model, data, seed, predictions, no_agreement, min_agreement, threads, json } => {
+            let threads = trainer::threads::count_here(threads).map_err(anyhow::Error::msg)?;
+            check::run(check::Args { model, data, seed, predictions, no_agreement, min_agreement, threads, json })
         }
         Command::Qemu { model, board, count, data, seed, firmware, firmware_dir, timeout, json } => {
             let firmware_dir = firmware_dir.unwrap_or_else(|| firmware.default_dir());

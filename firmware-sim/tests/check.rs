@@ -67,6 +67,30 @@ fn int8_model_agrees_exactly_with_the_trainer_reference() {
     assert!((report["accuracy"].as_f64().unwrap() - export.accuracy).abs() < 1e-12);
     assert!(report["scratch_bytes"].as_u64().unwrap() < 2048);
     assert!(report["model_bytes"].as_u64().unwrap() < 540_000);
+    assert_eq!(report["kernel"], infer_core::int8net::Kernel::detected().name());
+    assert!(report["images_per_s"].as_f64().unwrap() > 0.0, "{report}");
+
+    // Every kernel the CPU runs, on 1 and 3 threads, agrees on every image (the batched pass
+    // is held to the one-at-a-time one inside `check` as well); a kernel it lacks is refused.
+    for kernel in infer_core::int8net::Kernel::ALL {
+        let name = infer_host::short_name(kernel);
+        for threads in ["1", "3"] {
+            let run = sim()
+                .env(infer_host::KERNEL_ENV, name)
+                .args(["check", "--json", "--threads", threads, "--model"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&run.stderr);
+            if !kernel.runs() {
+                assert!(!run.status.success() && stderr.contains("lacks the"), "{name}: {stderr}");
+                continue;
+            }
+            assert!(run.status.success(), "{name}: {stderr}");
+            let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+            assert_eq!((&report["kernel"], &report["disagreements"]), (&kernel.name().into(), &0.into()), "{report}");
+        }
+    }
 
     // One changed prediction in the reference is one disagreement, and exit status 2.
     let csv = dir.path().join("predictions_int8.csv");

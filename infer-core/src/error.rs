@@ -120,6 +120,9 @@ pub enum Error {
     /// Scratch memory given as bytes does not start on an even address (its groups are
     /// 16-bit numbers).
     ScratchAlignment,
+    /// The kernel asked for is not in this build or not run by this CPU
+    /// ([`crate::int8net::Kernel::runs`]).
+    KernelUnavailable,
     /// The input slice is not the model's input width.
     InputSize {
         /// The model's input width.
@@ -231,6 +234,7 @@ impl fmt::Display for Error {
                 f.write_str("this int8 model takes bytes (pixels); it has no quantizer for real-valued features")
             }
             Error::ScratchAlignment => f.write_str("the scratch memory must start on an even address"),
+            Error::KernelUnavailable => f.write_str("this build or this CPU does not have the int8 kernel asked for"),
             Error::InputSize { expected, found } => write!(f, "input has {found} values, the model takes {expected}"),
             Error::OutputSize { expected, found } => {
                 write!(f, "scores buffer holds {found} values, the model has {expected} classes")

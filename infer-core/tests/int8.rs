@@ -51,13 +51,38 @@ fn simd_kernel_matches_scalar_and_the_naive_loop_on_every_shape() {
             images.push(vec![0; arch.inputs()]);
             images.push(vec![255; arch.inputs()]);
             let mut classes = vec![0usize; arch.classes()];
+            let mut expected = Vec::new();
             for img in &images {
                 let (mut fast, mut slow) = (vec![0; arch.classes()], vec![0; arch.classes()]);
                 let a = model.predict(img, &mut scratch, &mut fast).unwrap();
                 let b = model.predict_scalar(img, &mut scratch, &mut slow).unwrap();
                 assert_eq!((a, &fast), (b, &slow), "{arch} {activation:?}");
                 assert_eq!(fast, params.naive(img), "{arch} {activation:?}");
+                for kernel in kernels() {
+                    let mut other = vec![0; arch.classes()];
+                    let c = model.predict_with(kernel, img, &mut scratch, &mut other).unwrap();
+                    assert_eq!((c, &other), (b, &slow), "{arch} {activation:?} on {kernel}");
+                }
                 classes[a] += 1;
+                expected.push((b as u16, slow));
+            }
+            // The batched pass: every image as alone, on every kernel, for batches that end
+            // inside a block and on one's edge.
+            for kernel in kernels() {
+                for n in [1, int8net::BATCH_BLOCK, images.len()] {
+                    let flat: Vec<u8> = images[..n].concat();
+                    let mut batch_scratch = vec![0u8; model.batch_scratch_bytes(n)];
+                    let (mut scores, mut got) = (vec![0; n * arch.classes()], vec![0u16; n]);
+                    model.predict_batch_with(kernel, &flat, &mut batch_scratch, &mut scores, &mut got).unwrap();
+                    for (i, (class, want)) in expected[..n].iter().enumerate() {
+                        let at = i * arch.classes();
+                        assert_eq!(
+                            (got[i], &scores[at..at + arch.classes()]),
+                            (*class, &want[..]),
+                            "{arch} {activation:?} image {i} of {n} on {kernel}"
+                        );
+                    }
+                }
             }
             // The models are random, but not degenerate: scores vary across images.
             if arch.classes() > 2 && arch.hidden().iter().all(|&w| w > 2) {
@@ -65,6 +90,53 @@ fn simd_kernel_matches_scalar_and_the_naive_loop_on_every_shape() {
             }
         }
     }
+}
+
+/// Every kernel this build and CPU run.
+fn kernels() -> impl Iterator<Item = int8net::Kernel> {
+    int8net::Kernel::ALL.into_iter().filter(|k| k.runs())
+}
+
+#[test]
+fn every_kernel_the_cpu_has_is_tested_and_the_others_are_refused() {
+    let ran: Vec<_> = kernels().collect();
+    assert!(ran.contains(&int8net::Kernel::detected()) && ran.contains(&int8net::Kernel::Portable), "{ran:?}");
+    #[cfg(target_arch = "x86_64")]
+    assert!(ran.contains(&int8net::Kernel::X86Baseline), "{ran:?}");
+    let bytes = Params::random(&mut Rng(5), arch(&[12, 5, 3]), Activation::Relu).encode();
+    let model = Int8Model::from_bytes(&bytes).unwrap();
+    let mut scratch = Int8Scratch::<INT8_SCRATCH_MAX>::zeroed();
+    for kernel in int8net::Kernel::ALL.into_iter().filter(|k| !k.runs()) {
+        assert_eq!(model.predict_with(kernel, &[1; 12], &mut scratch, &mut [0; 3]), Err(Error::KernelUnavailable));
+    }
+}
+
+#[test]
+fn a_batch_refuses_short_buffers_and_partial_images_and_writes_nothing() {
+    let bytes = Params::random(&mut Rng(6), arch(&[13, 7, 3]), Activation::Relu).encode();
+    let model = Int8Model::from_bytes(&bytes).unwrap();
+    let images = [7u8; 13 * 10];
+    let need = model.batch_scratch_bytes(10);
+    assert_eq!(need, model.batch_scratch_bytes(int8net::BATCH_BLOCK));
+    assert_eq!(need, int8net::BATCH_BLOCK * model.scratch_bytes().next_multiple_of(4));
+    let mut scratch = vec![0u8; need + 2];
+    let (mut scores, mut classes) = ([-1; 30], [9u16; 10]);
+    let cases = [
+        (&images[..13 * 10 - 1], need, 30, 10, Error::InputSize { expected: 130, found: 129 }),
+        (&images[..], need, 29, 10, Error::OutputSize { expected: 30, found: 29 }),
+        (&images[..], need, 30, 9, Error::OutputSize { expected: 10, found: 9 }),
+        (&images[..], need - 1, 30, 10, Error::ScratchTooSmall { needed: need, capacity: need - 1 }),
+    ];
+    for (images, bytes, n_scores, n_classes, error) in cases {
+        let got =
+            model.predict_batch_in(images, &mut scratch[..bytes], &mut scores[..n_scores], &mut classes[..n_classes]);
+        assert_eq!(got, Err(error));
+    }
+    let odd = model.predict_batch_in(&images, &mut scratch[1..need + 1], &mut scores, &mut classes);
+    assert_eq!(odd, Err(Error::ScratchAlignment));
+    assert!(scores.iter().all(|&s| s == -1) && classes.iter().all(|&c| c == 9));
+    // An empty batch is a batch.
+    assert_eq!(model.predict_batch_in(&[], &mut scratch, &mut [], &mut []), Ok(()));
 }
 
 #[test]

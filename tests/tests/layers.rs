@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use syn::visit::Visit;
 
 /// The crates of the workspace whose `src` is checked, and the firmware's.
-const CRATES: [&str; 8] =
-    ["trainer", "infer-core", "infer-c", "dataset", "runio", "firmware-sim", "benches", "tools/firmware"];
+const CRATES: [&str; 9] =
+    ["trainer", "infer-core", "infer-c", "infer-host", "dataset", "runio", "firmware-sim", "benches", "tools/firmware"];
 
 /// Longest function, in lines from `fn` to its closing brace.
 const MAX_LINES: usize = 80;

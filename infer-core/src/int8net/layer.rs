@@ -60,6 +60,16 @@ impl Layer<'_> {
     }
 }
 
+/// One image's part of a layer as a kernel runs it: its input, the groups of four inputs
+/// that are not all zero, and where the outputs go (a hidden layer's activations, or the
+/// scores).
+pub(super) struct Lane<'l> {
+    pub(super) x: &'l [u8],
+    pub(super) groups: &'l [u16],
+    pub(super) act: &'l mut [u8],
+    pub(super) scores: &'l mut [i32],
+}
+
 /// [`super::requantize`] as the kernels run it: `|acc| < 2^25`, `r <= 24`, `s <= 30` and i16
 /// `bias` and `mult`, which a validated model guarantees.
 #[inline(always)]

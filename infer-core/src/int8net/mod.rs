@@ -60,36 +60,98 @@ use crate::buffers::{check_buffers, fits, layer_io};
 use crate::error::{Error, Param};
 use crate::format::{self, Activation, Extras, HEADER_BYTES, Header, Quant, quantize_input};
 use crate::layout::{Int8Layout, groups};
-use layer::{Layer, Output, emit, requant};
+use layer::{Lane, Layer, Output, emit, requant};
 
 mod layer;
 
 #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
 #[allow(unsafe_code)]
 mod armv7em;
-// Also compiled for the host's tests, which check it against the reference.
-#[cfg(any(test, not(any(target_arch = "x86_64", all(target_arch = "arm", target_feature = "dsp")))))]
+// On every target: the kernel of the Cortex-M0 and M3, and a path the host's tests hold
+// to the reference like the others.
 mod portable;
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
 mod x86;
 
-#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
-use armv7em as kernel;
-#[cfg(not(any(target_arch = "x86_64", all(target_arch = "arm", target_feature = "dsp"))))]
-use portable as kernel;
-#[cfg(target_arch = "x86_64")]
-use x86 as kernel;
+/// A fast int8 kernel. [`Int8Model::predict`] runs [`Kernel::detected`]; every kernel gives
+/// the same bits as [`Int8Model::predict_scalar`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// x86-64 with AVX-512 F, BW and VNNI: `VPDPBUSD`, 64 multiply-accumulates an instruction.
+    X86Vnni,
+    /// x86-64 with AVX2: 16-bit products, `VPMADDWD`.
+    X86Avx2,
+    /// x86-64 with what the build enables (SSE2 for a portable build): `wide`'s 16-bit vectors.
+    X86Baseline,
+    /// Armv7E-M (Cortex-M4, M7, M33): `SMLAD` on pairs of 16-bit values.
+    ArmDsp,
+    /// Plain Rust over the non-zero groups (a Cortex-M0 or M3; any target).
+    Portable,
+}
 
-/// The fast kernel this build compiled: what [`Int8Model::predict`] runs.
-pub const KERNEL: &str = if cfg!(all(target_arch = "x86_64", target_feature = "avx512vnni")) {
-    "x86-64 AVX-512 VNNI"
-} else if cfg!(target_arch = "x86_64") {
-    "x86-64 16-bit (no AVX-512 VNNI in this build)"
-} else if cfg!(all(target_arch = "arm", target_feature = "dsp")) {
-    "Armv7E-M SMLAD"
-} else {
-    "portable"
-};
+impl Kernel {
+    /// Every kernel, fastest first.
+    pub const ALL: [Kernel; 5] =
+        [Kernel::X86Vnni, Kernel::X86Avx2, Kernel::X86Baseline, Kernel::ArmDsp, Kernel::Portable];
+
+    /// The fastest kernel this build and this CPU run. On x86-64 the CPU is asked when the
+    /// program runs (`CPUID`, once), so one binary uses AVX-512 VNNI where it exists and
+    /// still runs on a CPU without it; on Arm the build's target decides.
+    #[inline]
+    pub fn detected() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        return match x86::Level::detect() {
+            x86::Level::Vnni => Kernel::X86Vnni,
+            x86::Level::Avx2 => Kernel::X86Avx2,
+            x86::Level::Baseline => Kernel::X86Baseline,
+        };
+        #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+        return Kernel::ArmDsp;
+        #[allow(unreachable_code)]
+        Kernel::Portable
+    }
+
+    /// Whether this build has the kernel and this CPU runs it.
+    pub fn runs(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::X86Vnni => x86::Level::Vnni.runs(),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::X86Avx2 => x86::Level::Avx2.runs(),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::X86Baseline => true,
+            #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+            Kernel::ArmDsp => true,
+            Kernel::Portable => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// What the kernel is, for logs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::X86Vnni => "x86-64 AVX-512 VNNI",
+            Kernel::X86Avx2 => "x86-64 AVX2",
+            Kernel::X86Baseline if cfg!(target_feature = "avx512bw") => "x86-64 baseline (AVX-512BW build)",
+            Kernel::X86Baseline if cfg!(target_feature = "avx2") => "x86-64 baseline (AVX2 build)",
+            Kernel::X86Baseline => "x86-64 baseline (SSE2)",
+            Kernel::ArmDsp => "Armv7E-M SMLAD",
+            Kernel::Portable => "portable",
+        }
+    }
+}
+
+impl core::fmt::Display for Kernel {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Images per block of a batched pass ([`Int8Model::predict_batch_in`]): they go through
+/// each layer together, so that a stretch of weights read into the cache serves all of them.
+pub const BATCH_BLOCK: usize = 8;
 
 pub use crate::spec::{MAX_MULTIPLIER_SHIFT, MAX_ROUNDING_SHIFT};
 
@@ -425,7 +487,7 @@ impl<'a> Int8Model<'a> {
         scratch: &mut Int8Scratch<N>,
         scores: &mut [i32],
     ) -> Result<usize, Error> {
-        self.run(Input::Bytes(image), &mut scratch.arena, scores, fast)
+        self.run(Input::Bytes(image), &mut scratch.arena, scores, fast(Kernel::detected()))
     }
 
     /// Classifies one example of real-valued features (raw sensor values: the model's input
@@ -438,7 +500,7 @@ impl<'a> Int8Model<'a> {
         scratch: &mut Int8Scratch<N>,
         scores: &mut [i32],
     ) -> Result<usize, Error> {
-        self.run(Input::Features(features), &mut scratch.arena, scores, fast)
+        self.run(Input::Features(features), &mut scratch.arena, scores, fast(Kernel::detected()))
     }
 
     /// [`Int8Model::predict`] on the plain portable kernel: one output at a time, every
@@ -450,6 +512,22 @@ impl<'a> Int8Model<'a> {
         scores: &mut [i32],
     ) -> Result<usize, Error> {
         self.run(Input::Bytes(image), &mut scratch.arena, scores, scalar)
+    }
+
+    /// [`Int8Model::predict`] on a kernel of the caller's choice (to compare kernels, or to
+    /// run the baseline on purpose); [`Error::KernelUnavailable`] where this build or CPU
+    /// lacks it ([`Kernel::runs`]). The same bits on every kernel.
+    pub fn predict_with<const N: usize>(
+        &self,
+        kernel: Kernel,
+        image: &[u8],
+        scratch: &mut Int8Scratch<N>,
+        scores: &mut [i32],
+    ) -> Result<usize, Error> {
+        if !kernel.runs() {
+            return Err(Error::KernelUnavailable);
+        }
+        self.run(Input::Bytes(image), &mut scratch.arena, scores, fast(kernel))
     }
 
     /// [`Int8Model::predict_features`] on the plain portable kernel.
@@ -466,7 +544,7 @@ impl<'a> Int8Model<'a> {
     /// sized at run time): at least [`Int8Model::scratch_bytes`] of them, starting on an
     /// even address (else [`Error::ScratchAlignment`]). The same bits as `predict`.
     pub fn predict_in(&self, image: &[u8], scratch: &mut [u8], scores: &mut [i32]) -> Result<usize, Error> {
-        self.run(Input::Bytes(image), scratch, scores, fast)
+        self.run(Input::Bytes(image), scratch, scores, fast(Kernel::detected()))
     }
 
     /// [`Int8Model::predict_features`] with scratch memory as [`Int8Model::predict_in`] takes it.
@@ -476,7 +554,133 @@ impl<'a> Int8Model<'a> {
         scratch: &mut [u8],
         scores: &mut [i32],
     ) -> Result<usize, Error> {
-        self.run(Input::Features(features), scratch, scores, fast)
+        self.run(Input::Features(features), scratch, scores, fast(Kernel::detected()))
+    }
+
+    /// Bytes of scratch [`Int8Model::predict_batch_in`] needs for a batch of `images`:
+    /// [`Int8Model::scratch_bytes`] (rounded up to a multiple of 4) for each image of one
+    /// block of at most [`BATCH_BLOCK`], however long the batch.
+    pub fn batch_scratch_bytes(&self, images: usize) -> usize {
+        images.clamp(1, BATCH_BLOCK) * self.lane_bytes()
+    }
+
+    /// One image's part of a batch's scratch.
+    fn lane_bytes(&self) -> usize {
+        self.split.total.next_multiple_of(4)
+    }
+
+    /// Classifies a batch: `images` holds whole inputs of raw bytes one after another (for
+    /// a model with an input quantizer, the bytes of [`Int8Model::quantize_features`]);
+    /// image `i`'s scores go to `scores[i * classes..][..classes]` and its class to
+    /// `classes_out[i]`. `scratch` holds [`Int8Model::batch_scratch_bytes`] and starts on
+    /// an even address.
+    ///
+    /// Images go through each layer in blocks of [`BATCH_BLOCK`], sharing each stretch of
+    /// weights while it is in the cache, on the fastest kernel ([`Kernel::detected`]). Every
+    /// image gets the same bits as [`Int8Model::predict`] gives it alone. Errors, and writes
+    /// nothing, when `images` is not a whole number of inputs or a buffer is short.
+    pub fn predict_batch_in(
+        &self,
+        images: &[u8],
+        scratch: &mut [u8],
+        scores: &mut [i32],
+        classes_out: &mut [u16],
+    ) -> Result<(), Error> {
+        self.predict_batch_with(Kernel::detected(), images, scratch, scores, classes_out)
+    }
+
+    /// [`Int8Model::predict_batch_in`] on a kernel of the caller's choice, as
+    /// [`Int8Model::predict_with`].
+    pub fn predict_batch_with(
+        &self,
+        kernel: Kernel,
+        images: &[u8],
+        scratch: &mut [u8],
+        scores: &mut [i32],
+        classes_out: &mut [u16],
+    ) -> Result<(), Error> {
+        if !kernel.runs() {
+            return Err(Error::KernelUnavailable);
+        }
+        let (inputs, classes) = (self.architecture.inputs(), self.architecture.classes());
+        if !images.len().is_multiple_of(inputs) {
+            return Err(Error::InputSize { expected: images.len().next_multiple_of(inputs), found: images.len() });
+        }
+        let n = images.len() / inputs;
+        let found = scores.len();
+        let scores = scores.get_mut(..n * classes).ok_or(Error::OutputSize { expected: n * classes, found })?;
+        let found = classes_out.len();
+        let classes_out = classes_out.get_mut(..n).ok_or(Error::OutputSize { expected: n, found })?;
+        fits(self.batch_scratch_bytes(n), scratch.len())?;
+        if !scratch.as_ptr().cast::<u16>().is_aligned() {
+            return Err(Error::ScratchAlignment);
+        }
+        let blocks = images.chunks(BATCH_BLOCK * inputs).zip(scores.chunks_mut(BATCH_BLOCK * classes));
+        for ((images, scores), classes_out) in blocks.zip(classes_out.chunks_mut(BATCH_BLOCK)) {
+            self.run_block(kernel, images, scratch, scores, classes_out);
+        }
+        Ok(())
+    }
+
+    /// Up to [`BATCH_BLOCK`] images through every layer together: each image's scratch is a
+    /// lane of `scratch` split as a single pass splits its own.
+    fn run_block(
+        &self,
+        kernel: Kernel,
+        images: &[u8],
+        scratch: &mut [u8],
+        scores: &mut [i32],
+        classes_out: &mut [u16],
+    ) {
+        let arch = &self.architecture;
+        let (inputs, classes, lane) = (arch.inputs(), arch.classes(), self.lane_bytes());
+        let n = arch.layers();
+        let split = self.split;
+        for (l, layer) in self.layers[..n].iter().enumerate() {
+            let (k, m, last) = (layer.inputs, pad_to_group(layer.outputs), l + 1 == n);
+            let mut lanes: heapless::Vec<Lane<'_>, BATCH_BLOCK> = heapless::Vec::new();
+            let per_image =
+                images.chunks_exact(inputs).zip(scratch.chunks_exact_mut(lane)).zip(scores.chunks_exact_mut(classes));
+            for ((image, arena), scores) in per_image {
+                let (acts, rest) = arena.split_at_mut(split.activations);
+                let (groups, staged) = rest.split_at_mut(split.groups);
+                // Aligned: the scratch starts on an even address, a lane is a multiple of 4
+                // bytes, and so are the activations.
+                let groups: &mut [u16] = bytemuck::cast_slice_mut(groups);
+                let (x, act, scores): (&[u8], &mut [u8], &mut [i32]) = match (l, last) {
+                    (0, _) => {
+                        let x = if image.len().is_multiple_of(GROUP) {
+                            image
+                        } else {
+                            let staged = &mut staged[..pad_to_group(image.len())];
+                            staged[..image.len()].copy_from_slice(image);
+                            staged[image.len()..].fill(0);
+                            staged
+                        };
+                        if last { (x, &mut [], scores) } else { (x, &mut acts[..m], &mut []) }
+                    }
+                    (_, true) => (layer_io(acts, l, k, 0).0, &mut [], scores),
+                    (_, false) => {
+                        let (x, out) = layer_io(acts, l, k, m);
+                        (x, out, &mut [])
+                    }
+                };
+                let count = nonzero_groups(x, groups);
+                // At most BATCH_BLOCK images (the caller's chunks).
+                let _ = lanes.push(Lane { x, groups: &groups[..count], act, scores });
+            }
+            dense_many(kernel, layer, &mut lanes, true);
+            if !last {
+                // The inputs that pad the next layer's last group are zero.
+                for lane in lanes.iter_mut() {
+                    lane.act[layer.outputs..].fill(0);
+                }
+            }
+        }
+        for (class, scores) in classes_out.iter_mut().zip(scores.chunks_exact(classes)) {
+            // Classes are at most MAX_WIDTH (1,024).
+            *class = argmax_i32(scores) as u16;
+        }
     }
 
     /// The bytes `features` become through the model's input quantizer, written into
@@ -556,11 +760,40 @@ impl<'a> Int8Model<'a> {
     }
 }
 
-/// A layer on the fast kernel, over the groups of its input that are not all zero.
+/// A layer on `kernel` (one this CPU runs), over the groups of its input that are not all zero.
 #[inline(always)]
-fn fast(layer: &Layer<'_>, x: &[u8], groups: &mut [u16], act: &mut [u8], scores: &mut [i32]) {
-    let n = nonzero_groups(x, groups);
-    kernel::dense(layer, x, &groups[..n], act, scores);
+fn fast(kernel: Kernel) -> impl Fn(&Layer<'_>, &[u8], &mut [u16], &mut [u8], &mut [i32]) {
+    move |layer, x, groups, act, scores| {
+        let n = nonzero_groups(x, groups);
+        let mut lane = [Lane { x, groups: &groups[..n], act, scores }];
+        dense_many(kernel, layer, &mut lane, false);
+    }
+}
+
+/// Each lane's outputs of `layer` on `kernel` (one this CPU runs); `blocked` as
+/// [`Int8Model::predict_batch_in`] runs them (the images share the weights in the cache).
+#[inline(always)]
+fn dense_many(kernel: Kernel, layer: &Layer<'_>, lanes: &mut [Lane<'_>], blocked: bool) {
+    #[cfg(target_arch = "x86_64")]
+    let level = match kernel {
+        Kernel::X86Vnni => Some(x86::Level::Vnni),
+        Kernel::X86Avx2 => Some(x86::Level::Avx2),
+        Kernel::X86Baseline => Some(x86::Level::Baseline),
+        _ => None,
+    };
+    #[cfg(target_arch = "x86_64")]
+    if let Some(level) = level {
+        return x86::dense_many(level, layer, lanes, blocked);
+    }
+    let _ = blocked;
+    for lane in lanes.iter_mut() {
+        #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+        if kernel == Kernel::ArmDsp {
+            armv7em::dense(layer, lane.x, lane.groups, lane.act, lane.scores);
+            continue;
+        }
+        portable::dense(layer, lane.x, lane.groups, lane.act, lane.scores);
+    }
 }
 
 /// A layer on the reference: every output, every input.

@@ -1,0 +1,128 @@
+//! infer-core on a workstation: many int8 inputs per call, over threads.
+//!
+//! `infer-core` classifies one input with no allocation and no threads, as firmware does,
+//! and [`Int8Model::predict_batch_in`] a block of them on one thread. This crate splits a
+//! batch into tasks for rayon's pool (the caller's thread count: run it inside
+//! `ThreadPool::install`), each with scratch of its own, and picks the kernel: the one the
+//! CPU runs best, or the one named in `FMLP_INT8_KERNEL` to measure or test another.
+//! Every input gets the same bits as [`Int8Model::predict`] gives it alone.
+
+use infer_core::int8net::{BATCH_BLOCK, Kernel};
+use infer_core::{Error, Int8Model};
+use rayon::prelude::*;
+
+/// The environment variable that names the int8 kernel (see [`kernel`]).
+pub const KERNEL_ENV: &str = "FMLP_INT8_KERNEL";
+
+/// Images per task at most: enough to pay for a task's scratch and scheduling, few enough
+/// that a batch of a few thousand spreads over every thread.
+const MAX_TASK: usize = 32 * BATCH_BLOCK;
+
+/// The short name of a kernel, as [`KERNEL_ENV`] takes it.
+pub fn short_name(kernel: Kernel) -> &'static str {
+    match kernel {
+        Kernel::X86Vnni => "vnni",
+        Kernel::X86Avx2 => "avx2",
+        Kernel::X86Baseline => "baseline",
+        Kernel::ArmDsp => "dsp",
+        Kernel::Portable => "portable",
+    }
+}
+
+/// The kernel to run: [`Kernel::detected`], unless [`KERNEL_ENV`] names another (`vnni`,
+/// `avx2`, `baseline`, `dsp`, `portable`, or `auto`); an error that says what this CPU runs
+/// when the name is unknown or the CPU lacks it.
+pub fn kernel() -> Result<Kernel, String> {
+    match std::env::var(KERNEL_ENV) {
+        Ok(name) if !name.is_empty() && name != "auto" => kernel_named(&name),
+        _ => Ok(Kernel::detected()),
+    }
+}
+
+/// The kernel whose [`short_name`] is `name`, if this CPU runs it.
+pub fn kernel_named(name: &str) -> Result<Kernel, String> {
+    let runs: Vec<&str> = Kernel::ALL.into_iter().filter(|k| k.runs()).map(short_name).collect();
+    let runs = runs.join(", ");
+    match Kernel::ALL.into_iter().find(|&k| short_name(k) == name) {
+        Some(k) if k.runs() => Ok(k),
+        Some(k) => Err(format!("{KERNEL_ENV}={name}: this CPU or build lacks the {k} kernel; it runs: {runs}, auto")),
+        None => Err(format!("{KERNEL_ENV}={name}: no such int8 kernel; this CPU runs: {runs}, auto")),
+    }
+}
+
+/// Images per task for a batch of `n` on `threads` threads: about four tasks a thread so
+/// that none waits long for another, in whole blocks, at most [`MAX_TASK`].
+fn task_images(n: usize, threads: usize) -> usize {
+    n.div_ceil(4 * threads.max(1)).next_multiple_of(BATCH_BLOCK).clamp(BATCH_BLOCK, MAX_TASK)
+}
+
+/// Classifies every input of `images` (whole inputs of raw bytes one after another) on
+/// `kernel`, over the current rayon pool: image `i`'s scores go to
+/// `scores[i * classes..][..classes]` and its class to `classes_out[i]`. Errors, and writes
+/// nothing, as [`Int8Model::predict_batch_in`] does.
+pub fn classify(
+    model: &Int8Model<'_>,
+    kernel: Kernel,
+    images: &[u8],
+    scores: &mut [i32],
+    classes_out: &mut [u16],
+) -> Result<(), Error> {
+    let (inputs, classes) = (model.architecture().inputs(), model.architecture().classes());
+    let n = images.len() / inputs;
+    if !images.len().is_multiple_of(inputs) || scores.len() < n * classes || classes_out.len() < n || !kernel.runs() {
+        // The error the one-thread call gives, before any task writes anything.
+        let mut scratch = vec![0u8; model.batch_scratch_bytes(n)];
+        return model.predict_batch_with(kernel, images, &mut scratch, scores, classes_out);
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    let task = task_images(n, rayon::current_num_threads());
+    let tasks = images.par_chunks(task * inputs).zip(scores[..n * classes].par_chunks_mut(task * classes));
+    tasks.zip(classes_out[..n].par_chunks_mut(task)).try_for_each_init(
+        || vec![0u8; model.batch_scratch_bytes(task)],
+        |scratch, ((images, scores), classes_out)| {
+            model.predict_batch_with(kernel, images, scratch, scores, classes_out)
+        },
+    )
+}
+
+/// The bytes each row of `features` (whole rows of real values, one after another) becomes
+/// through the model's input quantizer: what [`classify`] takes for a table's model.
+pub fn quantize_rows(model: &Int8Model<'_>, features: &[f32]) -> Result<Vec<u8>, Error> {
+    let inputs = model.architecture().inputs();
+    if !features.len().is_multiple_of(inputs) {
+        return Err(Error::InputSize { expected: features.len().next_multiple_of(inputs), found: features.len() });
+    }
+    let mut bytes = vec![0u8; features.len()];
+    for (row, out) in features.chunks_exact(inputs).zip(bytes.chunks_exact_mut(inputs)) {
+        model.quantize_features(row, out)?;
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_are_whole_blocks_and_spread_over_the_threads() {
+        assert_eq!(task_images(1, 2), BATCH_BLOCK);
+        assert_eq!(task_images(16, 2), BATCH_BLOCK);
+        assert_eq!(task_images(10_000, 1), MAX_TASK);
+        assert_eq!(task_images(2_000, 2), 256);
+        for (n, threads) in [(100, 2), (10_000, 16), (7, 1)] {
+            let t = task_images(n, threads);
+            assert!(t.is_multiple_of(BATCH_BLOCK) && t <= MAX_TASK, "{n} {threads}: {t}");
+        }
+    }
+
+    #[test]
+    fn kernel_names_round_trip_and_unknown_ones_are_refused() {
+        for k in Kernel::ALL.into_iter().filter(|k| k.runs()) {
+            assert_eq!(kernel_named(short_name(k)), Ok(k));
+        }
+        let err = kernel_named("sse9").unwrap_err();
+        assert!(err.contains("no such int8 kernel") && err.contains("portable"), "{err}");
+    }
+}
