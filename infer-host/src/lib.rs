@@ -16,7 +16,8 @@ pub const KERNEL_ENV: &str = "FMLP_INT8_KERNEL";
 
 /// Images per task at most: enough to pay for a task's scratch and scheduling, few enough
 /// that a batch of a few thousand spreads over every thread.
-const MAX_TASK: usize = 32 * BATCH_BLOCK;
+const MAX_TASK: usize = 256;
+const _: () = assert!(MAX_TASK.is_multiple_of(BATCH_BLOCK));
 
 /// The short name of a kernel, as [`KERNEL_ENV`] takes it.
 pub fn short_name(kernel: Kernel) -> &'static str {

@@ -151,7 +151,7 @@ impl core::fmt::Display for Kernel {
 
 /// Images per block of a batched pass ([`Int8Model::predict_batch_in`]): they go through
 /// each layer together, so that a stretch of weights read into the cache serves all of them.
-pub const BATCH_BLOCK: usize = 8;
+pub const BATCH_BLOCK: usize = 16;
 
 pub use crate::spec::{MAX_MULTIPLIER_SHIFT, MAX_ROUNDING_SHIFT};
 
