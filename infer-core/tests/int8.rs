@@ -115,17 +115,20 @@ fn every_kernel_the_cpu_has_is_tested_and_the_others_are_refused() {
 fn a_batch_refuses_short_buffers_and_partial_images_and_writes_nothing() {
     let bytes = Params::random(&mut Rng(6), arch(&[13, 7, 3]), Activation::Relu).encode();
     let model = Int8Model::from_bytes(&bytes).unwrap();
-    let images = [7u8; 13 * 10];
-    let need = model.batch_scratch_bytes(10);
+    // More images than a block: the scratch holds one block.
+    let n = int8net::BATCH_BLOCK + 2;
+    let images = vec![7u8; 13 * n];
+    let need = model.batch_scratch_bytes(n);
     assert_eq!(need, model.batch_scratch_bytes(int8net::BATCH_BLOCK));
     assert_eq!(need, int8net::BATCH_BLOCK * model.scratch_bytes().next_multiple_of(4));
+    assert_eq!(model.batch_scratch_bytes(3), 3 * model.scratch_bytes().next_multiple_of(4));
     let mut scratch = vec![0u8; need + 2];
-    let (mut scores, mut classes) = ([-1; 30], [9u16; 10]);
+    let (mut scores, mut classes) = (vec![-1; 3 * n], vec![9u16; n]);
     let cases = [
-        (&images[..13 * 10 - 1], need, 30, 10, Error::InputSize { expected: 130, found: 129 }),
-        (&images[..], need, 29, 10, Error::OutputSize { expected: 30, found: 29 }),
-        (&images[..], need, 30, 9, Error::OutputSize { expected: 10, found: 9 }),
-        (&images[..], need - 1, 30, 10, Error::ScratchTooSmall { needed: need, capacity: need - 1 }),
+        (&images[..13 * n - 1], need, 3 * n, n, Error::InputSize { expected: 13 * n, found: 13 * n - 1 }),
+        (&images[..], need, 3 * n - 1, n, Error::OutputSize { expected: 3 * n, found: 3 * n - 1 }),
+        (&images[..], need, 3 * n, n - 1, Error::OutputSize { expected: n, found: n - 1 }),
+        (&images[..], need - 1, 3 * n, n, Error::ScratchTooSmall { needed: need, capacity: need - 1 }),
     ];
     for (images, bytes, n_scores, n_classes, error) in cases {
         let got =
@@ -135,6 +138,8 @@ fn a_batch_refuses_short_buffers_and_partial_images_and_writes_nothing() {
     let odd = model.predict_batch_in(&images, &mut scratch[1..need + 1], &mut scores, &mut classes);
     assert_eq!(odd, Err(Error::ScratchAlignment));
     assert!(scores.iter().all(|&s| s == -1) && classes.iter().all(|&c| c == 9));
+    model.predict_batch_in(&images, &mut scratch, &mut scores, &mut classes).unwrap();
+    assert!(classes.iter().all(|&c| c == classes[0] && c < 3), "{classes:?}");
     // An empty batch is a batch.
     assert_eq!(model.predict_batch_in(&[], &mut scratch, &mut [], &mut []), Ok(()));
 }
