@@ -64,7 +64,8 @@ pub struct Report {
     disagreements: Option<usize>,
     first_disagreements: Vec<usize>,
     images: usize,
-    /// Images a second of the batched pass over the test set (int8; none for f32).
+    /// Images a second of the batched pass over the test set, the best of a few passes (int8;
+    /// none for f32).
     images_per_s: Option<f64>,
     /// The int8 kernel both passes ran, chosen when the program ran (none for f32).
     kernel: Option<&'static str>,
@@ -279,7 +280,7 @@ fn int8_bytes(test: &Split) -> Result<&[u8]> {
 }
 
 /// Images a second of the batched pass ([`infer_host::classify`]) over `test` on `threads`
-/// threads; an error if it classifies any image otherwise than the one-at-a-time pass did
+/// threads, the fastest of a few passes; an error if it classifies any image otherwise than the one-at-a-time pass did
 /// (`alone`), which would be a bug in a kernel.
 fn batched(net: &Int8Model<'_>, kernel: Kernel, test: &Split, alone: &[u8], threads: usize) -> Result<f64> {
     let quantized;
@@ -292,9 +293,16 @@ fn batched(net: &Int8Model<'_>, kernel: Kernel, test: &Split, alone: &[u8], thre
     };
     let (mut scores, mut classes) = (vec![0i32; test.len() * net.architecture().classes()], vec![0u16; test.len()]);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("starting worker threads")?;
-    let started = Instant::now();
-    pool.install(|| infer_host::classify(net, kernel, bytes, &mut scores, &mut classes))?;
-    let seconds = started.elapsed().as_secs_f64();
+    // The best of at least three passes and a third of a second: the first pays for the
+    // threads' start, the pages of the outputs and cold caches, which a service running
+    // batches pays once.
+    let (mut seconds, mut passes, started) = (f64::INFINITY, 0, Instant::now());
+    while passes < 3 || started.elapsed().as_secs_f64() < 0.3 {
+        let pass = Instant::now();
+        pool.install(|| infer_host::classify(net, kernel, bytes, &mut scores, &mut classes))?;
+        seconds = seconds.min(pass.elapsed().as_secs_f64());
+        passes += 1;
+    }
     if let Some(i) = classes.iter().zip(alone).position(|(&b, &a)| b != u16::from(a)) {
         anyhow::bail!(
             "the batched pass classified test example {i} as {}, the one-at-a-time pass as {}",
