@@ -11,8 +11,9 @@
 //! the same requantization), so results are bit-identical whichever runs.
 
 use core::arch::x86_64::{
-    __m256i, __m512i, _mm_loadu_si128, _mm256_add_epi32, _mm256_cvtepi8_epi16, _mm256_madd_epi16, _mm256_set1_epi64x,
-    _mm256_setzero_si256, _mm512_dpbusd_epi32, _mm512_loadu_si512, _mm512_set1_epi32, _mm512_setzero_si512,
+    __m256i, __m512i, _mm256_add_epi32, _mm256_loadu_si256, _mm256_madd_epi16, _mm256_set1_epi32, _mm256_setzero_si256,
+    _mm256_slli_epi16, _mm256_srai_epi16, _mm512_dpbusd_epi32, _mm512_loadu_si512, _mm512_set1_epi32,
+    _mm512_setzero_si512,
 };
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -134,38 +135,47 @@ impl Dot for Vnni {
     }
 }
 
-/// AVX2: made only where [`Level::Avx2`] runs. `acc[q]` holds outputs `4q..4q + 4`, each as
-/// two neighbouring partial sums.
+/// AVX2: made only where [`Level::Avx2`] runs. `acc[h]` holds outputs `8h..8h + 8`, one
+/// 32-bit lane each.
+///
+/// The 64 weight bytes are read as 16-bit words without widening them byte by byte: word
+/// `2k` of a half holds output `k`'s weights from inputs 0 and 1, word `2k + 1` those from
+/// inputs 2 and 3. Shifting each word left and then arithmetically right by 8 gives the
+/// low bytes sign-extended (inputs 0 and 2), shifting right by 8 the high ones (inputs 1
+/// and 3); `VPMADDWD` against `[x0, x2]` and `[x1, x3]` repeated then leaves each output's
+/// whole sum of four in one lane.
 #[derive(Clone, Copy)]
 struct Avx2(());
 
 impl Dot for Avx2 {
-    type Acc = [__m256i; 4];
+    type Acc = [__m256i; 2];
 
     #[inline(always)]
-    fn zero(self) -> [__m256i; 4] {
+    fn zero(self) -> [__m256i; 2] {
         // SAFETY: `self` exists, so the CPU has AVX2.
-        unsafe { [_mm256_setzero_si256(); 4] }
+        unsafe { [_mm256_setzero_si256(); 2] }
     }
 
     #[inline(always)]
-    fn dot4(self, acc: &mut [__m256i; 4], xs: u32, w: &[u8; 64]) {
-        let x = xs.to_le_bytes().map(|b| b as i64);
-        let pattern = x[0] | x[1] << 16 | x[2] << 32 | x[3] << 48;
-        // SAFETY: `self` exists, so the CPU has AVX2; each load reads 16 of `w`'s 64 bytes.
+    fn dot4(self, acc: &mut [__m256i; 2], xs: u32, w: &[u8; 64]) {
+        let x = xs.to_le_bytes().map(u32::from);
+        let (even, odd) = ((x[0] | x[2] << 16) as i32, (x[1] | x[3] << 16) as i32);
+        // SAFETY: `self` exists, so the CPU has AVX2; each load reads 32 of `w`'s 64 bytes.
         unsafe {
-            let x = _mm256_set1_epi64x(pattern);
-            for (q, acc) in acc.iter_mut().enumerate() {
-                let w = _mm256_cvtepi8_epi16(_mm_loadu_si128(w[16 * q..].as_ptr().cast()));
-                *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(w, x));
+            let (even, odd) = (_mm256_set1_epi32(even), _mm256_set1_epi32(odd));
+            for (h, acc) in acc.iter_mut().enumerate() {
+                let words = _mm256_loadu_si256(w[32 * h..].as_ptr().cast());
+                let low = _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(words));
+                let high = _mm256_srai_epi16::<8>(words);
+                let sum = _mm256_add_epi32(_mm256_madd_epi16(low, even), _mm256_madd_epi16(high, odd));
+                *acc = _mm256_add_epi32(*acc, sum);
             }
         }
     }
 
     #[inline(always)]
-    fn fold(self, acc: &[__m256i; 4]) -> [i32; 16] {
-        let pairs: [i32; 32] = bytemuck::cast(*acc);
-        core::array::from_fn(|k| pairs[2 * k] + pairs[2 * k + 1])
+    fn fold(self, acc: &[__m256i; 2]) -> [i32; 16] {
+        bytemuck::cast(*acc)
     }
 }
 
@@ -212,8 +222,7 @@ pub(super) fn dense_many(level: Level, layer: &Layer<'_>, lanes: &mut [Lane<'_>]
         (Level::Vnni, false) => unsafe { vnni::<8>(layer, lanes) },
         (Level::Vnni, true) => unsafe { vnni::<4>(layer, lanes) },
         // SAFETY (both): the CPU has AVX2 (asserted above).
-        (Level::Avx2, false) => unsafe { avx2::<AVX2_ONE>(layer, lanes) },
-        (Level::Avx2, true) => unsafe { avx2::<AVX2_MANY>(layer, lanes) },
+        (Level::Avx2, _) => unsafe { avx2(layer, lanes) },
         (Level::Baseline, _) => dense_many_with::<_, 4>(Baseline, layer, lanes),
     }
 }
@@ -223,18 +232,15 @@ fn vnni<const C: usize>(layer: &Layer<'_>, lanes: &mut [Lane<'_>]) {
     dense_many_with::<_, C>(Vnni(()), layer, lanes);
 }
 
-/// Output vectors per sweep on AVX2: for one image, as many as AVX-512 holds (their 32
-/// accumulator registers spill, but each group's input and offset are loaded for 128
-/// outputs: 12.1 µs an image against 13.3 with two vectors); for a batch, four (64 outputs,
-/// 50 KB of a 784-input layer's weights, read by every image of the block from L2). A
-/// batch of 10,000 on one thread of an AVX2-only EPYC: 10.4 µs an image with four, 10.6
-/// with two, 15.9 with one (blocks of 16 images; of 8: 10.8, 11.1, 17.5).
-const AVX2_ONE: usize = 8;
-const AVX2_MANY: usize = 4;
+/// Output vectors per sweep on AVX2, for one image and for a batch: eight (128 outputs, 16
+/// accumulator registers, which AVX2 has). A batch of 10,000 on one thread of an AVX2-only EPYC, blocks of
+/// 16: 9.0 µs an image with eight, 9.7 with six, 11.1 with four; the kernel that widened
+/// each byte (`VPMOVSXBW`, four accumulators per 16 outputs) took 10.4 at best.
+const AVX2_VECTORS: usize = 8;
 
 #[target_feature(enable = "avx2")]
-fn avx2<const C: usize>(layer: &Layer<'_>, lanes: &mut [Lane<'_>]) {
-    dense_many_with::<_, C>(Avx2(()), layer, lanes);
+fn avx2(layer: &Layer<'_>, lanes: &mut [Lane<'_>]) {
+    dense_many_with::<_, AVX2_VECTORS>(Avx2(()), layer, lanes);
 }
 
 /// Every image's outputs of `layer`, `C` output vectors (16 outputs each) at a time: for
