@@ -52,9 +52,12 @@ pub fn kernel_named(name: &str) -> Result<Kernel, String> {
 }
 
 /// Images per task for a batch of `n` on `threads` threads: about four tasks a thread so
-/// that none waits long for another, in whole blocks, at most [`MAX_TASK`].
+/// that none waits long for another, in whole blocks, at most [`MAX_TASK`]; a batch too
+/// small for a block a thread is shared out evenly instead.
 fn task_images(n: usize, threads: usize) -> usize {
-    n.div_ceil(4 * threads.max(1)).next_multiple_of(BATCH_BLOCK).clamp(BATCH_BLOCK, MAX_TASK)
+    let threads = threads.max(1);
+    let task = n.div_ceil(4 * threads).next_multiple_of(BATCH_BLOCK).clamp(BATCH_BLOCK, MAX_TASK);
+    if n.div_ceil(task) < threads { n.div_ceil(threads).max(1) } else { task }
 }
 
 /// Classifies every input of `images` (whole inputs of raw bytes one after another) on
@@ -108,13 +111,15 @@ mod tests {
 
     #[test]
     fn tasks_are_whole_blocks_and_spread_over_the_threads() {
-        assert_eq!(task_images(1, 2), BATCH_BLOCK);
-        assert_eq!(task_images(16, 2), BATCH_BLOCK);
+        assert_eq!(task_images(1, 2), 1);
+        assert_eq!(task_images(16, 2), 8);
+        assert_eq!(task_images(16, 1), BATCH_BLOCK);
         assert_eq!(task_images(10_000, 1), MAX_TASK);
         assert_eq!(task_images(2_000, 2), 256);
-        for (n, threads) in [(100, 2), (10_000, 16), (7, 1)] {
+        for (n, threads) in [(100, 2), (10_000, 16), (7, 1), (4_096, 2)] {
             let t = task_images(n, threads);
             assert!(t.is_multiple_of(BATCH_BLOCK) && t <= MAX_TASK, "{n} {threads}: {t}");
+            assert!(n.div_ceil(t) >= threads, "{n} {threads}: {t}");
         }
     }
 
