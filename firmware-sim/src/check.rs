@@ -121,8 +121,11 @@ impl fmt::Display for Report {
         writeln!(f, "work           {} multiply-accumulates per {one} (dense)", self.macs_per_image)?;
         writeln!(f, "latency        {:.2} us per {one} (host, 1 thread, one at a time)", self.latency_us)?;
         if let (Some(rate), Some(kernel)) = (self.images_per_s, self.kernel) {
-            let threads = self.threads;
-            writeln!(f, "throughput     {rate:.0} {} per second (batched, {threads} threads)", self.noun)?;
+            let threads = match self.threads {
+                1 => "1 thread".to_string(),
+                n => format!("{n} threads"),
+            };
+            writeln!(f, "throughput     {rate:.0} {} per second (batched, {threads})", self.noun)?;
             writeln!(f, "kernel         {kernel}")?;
         }
         for (name, accuracy) in self.class_names.iter().zip(&self.per_class_accuracy) {
