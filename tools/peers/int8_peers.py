@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""Batched int8 throughput of infer-core against TFLite (XNNPACK), interleaved.
+"""Batched int8 throughput of infer-core against TFLite (XNNPACK) and ONNX Runtime, interleaved.
 
-The same network and test images on both sides: the f32 weights of a `trainer fit` model
+The same network and test images on every side: the f32 weights of a `trainer fit` model
 file become a Keras model, which TFLite quantizes to int8 (full integer, calibrated on 1,000
-training images); ours is the int8 file `trainer fit` wrote beside it. Each round times, in
-turn, `firmware-sim check --json --threads N` (its `images_per_s`: the batched pass over the
-10,000 test images, the best of at least three passes and 0.3 s) and TFLite's interpreter on
-the same 10,000 images in batches of `--batch`, timed the same way, for every thread count;
-the medians of the rounds are printed as a table.
+training images), and an ONNX graph, which ONNX Runtime quantizes statically (QDQ, int8
+weights per channel, uint8 activations, the same calibration images); ours is the int8 file
+`trainer fit` wrote beside it. Each round times, in turn, `firmware-sim check --json
+--threads N` (its `images_per_s`: the batched pass over the 10,000 test images, the best of
+at least three passes and 0.3 s), TFLite's interpreter and an ONNX Runtime session on the
+same 10,000 images in batches of `--batch`, timed the same way, for every thread count; the
+medians of the rounds are printed as a table.
 
-Setup (once): python3 -m venv /tmp/peer && /tmp/peer/bin/pip install numpy ai-edge-litert tensorflow-cpu
+Setup (once): python3 -m venv /tmp/peer && /tmp/peer/bin/pip install numpy ai-edge-litert tensorflow-cpu onnx onnxruntime
 Run:          /tmp/peer/bin/python tools/peers/int8_peers.py --run runs/RUN/relu
 """
 
@@ -20,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -67,6 +70,67 @@ def tflite_model(layers, calibration):
     return conv.convert()
 
 
+def onnx_model(layers, calibration, path):
+    """An f32 ONNX graph of the network (MatMul, Add, Relu), quantized by ONNX Runtime."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    nodes, inits, x = [], [], "x"
+    for k, (w, b) in enumerate(layers):
+        inits += [numpy_helper.from_array(w, f"w{k}"), numpy_helper.from_array(b, f"b{k}")]
+        nodes += [helper.make_node("MatMul", [x, f"w{k}"], [f"m{k}"]), helper.make_node("Add", [f"m{k}", f"b{k}"], [f"z{k}"])]
+        x = f"z{k}"
+        if k + 1 < len(layers):
+            nodes.append(helper.make_node("Relu", [x], [f"h{k}"]))
+            x = f"h{k}"
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", layers[0][0].shape[0]])],
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["n", layers[-1][0].shape[1]])], inits)
+    f32_path = str(path) + ".f32.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), f32_path)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.rows = iter(calibration[:, None, :])
+
+        def get_next(self):
+            row = next(self.rows, None)
+            return None if row is None else {"x": row}
+
+    quantize_static(f32_path, str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return str(path)
+
+
+def best_rate(n, run_pass):
+    """Images a second of the fastest of at least three passes and 0.3 s (as firmware-sim
+    check times ours)."""
+    best, passes, started = float("inf"), 0, time.perf_counter()
+    while passes < 3 or time.perf_counter() - started < 0.3:
+        start = time.perf_counter()
+        run_pass()
+        best = min(best, time.perf_counter() - start)
+        passes += 1
+    return n / best
+
+
+def onnx_rate(path, images, batch, threads):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    x = images.astype(np.float32) / 255
+    n = len(x) // batch * batch
+
+    def run_pass():
+        for s in range(0, n, batch):
+            sess.run(None, {"x": x[s:s + batch]})
+
+    return best_rate(n, run_pass)
+
+
 def tflite_rate(flatbuffer, images, batch, threads):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -78,17 +142,13 @@ def tflite_rate(flatbuffer, images, batch, threads):
     # Pixels 0..255 on TFLite's int8 input grid (scale 1/255, zero point -128).
     q = (images.astype(np.int16) - 128).astype(np.int8)
     n = len(q) // batch * batch
-    # As firmware-sim check times ours: the best of at least three passes and 0.3 s.
-    best, passes, started = float("inf"), 0, time.perf_counter()
-    while passes < 3 or time.perf_counter() - started < 0.3:
-        start = time.perf_counter()
+    def run_pass():
         for s in range(0, n, batch):
             it.set_tensor(inp["index"], q[s:s + batch])
             it.invoke()
             it.get_tensor(out)
-        best = min(best, time.perf_counter() - start)
-        passes += 1
-    return n / best
+
+    return best_rate(n, run_pass)
 
 
 def ours_rate(firmware_sim, model, threads):
@@ -115,23 +175,28 @@ def main():
     layers = f32_layers(run / f"{name}.f32.fmlp", widths)
     train = idx_images(Path(args.data) / "train-images-idx3-ubyte.gz")
     test = idx_images(Path(args.data) / "t10k-images-idx3-ubyte.gz")
-    flatbuffer = tflite_model(layers, train[:1000].astype(np.float32) / 255)
-    threads = [int(t) for t in args.threads.split(",")]
-    rates = {(who, t): [] for who in ("ours", "tflite") for t in threads}
-    kernel = None
-    for r in range(args.rounds):
-        for t in threads:
-            rate, kernel = ours_rate(args.firmware_sim, run / f"{name}.int8.fmlp", t)
-            rates[("ours", t)].append(rate)
-            rates[("tflite", t)].append(tflite_rate(flatbuffer, test, args.batch, t))
-        print(f"round {r + 1}/{args.rounds}", file=sys.stderr)
-    print(f"int8 {args.widths}, 10,000 Fashion-MNIST test images; ours: {kernel}; TFLite: batch {args.batch}, XNNPACK")
-    print(f"cpu: {os.uname().machine}, median of {args.rounds} interleaved rounds")
-    print("| threads | ours (images/s) | TFLite (images/s) | ours / TFLite |")
-    print("|---:|---:|---:|---:|")
+    calibration = train[:1000].astype(np.float32) / 255
+    flatbuffer = tflite_model(layers, calibration)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = onnx_model(layers, calibration, Path(tmp) / "mlp.int8.onnx")
+        threads = [int(t) for t in args.threads.split(",")]
+        rates = {(who, t): [] for who in ("ours", "tflite", "onnx") for t in threads}
+        kernel = None
+        for r in range(args.rounds):
+            for t in threads:
+                rate, kernel = ours_rate(args.firmware_sim, run / f"{name}.int8.fmlp", t)
+                rates[("ours", t)].append(rate)
+                rates[("tflite", t)].append(tflite_rate(flatbuffer, test, args.batch, t))
+                rates[("onnx", t)].append(onnx_rate(onnx_path, test, args.batch, t))
+            print(f"round {r + 1}/{args.rounds}", file=sys.stderr)
+    print(f"int8 {args.widths}, 10,000 Fashion-MNIST test images, batch {args.batch}; ours: {kernel}; "
+          "TFLite: XNNPACK; ONNX Runtime: QDQ, CPU provider")
+    print(f"cpu: {os.uname().machine}, median of {args.rounds} interleaved rounds, images/s")
+    print("| threads | ours | TFLite | ONNX Runtime | ours / TFLite | ours / ONNX Runtime |")
+    print("|---:|---:|---:|---:|---:|---:|")
     for t in threads:
-        o, f = statistics.median(rates[("ours", t)]), statistics.median(rates[("tflite", t)])
-        print(f"| {t} | {o:,.0f} | {f:,.0f} | {o / f:.2f}x |")
+        o, f, x = (statistics.median(rates[(who, t)]) for who in ("ours", "tflite", "onnx"))
+        print(f"| {t} | {o:,.0f} | {f:,.0f} | {x:,.0f} | {o / f:.2f}x | {o / x:.2f}x |")
 
 
 if __name__ == "__main__":
