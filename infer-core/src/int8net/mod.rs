@@ -785,7 +785,8 @@ fn dense_many(kernel: Kernel, layer: &Layer<'_>, lanes: &mut [Lane<'_>], blocked
     if let Some(level) = level {
         return x86::dense_many(level, layer, lanes, blocked);
     }
-    let _ = blocked;
+    // (Used by the x86 kernels only; the Arm ones choose by the build's target.)
+    let _ = (kernel, blocked);
     for lane in lanes.iter_mut() {
         #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
         if kernel == Kernel::ArmDsp {
