@@ -50,10 +50,12 @@
 //!
 //! # Kernels
 //!
-//! One reference ([`Int8Model::predict_scalar`]: every output, every input) and one fast
-//! kernel per target, chosen at compile time: `x86` (AVX-512 VNNI or 16-bit `wide`
-//! vectors), `armv7em` (Cortex-M4/M7 `SMLAD`), and `portable` (the scalar loop over
-//! the non-zero groups, e.g. for a Cortex-M0).
+//! One reference ([`Int8Model::predict_scalar`]: every output, every input) and the fast
+//! kernels ([`Kernel`]): on x86-64 AVX-512 VNNI, AVX2 and a baseline, chosen when the
+//! program runs (`x86`); `armv7em` (Cortex-M4/M7 `SMLAD`) where the build targets it; and
+//! `portable` (the scalar loop over the non-zero groups, e.g. for a Cortex-M0), compiled on
+//! every target. Each runs one image ([`Int8Model::predict`]) or a batch
+//! ([`Int8Model::predict_batch_in`]), with the same bits as the reference.
 
 use crate::arch::{Architecture, BLOCK, GROUP, MAX_INPUT, MAX_LAYERS, MAX_WIDTH, SIGMOID_TABLE_BYTES, pad_to_group};
 use crate::buffers::{check_buffers, fits, layer_io};

@@ -2,7 +2,7 @@
 //! multiply-accumulates per instruction), AVX2's 16-bit `VPMADDWD`, and the baseline
 //! (16-bit products with `wide`, on whatever the build enables: SSE2 for a portable build).
 //!
-//! One body of code ([`dense_with`], [`dense_many_with`]) serves every path: it is generic
+//! One body of code ([`dense_many_with`] and what it calls) serves every path: it is generic
 //! over a [`Dot`] (the instruction that multiplies four inputs into 16 outputs' sums) and
 //! inlined into one function per path that carries the path's `#[target_feature]`s, so that
 //! the intrinsics inline into it. A path's [`Dot`] token can only be made once the CPU is
@@ -212,16 +212,19 @@ impl Dot for Baseline {
     }
 }
 
-/// A layer for several images on `level` (which must run on this CPU). `blocked`: a batch,
-/// whose images share each stretch of weights while it is in the L1 cache; otherwise one
-/// image after another, each with the most outputs in registers at once.
+/// A layer for several images on `level` (which must run on this CPU): for each stretch of
+/// outputs, every image in turn, so that the stretch's weights serve them all from the
+/// cache. `blocked` (a batch, rather than one image): the VNNI kernel then sweeps 64
+/// outputs at a time instead of 128, half the weights to keep in cache (a choice by
+/// analogy with AVX2's measurements, not measured: this session's machine has no AVX-512);
+/// AVX2 sweeps 128 either way.
 pub(super) fn dense_many(level: Level, layer: &Layer<'_>, lanes: &mut [Lane<'_>], blocked: bool) {
     assert!(level.runs(), "{level:?} kernel on a CPU without it");
     match (level, blocked) {
         // SAFETY (both): the CPU has AVX-512 F, BW and VNNI (asserted above).
         (Level::Vnni, false) => unsafe { vnni::<8>(layer, lanes) },
         (Level::Vnni, true) => unsafe { vnni::<4>(layer, lanes) },
-        // SAFETY (both): the CPU has AVX2 (asserted above).
+        // SAFETY: the CPU has AVX2 (asserted above).
         (Level::Avx2, _) => unsafe { avx2(layer, lanes) },
         (Level::Baseline, _) => dense_many_with::<_, 4>(Baseline, layer, lanes),
     }
@@ -232,10 +235,11 @@ fn vnni<const C: usize>(layer: &Layer<'_>, lanes: &mut [Lane<'_>]) {
     dense_many_with::<_, C>(Vnni(()), layer, lanes);
 }
 
-/// Output vectors per sweep on AVX2, for one image and for a batch: eight (128 outputs, 16
-/// accumulator registers, which AVX2 has). A batch of 10,000 on one thread of an AVX2-only EPYC, blocks of
-/// 16: 9.0 µs an image with eight, 9.7 with six, 11.1 with four; the kernel that widened
-/// each byte (`VPMOVSXBW`, four accumulators per 16 outputs) took 10.4 at best.
+/// Output vectors per sweep on AVX2, for one image and for a batch: eight (128 outputs in
+/// 16 accumulator registers, all that AVX2 has). A batch of 10,000 on one thread of an
+/// AVX2-only EPYC, blocks of 16: 9.0 µs an image with eight, 9.7 with six, 11.1 with four;
+/// the kernel that widened each byte (`VPMOVSXBW`, four accumulators per 16 outputs) took
+/// 10.4 at best.
 const AVX2_VECTORS: usize = 8;
 
 #[target_feature(enable = "avx2")]
