@@ -12,7 +12,6 @@ use runio::out::emit;
 use trainer::data::cli::{DataArgs, data_of_model};
 use trainer::data::{self, DataSpec, Dataset, Source};
 use trainer::history::EpochRecord;
-use trainer::kernels::lanes;
 use trainer::recipe::{self, DataFacts, ModelKind, Models, OptimizerKind, Overrides, Preset, Request, ScheduleKind};
 use trainer::report;
 use trainer::rundir::{self, Plan};
@@ -685,7 +684,7 @@ fn fit(args: FitArgs) -> Result<()> {
         ds.origin,
         ds.train.len(),
         ds.test.len(),
-        lanes::isa(),
+        trainer::kernels::simd::path(),
         rayon::current_num_threads(),
         out.display()
     );

@@ -10,7 +10,8 @@
 
 use std::ops::{Add, Div, Mul, Sub};
 
-use crate::kernels::lanes::{self, LANES, V, load, store};
+use crate::kernels::lanes::{self, LANES};
+use crate::kernels::simd::Vector;
 use crate::kernels::{self, ParamUpdate};
 
 /// The update rule of a recipe.
@@ -222,7 +223,7 @@ impl ParamUpdate for Step {
         }
     }
     #[inline(always)]
-    fn apply(&self, g: V, w: V, s1: V, s2: V) -> (V, V, V) {
+    fn apply<W: Vector>(&self, g: W, w: W, s1: W, s2: W) -> (W, W, W) {
         update(*self, g, w, s1, s2)
     }
 }
@@ -230,8 +231,8 @@ impl ParamUpdate for Step {
 /// Arithmetic the update rule needs, for a vector of lanes and for one float, rounded alike.
 pub trait Lane: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + Div<Output = Self> {
     /// Every lane `x`.
-    fn splat(x: f32) -> Self;
-    /// `a·b + c`, rounded as [`V::mul_add`] rounds on this build.
+    fn splat_like(self, x: f32) -> Self;
+    /// `a·b + c`, rounded as the path's vectors round it.
     fn fma(a: Self, b: Self, c: Self) -> Self;
     /// Square root, correctly rounded.
     fn root(self) -> Self;
@@ -239,28 +240,28 @@ pub trait Lane: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Se
     fn flush(self) -> Self;
 }
 
-impl Lane for V {
+impl<W: Vector> Lane for W {
     #[inline(always)]
-    fn splat(x: f32) -> V {
-        V::splat(x)
+    fn splat_like(self, x: f32) -> W {
+        Vector::splat_like(self, x)
     }
     #[inline(always)]
-    fn fma(a: V, b: V, c: V) -> V {
+    fn fma(a: W, b: W, c: W) -> W {
         a.mul_add(b, c)
     }
     #[inline(always)]
-    fn root(self) -> V {
+    fn root(self) -> W {
         self.sqrt()
     }
     #[inline(always)]
-    fn flush(self) -> V {
-        self.abs().simd_lt(V::splat(f32::MIN_POSITIVE)).select(V::ZERO, self)
+    fn flush(self) -> W {
+        self.abs().simd_lt(self.splat_like(f32::MIN_POSITIVE)).select(self.splat_like(0.0), self)
     }
 }
 
 impl Lane for f32 {
     #[inline(always)]
-    fn splat(x: f32) -> f32 {
+    fn splat_like(self, x: f32) -> f32 {
         x
     }
     #[inline(always)]
@@ -288,23 +289,23 @@ impl Lane for f32 {
 #[inline(always)]
 pub fn update<L: Lane>(step: Step, g: L, w: L, s1: L, s2: L) -> (L, L, L) {
     match step {
-        Step::Sgd { lr } => (L::fma(g, L::splat(-lr), w), s1, s2),
+        Step::Sgd { lr } => (L::fma(g, g.splat_like(-lr), w), s1, s2),
         Step::Momentum { lr, momentum, nesterov, weight_decay } => {
-            let g = if weight_decay != 0.0 { L::fma(w, L::splat(weight_decay), g) } else { g };
+            let g = if weight_decay != 0.0 { L::fma(w, g.splat_like(weight_decay), g) } else { g };
             if momentum == 0.0 {
-                return (L::fma(g, L::splat(-lr), w), s1, s2);
+                return (L::fma(g, g.splat_like(-lr), w), s1, s2);
             }
-            let v = L::fma(s1, L::splat(momentum), g).flush();
-            let d = if nesterov { L::fma(v, L::splat(momentum), g) } else { v };
-            (L::fma(d, L::splat(-lr), w), v, s2)
+            let v = L::fma(s1, g.splat_like(momentum), g).flush();
+            let d = if nesterov { L::fma(v, g.splat_like(momentum), g) } else { v };
+            (L::fma(d, g.splat_like(-lr), w), v, s2)
         }
         Step::Adam { one_minus_beta1, beta2, one_minus_beta2, eps, l2, decay, step_size, inv_sqrt_bc2 } => {
-            let g = if l2 != 0.0 { L::fma(w, L::splat(l2), g) } else { g };
-            let w = if decay != 1.0 { w * L::splat(decay) } else { w };
-            let m = L::fma(g - s1, L::splat(one_minus_beta1), s1).flush();
-            let v = L::fma(g * g, L::splat(one_minus_beta2), s2 * L::splat(beta2)).flush();
-            let denom = L::fma(v.root(), L::splat(inv_sqrt_bc2), L::splat(eps));
-            (L::fma(m / denom, L::splat(-step_size), w), m, v)
+            let g = if l2 != 0.0 { L::fma(w, g.splat_like(l2), g) } else { g };
+            let w = if decay != 1.0 { w * g.splat_like(decay) } else { w };
+            let m = L::fma(g - s1, g.splat_like(one_minus_beta1), s1).flush();
+            let v = L::fma(g * g, g.splat_like(one_minus_beta2), s2 * g.splat_like(beta2)).flush();
+            let denom = L::fma(v.root(), g.splat_like(inv_sqrt_bc2), g.splat_like(eps));
+            (L::fma(m / denom, g.splat_like(-step_size), w), m, v)
         }
     }
 }
@@ -312,8 +313,8 @@ pub fn update<L: Lane>(step: Step, g: L, w: L, s1: L, s2: L) -> (L, L, L) {
 /// `step` over whole slices: parameters `w`, gradients `g`, state `s1` and `s2` (each
 /// empty where the rule has no such slot, else as long as `w`).
 ///
-/// Vectors, then the tail one float at a time with the same rounding: an element gets the
-/// same bits as in the product's epilogue.
+/// Whole vectors only, the tail through a zero-padded copy, on the path the product's
+/// epilogue runs: an element gets the same bits as there.
 pub fn step_slice(step: Step, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32]) {
     assert_eq!(w.len(), g.len());
     let slots = step.slots();
@@ -323,32 +324,72 @@ pub fn step_slice(step: Step, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut
         // The study's step, exactly as before optimizers existed.
         return kernels::sgd_step(w, g, lr);
     }
-    let n = w.len();
-    let full = n / LANES * LANES;
-    let zero = [0.0f32; LANES];
-    for i in (0..full).step_by(LANES) {
-        let a = if slots >= 1 { load(&s1[i..]) } else { load(&zero) };
-        let b = if slots >= 2 { load(&s2[i..]) } else { load(&zero) };
-        let (nw, na, nb) = update(step, load(&g[i..]), load(&w[i..]), a, b);
-        store(&mut w[i..], nw);
-        if slots >= 1 {
-            store(&mut s1[i..], na);
-        }
-        if slots >= 2 {
-            store(&mut s2[i..], nb);
-        }
-    }
-    for i in full..n {
-        let a = if slots >= 1 { s1[i] } else { 0.0 };
-        let b = if slots >= 2 { s2[i] } else { 0.0 };
-        let (nw, na, nb) = update(step, g[i], w[i], a, b);
-        w[i] = nw;
-        if slots >= 1 {
-            s1[i] = na;
-        }
-        if slots >= 2 {
-            s2[i] = nb;
-        }
+    kernels::simd::dispatch(StepSlice { step, w, g, s1, s2 });
+}
+
+/// [`step_slice`]'s arguments, run on a path.
+struct StepSlice<'s> {
+    step: Step,
+    w: &'s mut [f32],
+    g: &'s [f32],
+    s1: &'s mut [f32],
+    s2: &'s mut [f32],
+}
+
+impl kernels::simd::Job for StepSlice<'_> {
+    type Out = ();
+
+    #[inline(always)]
+    fn run<I: kernels::simd::Isa>(self, isa: I) {
+        let StepSlice { step, w, g, s1, s2 } = self;
+        let slots = step.slots();
+        isa.run(|| {
+            let n = w.len();
+            let zero = [0.0f32; LANES];
+            let mut i = 0;
+            while i < n {
+                let len = LANES.min(n - i);
+                // Whole vectors from the arrays; the tail through padded copies.
+                let mut buf = [[0.0f32; LANES]; 4];
+                let (gv, wv, av, bv) = if len == LANES {
+                    let a = if slots >= 1 { isa.load(&s1[i..]) } else { isa.load(&zero) };
+                    let b = if slots >= 2 { isa.load(&s2[i..]) } else { isa.load(&zero) };
+                    (isa.load(&g[i..]), isa.load(&w[i..]), a, b)
+                } else {
+                    buf[0][..len].copy_from_slice(&g[i..]);
+                    buf[1][..len].copy_from_slice(&w[i..]);
+                    if slots >= 1 {
+                        buf[2][..len].copy_from_slice(&s1[i..]);
+                    }
+                    if slots >= 2 {
+                        buf[3][..len].copy_from_slice(&s2[i..]);
+                    }
+                    (isa.load(&buf[0]), isa.load(&buf[1]), isa.load(&buf[2]), isa.load(&buf[3]))
+                };
+                let (nw, na, nb) = update(step, gv, wv, av, bv);
+                if len == LANES {
+                    isa.store(&mut w[i..], nw);
+                    if slots >= 1 {
+                        isa.store(&mut s1[i..], na);
+                    }
+                    if slots >= 2 {
+                        isa.store(&mut s2[i..], nb);
+                    }
+                } else {
+                    isa.store(&mut buf[1], nw);
+                    isa.store(&mut buf[2], na);
+                    isa.store(&mut buf[3], nb);
+                    w[i..].copy_from_slice(&buf[1][..len]);
+                    if slots >= 1 {
+                        s1[i..].copy_from_slice(&buf[2][..len]);
+                    }
+                    if slots >= 2 {
+                        s2[i..].copy_from_slice(&buf[3][..len]);
+                    }
+                }
+                i += len;
+            }
+        })
     }
 }
 

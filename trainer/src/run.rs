@@ -9,7 +9,6 @@ use anyhow::{Context, Result, anyhow};
 use runio::fsutil;
 
 use crate::data::Dataset;
-use crate::kernels::lanes;
 use crate::model::{Mlp, Workspace};
 use crate::quant::{self, Int8Export};
 use crate::recipe::Recipe;
@@ -50,7 +49,7 @@ pub fn fit(out: &Path, plan: &Plan, ds: &Dataset, started: Instant, progress: &m
     }
     let context = RunContext {
         threads: rayon::current_num_threads(),
-        isa: lanes::isa().to_string(),
+        isa: crate::kernels::simd::path().to_string(),
         total_seconds: started.elapsed().as_secs_f64(),
         data_dir: ds.origin.clone(),
         run_id: Some(plan.run_id.clone()),

@@ -10,12 +10,13 @@
 
 pub mod lanes;
 pub mod reference;
+pub mod simd;
 
 use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use lanes::{LANES, MR, NR, NV, V, load, store};
+use lanes::{LANES, MR, NR, NV, V, load};
 
 /// A read-only matrix view: element (i, j) is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy, Debug)]
@@ -81,7 +82,7 @@ pub trait ParamUpdate: Copy + Send + Sync {
     fn descent(&self) -> Option<f32>;
     /// The new `(w, s1, s2)` of a vector of parameters `w` with gradient `g` and state `s1`,
     /// `s2`; slots the rule does not use come back unchanged.
-    fn apply(&self, g: V, w: V, s1: V, s2: V) -> (V, V, V);
+    fn apply<W: simd::Vector>(&self, g: W, w: W, s1: W, s2: W) -> (W, W, W);
 }
 
 /// The products without an update: no rule is ever applied.
@@ -95,7 +96,7 @@ impl ParamUpdate for NoUpdate {
     fn descent(&self) -> Option<f32> {
         None
     }
-    fn apply(&self, _: V, w: V, s1: V, s2: V) -> (V, V, V) {
+    fn apply<W: simd::Vector>(&self, _: W, w: W, s1: W, s2: W) -> (W, W, W) {
         (w, s1, s2)
     }
 }
@@ -113,10 +114,11 @@ impl Act {
     /// The activation of each lane; every path that applies it goes through here, so a value
     /// gets the same bits wherever it is computed.
     #[inline(always)]
-    pub fn apply(self, v: V) -> V {
+    pub fn apply<W: simd::Vector>(self, v: W) -> W {
+        use simd::Vector;
         match self {
-            Act::Relu => v.max(V::ZERO),
-            Act::Sigmoid => V::ONE / (V::ONE + (-v).exp()),
+            Act::Relu => Vector::max(v, v.splat_like(0.0)),
+            Act::Sigmoid => v.splat_like(1.0) / (v.splat_like(1.0) + Vector::exp(-v)),
         }
     }
 }
@@ -167,7 +169,11 @@ const SMALL_B: usize = 16 * 1024;
 
 /// `C (m x n, row-major) = A (m x k) · B (k x n)`, then the epilogue; SIMD and parallel.
 pub fn gemm(m: usize, n: usize, k: usize, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], epilogue: Epilogue<'_>) {
-    gemm_with_state::<NoUpdate, false>(m, n, k, a, b, c, [&mut [], &mut []], epilogue, NoUpdate);
+    #[cfg(target_arch = "x86_64")]
+    if let Some(t) = simd::Avx2Fma::detect() {
+        return gemm_with_state::<_, NoUpdate, false>(t, m, n, k, a, b, c, [&mut [], &mut []], epilogue, NoUpdate);
+    }
+    gemm_with_state::<_, NoUpdate, false>(simd::Baseline, m, n, k, a, b, c, [&mut [], &mut []], epilogue, NoUpdate);
 }
 
 /// A step of `update` on `w` (m x n, row-major) with the gradient `A (m x k) · B (k x n)`:
@@ -188,11 +194,32 @@ pub fn gemm_update<U: ParamUpdate>(
         let want = if s < update.slots() { m * n } else { 0 };
         assert_eq!(slot.len(), want, "optimizer state slot {s}");
     }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(t) = simd::Avx2Fma::detect() {
+        return gemm_update_on(t, m, n, k, a, b, w, state, update);
+    }
+    gemm_update_on(simd::Baseline, m, n, k, a, b, w, state, update)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_update_on<I: simd::Isa, U: ParamUpdate>(
+    isa: I,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    w: &mut [f32],
+    state: [&mut [f32]; 2],
+    update: U,
+) {
     match update.descent() {
         // The study's SGD step, with its own epilogue's bits and code.
-        Some(lr) => gemm_with_state::<NoUpdate, false>(m, n, k, a, b, w, state, Epilogue::Descend(lr), NoUpdate),
+        Some(lr) => {
+            gemm_with_state::<_, NoUpdate, false>(isa, m, n, k, a, b, w, state, Epilogue::Descend(lr), NoUpdate)
+        }
         // (The epilogue is not read: `UPDATE` stores every tile through `update`.)
-        None => gemm_with_state::<U, true>(m, n, k, a, b, w, state, Epilogue::Store, update),
+        None => gemm_with_state::<_, U, true>(isa, m, n, k, a, b, w, state, Epilogue::Store, update),
     }
 }
 
@@ -206,7 +233,8 @@ fn split_slot(s: &mut [f32], at: usize) -> (&mut [f32], &mut [f32]) {
 /// update's branch compiled into the same micro-kernel loop, LLVM allocated registers worse
 /// and every epoch of the study's models took 1.6-1.8x as long.
 #[allow(clippy::too_many_arguments)]
-fn gemm_with_state<U: ParamUpdate, const UPDATE: bool>(
+fn gemm_with_state<I: simd::Isa, U: ParamUpdate, const UPDATE: bool>(
+    isa: I,
     m: usize,
     n: usize,
     k: usize,
@@ -264,57 +292,60 @@ fn gemm_with_state<U: ParamUpdate, const UPDATE: bool>(
             (rest, rest1, rest2, i0) = (tail, tail1, tail2, end);
         }
         blocks.into_par_iter().for_each(|(i0, c_blk, s1_blk, s2_blk)| {
-            let rows = c_blk.len() / n;
-            PACKED_A.with(|cell| {
-                let mut own = PackedA::new();
-                let mut borrowed = cell.try_borrow_mut();
-                let pa: &mut PackedA = match borrowed.as_mut() {
-                    Ok(v) => v,
-                    Err(_) => &mut own,
-                };
-                let micro = rows.div_ceil(MR);
-                if pa.vals.len() < micro * k * MR {
-                    pa.vals.resize(micro * k * MR, 0.0);
-                    pa.steps.resize(micro * k, 0);
-                }
-                pa.kept.clear();
-                for ip in 0..micro {
-                    let vals = &mut pa.vals[ip * k * MR..(ip + 1) * k * MR];
-                    let steps = &mut pa.steps[ip * k..(ip + 1) * k];
-                    pa.kept.push(pack_a(a, k, i0 + ip * MR, (rows - ip * MR).min(MR), vals, steps));
-                }
-                for jp in 0..panels {
-                    let j0 = jp * NR;
-                    let (b_panel, ldb) = match direct(jp) {
-                        true => (&b.data[j0..], b.rs),
-                        false => (&packed[jp * k * NR..(jp + 1) * k * NR], NR),
+            isa.run(|| {
+                let rows = c_blk.len() / n;
+                PACKED_A.with(|cell| {
+                    let mut own = PackedA::new();
+                    let mut borrowed = cell.try_borrow_mut();
+                    let pa: &mut PackedA = match borrowed.as_mut() {
+                        Ok(v) => v,
+                        Err(_) => &mut own,
                     };
-                    let cols = (n - j0).min(NR);
-                    for (ip, &kept) in pa.kept.iter().enumerate() {
-                        let r0 = ip * MR;
-                        let a_panel = &pa.vals[ip * k * MR..][..k * MR];
-                        let steps = &pa.steps[ip * k..][..kept];
-                        let at = r0 * n + j0;
-                        let tile = &mut c_blk[at..];
-                        let state = [slot_tail(s1_blk, at), slot_tail(s2_blk, at)];
-                        micro_kernel::<U, UPDATE>(
-                            k,
-                            a_panel,
-                            steps,
-                            b_panel,
-                            ldb,
-                            tile,
-                            state,
-                            n,
-                            (rows - r0).min(MR),
-                            cols,
-                            j0,
-                            epilogue,
-                            update,
-                        );
+                    let micro = rows.div_ceil(MR);
+                    if pa.vals.len() < micro * k * MR {
+                        pa.vals.resize(micro * k * MR, 0.0);
+                        pa.steps.resize(micro * k, 0);
                     }
-                }
-            });
+                    pa.kept.clear();
+                    for ip in 0..micro {
+                        let vals = &mut pa.vals[ip * k * MR..(ip + 1) * k * MR];
+                        let steps = &mut pa.steps[ip * k..(ip + 1) * k];
+                        pa.kept.push(pack_a(a, k, i0 + ip * MR, (rows - ip * MR).min(MR), vals, steps));
+                    }
+                    for jp in 0..panels {
+                        let j0 = jp * NR;
+                        let (b_panel, ldb) = match direct(jp) {
+                            true => (&b.data[j0..], b.rs),
+                            false => (&packed[jp * k * NR..(jp + 1) * k * NR], NR),
+                        };
+                        let cols = (n - j0).min(NR);
+                        for (ip, &kept) in pa.kept.iter().enumerate() {
+                            let r0 = ip * MR;
+                            let a_panel = &pa.vals[ip * k * MR..][..k * MR];
+                            let steps = &pa.steps[ip * k..][..kept];
+                            let at = r0 * n + j0;
+                            let tile = &mut c_blk[at..];
+                            let state = [slot_tail(s1_blk, at), slot_tail(s2_blk, at)];
+                            micro_kernel::<I, U, UPDATE>(
+                                isa,
+                                k,
+                                a_panel,
+                                steps,
+                                b_panel,
+                                ldb,
+                                tile,
+                                state,
+                                n,
+                                (rows - r0).min(MR),
+                                cols,
+                                j0,
+                                epilogue,
+                                update,
+                            );
+                        }
+                    }
+                });
+            })
         });
     });
 }
@@ -434,7 +465,8 @@ fn note_step(vals: &[f32; MR], p: usize, steps: &mut [u32], kept: &mut usize) {
 /// column (for bias).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn micro_kernel<U: ParamUpdate, const UPDATE: bool>(
+fn micro_kernel<I: simd::Isa, U: ParamUpdate, const UPDATE: bool>(
+    isa: I,
     k: usize,
     a: &[f32],
     steps: &[u32],
@@ -449,12 +481,13 @@ fn micro_kernel<U: ParamUpdate, const UPDATE: bool>(
     epilogue: Epilogue<'_>,
     update: U,
 ) {
-    let mut acc = [[V::ZERO; NV]; MR];
+    use simd::Vector;
+    let mut acc = [[isa.splat(0.0); NV]; MR];
     #[inline(always)]
-    fn step(acc: &mut [[V; NV]; MR], ap: &[f32], bp: &[f32]) {
-        let bv: [V; NV] = [load(bp), load(&bp[LANES..NR])];
+    fn step<I: simd::Isa>(isa: I, acc: &mut [[I::V; NV]; MR], ap: &[f32], bp: &[f32]) {
+        let bv: [I::V; NV] = [isa.load(bp), isa.load(&bp[LANES..NR])];
         for r in 0..MR {
-            let av = V::splat(ap[r]);
+            let av = isa.splat(ap[r]);
             for v in 0..NV {
                 acc[r][v] = av.mul_add(bv[v], acc[r][v]);
             }
@@ -463,16 +496,16 @@ fn micro_kernel<U: ParamUpdate, const UPDATE: bool>(
     if steps.len() == k {
         // No step left out: B's rows in order, without the indirection (3-7% faster).
         for (ap, bp) in a.chunks_exact(MR).zip(b.chunks(ldb.max(1))) {
-            step(&mut acc, ap, bp);
+            step(isa, &mut acc, ap, bp);
         }
     } else {
         for &p in steps {
             let p = p as usize;
-            step(&mut acc, &a[p * MR..], &b[p * ldb..]);
+            step(isa, &mut acc, &a[p * MR..], &b[p * ldb..]);
         }
     }
     if UPDATE {
-        store_update(acc, update, c, state, ldc, rows, cols);
+        store_update(isa, acc, update, c, state, ldc, rows, cols);
         return;
     }
     if rows == MR && cols == NR {
@@ -484,39 +517,39 @@ fn micro_kernel<U: ParamUpdate, const UPDATE: bool>(
             Epilogue::Store => {
                 for r in 0..MR {
                     for v in 0..NV {
-                        store(&mut c[dst(r, v)..], acc[r][v]);
+                        isa.store(&mut c[dst(r, v)..], acc[r][v]);
                     }
                 }
             }
             Epilogue::Accumulate => {
                 for r in 0..MR {
                     for v in 0..NV {
-                        let out = load(&c[dst(r, v)..]) + acc[r][v];
-                        store(&mut c[dst(r, v)..], out);
+                        let out = isa.load(&c[dst(r, v)..]) + acc[r][v];
+                        isa.store(&mut c[dst(r, v)..], out);
                     }
                 }
             }
             Epilogue::Bias(bias) => {
-                let b: [V; NV] = core::array::from_fn(|v| load(&bias[j0 + v * LANES..]));
+                let b: [I::V; NV] = core::array::from_fn(|v| isa.load(&bias[j0 + v * LANES..]));
                 for r in 0..MR {
                     for v in 0..NV {
-                        store(&mut c[dst(r, v)..], acc[r][v] + b[v]);
+                        isa.store(&mut c[dst(r, v)..], acc[r][v] + b[v]);
                     }
                 }
             }
-            Epilogue::BiasAct(bias, act) => store_bias_act(acc, &bias[j0..j0 + NR], act, c, ldc),
+            Epilogue::BiasAct(bias, act) => store_bias_act(isa, acc, &bias[j0..j0 + NR], act, c, ldc),
             Epilogue::Descend(lr) => {
-                let neg = V::splat(-lr);
+                let neg = isa.splat(-lr);
                 for r in 0..MR {
                     for v in 0..NV {
-                        let out = acc[r][v].mul_add(neg, load(&c[dst(r, v)..]));
-                        store(&mut c[dst(r, v)..], out);
+                        let out = acc[r][v].mul_add(neg, isa.load(&c[dst(r, v)..]));
+                        isa.store(&mut c[dst(r, v)..], out);
                     }
                 }
             }
         }
     } else {
-        store_edge(acc, c, ldc, rows, cols, j0, epilogue);
+        store_edge(isa, acc, c, ldc, rows, cols, j0, epilogue);
     }
 }
 
@@ -528,8 +561,25 @@ fn micro_kernel<U: ParamUpdate, const UPDATE: bool>(
 /// vector loop, but the rule is the same for the whole product and the branch predicts. Out
 /// of line, and `acc` by value, like [`store_edge`].
 #[inline(never)]
-fn store_update<U: ParamUpdate>(
-    acc: [[V; NV]; MR],
+#[allow(clippy::too_many_arguments)]
+fn store_update<I: simd::Isa, U: ParamUpdate>(
+    isa: I,
+    acc: [[I::V; NV]; MR],
+    update: U,
+    c: &mut [f32],
+    state: [&mut [f32]; 2],
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+) {
+    isa.run(|| store_update_in(isa, acc, update, c, state, ldc, rows, cols))
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn store_update_in<I: simd::Isa, U: ParamUpdate>(
+    isa: I,
+    acc: [[I::V; NV]; MR],
     update: U,
     c: &mut [f32],
     state: [&mut [f32]; 2],
@@ -539,21 +589,21 @@ fn store_update<U: ParamUpdate>(
 ) {
     let slots = update.slots();
     let [s1, s2] = state;
-    let zero = V::ZERO;
+    let zero = isa.splat(0.0);
     if cols == NR {
         // Whole rows of the tile: straight from and to the arrays.
         for (r, g) in acc.iter().enumerate().take(rows) {
             for (x, &g) in g.iter().enumerate() {
                 let at = r * ldc + x * LANES;
-                let m = if slots >= 1 { load(&s1[at..]) } else { zero };
-                let v = if slots >= 2 { load(&s2[at..]) } else { zero };
-                let (nw, nm, nv) = update.apply(g, load(&c[at..]), m, v);
-                store(&mut c[at..], nw);
+                let m = if slots >= 1 { isa.load(&s1[at..]) } else { zero };
+                let v = if slots >= 2 { isa.load(&s2[at..]) } else { zero };
+                let (nw, nm, nv) = update.apply(g, isa.load(&c[at..]), m, v);
+                isa.store(&mut c[at..], nw);
                 if slots >= 1 {
-                    store(&mut s1[at..], nm);
+                    isa.store(&mut s1[at..], nm);
                 }
                 if slots >= 2 {
-                    store(&mut s2[at..], nv);
+                    isa.store(&mut s2[at..], nv);
                 }
             }
         }
@@ -573,10 +623,10 @@ fn store_update<U: ParamUpdate>(
         }
         for (x, &g) in g.iter().enumerate() {
             let lane = x * LANES;
-            let (nw, nm, nv) = update.apply(g, load(&w[lane..]), load(&m[lane..]), load(&v[lane..]));
-            store(&mut w[lane..], nw);
-            store(&mut m[lane..], nm);
-            store(&mut v[lane..], nv);
+            let (nw, nm, nv) = update.apply(g, isa.load(&w[lane..]), isa.load(&m[lane..]), isa.load(&v[lane..]));
+            isa.store(&mut w[lane..], nw);
+            isa.store(&mut m[lane..], nm);
+            isa.store(&mut v[lane..], nv);
         }
         c[at..at + cols].copy_from_slice(&w[..cols]);
         if slots >= 1 {
@@ -594,8 +644,10 @@ fn store_update<U: ParamUpdate>(
 /// indexes them at run time would otherwise put them in memory in the micro-kernel's main
 /// loop too (that ran the products at 40% of their speed).
 #[inline(never)]
-fn store_edge(
-    mut acc: [[V; NV]; MR],
+#[allow(clippy::too_many_arguments)]
+fn store_edge<I: simd::Isa>(
+    isa: I,
+    acc: [[I::V; NV]; MR],
     c: &mut [f32],
     ldc: usize,
     rows: usize,
@@ -603,11 +655,27 @@ fn store_edge(
     j0: usize,
     epilogue: Epilogue<'_>,
 ) {
+    isa.run(|| store_edge_in(isa, acc, c, ldc, rows, cols, j0, epilogue))
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn store_edge_in<I: simd::Isa>(
+    isa: I,
+    mut acc: [[I::V; NV]; MR],
+    c: &mut [f32],
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    j0: usize,
+    epilogue: Epilogue<'_>,
+) {
+    use simd::Vector;
     if let Epilogue::BiasAct(bias, act) = epilogue {
         // On whole vectors, as in a full tile (the activation's bits are the vector's).
         let mut padded = [0.0f32; NR];
         padded[..cols].copy_from_slice(&bias[j0..j0 + cols]);
-        let b: [V; NV] = core::array::from_fn(|v| load(&padded[v * LANES..]));
+        let b: [I::V; NV] = core::array::from_fn(|v| isa.load(&padded[v * LANES..]));
         for row in acc.iter_mut() {
             for (x, b) in row.iter_mut().zip(b) {
                 *x = act.apply(*x + b);
@@ -617,7 +685,7 @@ fn store_edge(
     for (r, acc_row) in acc.iter().enumerate().take(rows) {
         let mut vals = [0.0f32; NR];
         for (v, x) in acc_row.iter().enumerate() {
-            vals[v * LANES..(v + 1) * LANES].copy_from_slice(&x.to_array());
+            x.write(&mut vals[v * LANES..(v + 1) * LANES]);
         }
         let row = &mut c[r * ldc..r * ldc + cols];
         for (j, (dst, &val)) in row.iter_mut().zip(&vals).enumerate() {
@@ -625,7 +693,7 @@ fn store_edge(
                 Epilogue::Store | Epilogue::BiasAct(..) => val,
                 Epilogue::Accumulate => *dst + val,
                 Epilogue::Bias(bias) => val + bias[j0 + j],
-                Epilogue::Descend(lr) => lanes::mul_add(val, -lr, *dst),
+                Epilogue::Descend(lr) => isa.fma(val, -lr, *dst),
             };
         }
     }
@@ -635,13 +703,15 @@ fn store_edge(
 ///
 /// Out of line, and `acc` by value, like [`store_edge`].
 #[inline(never)]
-fn store_bias_act(acc: [[V; NV]; MR], bias: &[f32], act: Act, c: &mut [f32], ldc: usize) {
-    let b: [V; NV] = core::array::from_fn(|v| load(&bias[v * LANES..]));
-    for (r, row) in acc.iter().enumerate() {
-        for (v, (&x, &b)) in row.iter().zip(&b).enumerate() {
-            store(&mut c[r * ldc + v * LANES..], act.apply(x + b));
+fn store_bias_act<I: simd::Isa>(isa: I, acc: [[I::V; NV]; MR], bias: &[f32], act: Act, c: &mut [f32], ldc: usize) {
+    isa.run(|| {
+        let b: [I::V; NV] = core::array::from_fn(|v| isa.load(&bias[v * LANES..]));
+        for (r, row) in acc.iter().enumerate() {
+            for (v, (&x, &b)) in row.iter().zip(&b).enumerate() {
+                isa.store(&mut c[r * ldc + v * LANES..], act.apply(x + b));
+            }
         }
-    }
+    })
 }
 
 /// Column sums of `x` (shape (rows, out.len()) row-major), top to bottom: the bias gradient.
@@ -649,39 +719,64 @@ fn store_bias_act(acc: [[V; NV]; MR], bias: &[f32], act: Act, c: &mut [f32], ldc
 /// Parallel over column strips; each sum runs over rows in order, so the result does not
 /// depend on the thread count.
 pub fn column_sums(x: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(t) = simd::Avx2Fma::detect() {
+        return column_sums_on(t, x, out);
+    }
+    column_sums_on(simd::Baseline, x, out)
+}
+
+#[inline(always)]
+fn column_sums_on<I: simd::Isa>(isa: I, x: &[f32], out: &mut [f32]) {
     let n = out.len();
     assert_eq!(x.len() % n.max(1), 0, "x is not a whole number of rows");
     const STRIP: usize = 64;
     out.par_chunks_mut(STRIP).enumerate().for_each(|(s, o)| {
-        let j0 = s * STRIP;
-        o.fill(0.0);
-        for row in x.chunks_exact(n) {
-            let src = &row[j0..j0 + o.len()];
-            let mut oc = o.chunks_exact_mut(LANES);
-            let mut sc = src.chunks_exact(LANES);
-            for (ov, sv) in (&mut oc).zip(&mut sc) {
-                store(ov, load(ov) + load(sv));
+        isa.run(|| {
+            let j0 = s * STRIP;
+            o.fill(0.0);
+            for row in x.chunks_exact(n) {
+                let src = &row[j0..j0 + o.len()];
+                let mut oc = o.chunks_exact_mut(LANES);
+                let mut sc = src.chunks_exact(LANES);
+                for (ov, sv) in (&mut oc).zip(&mut sc) {
+                    let sum = isa.load(ov) + isa.load(sv);
+                    isa.store(ov, sum);
+                }
+                for (ov, sv) in oc.into_remainder().iter_mut().zip(sc.remainder()) {
+                    *ov += sv;
+                }
             }
-            for (ov, sv) in oc.into_remainder().iter_mut().zip(sc.remainder()) {
-                *ov += sv;
-            }
-        }
+        })
     });
 }
 
 /// `w -= lr * g`, elementwise: the SGD step.
 pub fn sgd_step(w: &mut [f32], g: &[f32], lr: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(t) = simd::Avx2Fma::detect() {
+        // Fused, vectors and tail alike, as a build with FMA rounds them.
+        return sgd_step_on(t, w, g, lr, f32::mul_add);
+    }
+    sgd_step_on(simd::Baseline, w, g, lr, lanes::mul_add)
+}
+
+#[inline(always)]
+fn sgd_step_on<I: simd::Isa>(isa: I, w: &mut [f32], g: &[f32], lr: f32, fma: fn(f32, f32, f32) -> f32) {
     assert_eq!(w.len(), g.len());
     const CHUNK: usize = 16 * 1024;
-    let neg = V::splat(-lr);
     w.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).for_each(|(w, g)| {
-        let mut wc = w.chunks_exact_mut(LANES);
-        let mut gc = g.chunks_exact(LANES);
-        for (wv, gv) in (&mut wc).zip(&mut gc) {
-            store(wv, load(gv).mul_add(neg, load(wv)));
-        }
-        for (wv, gv) in wc.into_remainder().iter_mut().zip(gc.remainder()) {
-            *wv = lanes::mul_add(*gv, -lr, *wv);
-        }
+        isa.run(|| {
+            let neg = isa.splat(-lr);
+            let mut wc = w.chunks_exact_mut(LANES);
+            let mut gc = g.chunks_exact(LANES);
+            for (wv, gv) in (&mut wc).zip(&mut gc) {
+                let out = isa.mul_add(isa.load(gv), neg, isa.load(wv));
+                isa.store(wv, out);
+            }
+            for (wv, gv) in wc.into_remainder().iter_mut().zip(gc.remainder()) {
+                *wv = fma(*gv, -lr, *wv);
+            }
+        })
     });
 }
