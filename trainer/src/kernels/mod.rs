@@ -572,70 +572,57 @@ fn store_update<I: simd::Isa, U: ParamUpdate>(
     rows: usize,
     cols: usize,
 ) {
-    isa.run(|| store_update_in(isa, acc, update, c, state, ldc, rows, cols))
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn store_update_in<I: simd::Isa, U: ParamUpdate>(
-    isa: I,
-    acc: [[I::V; NV]; MR],
-    update: U,
-    c: &mut [f32],
-    state: [&mut [f32]; 2],
-    ldc: usize,
-    rows: usize,
-    cols: usize,
-) {
-    let slots = update.slots();
-    let [s1, s2] = state;
-    let zero = isa.splat(0.0);
-    if cols == NR {
-        // Whole rows of the tile: straight from and to the arrays.
-        for (r, g) in acc.iter().enumerate().take(rows) {
-            for (x, &g) in g.iter().enumerate() {
-                let at = r * ldc + x * LANES;
-                let m = if slots >= 1 { isa.load(&s1[at..]) } else { zero };
-                let v = if slots >= 2 { isa.load(&s2[at..]) } else { zero };
-                let (nw, nm, nv) = update.apply(g, isa.load(&c[at..]), m, v);
-                isa.store(&mut c[at..], nw);
-                if slots >= 1 {
-                    isa.store(&mut s1[at..], nm);
-                }
-                if slots >= 2 {
-                    isa.store(&mut s2[at..], nv);
+    isa.run(|| {
+        let slots = update.slots();
+        let [s1, s2] = state;
+        let zero = isa.splat(0.0);
+        if cols == NR {
+            // Whole rows of the tile: straight from and to the arrays.
+            for (r, g) in acc.iter().enumerate().take(rows) {
+                for (x, &g) in g.iter().enumerate() {
+                    let at = r * ldc + x * LANES;
+                    let m = if slots >= 1 { isa.load(&s1[at..]) } else { zero };
+                    let v = if slots >= 2 { isa.load(&s2[at..]) } else { zero };
+                    let (nw, nm, nv) = update.apply(g, isa.load(&c[at..]), m, v);
+                    isa.store(&mut c[at..], nw);
+                    if slots >= 1 {
+                        isa.store(&mut s1[at..], nm);
+                    }
+                    if slots >= 2 {
+                        isa.store(&mut s2[at..], nv);
+                    }
                 }
             }
+            return;
         }
-        return;
-    }
-    for (r, g) in acc.iter().enumerate().take(rows) {
-        let at = r * ldc;
-        let mut w = [0.0f32; NR];
-        let mut m = [0.0f32; NR];
-        let mut v = [0.0f32; NR];
-        w[..cols].copy_from_slice(&c[at..at + cols]);
-        if slots >= 1 {
-            m[..cols].copy_from_slice(&s1[at..at + cols]);
+        for (r, g) in acc.iter().enumerate().take(rows) {
+            let at = r * ldc;
+            let mut w = [0.0f32; NR];
+            let mut m = [0.0f32; NR];
+            let mut v = [0.0f32; NR];
+            w[..cols].copy_from_slice(&c[at..at + cols]);
+            if slots >= 1 {
+                m[..cols].copy_from_slice(&s1[at..at + cols]);
+            }
+            if slots >= 2 {
+                v[..cols].copy_from_slice(&s2[at..at + cols]);
+            }
+            for (x, &g) in g.iter().enumerate() {
+                let lane = x * LANES;
+                let (nw, nm, nv) = update.apply(g, isa.load(&w[lane..]), isa.load(&m[lane..]), isa.load(&v[lane..]));
+                isa.store(&mut w[lane..], nw);
+                isa.store(&mut m[lane..], nm);
+                isa.store(&mut v[lane..], nv);
+            }
+            c[at..at + cols].copy_from_slice(&w[..cols]);
+            if slots >= 1 {
+                s1[at..at + cols].copy_from_slice(&m[..cols]);
+            }
+            if slots >= 2 {
+                s2[at..at + cols].copy_from_slice(&v[..cols]);
+            }
         }
-        if slots >= 2 {
-            v[..cols].copy_from_slice(&s2[at..at + cols]);
-        }
-        for (x, &g) in g.iter().enumerate() {
-            let lane = x * LANES;
-            let (nw, nm, nv) = update.apply(g, isa.load(&w[lane..]), isa.load(&m[lane..]), isa.load(&v[lane..]));
-            isa.store(&mut w[lane..], nw);
-            isa.store(&mut m[lane..], nm);
-            isa.store(&mut v[lane..], nv);
-        }
-        c[at..at + cols].copy_from_slice(&w[..cols]);
-        if slots >= 1 {
-            s1[at..at + cols].copy_from_slice(&m[..cols]);
-        }
-        if slots >= 2 {
-            s2[at..at + cols].copy_from_slice(&v[..cols]);
-        }
-    }
+    })
 }
 
 /// A partial tile (`rows x cols` of it) into `c` (row stride `ldc`), with the epilogue.
@@ -647,21 +634,6 @@ fn store_update_in<I: simd::Isa, U: ParamUpdate>(
 #[allow(clippy::too_many_arguments)]
 fn store_edge<I: simd::Isa>(
     isa: I,
-    acc: [[I::V; NV]; MR],
-    c: &mut [f32],
-    ldc: usize,
-    rows: usize,
-    cols: usize,
-    j0: usize,
-    epilogue: Epilogue<'_>,
-) {
-    isa.run(|| store_edge_in(isa, acc, c, ldc, rows, cols, j0, epilogue))
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn store_edge_in<I: simd::Isa>(
-    isa: I,
     mut acc: [[I::V; NV]; MR],
     c: &mut [f32],
     ldc: usize,
@@ -670,33 +642,35 @@ fn store_edge_in<I: simd::Isa>(
     j0: usize,
     epilogue: Epilogue<'_>,
 ) {
-    use simd::Vector;
-    if let Epilogue::BiasAct(bias, act) = epilogue {
-        // On whole vectors, as in a full tile (the activation's bits are the vector's).
-        let mut padded = [0.0f32; NR];
-        padded[..cols].copy_from_slice(&bias[j0..j0 + cols]);
-        let b: [I::V; NV] = core::array::from_fn(|v| isa.load(&padded[v * LANES..]));
-        for row in acc.iter_mut() {
-            for (x, b) in row.iter_mut().zip(b) {
-                *x = act.apply(*x + b);
+    isa.run(|| {
+        use simd::Vector;
+        if let Epilogue::BiasAct(bias, act) = epilogue {
+            // On whole vectors, as in a full tile (the activation's bits are the vector's).
+            let mut padded = [0.0f32; NR];
+            padded[..cols].copy_from_slice(&bias[j0..j0 + cols]);
+            let b: [I::V; NV] = core::array::from_fn(|v| isa.load(&padded[v * LANES..]));
+            for row in acc.iter_mut() {
+                for (x, b) in row.iter_mut().zip(b) {
+                    *x = act.apply(*x + b);
+                }
             }
         }
-    }
-    for (r, acc_row) in acc.iter().enumerate().take(rows) {
-        let mut vals = [0.0f32; NR];
-        for (v, x) in acc_row.iter().enumerate() {
-            x.write(&mut vals[v * LANES..(v + 1) * LANES]);
+        for (r, acc_row) in acc.iter().enumerate().take(rows) {
+            let mut vals = [0.0f32; NR];
+            for (v, x) in acc_row.iter().enumerate() {
+                x.write(&mut vals[v * LANES..(v + 1) * LANES]);
+            }
+            let row = &mut c[r * ldc..r * ldc + cols];
+            for (j, (dst, &val)) in row.iter_mut().zip(&vals).enumerate() {
+                *dst = match epilogue {
+                    Epilogue::Store | Epilogue::BiasAct(..) => val,
+                    Epilogue::Accumulate => *dst + val,
+                    Epilogue::Bias(bias) => val + bias[j0 + j],
+                    Epilogue::Descend(lr) => isa.fma(val, -lr, *dst),
+                };
+            }
         }
-        let row = &mut c[r * ldc..r * ldc + cols];
-        for (j, (dst, &val)) in row.iter_mut().zip(&vals).enumerate() {
-            *dst = match epilogue {
-                Epilogue::Store | Epilogue::BiasAct(..) => val,
-                Epilogue::Accumulate => *dst + val,
-                Epilogue::Bias(bias) => val + bias[j0 + j],
-                Epilogue::Descend(lr) => isa.fma(val, -lr, *dst),
-            };
-        }
-    }
+    })
 }
 
 /// A full tile's `act(acc + bias)` into `c` (row stride `ldc`).
