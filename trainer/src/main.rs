@@ -703,8 +703,10 @@ fn fit(args: FitArgs) -> Result<()> {
     Ok(())
 }
 
-/// The worker threads `--threads` (`option`) or RAYON_NUM_THREADS asks for, checked.
+/// The worker threads `--threads` (`option`) or RAYON_NUM_THREADS asks for, checked, after
+/// checking the f32 path FMLP_F32_PATH names (the commands that start threads run kernels).
 fn thread_count(option: Option<u32>) -> Result<usize> {
+    trainer::kernels::simd::Path::from_env().map_err(anyhow::Error::msg)?;
     trainer::threads::count_here(option).map_err(anyhow::Error::msg)
 }
 

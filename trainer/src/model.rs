@@ -11,7 +11,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::hash::{hash32, mix};
-use crate::kernels::lanes::{LANES, V, load, store};
+use crate::kernels::lanes::LANES;
+use crate::kernels::simd::{self, Isa, Job, Vector};
 use crate::kernels::{self, Act, Epilogue, MatRef};
 use crate::norm::{self, BatchStats, Norm};
 use crate::optim::{self, OptState, Step};
@@ -317,60 +318,104 @@ fn dropout_rows(h: &[f32], a: &mut [f32], mask: &mut [f32], width: usize, rate: 
     });
 }
 
-/// `out[i] = f(out[i], x[i])`, vectorized and parallel.
-fn zip_inplace(out: &mut [f32], x: &[f32], f: impl Fn(V, V) -> V + Sync, g: impl Fn(f32, f32) -> f32 + Sync) {
-    assert_eq!(out.len(), x.len());
-    out.par_chunks_mut(8 * 1024).zip(x.par_chunks(8 * 1024)).for_each(|(o, x)| {
-        let mut oc = o.chunks_exact_mut(LANES);
-        let mut xc = x.chunks_exact(LANES);
-        for (ov, xv) in (&mut oc).zip(&mut xc) {
-            store(ov, f(load(ov), load(xv)));
-        }
-        for (ov, xv) in oc.into_remainder().iter_mut().zip(xc.remainder()) {
-            *ov = g(*ov, *xv);
-        }
-    });
+/// Elements per parallel task of [`activation_grad`].
+const ZIP_CHUNK: usize = 8 * 1024;
+
+/// `LANES` values of `s` from `at`, zeros past its end (all zeros from an empty `s`).
+#[inline(always)]
+fn lanes_at<I: Isa>(isa: I, s: &[f32], at: usize) -> I::V {
+    if at + LANES <= s.len() {
+        return isa.load(&s[at..]);
+    }
+    let mut v = [0.0f32; LANES];
+    let rest = s.get(at..).unwrap_or_default();
+    v[..rest.len()].copy_from_slice(rest);
+    isa.load(&v)
 }
 
-/// `out[i] = f(out[i], x[i], y[i])`, vectorized and parallel.
-fn zip2_inplace(
-    out: &mut [f32],
-    x: &[f32],
-    y: &[f32],
-    f: impl Fn(V, V, V) -> V + Sync,
-    g: impl Fn(f32, f32, f32) -> f32 + Sync,
-) {
-    assert!(out.len() == x.len() && out.len() == y.len());
-    const CHUNK: usize = 8 * 1024;
-    out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).zip(y.par_chunks(CHUNK)).for_each(|((o, x), y)| {
-        let mut oc = o.chunks_exact_mut(LANES);
-        let (mut xc, mut yc) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
-        for ((ov, xv), yv) in (&mut oc).zip(&mut xc).zip(&mut yc) {
-            store(ov, f(load(ov), load(xv), load(yv)));
-        }
-        for ((ov, xv), yv) in oc.into_remainder().iter_mut().zip(xc.remainder()).zip(yc.remainder()) {
-            *ov = g(*ov, *xv, *yv);
-        }
+/// `out[i] = f(out[i], x[i], y[i])` on `isa`'s vectors, in parallel; `y` may be empty (its
+/// lanes are then zeros). The last partial vector is computed on zero-padded copies, which
+/// gives each element the bits a whole vector would (the operations are per lane).
+fn zip_inplace<I: Isa>(isa: I, out: &mut [f32], x: &[f32], y: &[f32], f: impl Fn(I::V, I::V, I::V) -> I::V + Sync) {
+    assert!(out.len() == x.len() && (y.is_empty() || y.len() == out.len()));
+    out.par_chunks_mut(ZIP_CHUNK).enumerate().for_each(|(c, o)| {
+        isa.run(
+            #[inline(always)]
+            || {
+                let range = c * ZIP_CHUNK..c * ZIP_CHUNK + o.len();
+                let (x, y) = (&x[range.clone()], if y.is_empty() { y } else { &y[range] });
+                for at in (0..o.len()).step_by(LANES) {
+                    let yv = if y.is_empty() { isa.splat(0.0) } else { lanes_at(isa, y, at) };
+                    let v = f(lanes_at(isa, o, at), lanes_at(isa, x, at), yv);
+                    if at + LANES <= o.len() {
+                        isa.store(&mut o[at..], v);
+                    } else {
+                        let mut all = [0.0f32; LANES];
+                        isa.store(&mut all, v);
+                        let n = o.len() - at;
+                        o[at..].copy_from_slice(&all[..n]);
+                    }
+                }
+            },
+        )
     });
 }
 
 /// `dz *= act'(h)` where `h = act(z)` is the stored activation, after `dz *= mask` when
-/// the layer had dropout (one pass over the three arrays).
+/// the layer had dropout (one pass over the three arrays), on the vector path
+/// [`simd::dispatch`] chooses.
 fn activation_grad(dz: &mut [f32], h: &[f32], mask: Option<&[f32]>, activation: Activation) {
-    match (activation, mask) {
-        (Activation::Relu, None) => {
-            zip_inplace(dz, h, |d, h| h.simd_gt(V::ZERO).select(d, V::ZERO), |d, h| if h > 0.0 { d } else { 0.0 })
-        }
-        (Activation::Relu, Some(mask)) => zip2_inplace(
-            dz,
-            h,
-            mask,
-            |d, h, m| h.simd_gt(V::ZERO).select(d * m, V::ZERO),
-            |d, h, m| if h > 0.0 { d * m } else { 0.0 },
-        ),
-        (Activation::Sigmoid, None) => zip_inplace(dz, h, |d, h| d * h * (V::ONE - h), |d, h| d * h * (1.0 - h)),
-        (Activation::Sigmoid, Some(mask)) => {
-            zip2_inplace(dz, h, mask, |d, h, m| d * m * h * (V::ONE - h), |d, h, m| d * m * h * (1.0 - h))
+    simd::dispatch(ActivationGrad { dz, h, mask, activation });
+}
+
+/// [`activation_grad`]'s work, on one vector path.
+struct ActivationGrad<'a> {
+    dz: &'a mut [f32],
+    h: &'a [f32],
+    mask: Option<&'a [f32]>,
+    activation: Activation,
+}
+
+impl Job for ActivationGrad<'_> {
+    type Out = ();
+    fn run<I: Isa>(self, isa: I) {
+        let ActivationGrad { dz, h, mask, activation } = self;
+        // The vectors are made inside the closures, which run inside `isa.run`.
+        let zero = move || isa.splat(0.0);
+        let one = move || isa.splat(1.0);
+        match (activation, mask) {
+            (Activation::Relu, None) => zip_inplace(
+                isa,
+                dz,
+                h,
+                &[],
+                #[inline(always)]
+                |d, h, _| h.simd_gt(zero()).select(d, zero()),
+            ),
+            (Activation::Relu, Some(mask)) => zip_inplace(
+                isa,
+                dz,
+                h,
+                mask,
+                #[inline(always)]
+                |d, h, m| h.simd_gt(zero()).select(d * m, zero()),
+            ),
+            (Activation::Sigmoid, None) => zip_inplace(
+                isa,
+                dz,
+                h,
+                &[],
+                #[inline(always)]
+                |d, h, _| d * h * (one() - h),
+            ),
+            (Activation::Sigmoid, Some(mask)) => zip_inplace(
+                isa,
+                dz,
+                h,
+                mask,
+                #[inline(always)]
+                |d, h, m| d * m * h * (one() - h),
+            ),
         }
     }
 }
@@ -637,5 +682,62 @@ mod tests {
         // Neighbouring units are independent too.
         let pairs = base.windows(2).filter(|w| w[0] == w[1]).count() as f64 / (base.len() - 1) as f64;
         assert!((pairs - 0.5).abs() < 0.01, "neighbours agree on {pairs} of the units");
+    }
+
+    /// `dz·act'(h)` (after `dz·mask`) element by element in plain f32: the same operations
+    /// in the same order as the vectors, so the same bits.
+    fn activation_grad_scalar(dz: &[f32], h: &[f32], mask: Option<&[f32]>, activation: Activation) -> Vec<f32> {
+        let m = |i: usize| mask.map_or(1.0, |m| m[i]);
+        let g = |i: usize, d: f32, h: f32| match (activation, mask) {
+            (Activation::Relu, None) => {
+                if h > 0.0 {
+                    d
+                } else {
+                    0.0
+                }
+            }
+            (Activation::Relu, Some(_)) => {
+                if h > 0.0 {
+                    d * m(i)
+                } else {
+                    0.0
+                }
+            }
+            (Activation::Sigmoid, None) => d * h * (1.0 - h),
+            (Activation::Sigmoid, Some(_)) => d * m(i) * h * (1.0 - h),
+        };
+        dz.iter().zip(h).enumerate().map(|(i, (&d, &h))| g(i, d, h)).collect()
+    }
+
+    fn grad_on<I: Isa>(isa: I, dz: &[f32], h: &[f32], mask: Option<&[f32]>, activation: Activation) -> Vec<f32> {
+        let mut dz = dz.to_vec();
+        ActivationGrad { dz: &mut dz, h, mask, activation }.run(isa);
+        dz
+    }
+
+    #[test]
+    fn activation_gradients_have_the_scalar_bits_on_every_path() {
+        // Lengths of whole vectors and not, of one parallel task and of several.
+        for len in [1, 8, 13, ZIP_CHUNK, 2 * ZIP_CHUNK + 5] {
+            let dz: Vec<f32> = (0..len).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+            let h: Vec<f32> = (0..len).map(|i| ((i * 53 % 97) as f32 - 30.0) / 97.0).collect();
+            let mask: Vec<f32> = (0..len).map(|i| if i % 3 == 0 { 0.0 } else { 2.0 }).collect();
+            for activation in [Activation::Relu, Activation::Sigmoid] {
+                for mask in [None, Some(&mask[..])] {
+                    let want = activation_grad_scalar(&dz, &h, mask, activation);
+                    let mut got = vec![dz.clone()];
+                    activation_grad(&mut got[0], &h, mask, activation);
+                    got.push(grad_on(simd::Baseline, &dz, &h, mask, activation));
+                    #[cfg(target_arch = "x86_64")]
+                    if let Some(t) = simd::Avx2Fma::detect() {
+                        got.push(grad_on(t, &dz, &h, mask, activation));
+                    }
+                    for (p, got) in got.iter().enumerate() {
+                        let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(same, "path {p}, {activation:?}, mask {}, length {len}", mask.is_some());
+                    }
+                }
+            }
+        }
     }
 }

@@ -16,7 +16,8 @@
 use rayon::prelude::*;
 
 use crate::kernels::Act;
-use crate::kernels::lanes::{LANES, V, load, store};
+use crate::kernels::lanes::LANES;
+use crate::kernels::simd::{self, Isa, Job, Vector};
 
 /// Added to the variance before its square root (Keras's default).
 pub const EPSILON: f32 = 1e-3;
@@ -127,74 +128,109 @@ const STRIP: usize = 64;
 
 /// `LANES` values of `s` from `at`, zeros past its end.
 #[inline(always)]
-fn get(s: &[f32], at: usize) -> V {
+fn get<I: Isa>(isa: I, s: &[f32], at: usize) -> I::V {
     if at + LANES <= s.len() {
-        return load(&s[at..]);
+        return isa.load(&s[at..]);
     }
     let mut v = [0.0f32; LANES];
     let n = LANES.min(s.len() - at);
     v[..n].copy_from_slice(&s[at..at + n]);
-    V::from(v)
+    isa.load(&v)
 }
 
 /// Stores the lanes of `v` that fall inside `s`, from `at`.
 #[inline(always)]
-fn put(s: &mut [f32], at: usize, v: V) {
+fn put<I: Isa>(isa: I, s: &mut [f32], at: usize, v: I::V) {
     if at + LANES <= s.len() {
-        return store(&mut s[at..], v);
+        return isa.store(&mut s[at..], v);
     }
+    let mut all = [0.0f32; LANES];
+    isa.store(&mut all, v);
     let n = LANES.min(s.len() - at);
-    s[at..at + n].copy_from_slice(&v.to_array()[..n]);
+    s[at..at + n].copy_from_slice(&all[..n]);
 }
 
 /// The training forward pass of a norm and the activation after it, for a batch of `rows`:
 /// from `z` (rows, n) row-major, the dense layer's products, `h` gets `act(γ·ẑ + β)` and
 /// `stats` the batch's μ, σ² and `1/√(σ² + ε)`. (ẑ is not stored: the backward pass
 /// recomputes it from `z` and `stats`, which costs less than writing and reading it.)
+/// Runs on the vector path [`simd::dispatch`] chooses.
 pub fn forward(z: &[f32], h: &mut [f32], n: usize, norm: &Norm, act: Act, stats: &mut BatchStats) {
     let rows = z.len() / n.max(1);
     assert!(z.len() == rows * n && h.len() == rows * n && norm.has_width(n), "(rows, {n}) matrices");
     stats.resize(n);
-    let inv_rows = 1.0 / rows.max(1) as f32;
-    let BatchStats { mean, var, inv } = stats;
-    // Sums of `z - c` and its squares in one pass, `c` being the first row: shifted by a
-    // value of the column, the squares do not cancel as raw ones would.
-    let first = &z[..n];
-    let strips = mean.par_chunks_mut(STRIP).zip(var.par_chunks_mut(STRIP)).zip(inv.par_chunks_mut(STRIP));
-    strips.enumerate().for_each(|(s, ((m, v), i))| {
-        let (j0, width) = (s * STRIP, m.len());
-        let c = &first[j0..j0 + width];
-        let (mut s1, mut s2) = ([V::ZERO; STRIP / LANES], [V::ZERO; STRIP / LANES]);
-        for row in z.chunks_exact(n) {
-            let row = &row[j0..j0 + width];
-            for (k, at) in (0..width).step_by(LANES).enumerate() {
-                let d = get(row, at) - get(c, at);
-                s1[k] += d;
-                s2[k] = d.mul_add(d, s2[k]);
-            }
-        }
-        for (k, at) in (0..width).step_by(LANES).enumerate() {
-            let shifted_mean = s1[k] * V::splat(inv_rows);
-            let variance = shifted_mean.mul_neg_add(shifted_mean, s2[k] * V::splat(inv_rows)).max(V::ZERO);
-            put(m, at, get(c, at) + shifted_mean);
-            put(v, at, variance);
-            put(i, at, V::ONE / (variance + V::splat(EPSILON)).sqrt());
-        }
-    });
-    let (mean, inv, gamma, beta) = (&*mean, &*inv, &norm.gamma, &norm.beta);
-    h.par_chunks_mut(n).zip(z.par_chunks(n)).with_min_len(16).for_each(|(h, z)| {
-        for at in (0..n).step_by(LANES) {
-            let hat = (get(z, at) - get(mean, at)) * get(inv, at);
-            put(h, at, act.apply(hat.mul_add(get(gamma, at), get(beta, at))));
-        }
-    });
+    simd::dispatch(Forward { z, h, n, norm, act, stats });
+}
+
+/// [`forward`]'s work, on one vector path.
+struct Forward<'a> {
+    z: &'a [f32],
+    h: &'a mut [f32],
+    n: usize,
+    norm: &'a Norm,
+    act: Act,
+    stats: &'a mut BatchStats,
+}
+
+impl Job for Forward<'_> {
+    type Out = ();
+    fn run<I: Isa>(self, isa: I) {
+        let Forward { z, h, n, norm, act, stats } = self;
+        let rows = z.len() / n.max(1);
+        let inv_rows = 1.0 / rows.max(1) as f32;
+        let BatchStats { mean, var, inv } = stats;
+        // Sums of `z - c` and its squares in one pass, `c` being the first row: shifted by a
+        // value of the column, the squares do not cancel as raw ones would.
+        let first = &z[..n];
+        let strips = mean.par_chunks_mut(STRIP).zip(var.par_chunks_mut(STRIP)).zip(inv.par_chunks_mut(STRIP));
+        strips.enumerate().for_each(|(s, ((m, v), i))| {
+            isa.run(
+                #[inline(always)]
+                || {
+                    let (j0, width) = (s * STRIP, m.len());
+                    let c = &first[j0..j0 + width];
+                    let zero = isa.splat(0.0);
+                    let (mut s1, mut s2) = ([zero; STRIP / LANES], [zero; STRIP / LANES]);
+                    for row in z.chunks_exact(n) {
+                        let row = &row[j0..j0 + width];
+                        for (k, at) in (0..width).step_by(LANES).enumerate() {
+                            let d = get(isa, row, at) - get(isa, c, at);
+                            s1[k] = s1[k] + d;
+                            s2[k] = d.mul_add(d, s2[k]);
+                        }
+                    }
+                    let inv_rows = isa.splat(inv_rows);
+                    for (k, at) in (0..width).step_by(LANES).enumerate() {
+                        let shifted_mean = s1[k] * inv_rows;
+                        let variance = shifted_mean.mul_neg_add(shifted_mean, s2[k] * inv_rows).max(zero);
+                        put(isa, m, at, get(isa, c, at) + shifted_mean);
+                        put(isa, v, at, variance);
+                        put(isa, i, at, isa.splat(1.0) / (variance + isa.splat(EPSILON)).sqrt());
+                    }
+                },
+            )
+        });
+        let (mean, inv, gamma, beta) = (&*mean, &*inv, &norm.gamma, &norm.beta);
+        h.par_chunks_mut(n).zip(z.par_chunks(n)).with_min_len(16).for_each(|(h, z)| {
+            isa.run(
+                #[inline(always)]
+                || {
+                    for at in (0..n).step_by(LANES) {
+                        let hat = (get(isa, z, at) - get(isa, mean, at)) * get(isa, inv, at);
+                        put(isa, h, at, act.apply(hat.mul_add(get(isa, gamma, at), get(isa, beta, at))));
+                    }
+                },
+            )
+        });
+    }
 }
 
 /// The backward pass of a norm whose forward pass read `z` and wrote `stats`: `dy` (rows,
 /// n), the gradient with respect to its output `y`, becomes the gradient with respect to
 /// its input `z`:
 /// `dz = γ/√(σ² + ε) · (dy - (Σdy + ẑ·Σ(dy·ẑ)) / rows)`, sums over the batch per unit.
-/// `dgamma` gets `Σ(dy·ẑ)`, `dbeta` gets `Σdy`.
+/// `dgamma` gets `Σ(dy·ẑ)`, `dbeta` gets `Σdy`. Runs on the vector path
+/// [`simd::dispatch`] chooses.
 pub fn backward(
     dy: &mut [f32],
     z: &[f32],
@@ -207,33 +243,66 @@ pub fn backward(
     let rows = dy.len() / n.max(1);
     assert!(dy.len() == rows * n && z.len() == rows * n, "(rows, {n}) matrices");
     assert!(gamma.len() == n && dgamma.len() == n && dbeta.len() == n && stats.inv.len() == n);
-    let (mean, inv) = (&stats.mean, &stats.inv);
-    dgamma.par_chunks_mut(STRIP).zip(dbeta.par_chunks_mut(STRIP)).enumerate().for_each(|(s, (g, b))| {
-        let (j0, width) = (s * STRIP, g.len());
-        let (mut sg, mut sb) = ([V::ZERO; STRIP / LANES], [V::ZERO; STRIP / LANES]);
-        let (mean, inv) = (&mean[j0..j0 + width], &inv[j0..j0 + width]);
-        for (d, z) in dy.chunks_exact(n).zip(z.chunks_exact(n)) {
-            let (d, z) = (&d[j0..j0 + width], &z[j0..j0 + width]);
-            for (k, at) in (0..width).step_by(LANES).enumerate() {
-                let (dv, hat) = (get(d, at), (get(z, at) - get(mean, at)) * get(inv, at));
-                sg[k] = dv.mul_add(hat, sg[k]);
-                sb[k] += dv;
-            }
-        }
-        for (k, at) in (0..width).step_by(LANES).enumerate() {
-            put(g, at, sg[k]);
-            put(b, at, sb[k]);
-        }
-    });
-    let inv_rows = V::splat(1.0 / rows.max(1) as f32);
-    let (dgamma, dbeta) = (&*dgamma, &*dbeta);
-    dy.par_chunks_mut(n).zip(z.par_chunks(n)).with_min_len(16).for_each(|(d, z)| {
-        for at in (0..n).step_by(LANES) {
-            let hat = (get(z, at) - get(mean, at)) * get(inv, at);
-            let mean_part = hat.mul_add(get(dgamma, at), get(dbeta, at)) * inv_rows;
-            put(d, at, (get(d, at) - mean_part) * get(gamma, at) * get(inv, at));
-        }
-    });
+    simd::dispatch(Backward { dy, z, n, gamma, stats, dgamma, dbeta });
+}
+
+/// [`backward`]'s work, on one vector path.
+struct Backward<'a> {
+    dy: &'a mut [f32],
+    z: &'a [f32],
+    n: usize,
+    gamma: &'a [f32],
+    stats: &'a BatchStats,
+    dgamma: &'a mut [f32],
+    dbeta: &'a mut [f32],
+}
+
+impl Job for Backward<'_> {
+    type Out = ();
+    fn run<I: Isa>(self, isa: I) {
+        let Backward { dy, z, n, gamma, stats, dgamma, dbeta } = self;
+        let rows = dy.len() / n.max(1);
+        let (mean, inv) = (&stats.mean, &stats.inv);
+        dgamma.par_chunks_mut(STRIP).zip(dbeta.par_chunks_mut(STRIP)).enumerate().for_each(|(s, (g, b))| {
+            isa.run(
+                #[inline(always)]
+                || {
+                    let (j0, width) = (s * STRIP, g.len());
+                    let zero = isa.splat(0.0);
+                    let (mut sg, mut sb) = ([zero; STRIP / LANES], [zero; STRIP / LANES]);
+                    let (mean, inv) = (&mean[j0..j0 + width], &inv[j0..j0 + width]);
+                    for (d, z) in dy.chunks_exact(n).zip(z.chunks_exact(n)) {
+                        let (d, z) = (&d[j0..j0 + width], &z[j0..j0 + width]);
+                        for (k, at) in (0..width).step_by(LANES).enumerate() {
+                            let (dv, hat) =
+                                (get(isa, d, at), (get(isa, z, at) - get(isa, mean, at)) * get(isa, inv, at));
+                            sg[k] = dv.mul_add(hat, sg[k]);
+                            sb[k] = sb[k] + dv;
+                        }
+                    }
+                    for (k, at) in (0..width).step_by(LANES).enumerate() {
+                        put(isa, g, at, sg[k]);
+                        put(isa, b, at, sb[k]);
+                    }
+                },
+            )
+        });
+        let inv_rows = 1.0 / rows.max(1) as f32;
+        let (dgamma, dbeta) = (&*dgamma, &*dbeta);
+        dy.par_chunks_mut(n).zip(z.par_chunks(n)).with_min_len(16).for_each(|(d, z)| {
+            isa.run(
+                #[inline(always)]
+                || {
+                    let inv_rows = isa.splat(inv_rows);
+                    for at in (0..n).step_by(LANES) {
+                        let hat = (get(isa, z, at) - get(isa, mean, at)) * get(isa, inv, at);
+                        let mean_part = hat.mul_add(get(isa, dgamma, at), get(isa, dbeta, at)) * inv_rows;
+                        put(isa, d, at, (get(isa, d, at) - mean_part) * get(isa, gamma, at) * get(isa, inv, at));
+                    }
+                },
+            )
+        });
+    }
 }
 
 /// Plain scalar forms of [`forward`] and [`backward`], in f64: the oracle the fast ones are
@@ -306,7 +375,17 @@ mod tests {
     }
 
     #[test]
-    fn forward_and_backward_match_the_scalar_reference() {
+    fn forward_and_backward_match_the_scalar_reference_on_every_path() {
+        // `None`: the public functions, on the path they choose.
+        forward_and_backward_on(None::<simd::Baseline>);
+        forward_and_backward_on(Some(simd::Baseline));
+        #[cfg(target_arch = "x86_64")]
+        if let Some(t) = simd::Avx2Fma::detect() {
+            forward_and_backward_on(Some(t));
+        }
+    }
+
+    fn forward_and_backward_on<I: Isa + std::fmt::Debug>(path: Option<I>) {
         // Widths of whole vectors and not, batches of one strip and of several, and
         // pre-activations far from 0 (the variance must not cancel).
         for (rows, n, offset) in [(50, 37, 0.0), (256, 130, 40.0), (7, 64, -3.0), (1, 5, 0.0)] {
@@ -314,11 +393,20 @@ mod tests {
             let norm = norm(n);
             let mut h = vec![f32::NAN; rows * n];
             let mut stats = BatchStats::default();
-            forward(&z, &mut h, n, &norm, Act::Relu, &mut stats);
+            match path {
+                None => forward(&z, &mut h, n, &norm, Act::Relu, &mut stats),
+                Some(isa) => {
+                    stats.resize(n);
+                    Forward { z: &z, h: &mut h, n, norm: &norm, act: Act::Relu, stats: &mut stats }.run(isa)
+                }
+            }
             let mut y = z.clone();
             let (hat, inv) = reference::forward(&mut y, n, &norm);
             for (i, (&h, &y)) in h.iter().zip(&y).enumerate() {
-                assert!(close(f64::from(h), f64::from(y.max(0.0)), 1e-4), "{rows}x{n} [{i}]: {h} vs relu({y})");
+                assert!(
+                    close(f64::from(h), f64::from(y.max(0.0)), 1e-4),
+                    "{path:?} {rows}x{n} [{i}]: {h} vs relu({y})"
+                );
             }
             for (j, (&fast, &slow)) in stats.inv.iter().zip(&inv).enumerate() {
                 assert!(close(f64::from(fast), slow, 1e-4), "{rows}x{n} inv[{j}]");
@@ -327,7 +415,11 @@ mod tests {
             let dy = values(rows * n, 9, 0.0);
             let mut dz = dy.clone();
             let (mut dg, mut db) = (vec![f32::NAN; n], vec![f32::NAN; n]);
-            backward(&mut dz, &z, n, &norm.gamma, &stats, &mut dg, &mut db);
+            let (dgamma, dbeta, gamma, stats) = (&mut dg, &mut db, &norm.gamma, &stats);
+            match path {
+                None => backward(&mut dz, &z, n, gamma, stats, dgamma, dbeta),
+                Some(isa) => Backward { dy: &mut dz, z: &z, n, gamma, stats, dgamma, dbeta }.run(isa),
+            }
             let (dz_ref, dg_ref, db_ref) = reference::backward(&dy, &hat, &inv, n, &norm.gamma);
             for j in 0..n {
                 assert!(close(f64::from(dg[j]), dg_ref[j], 1e-3), "{rows}x{n} dgamma[{j}]: {} vs {}", dg[j], dg_ref[j]);

@@ -343,53 +343,56 @@ impl kernels::simd::Job for StepSlice<'_> {
     fn run<I: kernels::simd::Isa>(self, isa: I) {
         let StepSlice { step, w, g, s1, s2 } = self;
         let slots = step.slots();
-        isa.run(|| {
-            let n = w.len();
-            let zero = [0.0f32; LANES];
-            let mut i = 0;
-            while i < n {
-                let len = LANES.min(n - i);
-                // Whole vectors from the arrays; the tail through padded copies.
-                let mut buf = [[0.0f32; LANES]; 4];
-                let (gv, wv, av, bv) = if len == LANES {
-                    let a = if slots >= 1 { isa.load(&s1[i..]) } else { isa.load(&zero) };
-                    let b = if slots >= 2 { isa.load(&s2[i..]) } else { isa.load(&zero) };
-                    (isa.load(&g[i..]), isa.load(&w[i..]), a, b)
-                } else {
-                    buf[0][..len].copy_from_slice(&g[i..]);
-                    buf[1][..len].copy_from_slice(&w[i..]);
-                    if slots >= 1 {
-                        buf[2][..len].copy_from_slice(&s1[i..]);
+        isa.run(
+            #[inline(always)]
+            || {
+                let n = w.len();
+                let zero = [0.0f32; LANES];
+                let mut i = 0;
+                while i < n {
+                    let len = LANES.min(n - i);
+                    // Whole vectors from the arrays; the tail through padded copies.
+                    let mut buf = [[0.0f32; LANES]; 4];
+                    let (gv, wv, av, bv) = if len == LANES {
+                        let a = if slots >= 1 { isa.load(&s1[i..]) } else { isa.load(&zero) };
+                        let b = if slots >= 2 { isa.load(&s2[i..]) } else { isa.load(&zero) };
+                        (isa.load(&g[i..]), isa.load(&w[i..]), a, b)
+                    } else {
+                        buf[0][..len].copy_from_slice(&g[i..]);
+                        buf[1][..len].copy_from_slice(&w[i..]);
+                        if slots >= 1 {
+                            buf[2][..len].copy_from_slice(&s1[i..]);
+                        }
+                        if slots >= 2 {
+                            buf[3][..len].copy_from_slice(&s2[i..]);
+                        }
+                        (isa.load(&buf[0]), isa.load(&buf[1]), isa.load(&buf[2]), isa.load(&buf[3]))
+                    };
+                    let (nw, na, nb) = update(step, gv, wv, av, bv);
+                    if len == LANES {
+                        isa.store(&mut w[i..], nw);
+                        if slots >= 1 {
+                            isa.store(&mut s1[i..], na);
+                        }
+                        if slots >= 2 {
+                            isa.store(&mut s2[i..], nb);
+                        }
+                    } else {
+                        isa.store(&mut buf[1], nw);
+                        isa.store(&mut buf[2], na);
+                        isa.store(&mut buf[3], nb);
+                        w[i..].copy_from_slice(&buf[1][..len]);
+                        if slots >= 1 {
+                            s1[i..].copy_from_slice(&buf[2][..len]);
+                        }
+                        if slots >= 2 {
+                            s2[i..].copy_from_slice(&buf[3][..len]);
+                        }
                     }
-                    if slots >= 2 {
-                        buf[3][..len].copy_from_slice(&s2[i..]);
-                    }
-                    (isa.load(&buf[0]), isa.load(&buf[1]), isa.load(&buf[2]), isa.load(&buf[3]))
-                };
-                let (nw, na, nb) = update(step, gv, wv, av, bv);
-                if len == LANES {
-                    isa.store(&mut w[i..], nw);
-                    if slots >= 1 {
-                        isa.store(&mut s1[i..], na);
-                    }
-                    if slots >= 2 {
-                        isa.store(&mut s2[i..], nb);
-                    }
-                } else {
-                    isa.store(&mut buf[1], nw);
-                    isa.store(&mut buf[2], na);
-                    isa.store(&mut buf[3], nb);
-                    w[i..].copy_from_slice(&buf[1][..len]);
-                    if slots >= 1 {
-                        s1[i..].copy_from_slice(&buf[2][..len]);
-                    }
-                    if slots >= 2 {
-                        s2[i..].copy_from_slice(&buf[3][..len]);
-                    }
+                    i += len;
                 }
-                i += len;
-            }
-        })
+            },
+        )
     }
 }
 

@@ -1,26 +1,17 @@
-//! The one place where the instruction set is chosen: lane type and micro-tile shape.
+//! The baseline path's vector type and the micro-tile shape every path shares.
 //!
-//! `wide` compiles to AVX-512, AVX2+FMA, SSE2 or NEON depending on the target features
-//! the crate is built with (see `.cargo/config.toml`). The micro-tile is sized so that
-//! its accumulators, the B vectors and one broadcast fit the register file:
-//! AVX-512 has 32 vector registers (12x2 accumulators), AVX2 and others 16 (6x2).
-
-#[cfg(target_feature = "avx512f")]
-mod pick {
-    pub type V = wide::f32x16;
-    pub const MR: usize = 12;
-}
-
-#[cfg(not(target_feature = "avx512f"))]
-mod pick {
-    pub type V = wide::f32x8;
-    pub const MR: usize = 6;
-}
+//! The kernels are written over eight f32 lanes: [`super::simd`] runs them on AVX2+FMA
+//! when the CPU has it, whatever the build's flags, and on `wide::f32x8` otherwise, which
+//! `wide` compiles to what the build targets (SSE2 by default on x86-64, NEON on aarch64,
+//! AVX2 or AVX-512 under `-C target-cpu=native`). The micro-tile is sized so that its
+//! accumulators, the B vectors and one broadcast fit 16 vector registers (6x2). Every path
+//! has the same lanes and tile, so the order of every sum, and with it every bit of a run,
+//! is the same on each (see `docs/performance.md`).
 
 /// Rows of the output micro-tile.
-pub use pick::MR;
-/// The SIMD vector type every kernel is written over.
-pub use pick::V;
+pub const MR: usize = 6;
+/// The baseline path's vector.
+pub type V = wide::f32x8;
 
 /// f32 lanes in one [`V`].
 pub const LANES: usize = core::mem::size_of::<V>() / 4;
@@ -41,14 +32,15 @@ pub fn store(s: &mut [f32], v: V) {
     s[..LANES].copy_from_slice(&v.to_array());
 }
 
-/// Human-readable name of the compiled instruction set, for logs and bench reports.
+/// Human-readable name of the baseline path as this build compiles it, for logs and
+/// bench reports.
 pub const fn isa() -> &'static str {
     if cfg!(target_feature = "avx512f") {
-        "AVX-512 (f32x16)"
+        "AVX-512 (f32x8 as built)"
     } else if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
-        "AVX2+FMA (f32x8)"
+        "AVX2+FMA (f32x8 as built)"
     } else if cfg!(target_feature = "avx") {
-        "AVX (f32x8)"
+        "AVX (f32x8 as built)"
     } else if cfg!(target_arch = "aarch64") {
         "NEON (f32x8 as 2 x f32x4)"
     } else {

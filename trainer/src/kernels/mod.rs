@@ -170,7 +170,7 @@ const SMALL_B: usize = 16 * 1024;
 /// `C (m x n, row-major) = A (m x k) · B (k x n)`, then the epilogue; SIMD and parallel.
 pub fn gemm(m: usize, n: usize, k: usize, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], epilogue: Epilogue<'_>) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(t) = simd::Avx2Fma::detect() {
+    if let Some(t) = simd::avx2_chosen() {
         return gemm_with_state::<_, NoUpdate, false>(t, m, n, k, a, b, c, [&mut [], &mut []], epilogue, NoUpdate);
     }
     gemm_with_state::<_, NoUpdate, false>(simd::Baseline, m, n, k, a, b, c, [&mut [], &mut []], epilogue, NoUpdate);
@@ -195,7 +195,7 @@ pub fn gemm_update<U: ParamUpdate>(
         assert_eq!(slot.len(), want, "optimizer state slot {s}");
     }
     #[cfg(target_arch = "x86_64")]
-    if let Some(t) = simd::Avx2Fma::detect() {
+    if let Some(t) = simd::avx2_chosen() {
         return gemm_update_on(t, m, n, k, a, b, w, state, update);
     }
     gemm_update_on(simd::Baseline, m, n, k, a, b, w, state, update)
@@ -292,59 +292,65 @@ fn gemm_with_state<I: simd::Isa, U: ParamUpdate, const UPDATE: bool>(
             (rest, rest1, rest2, i0) = (tail, tail1, tail2, end);
         }
         blocks.into_par_iter().for_each(|(i0, c_blk, s1_blk, s2_blk)| {
-            isa.run(|| {
-                let rows = c_blk.len() / n;
-                PACKED_A.with(|cell| {
-                    let mut own = PackedA::new();
-                    let mut borrowed = cell.try_borrow_mut();
-                    let pa: &mut PackedA = match borrowed.as_mut() {
-                        Ok(v) => v,
-                        Err(_) => &mut own,
-                    };
-                    let micro = rows.div_ceil(MR);
-                    if pa.vals.len() < micro * k * MR {
-                        pa.vals.resize(micro * k * MR, 0.0);
-                        pa.steps.resize(micro * k, 0);
-                    }
-                    pa.kept.clear();
-                    for ip in 0..micro {
-                        let vals = &mut pa.vals[ip * k * MR..(ip + 1) * k * MR];
-                        let steps = &mut pa.steps[ip * k..(ip + 1) * k];
-                        pa.kept.push(pack_a(a, k, i0 + ip * MR, (rows - ip * MR).min(MR), vals, steps));
-                    }
-                    for jp in 0..panels {
-                        let j0 = jp * NR;
-                        let (b_panel, ldb) = match direct(jp) {
-                            true => (&b.data[j0..], b.rs),
-                            false => (&packed[jp * k * NR..(jp + 1) * k * NR], NR),
-                        };
-                        let cols = (n - j0).min(NR);
-                        for (ip, &kept) in pa.kept.iter().enumerate() {
-                            let r0 = ip * MR;
-                            let a_panel = &pa.vals[ip * k * MR..][..k * MR];
-                            let steps = &pa.steps[ip * k..][..kept];
-                            let at = r0 * n + j0;
-                            let tile = &mut c_blk[at..];
-                            let state = [slot_tail(s1_blk, at), slot_tail(s2_blk, at)];
-                            micro_kernel::<I, U, UPDATE>(
-                                isa,
-                                k,
-                                a_panel,
-                                steps,
-                                b_panel,
-                                ldb,
-                                tile,
-                                state,
-                                n,
-                                (rows - r0).min(MR),
-                                cols,
-                                j0,
-                                epilogue,
-                                update,
-                            );
+            let rows = c_blk.len() / n;
+            PACKED_A.with(|cell| {
+                let mut own = PackedA::new();
+                let mut borrowed = cell.try_borrow_mut();
+                let pa: &mut PackedA = match borrowed.as_mut() {
+                    Ok(v) => v,
+                    Err(_) => &mut own,
+                };
+                // Entered here, inside the thread-local's closure: code the path's
+                // intrinsics inline into must be compiled inside `run`, and `LocalKey::with`
+                // is not inlined into its caller.
+                isa.run(
+                    #[inline(always)]
+                    || {
+                        let micro = rows.div_ceil(MR);
+                        if pa.vals.len() < micro * k * MR {
+                            pa.vals.resize(micro * k * MR, 0.0);
+                            pa.steps.resize(micro * k, 0);
                         }
-                    }
-                });
+                        pa.kept.clear();
+                        for ip in 0..micro {
+                            let vals = &mut pa.vals[ip * k * MR..(ip + 1) * k * MR];
+                            let steps = &mut pa.steps[ip * k..(ip + 1) * k];
+                            pa.kept.push(pack_a(a, k, i0 + ip * MR, (rows - ip * MR).min(MR), vals, steps));
+                        }
+                        for jp in 0..panels {
+                            let j0 = jp * NR;
+                            let (b_panel, ldb) = match direct(jp) {
+                                true => (&b.data[j0..], b.rs),
+                                false => (&packed[jp * k * NR..(jp + 1) * k * NR], NR),
+                            };
+                            let cols = (n - j0).min(NR);
+                            for (ip, &kept) in pa.kept.iter().enumerate() {
+                                let r0 = ip * MR;
+                                let a_panel = &pa.vals[ip * k * MR..][..k * MR];
+                                let steps = &pa.steps[ip * k..][..kept];
+                                let at = r0 * n + j0;
+                                let tile = &mut c_blk[at..];
+                                let state = [slot_tail(s1_blk, at), slot_tail(s2_blk, at)];
+                                micro_kernel::<I, U, UPDATE>(
+                                    isa,
+                                    k,
+                                    a_panel,
+                                    steps,
+                                    b_panel,
+                                    ldb,
+                                    tile,
+                                    state,
+                                    n,
+                                    (rows - r0).min(MR),
+                                    cols,
+                                    j0,
+                                    epilogue,
+                                    update,
+                                );
+                            }
+                        }
+                    },
+                );
             })
         });
     });
@@ -572,57 +578,61 @@ fn store_update<I: simd::Isa, U: ParamUpdate>(
     rows: usize,
     cols: usize,
 ) {
-    isa.run(|| {
-        let slots = update.slots();
-        let [s1, s2] = state;
-        let zero = isa.splat(0.0);
-        if cols == NR {
-            // Whole rows of the tile: straight from and to the arrays.
-            for (r, g) in acc.iter().enumerate().take(rows) {
-                for (x, &g) in g.iter().enumerate() {
-                    let at = r * ldc + x * LANES;
-                    let m = if slots >= 1 { isa.load(&s1[at..]) } else { zero };
-                    let v = if slots >= 2 { isa.load(&s2[at..]) } else { zero };
-                    let (nw, nm, nv) = update.apply(g, isa.load(&c[at..]), m, v);
-                    isa.store(&mut c[at..], nw);
-                    if slots >= 1 {
-                        isa.store(&mut s1[at..], nm);
-                    }
-                    if slots >= 2 {
-                        isa.store(&mut s2[at..], nv);
+    isa.run(
+        #[inline(always)]
+        || {
+            let slots = update.slots();
+            let [s1, s2] = state;
+            let zero = isa.splat(0.0);
+            if cols == NR {
+                // Whole rows of the tile: straight from and to the arrays.
+                for (r, g) in acc.iter().enumerate().take(rows) {
+                    for (x, &g) in g.iter().enumerate() {
+                        let at = r * ldc + x * LANES;
+                        let m = if slots >= 1 { isa.load(&s1[at..]) } else { zero };
+                        let v = if slots >= 2 { isa.load(&s2[at..]) } else { zero };
+                        let (nw, nm, nv) = update.apply(g, isa.load(&c[at..]), m, v);
+                        isa.store(&mut c[at..], nw);
+                        if slots >= 1 {
+                            isa.store(&mut s1[at..], nm);
+                        }
+                        if slots >= 2 {
+                            isa.store(&mut s2[at..], nv);
+                        }
                     }
                 }
+                return;
             }
-            return;
-        }
-        for (r, g) in acc.iter().enumerate().take(rows) {
-            let at = r * ldc;
-            let mut w = [0.0f32; NR];
-            let mut m = [0.0f32; NR];
-            let mut v = [0.0f32; NR];
-            w[..cols].copy_from_slice(&c[at..at + cols]);
-            if slots >= 1 {
-                m[..cols].copy_from_slice(&s1[at..at + cols]);
+            for (r, g) in acc.iter().enumerate().take(rows) {
+                let at = r * ldc;
+                let mut w = [0.0f32; NR];
+                let mut m = [0.0f32; NR];
+                let mut v = [0.0f32; NR];
+                w[..cols].copy_from_slice(&c[at..at + cols]);
+                if slots >= 1 {
+                    m[..cols].copy_from_slice(&s1[at..at + cols]);
+                }
+                if slots >= 2 {
+                    v[..cols].copy_from_slice(&s2[at..at + cols]);
+                }
+                for (x, &g) in g.iter().enumerate() {
+                    let lane = x * LANES;
+                    let (nw, nm, nv) =
+                        update.apply(g, isa.load(&w[lane..]), isa.load(&m[lane..]), isa.load(&v[lane..]));
+                    isa.store(&mut w[lane..], nw);
+                    isa.store(&mut m[lane..], nm);
+                    isa.store(&mut v[lane..], nv);
+                }
+                c[at..at + cols].copy_from_slice(&w[..cols]);
+                if slots >= 1 {
+                    s1[at..at + cols].copy_from_slice(&m[..cols]);
+                }
+                if slots >= 2 {
+                    s2[at..at + cols].copy_from_slice(&v[..cols]);
+                }
             }
-            if slots >= 2 {
-                v[..cols].copy_from_slice(&s2[at..at + cols]);
-            }
-            for (x, &g) in g.iter().enumerate() {
-                let lane = x * LANES;
-                let (nw, nm, nv) = update.apply(g, isa.load(&w[lane..]), isa.load(&m[lane..]), isa.load(&v[lane..]));
-                isa.store(&mut w[lane..], nw);
-                isa.store(&mut m[lane..], nm);
-                isa.store(&mut v[lane..], nv);
-            }
-            c[at..at + cols].copy_from_slice(&w[..cols]);
-            if slots >= 1 {
-                s1[at..at + cols].copy_from_slice(&m[..cols]);
-            }
-            if slots >= 2 {
-                s2[at..at + cols].copy_from_slice(&v[..cols]);
-            }
-        }
-    })
+        },
+    )
 }
 
 /// A partial tile (`rows x cols` of it) into `c` (row stride `ldc`), with the epilogue.
@@ -642,35 +652,38 @@ fn store_edge<I: simd::Isa>(
     j0: usize,
     epilogue: Epilogue<'_>,
 ) {
-    isa.run(|| {
-        use simd::Vector;
-        if let Epilogue::BiasAct(bias, act) = epilogue {
-            // On whole vectors, as in a full tile (the activation's bits are the vector's).
-            let mut padded = [0.0f32; NR];
-            padded[..cols].copy_from_slice(&bias[j0..j0 + cols]);
-            let b: [I::V; NV] = core::array::from_fn(|v| isa.load(&padded[v * LANES..]));
-            for row in acc.iter_mut() {
-                for (x, b) in row.iter_mut().zip(b) {
-                    *x = act.apply(*x + b);
+    isa.run(
+        #[inline(always)]
+        || {
+            use simd::Vector;
+            if let Epilogue::BiasAct(bias, act) = epilogue {
+                // On whole vectors, as in a full tile (the activation's bits are the vector's).
+                let mut padded = [0.0f32; NR];
+                padded[..cols].copy_from_slice(&bias[j0..j0 + cols]);
+                let b: [I::V; NV] = core::array::from_fn(|v| isa.load(&padded[v * LANES..]));
+                for row in acc.iter_mut() {
+                    for (x, b) in row.iter_mut().zip(b) {
+                        *x = act.apply(*x + b);
+                    }
                 }
             }
-        }
-        for (r, acc_row) in acc.iter().enumerate().take(rows) {
-            let mut vals = [0.0f32; NR];
-            for (v, x) in acc_row.iter().enumerate() {
-                x.write(&mut vals[v * LANES..(v + 1) * LANES]);
+            for (r, acc_row) in acc.iter().enumerate().take(rows) {
+                let mut vals = [0.0f32; NR];
+                for (v, x) in acc_row.iter().enumerate() {
+                    x.write(&mut vals[v * LANES..(v + 1) * LANES]);
+                }
+                let row = &mut c[r * ldc..r * ldc + cols];
+                for (j, (dst, &val)) in row.iter_mut().zip(&vals).enumerate() {
+                    *dst = match epilogue {
+                        Epilogue::Store | Epilogue::BiasAct(..) => val,
+                        Epilogue::Accumulate => *dst + val,
+                        Epilogue::Bias(bias) => val + bias[j0 + j],
+                        Epilogue::Descend(lr) => isa.fma(val, -lr, *dst),
+                    };
+                }
             }
-            let row = &mut c[r * ldc..r * ldc + cols];
-            for (j, (dst, &val)) in row.iter_mut().zip(&vals).enumerate() {
-                *dst = match epilogue {
-                    Epilogue::Store | Epilogue::BiasAct(..) => val,
-                    Epilogue::Accumulate => *dst + val,
-                    Epilogue::Bias(bias) => val + bias[j0 + j],
-                    Epilogue::Descend(lr) => isa.fma(val, -lr, *dst),
-                };
-            }
-        }
-    })
+        },
+    )
 }
 
 /// A full tile's `act(acc + bias)` into `c` (row stride `ldc`).
@@ -678,14 +691,17 @@ fn store_edge<I: simd::Isa>(
 /// Out of line, and `acc` by value, like [`store_edge`].
 #[inline(never)]
 fn store_bias_act<I: simd::Isa>(isa: I, acc: [[I::V; NV]; MR], bias: &[f32], act: Act, c: &mut [f32], ldc: usize) {
-    isa.run(|| {
-        let b: [I::V; NV] = core::array::from_fn(|v| isa.load(&bias[v * LANES..]));
-        for (r, row) in acc.iter().enumerate() {
-            for (v, (&x, &b)) in row.iter().zip(&b).enumerate() {
-                isa.store(&mut c[r * ldc + v * LANES..], act.apply(x + b));
+    isa.run(
+        #[inline(always)]
+        || {
+            let b: [I::V; NV] = core::array::from_fn(|v| isa.load(&bias[v * LANES..]));
+            for (r, row) in acc.iter().enumerate() {
+                for (v, (&x, &b)) in row.iter().zip(&b).enumerate() {
+                    isa.store(&mut c[r * ldc + v * LANES..], act.apply(x + b));
+                }
             }
-        }
-    })
+        },
+    )
 }
 
 /// Column sums of `x` (shape (rows, out.len()) row-major), top to bottom: the bias gradient.
@@ -694,7 +710,7 @@ fn store_bias_act<I: simd::Isa>(isa: I, acc: [[I::V; NV]; MR], bias: &[f32], act
 /// depend on the thread count.
 pub fn column_sums(x: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(t) = simd::Avx2Fma::detect() {
+    if let Some(t) = simd::avx2_chosen() {
         return column_sums_on(t, x, out);
     }
     column_sums_on(simd::Baseline, x, out)
@@ -706,29 +722,32 @@ fn column_sums_on<I: simd::Isa>(isa: I, x: &[f32], out: &mut [f32]) {
     assert_eq!(x.len() % n.max(1), 0, "x is not a whole number of rows");
     const STRIP: usize = 64;
     out.par_chunks_mut(STRIP).enumerate().for_each(|(s, o)| {
-        isa.run(|| {
-            let j0 = s * STRIP;
-            o.fill(0.0);
-            for row in x.chunks_exact(n) {
-                let src = &row[j0..j0 + o.len()];
-                let mut oc = o.chunks_exact_mut(LANES);
-                let mut sc = src.chunks_exact(LANES);
-                for (ov, sv) in (&mut oc).zip(&mut sc) {
-                    let sum = isa.load(ov) + isa.load(sv);
-                    isa.store(ov, sum);
+        isa.run(
+            #[inline(always)]
+            || {
+                let j0 = s * STRIP;
+                o.fill(0.0);
+                for row in x.chunks_exact(n) {
+                    let src = &row[j0..j0 + o.len()];
+                    let mut oc = o.chunks_exact_mut(LANES);
+                    let mut sc = src.chunks_exact(LANES);
+                    for (ov, sv) in (&mut oc).zip(&mut sc) {
+                        let sum = isa.load(ov) + isa.load(sv);
+                        isa.store(ov, sum);
+                    }
+                    for (ov, sv) in oc.into_remainder().iter_mut().zip(sc.remainder()) {
+                        *ov += sv;
+                    }
                 }
-                for (ov, sv) in oc.into_remainder().iter_mut().zip(sc.remainder()) {
-                    *ov += sv;
-                }
-            }
-        })
+            },
+        )
     });
 }
 
 /// `w -= lr * g`, elementwise: the SGD step.
 pub fn sgd_step(w: &mut [f32], g: &[f32], lr: f32) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(t) = simd::Avx2Fma::detect() {
+    if let Some(t) = simd::avx2_chosen() {
         // Fused, vectors and tail alike, as a build with FMA rounds them.
         return sgd_step_on(t, w, g, lr, f32::mul_add);
     }
@@ -740,17 +759,20 @@ fn sgd_step_on<I: simd::Isa>(isa: I, w: &mut [f32], g: &[f32], lr: f32, fma: fn(
     assert_eq!(w.len(), g.len());
     const CHUNK: usize = 16 * 1024;
     w.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).for_each(|(w, g)| {
-        isa.run(|| {
-            let neg = isa.splat(-lr);
-            let mut wc = w.chunks_exact_mut(LANES);
-            let mut gc = g.chunks_exact(LANES);
-            for (wv, gv) in (&mut wc).zip(&mut gc) {
-                let out = isa.mul_add(isa.load(gv), neg, isa.load(wv));
-                isa.store(wv, out);
-            }
-            for (wv, gv) in wc.into_remainder().iter_mut().zip(gc.remainder()) {
-                *wv = fma(*gv, -lr, *wv);
-            }
-        })
+        isa.run(
+            #[inline(always)]
+            || {
+                let neg = isa.splat(-lr);
+                let mut wc = w.chunks_exact_mut(LANES);
+                let mut gc = g.chunks_exact(LANES);
+                for (wv, gv) in (&mut wc).zip(&mut gc) {
+                    let out = isa.mul_add(isa.load(gv), neg, isa.load(wv));
+                    isa.store(wv, out);
+                }
+                for (wv, gv) in wc.into_remainder().iter_mut().zip(gc.remainder()) {
+                    *wv = fma(*gv, -lr, *wv);
+                }
+            },
+        )
     });
 }

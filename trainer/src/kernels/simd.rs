@@ -598,21 +598,130 @@ pub trait Job {
     fn run<I: Isa>(self, isa: I) -> Self::Out;
 }
 
-/// Runs `job` on the best path this CPU has: AVX2 + FMA where it has them, else the baseline.
+/// The environment variable that names the f32 path: `auto` (or unset: the best this CPU
+/// has), `avx2` or `baseline`; read once per process.
+pub const PATH_ENV: &str = "FMLP_F32_PATH";
+
+/// An f32 path by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// AVX2 + FMA through [`F32x8`], whatever the build's flags.
+    Avx2Fma,
+    /// `wide`'s vectors as the build compiles them.
+    Baseline,
+}
+
+impl Path {
+    /// The best path this CPU runs.
+    pub fn best() -> Path {
+        #[cfg(target_arch = "x86_64")]
+        if Avx2Fma::detect().is_some() {
+            return Path::Avx2Fma;
+        }
+        Path::Baseline
+    }
+
+    /// Whether this CPU runs the path.
+    pub fn runs(self) -> bool {
+        self == Path::Baseline || Path::best() == Path::Avx2Fma
+    }
+
+    /// The path named `name` (`auto`, `avx2`, `baseline`, any case, blank meaning `auto`),
+    /// or an error that says what to write instead.
+    pub fn named(name: &str) -> Result<Path, String> {
+        let path = match name.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => return Ok(Path::best()),
+            "avx2" => Path::Avx2Fma,
+            "baseline" => Path::Baseline,
+            other => {
+                return Err(format!(
+                    "{PATH_ENV}={other:?} names no f32 path: write auto, avx2 or baseline, or unset it"
+                ));
+            }
+        };
+        if !path.runs() {
+            return Err(format!(
+                "{PATH_ENV}={name:?}: this CPU lacks AVX2 or FMA; write auto or baseline, or unset it"
+            ));
+        }
+        Ok(path)
+    }
+
+    /// [`Path::named`] for the value of [`PATH_ENV`] (unset: the best).
+    pub fn from_env() -> Result<Path, String> {
+        Path::named(&std::env::var(PATH_ENV).unwrap_or_default())
+    }
+
+    /// The path the kernels take in this process: [`Path::from_env`] on first use, the best
+    /// path if that fails (programs check [`Path::from_env`] first to report the error).
+    pub fn chosen() -> Path {
+        static CHOSEN: std::sync::OnceLock<Path> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| Path::from_env().unwrap_or_else(|_| Path::best()))
+    }
+
+    /// For logs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::Avx2Fma if self == Path::best() => "AVX2+FMA (f32x8, chosen at run time)",
+            Path::Avx2Fma => "AVX2+FMA (f32x8)",
+            Path::Baseline => crate::kernels::lanes::isa(),
+        }
+    }
+}
+
+/// The AVX2 + FMA token when that is the [`Path::chosen`] path.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn avx2_chosen() -> Option<Avx2Fma> {
+    if Path::chosen() == Path::Avx2Fma { Avx2Fma::detect() } else { None }
+}
+
+/// Runs `job` on the [`Path::chosen`] path: AVX2 + FMA where this CPU has them (unless
+/// [`PATH_ENV`] says `baseline`), else the baseline.
 #[inline]
 pub fn dispatch<J: Job>(job: J) -> J::Out {
     #[cfg(target_arch = "x86_64")]
-    if let Some(t) = Avx2Fma::detect() {
+    if let Some(t) = avx2_chosen() {
         return job.run(t);
     }
     job.run(Baseline)
 }
 
-/// The path [`dispatch`] takes on this CPU, for logs and reports.
+/// The path [`dispatch`] takes in this process, for logs and reports.
 pub fn path() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    if Avx2Fma::detect().is_some() {
-        return "AVX2+FMA (f32x8, chosen at run time)";
+    Path::chosen().name()
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_named_checked_and_chosen() {
+        // CI runs these tests on emulated CPUs and names the path each must choose.
+        if let Ok(want) = std::env::var("FMLP_EXPECT_F32_PATH") {
+            let got = Path::best().name();
+            assert!(got.contains(&want), "FMLP_EXPECT_F32_PATH={want}, but {got} was chosen");
+        }
+        assert_eq!(Path::named("baseline"), Ok(Path::Baseline));
+        assert_eq!(Path::named(" Auto "), Ok(Path::best()));
+        assert_eq!(Path::named(""), Ok(Path::best()));
+        assert!(Path::Baseline.runs());
+        let avx2 = Path::named("AVX2");
+        #[cfg(target_arch = "x86_64")]
+        let has = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        #[cfg(not(target_arch = "x86_64"))]
+        let has = false;
+        match avx2 {
+            Ok(path) => assert!(has && path == Path::Avx2Fma && Path::best() == Path::Avx2Fma),
+            Err(e) => assert!(!has && e.contains("lacks AVX2"), "{e}"),
+        }
+        let e = Path::named("avx512").unwrap_err();
+        assert!(e.contains("FMLP_F32_PATH=\"avx512\"") && e.contains("auto, avx2 or baseline"), "{e}");
+        // The process's choice is one this CPU runs and the one the environment asked for.
+        assert!(Path::chosen().runs());
+        if let Ok(asked) = Path::from_env() {
+            assert_eq!(Path::chosen(), asked);
+        }
     }
-    crate::kernels::lanes::isa()
 }
