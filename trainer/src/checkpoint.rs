@@ -20,7 +20,7 @@ use crate::state::{TrainState, Unfit};
 /// First bytes of a checkpoint file.
 pub const MAGIC: &[u8; 8] = b"FMLPCKPT";
 /// Version of the payload layout.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// Largest checkpoint read: four 1024-wide layers with Adam's state and the best weights
 /// come to about 70 MB.
 pub const MAX_BYTES: u64 = 512 << 20;

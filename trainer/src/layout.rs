@@ -91,6 +91,11 @@ impl Layout {
         Layout { order, image: Some([rows, cols]), mirrored }
     }
 
+    /// The input (the data's index) at each position.
+    pub fn order(&self) -> &[u16] {
+        &self.order
+    }
+
     /// Inputs per example.
     pub fn width(&self) -> usize {
         self.order.len()

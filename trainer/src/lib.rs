@@ -6,7 +6,8 @@
 //!   (counter-based randomness);
 //! - parameters and their updates: [`optim`] (optimizers, learning-rate schedules), [`norm`]
 //!   (batch norm, folded into the dense layers for export);
-//! - the network: [`model`] (layers, forward and backward pass);
+//! - the network: [`model`] (layers, forward and backward pass), [`prune`] (gradual
+//!   magnitude pruning of its weights in blocks);
 //! - data for training: [`data`] (the `dataset` crate), [`augment`] (validation split, shifts
 //!   and flips), [`layout`] (pixel order and batch gathering);
 //! - a run: [`recipe`] (presets and options), [`history`] (one record per epoch), [`keep`]
@@ -34,6 +35,7 @@ pub mod layout;
 pub mod model;
 pub mod norm;
 pub mod optim;
+pub mod prune;
 pub mod quant;
 pub mod recipe;
 pub mod report;

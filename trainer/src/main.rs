@@ -287,6 +287,12 @@ struct FitArgs {
     /// validation split).
     #[arg(long, group = "recipe", value_name = "PATIENCE", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Recipe")]
     early_stopping: Option<u32>,
+    /// Prune the hidden layers to SPARSITY (0.9: 90% of their weights set to zero), in
+    /// blocks of 4 consecutive inputs of one unit (the int8 kernels' 4-byte groups):
+    /// gradual magnitude pruning from 5% to 60% of the run, the rest fine-tuning what is
+    /// kept. The output layer stays dense. The sparsity reached is reported per layer.
+    #[arg(long, group = "recipe", value_name = "SPARSITY", help_heading = "Recipe")]
+    prune: Option<f32>,
     /// Images per step, 1 to 60,000 (the training set) [seed: 500, best: 256].
     #[arg(long, group = "recipe", value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH))]
     batch_size: Option<u32>,
@@ -612,6 +618,7 @@ fn request(args: &FitArgs, study_data: bool) -> Request {
         batch_norm: on_off(args.batch_norm, args.no_batch_norm),
         val_split: args.val_split.map(|n| n as usize),
         early_stopping: args.early_stopping.map(|p| p as usize),
+        prune: args.prune,
         batch_size: args.batch_size.map(|b| b as usize),
         seed: args.seed,
     };

@@ -8,6 +8,7 @@ use crate::augment::Augment;
 use crate::data::Schema;
 use crate::model::Network;
 use crate::optim::{Optimizer, Schedule};
+use crate::prune::Prune;
 
 /// Training images of Fashion-MNIST, which the presets' warm-up is counted in.
 pub const STUDY_TRAIN_IMAGES: usize = 60_000;
@@ -84,6 +85,9 @@ pub struct Recipe {
     /// Stop after this many epochs without a better validation accuracy (needs `val_split`).
     #[serde(default)]
     pub early_stopping: Option<usize>,
+    /// Pruning of the hidden layers' weights in blocks (none when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<Prune>,
 }
 
 impl Recipe {
@@ -104,6 +108,7 @@ impl Recipe {
             augment: Augment::default(),
             val_split: 0,
             early_stopping: None,
+            prune: None,
         }
     }
 
@@ -128,6 +133,7 @@ impl Recipe {
             augment: Augment { shift: 0, flip: true },
             val_split: BEST_VAL_SPLIT,
             early_stopping: None,
+            prune: None,
         }
     }
 
@@ -163,6 +169,9 @@ impl Recipe {
         }
         if self.early_stopping == Some(0) {
             return Err("early stopping needs a patience of at least 1 epoch".into());
+        }
+        if let Some(prune) = &self.prune {
+            prune.check()?;
         }
         Ok(())
     }
@@ -344,6 +353,8 @@ pub struct Overrides {
     pub val_split: Option<usize>,
     /// Early-stopping patience, in epochs.
     pub early_stopping: Option<usize>,
+    /// The fraction of the hidden layers' weight blocks to prune.
+    pub prune: Option<f32>,
     /// Images per step.
     pub batch_size: Option<usize>,
     /// The run's seed.
@@ -490,6 +501,7 @@ fn apply(base: Recipe, request: &Request, facts: &DataFacts) -> Result<Recipe, R
         },
         val_split,
         early_stopping: o.early_stopping.or(base.early_stopping),
+        prune: o.prune.map(Prune::to).or(base.prune),
         // Batch norm of the best preset is for images: a table's features are standardized
         // by the model already, and its small batches (16 rows) give noisy statistics.
         network: Network {

@@ -111,6 +111,10 @@ pub struct ModelSummary {
     /// Loss of the kept weights on the held-out validation images.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_loss: Option<f64>,
+    /// The fraction of each pruned layer's blocks of 4 inputs cut, input side first (absent
+    /// without pruning).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sparsity: Vec<f64>,
 }
 
 impl ModelSummary {
@@ -135,8 +139,22 @@ impl ModelSummary {
             top_epoch: t.top_epoch,
             val_accuracy: t.best_epoch.map(|e| t.history[e - 1].val_accuracy),
             val_loss: t.best_epoch.map(|e| t.history[e - 1].val_loss),
+            sparsity: t.sparsity.clone(),
         }
     }
+}
+
+/// What pruning left of a model: the blocks cut per layer and the weights that are not zero.
+pub fn sparsity_line(name: &str, t: &Trained) -> String {
+    let layers: Vec<String> =
+        t.sparsity.iter().enumerate().map(|(l, s)| format!("layer {} {:.1}%", l + 1, 100.0 * s)).collect();
+    let (nonzero, all) =
+        t.model.layers.iter().fold((0, 0), |(n, a), l| (n + l.w.iter().filter(|&&w| w != 0.0).count(), a + l.w.len()));
+    format!(
+        "{name}: pruned blocks of 4 inputs: {}; {nonzero} of {all} weights are not zero ({:.1}%)",
+        layers.join(", "),
+        100.0 * nonzero as f64 / all.max(1) as f64
+    )
 }
 
 /// Writes a model's folder: history, confusion matrix (classes named `names`), predictions

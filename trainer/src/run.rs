@@ -125,6 +125,9 @@ fn fit_model(out: &Path, recipe: &Recipe, ds: &Dataset, progress: &mut dyn Progr
             report::kept_why(kept, trained.top_epoch, trained.history.len(), ds.schema.noun())
         ));
     }
+    if !trained.sparsity.is_empty() {
+        progress.say(&report::sparsity_line(name, &trained));
+    }
     let (test, seconds) = (&trained.test, trained.train_seconds);
     progress.say(&format!(
         "{name}: test accuracy {:.2}%, test loss {:.4}, {seconds:.1} s",

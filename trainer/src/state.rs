@@ -6,6 +6,7 @@ use crate::history::EpochRecord;
 use crate::keep::Selection;
 use crate::model::Mlp;
 use crate::optim::OptState;
+use crate::prune::Masks;
 
 /// Everything that changes as a run trains. A run continued from a saved one ends with the
 /// same bits as one never interrupted. (Its fields are in the order of the checkpoint's
@@ -30,6 +31,8 @@ pub struct TrainState {
     pub selection: Selection,
     /// Training wall time so far.
     pub seconds: f64,
+    /// The blocks pruning has cut, per pruned layer (empty without pruning).
+    pub masks: Masks,
 }
 
 /// Why a saved state cannot continue a run.
@@ -55,6 +58,7 @@ impl TrainState {
             history: Vec::new(),
             selection: Selection::default(),
             seconds: 0.0,
+            masks: Masks::new(),
         }
     }
 
@@ -85,6 +89,9 @@ impl TrainState {
         let predictions = if s.best.is_some() { validation } else { 0 };
         if s.best_predictions.len() != predictions || (s.keep_best && s.best.is_none()) {
             return Err(Unfit::Inconsistent("its validation predictions do not fit the held-out images"));
+        }
+        if self.masks.iter().map(Vec::len).ne(start.masks.iter().map(Vec::len)) {
+            return Err(Unfit::Inconsistent("its pruning masks do not fit the network"));
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ use crate::data::{Dataset, Split};
 use crate::history::EpochRecord;
 use crate::layout::{Layout, silhouette_keys};
 use crate::model::{DropoutSeed, Mlp, Workspace, batch_loss_correct};
+use crate::prune::{self, Masks};
 use crate::recipe::Recipe;
 use crate::scaling::Standardizer;
 use crate::state::TrainState;
@@ -162,6 +163,9 @@ pub struct Trained {
     /// The epoch with the highest validation accuracy (then the lowest loss) on the
     /// held-out images (`None` without them).
     pub top_epoch: Option<usize>,
+    /// The fraction of each pruned layer's blocks of [`prune::BLOCK`] inputs cut, input
+    /// side first (empty without pruning).
+    pub sparsity: Vec<f64>,
 }
 
 /// Trains a model with `recipe` on `data`, validating after every epoch (see [`fit_with`]).
@@ -319,7 +323,8 @@ impl<'a> Session<'a> {
         };
         // A batch larger than the training set is the training set (and allocates no more).
         let batch = recipe.batch_size.clamp(1, train.len().max(1));
-        let start = TrainState::start(model, recipe.optimizer.slots(), rng, train.len());
+        let masks = if recipe.prune.is_some() { prune::uncut(&model) } else { Masks::new() };
+        let start = TrainState { masks, ..TrainState::start(model, recipe.optimizer.slots(), rng, train.len()) };
         let session = Session {
             recipe,
             steps: train.len().div_ceil(batch),
@@ -339,6 +344,11 @@ impl<'a> Session<'a> {
             y: vec![0; batch],
         };
         Ok((session, start))
+    }
+
+    /// Steps in the whole run.
+    fn total_steps(&self) -> usize {
+        self.steps * self.recipe.epochs
     }
 
     /// Images held out for validation (0: the test set validates, the study's way).
@@ -388,7 +398,9 @@ impl<'a> Session<'a> {
             val_accuracy: eval.accuracy,
             seconds: t0.elapsed().as_secs_f64(),
         };
-        if recipe.val_split > 0 {
+        // A pruned run chooses among the epochs that end at its final sparsity.
+        let pruned = recipe.prune.is_none_or(|p| p.reached(epoch * self.steps, self.total_steps()));
+        if recipe.val_split > 0 && pruned {
             let labels = &self.validation.labels;
             state.selection.observe(&record, &state.history, &state.model, eval.predictions, labels);
         }
@@ -412,6 +424,13 @@ impl<'a> Session<'a> {
         let recipe = self.recipe;
         let (rows, w) = (idx.len(), self.layout.width());
         let t = (epoch - 1) * self.steps + step;
+        let total = self.total_steps();
+        if let Some(p) = recipe.prune
+            && p.updates_at(t, total)
+        {
+            prune::update(&mut state.masks, &state.model, p.sparsity_at(t, total), self.layout.order());
+            prune::apply(&state.masks, &mut state.model, self.layout.order());
+        }
         let x = &mut self.x[..rows * w];
         let (train, laid_out, values) = (&*self.train, &self.train_pixels, &self.train_values);
         let scratch = &mut self.pixels[..rows * w];
@@ -434,6 +453,7 @@ impl<'a> Session<'a> {
         let update = recipe.optimizer.step(lr, t as u64 + 1);
         let labels = &self.y[..rows];
         model.backward(x, labels, &mut self.ws, dropout > 0.0, recipe.label_smoothing, &mut state.opt, update);
+        prune::apply(&state.masks, model, self.layout.order());
         Ok((loss, correct))
     }
 
@@ -441,6 +461,7 @@ impl<'a> Session<'a> {
     /// order, evaluated on the test set.
     fn finish(mut self, state: TrainState, train_seconds: f64) -> Result<Trained, FitError> {
         let epochs = state.history.len();
+        let sparsity = prune::sparsity(&state.masks);
         let kept = state.selection.kept(state.model, epochs);
         // What is exported: a plain stack of dense layers, any norms folded in, in the data's
         // order, taking its raw values.
@@ -461,6 +482,7 @@ impl<'a> Session<'a> {
             train_seconds,
             best_epoch: kept.epoch,
             top_epoch: kept.top,
+            sparsity,
         })
     }
 }

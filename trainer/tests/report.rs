@@ -58,6 +58,7 @@ fn saved_run(dir: &Path) {
             top_epoch: held_out.then_some(2),
             val_accuracy: held_out.then_some(0.7125),
             val_loss: held_out.then_some(0.61),
+            sparsity: Vec::new(),
         });
     }
     let labels: Vec<u8> = (0..25).map(|i| (i % 10) as u8).collect();

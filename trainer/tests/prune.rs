@@ -1,0 +1,168 @@
+//! Pruning in training: the sparsity reached, blocks of 4 inputs in the exported order, the
+//! same bits at any thread count and after a stop and resume.
+
+mod common;
+
+use common::{PIXELS, data};
+use infer_core::Activation;
+use trainer::data::Split;
+use trainer::format;
+use trainer::model::Network;
+use trainer::prune::{BLOCK, Prune};
+use trainer::recipe::{ModelKind, Recipe};
+use trainer::train::{self, FitError, Observer, Quiet, Trained};
+
+/// Images whose class is a bright band at row `2 * class + 3`, plus noise; only some of the
+/// pixels matter, as in real images.
+fn synthetic(n: usize, seed: u64) -> Split {
+    let mut pixels = vec![0u8; n * PIXELS];
+    let mut labels = vec![0u8; n];
+    let mut s = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    let mut next = || {
+        s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (s >> 33) as u32
+    };
+    for i in 0..n {
+        let class = (next() % 10) as usize;
+        labels[i] = class as u8;
+        for (p, v) in pixels[i * PIXELS..(i + 1) * PIXELS].iter_mut().enumerate() {
+            *v = if p / 28 == 2 * class + 3 { 200 + (next() % 56) as u8 } else { (next() % 40) as u8 };
+        }
+    }
+    Split::bytes(pixels, labels, PIXELS)
+}
+
+/// A 784-64-30-10 network (30: a width that is not a multiple of 4), pruned to `sparsity`.
+fn pruned(sparsity: f32, batch_norm: bool, epochs: usize) -> Recipe {
+    let network = Network { hidden: vec![64, 30], activation: Activation::Relu, dropout: 0.1, batch_norm };
+    let prune = Prune { every: 3, ..Prune::to(sparsity) };
+    Recipe {
+        name: network.name(),
+        network,
+        epochs,
+        lr: 0.1,
+        batch_size: 100,
+        seed: 7,
+        prune: Some(prune),
+        ..Recipe::seed(ModelKind::Relu)
+    }
+}
+
+/// Blocks of each pruned layer whose weights are all zero, and blocks in all.
+fn zero_blocks(t: &Trained) -> Vec<(usize, usize)> {
+    let layers = &t.model.layers;
+    layers[..layers.len() - 1]
+        .iter()
+        .map(|l| {
+            let groups = l.inputs.div_ceil(BLOCK);
+            let zero = (0..groups)
+                .flat_map(|g| (0..l.outputs).map(move |j| (g, j)))
+                .filter(|&(g, j)| (g * BLOCK..(g * BLOCK + BLOCK).min(l.inputs)).all(|i| l.w[i * l.outputs + j] == 0.0))
+                .count();
+            (zero, groups * l.outputs)
+        })
+        .collect()
+}
+
+#[test]
+fn every_hidden_layer_reaches_the_sparsity_in_blocks_of_the_exported_order() {
+    let (tr, te) = (synthetic(1000, 1), synthetic(300, 2));
+    for (sparsity, batch_norm) in [(0.9, false), (0.75, true)] {
+        let t = train::fit(&pruned(sparsity, batch_norm, 8), &data(&tr, &te), &mut Quiet).unwrap();
+        eprintln!("{sparsity}: test accuracy {}", t.test.accuracy);
+        assert_eq!(t.sparsity.len(), 2, "the two hidden layers are pruned");
+        for (l, (&s, (zero, all))) in t.sparsity.iter().zip(zero_blocks(&t)).enumerate() {
+            let want = (f64::from(sparsity) * all as f64).round() as usize;
+            assert!((s - want as f64 / all as f64).abs() < 1e-12, "layer {l}: {s} of its blocks cut");
+            // The cut blocks are whole blocks of 4 consecutive inputs of the exported model
+            // (the first layer's rows were moved back from the trainer's pixel order), and
+            // hardly any block that was kept is all zeros.
+            assert!(zero >= want && zero <= want + all / 100, "layer {l}: {zero} zero blocks, {want} cut, of {all}");
+        }
+        let out = t.model.layers.last().unwrap();
+        assert!(out.w.iter().all(|&w| w != 0.0), "the output layer stays dense");
+        assert!(t.test.accuracy > 0.9, "{sparsity}: the easy task is still learned: {}", t.test.accuracy);
+    }
+}
+
+#[test]
+fn a_pruned_run_has_the_same_bits_with_1_and_2_threads() {
+    let (tr, te) = (synthetic(600, 3), synthetic(100, 4));
+    let recipe = pruned(0.8, true, 3);
+    let run = |threads| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| train::fit(&recipe, &data(&tr, &te), &mut Quiet).unwrap())
+    };
+    let (a, b) = (run(1), run(2));
+    assert_eq!(format::encode_f32(&a.model).unwrap(), format::encode_f32(&b.model).unwrap());
+    assert_eq!(a.test.predictions, b.test.predictions);
+    assert_eq!(a.sparsity, b.sparsity);
+}
+
+/// Stops a run after `left` steps.
+struct StopAfter {
+    left: usize,
+}
+
+impl Observer for StopAfter {
+    fn step(&mut self, _: usize, _: f64, _: f64) {
+        self.left = self.left.saturating_sub(1);
+    }
+    fn stop(&mut self) -> bool {
+        self.left == 0
+    }
+}
+
+#[test]
+fn a_pruned_run_stopped_and_resumed_ends_with_the_bits_of_one_never_stopped() {
+    let (tr, te) = (synthetic(600, 5), synthetic(100, 6));
+    let recipe = pruned(0.85, false, 4);
+    let ds = data(&tr, &te);
+    let whole = train::fit(&recipe, &ds, &mut Quiet).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("checkpoint");
+    // Six steps an epoch; stopped in the third epoch, while the masks are still growing.
+    let stopped = train::fit_with(&recipe, &ds, &mut StopAfter { left: 14 }, Some(&checkpoint));
+    assert!(matches!(stopped, Err(FitError::Stopped { epochs: 2 })), "{stopped:?}");
+    let resumed = train::fit_with(&recipe, &ds, &mut Quiet, Some(&checkpoint)).unwrap();
+    assert_eq!(format::encode_f32(&whole.model).unwrap(), format::encode_f32(&resumed.model).unwrap());
+    assert_eq!(whole.sparsity, resumed.sparsity);
+}
+
+#[test]
+fn the_schedule_rises_as_a_cube_from_begin_to_end_and_stays() {
+    let p = Prune { sparsity: 0.9, begin: 0.1, end: 0.5, every: 10 };
+    let total = 1000;
+    assert_eq!(p.steps(total), (100, 500));
+    assert_eq!(p.sparsity_at(99, total), 0.0);
+    assert_eq!(p.sparsity_at(100, total), 0.0);
+    assert!(
+        (p.sparsity_at(300, total) - f64::from(0.9f32) * (1.0 - 0.125)).abs() < 1e-12,
+        "half way: 1 - (1/2)^3 of the target"
+    );
+    assert_eq!(p.sparsity_at(500, total), f64::from(0.9f32));
+    assert_eq!(p.sparsity_at(999, total), f64::from(0.9f32));
+    let mut last = 0.0;
+    for t in 0..total {
+        let s = p.sparsity_at(t, total);
+        assert!(s >= last, "step {t}");
+        last = s;
+    }
+    let updates: Vec<usize> = (0..total).filter(|&t| p.updates_at(t, total)).collect();
+    assert_eq!(updates.first(), Some(&100));
+    assert_eq!(updates.last(), Some(&500), "the last update reaches the target");
+    assert_eq!(updates.len(), 41);
+    assert!(!p.reached(500, total) && p.reached(501, total));
+}
+
+#[test]
+fn settings_that_cannot_prune_are_refused() {
+    for bad in [0.0, 1.0, -0.5, 1.5, f32::NAN] {
+        let e = Prune::to(bad).check().unwrap_err();
+        assert!(e.contains("--prune") && e.contains("above 0 and below 1"), "{bad}: {e}");
+    }
+    assert!(Prune { begin: 0.7, ..Prune::to(0.5) }.check().is_err());
+    assert!(Prune { every: 0, ..Prune::to(0.5) }.check().is_err());
+    let e = pruned(1.2, false, 1).check().unwrap_err();
+    assert!(e.contains("--prune 1.2"), "{e}");
+}
