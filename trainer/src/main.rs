@@ -12,7 +12,9 @@ use runio::out::emit;
 use trainer::data::cli::{DataArgs, data_of_model};
 use trainer::data::{self, DataSpec, Dataset, Source};
 use trainer::history::EpochRecord;
-use trainer::recipe::{self, DataFacts, ModelKind, Models, OptimizerKind, Overrides, Preset, Request, ScheduleKind};
+use trainer::recipe::{
+    self, DataFacts, Distill, ModelKind, Models, OptimizerKind, Overrides, Preset, Request, ScheduleKind,
+};
 use trainer::report;
 use trainer::rundir::{self, Plan};
 use trainer::train::Observer;
@@ -293,6 +295,14 @@ struct FitArgs {
     /// kept. The output layer stays dense. The sparsity reached is reported per layer.
     #[arg(long, group = "recipe", value_name = "SPARSITY", help_heading = "Recipe")]
     prune: Option<f32>,
+    /// Distill from TEACHER, an f32 model file of a run on the same data (for example
+    /// runs/X/best/best.f32.fmlp): each training image's target mixes its label with the
+    /// teacher's probabilities for it (see --distill-weight). Images only.
+    #[arg(long, group = "recipe", value_name = "TEACHER", help_heading = "Recipe")]
+    distill: Option<PathBuf>,
+    /// The teacher's weight in the target with --distill, above 0 and at most 1 [default: 0.5].
+    #[arg(long, value_name = "W", requires = "distill", help_heading = "Recipe")]
+    distill_weight: Option<f32>,
     /// Images per step, 1 to 60,000 (the training set) [seed: 500, best: 256].
     #[arg(long, group = "recipe", value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH))]
     batch_size: Option<u32>,
@@ -619,6 +629,7 @@ fn request(args: &FitArgs, study_data: bool) -> Request {
         val_split: args.val_split.map(|n| n as usize),
         early_stopping: args.early_stopping.map(|p| p as usize),
         prune: args.prune,
+        distill: args.distill.clone().map(|teacher| Distill { teacher, weight: args.distill_weight.unwrap_or(0.5) }),
         batch_size: args.batch_size.map(|b| b as usize),
         seed: args.seed,
     };
@@ -631,8 +642,13 @@ fn request(args: &FitArgs, study_data: bool) -> Request {
     Request { preset, models, overrides }
 }
 
-fn fit(args: FitArgs) -> Result<()> {
+fn fit(mut args: FitArgs) -> Result<()> {
     let threads = thread_count(args.threads)?;
+    // The recipe keeps the teacher's full path: a resumed run finds it from anywhere.
+    if let Some(teacher) = &mut args.distill {
+        *teacher = std::fs::canonicalize(&*teacher)
+            .with_context(|| format!("--distill {}: the teacher's model file", teacher.display()))?;
+    }
     // From here SIGINT and SIGTERM stop the run between steps, resumable.
     runio::stop::install().context("setting up SIGINT and SIGTERM handling")?;
     let spec = match args.resume {

@@ -361,6 +361,17 @@ fn zip_inplace<I: Isa>(isa: I, out: &mut [f32], x: &[f32], y: &[f32], f: impl Fn
     });
 }
 
+/// What the output layer is trained towards besides the labels.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Soft<'a> {
+    /// Label smoothing `s`: the label's target is `(1 - s)·onehot + s / classes`.
+    pub smoothing: f32,
+    /// A teacher's probabilities for the batch, (rows, classes), and their weight `α`
+    /// (distillation, Hinton et al. 2015, at temperature 1): the target is
+    /// `(1 - α)·label's target + α·teacher's`.
+    pub teacher: Option<(&'a [f32], f32)>,
+}
+
 /// `dz *= act'(h)` where `h = act(z)` is the stored activation, after `dz *= mask` when
 /// the layer had dropout (one pass over the three arrays), on the vector path
 /// [`simd::dispatch`] chooses.
@@ -529,16 +540,17 @@ impl Mlp {
 
     /// Backward pass after [`Mlp::forward`] and a plain SGD step with learning rate `lr`.
     pub fn backward_sgd(&mut self, x: &[f32], labels: &[u8], ws: &mut Workspace, dropout: bool, lr: f32) {
-        self.backward(x, labels, ws, dropout, 0.0, &mut OptState::default(), Step::Sgd { lr });
+        self.backward(x, labels, ws, dropout, Soft::default(), &mut OptState::default(), Step::Sgd { lr });
     }
 
     /// Backward pass after [`Mlp::forward`] and an optimizer step, `state` being the
     /// optimizer's ([`Mlp::opt_state`] with `step`'s slots). Norms also move their
     /// running statistics towards the batch's.
     ///
-    /// The loss is the batch mean of categorical cross-entropy against labels smoothed by
-    /// `smoothing` (`y = (1 - s)·onehot + s / classes`), so `dL/dz = (p - y) / rows` for the
-    /// last layer; the layers are then walked from the output back to the input.
+    /// The loss is the batch mean of categorical cross-entropy against the targets `y` of
+    /// `soft` (the labels smoothed, mixed with a teacher's probabilities: [`Soft`]), so
+    /// `dL/dz = (p - y) / rows` for the last layer; the layers are then walked from the output
+    /// back to the input.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &mut self,
@@ -546,7 +558,7 @@ impl Mlp {
         labels: &[u8],
         ws: &mut Workspace,
         dropout: bool,
-        smoothing: f32,
+        soft: Soft<'_>,
         state: &mut OptState,
         step: Step,
     ) {
@@ -559,7 +571,7 @@ impl Mlp {
         for (norm, stats) in self.norms.iter_mut().zip(&ws.stats) {
             norm.track(stats, rows);
         }
-        output_gradient(&mut ws.dz[layers - 1], &ws.probs, self.classes(), labels, smoothing, rows);
+        output_gradient(&mut ws.dz[layers - 1], &ws.probs, self.classes(), labels, soft, rows);
         for l in (0..layers).rev() {
             if l > 0 {
                 self.backward_into(l, ws, dropout, state, step);
@@ -615,11 +627,22 @@ impl Mlp {
 
 /// `dz = (p - y) / rows` of the last layer into `top`: `probs` the softmax output, `y` the
 /// labels smoothed by `smoothing` (`(1 - s)·onehot + s / classes`).
-fn output_gradient(top: &mut Vec<f32>, probs: &[f32], classes: usize, labels: &[u8], smoothing: f32, rows: usize) {
+fn output_gradient(top: &mut Vec<f32>, probs: &[f32], classes: usize, labels: &[u8], soft: Soft<'_>, rows: usize) {
     let inv = 1.0 / rows as f32;
     top.clear();
     top.extend_from_slice(&probs[..rows * classes]);
+    let smoothing = soft.smoothing;
     let off = smoothing / classes as f32;
+    if let Some((teacher, alpha)) = soft.teacher {
+        assert_eq!(teacher.len(), rows * classes, "the teacher's probabilities for the batch");
+        for ((row, t), &y) in top.chunks_exact_mut(classes).zip(teacher.chunks_exact(classes)).zip(labels) {
+            for (c, (v, &t)) in row.iter_mut().zip(t).enumerate() {
+                let hard = if c == y as usize { 1.0 - smoothing + off } else { off };
+                *v = (*v - ((1.0 - alpha) * hard + alpha * t)) * inv;
+            }
+        }
+        return;
+    }
     for (row, &y) in top.chunks_exact_mut(classes).zip(labels) {
         if smoothing > 0.0 {
             row.iter_mut().for_each(|v| *v -= off);
@@ -737,6 +760,41 @@ mod tests {
                         assert!(same, "path {p}, {activation:?}, mask {}, length {len}", mask.is_some());
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_teacher_mixes_into_the_target_and_weight_0_is_the_labels_alone() {
+        let (rows, classes) = (3, 4);
+        let probs: Vec<f32> = (0..rows * classes).map(|i| (i % 5 + 1) as f32 / 15.0).collect();
+        let teacher: Vec<f32> = (0..rows * classes).map(|i| ((i * 7) % 4) as f32 / 6.0).collect();
+        let labels = [2u8, 0, 3];
+        for smoothing in [0.0, 0.1] {
+            let (mut plain, mut none) = (Vec::new(), Vec::new());
+            output_gradient(&mut plain, &probs, classes, &labels, Soft { smoothing, teacher: None }, rows);
+            output_gradient(
+                &mut none,
+                &probs,
+                classes,
+                &labels,
+                Soft { smoothing, teacher: Some((&teacher, 0.0)) },
+                rows,
+            );
+            for (a, b) in plain.iter().zip(&none) {
+                assert!((a - b).abs() < 1e-7, "weight 0: the labels' gradient");
+            }
+            let mut all = Vec::new();
+            output_gradient(
+                &mut all,
+                &probs,
+                classes,
+                &labels,
+                Soft { smoothing, teacher: Some((&teacher, 1.0)) },
+                rows,
+            );
+            for (i, g) in all.iter().enumerate() {
+                assert!((g - (probs[i] - teacher[i]) / rows as f32).abs() < 1e-7, "weight 1: the teacher's alone");
             }
         }
     }

@@ -88,6 +88,19 @@ pub struct Recipe {
     /// Pruning of the hidden layers' weights in blocks (none when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune: Option<Prune>,
+    /// Distillation from a trained model (none when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<Distill>,
+}
+
+/// Distillation (Hinton et al., 2015, at temperature 1): the target of each training image
+/// mixes its label's with a trained teacher's probabilities for the same (augmented) image.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Distill {
+    /// The teacher: an f32 model file of this data's inputs and classes.
+    pub teacher: std::path::PathBuf,
+    /// The teacher's weight in the target, in (0, 1].
+    pub weight: f32,
 }
 
 impl Recipe {
@@ -109,6 +122,7 @@ impl Recipe {
             val_split: 0,
             early_stopping: None,
             prune: None,
+            distill: None,
         }
     }
 
@@ -134,6 +148,7 @@ impl Recipe {
             val_split: BEST_VAL_SPLIT,
             early_stopping: None,
             prune: None,
+            distill: None,
         }
     }
 
@@ -172,6 +187,11 @@ impl Recipe {
         }
         if let Some(prune) = &self.prune {
             prune.check()?;
+        }
+        if let Some(d) = &self.distill
+            && !(d.weight > 0.0 && d.weight <= 1.0)
+        {
+            return Err(format!("--distill-weight {} is not a weight: give one above 0 and at most 1", d.weight));
         }
         Ok(())
     }
@@ -355,6 +375,8 @@ pub struct Overrides {
     pub early_stopping: Option<usize>,
     /// The fraction of the hidden layers' weight blocks to prune.
     pub prune: Option<f32>,
+    /// A teacher model to distill from, and its weight.
+    pub distill: Option<Distill>,
     /// Images per step.
     pub batch_size: Option<usize>,
     /// The run's seed.
@@ -502,6 +524,7 @@ fn apply(base: Recipe, request: &Request, facts: &DataFacts) -> Result<Recipe, R
         val_split,
         early_stopping: o.early_stopping.or(base.early_stopping),
         prune: o.prune.map(Prune::to).or(base.prune),
+        distill: o.distill.clone().or(base.distill.clone()),
         // Batch norm of the best preset is for images: a table's features are standardized
         // by the model already, and its small batches (16 rows) give noisy statistics.
         network: Network {

@@ -13,11 +13,12 @@ use infer_core::arch::Architecture;
 use crate::checkpoint::{self, CheckpointError};
 use crate::data::split::stratified_holdout;
 use crate::data::{Dataset, Split};
+use crate::format;
 use crate::history::EpochRecord;
 use crate::layout::{Layout, silhouette_keys};
-use crate::model::{DropoutSeed, Mlp, Workspace, batch_loss_correct};
+use crate::model::{DropoutSeed, Mlp, Soft, Workspace, batch_loss_correct};
 use crate::prune::{self, Masks};
-use crate::recipe::Recipe;
+use crate::recipe::{Distill, Recipe};
 use crate::scaling::Standardizer;
 use crate::state::TrainState;
 
@@ -72,6 +73,14 @@ pub enum FitError {
         examples: usize,
         /// What they are: "images" or "examples".
         noun: &'static str,
+    },
+    /// The teacher to distill from cannot be read or does not fit the data.
+    #[error("--distill {path}: {why}")]
+    Teacher {
+        /// Its file.
+        path: String,
+        /// What is wrong.
+        why: String,
     },
     /// The checkpoint to continue from cannot be read, written or used.
     #[error(transparent)]
@@ -271,6 +280,9 @@ struct Session<'a> {
     steps: usize,
     ws: Workspace,
     eval_ws: Workspace,
+    /// The model distilled from, laid out like the network, and its weight in the target.
+    teacher: Option<(Mlp, f32)>,
+    teacher_ws: Workspace,
     /// One batch: its images as the network reads them, their pixels (augmentation's
     /// scratch), their labels.
     x: Vec<f32>,
@@ -299,6 +311,7 @@ impl<'a> Session<'a> {
         }
         let layout = Layout::for_data(schema);
         layout.into_layout(&mut model);
+        let teacher = recipe.distill.as_ref().map(|d| teacher(d, schema, &layout)).transpose()?;
         // A table's features are standardized with the training examples' statistics.
         let standardizer = (!schema.bytes).then(|| Standardizer::fit(&train.values, schema.inputs));
         // Training examples keep their order (batches pick them by index); validation runs
@@ -339,6 +352,8 @@ impl<'a> Session<'a> {
             batch,
             ws: Workspace::default(),
             eval_ws: Workspace::default(),
+            teacher,
+            teacher_ws: Workspace::default(),
             x: vec![0.0; batch * schema.inputs],
             pixels: vec![0; batch * schema.inputs],
             y: vec![0; batch],
@@ -452,7 +467,12 @@ impl<'a> Session<'a> {
         let lr = recipe.schedule.lr(recipe.lr, t, self.steps * recipe.epochs, self.steps);
         let update = recipe.optimizer.step(lr, t as u64 + 1);
         let labels = &self.y[..rows];
-        model.backward(x, labels, &mut self.ws, dropout > 0.0, recipe.label_smoothing, &mut state.opt, update);
+        let mut soft = Soft { smoothing: recipe.label_smoothing, teacher: None };
+        if let Some((teacher, weight)) = &self.teacher {
+            teacher.forward(x, rows, &mut self.teacher_ws, None);
+            soft.teacher = Some((&self.teacher_ws.probs[..rows * classes], *weight));
+        }
+        model.backward(x, labels, &mut self.ws, dropout > 0.0, soft, &mut state.opt, update);
         prune::apply(&state.masks, model, self.layout.order());
         Ok((loss, correct))
     }
@@ -485,6 +505,28 @@ impl<'a> Session<'a> {
             sparsity,
         })
     }
+}
+
+/// The teacher of `d`, read and checked against the data of `schema`, its first layer's rows
+/// moved into `layout` like the network's.
+fn teacher(d: &Distill, schema: &crate::data::Schema, layout: &Layout) -> Result<(Mlp, f32), FitError> {
+    let fail = |why: String| FitError::Teacher { path: d.teacher.display().to_string(), why };
+    if !schema.bytes {
+        // A table's model takes raw features; training sees them standardized.
+        return Err(fail("distillation is for images; this data is a table of features".into()));
+    }
+    let mut model = format::load_f32(&d.teacher).map_err(|e| fail(e.to_string()))?;
+    if !model.norms.is_empty() || model.layers[0].inputs != schema.inputs || model.classes() != schema.classes() {
+        return Err(fail(format!(
+            "a model of {} inputs and {} classes, not of this data's {} and {}",
+            model.layers[0].inputs,
+            model.classes(),
+            schema.inputs,
+            schema.classes()
+        )));
+    }
+    layout.into_layout(&mut model);
+    Ok((model, d.weight))
 }
 
 /// The examples of `split` at `indices`, in that order, as training reads a split it does

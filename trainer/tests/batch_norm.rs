@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use trainer::data::Split;
 
-use trainer::model::{Mlp, Network, Workspace};
+use trainer::model::{Mlp, Network, Soft, Workspace};
 use trainer::norm::EPSILON;
 use trainer::optim::{OptState, Optimizer, Step};
 use trainer::recipe::Recipe;
@@ -61,7 +61,15 @@ fn gradients_through_the_norms_match_finite_differences_of_the_training_loss() {
     let mut ws = Workspace::default();
     stepped.forward(x, rows, &mut ws, None);
     // One plain SGD step at lr 1 moves each parameter by minus its gradient.
-    stepped.backward(x, &s.labels[..rows], &mut ws, false, 0.0, &mut OptState::default(), Step::Sgd { lr: 1.0 });
+    stepped.backward(
+        x,
+        &s.labels[..rows],
+        &mut ws,
+        false,
+        Soft::default(),
+        &mut OptState::default(),
+        Step::Sgd { lr: 1.0 },
+    );
     let check = |what: String, analytic: f32, perturb: &dyn Fn(&mut Mlp, f32)| {
         let eps = 1e-2f32;
         let (mut plus, mut minus) = (model.clone(), model.clone());
@@ -106,7 +114,7 @@ fn the_folded_network_is_inference_with_the_running_statistics() {
     for (t, start) in (0..300).step_by(50).enumerate() {
         let (x, y) = (&s.values[start * PIXELS..(start + 50) * PIXELS], &s.labels[start..start + 50]);
         model.forward(x, 50, &mut ws, None);
-        model.backward(x, y, &mut ws, false, 0.0, &mut state, opt.step(0.01, t as u64 + 1));
+        model.backward(x, y, &mut ws, false, Soft::default(), &mut state, opt.step(0.01, t as u64 + 1));
     }
     assert!(model.norms[0].mean.iter().any(|&m| m.abs() > 1e-3), "the running means moved");
     let folded = model.folded();

@@ -18,7 +18,7 @@ use trainer::data::Split;
 use trainer::format;
 use trainer::history::EpochRecord;
 use trainer::keep;
-use trainer::model::{Mlp, Network, Workspace};
+use trainer::model::{Mlp, Network, Soft, Workspace};
 use trainer::optim::{OptState, Optimizer, Schedule, Step};
 use trainer::recipe::Recipe;
 use trainer::state::TrainState;
@@ -96,7 +96,15 @@ fn label_smoothing_gradient_matches_finite_differences_of_the_smoothed_loss() {
     let mut stepped = model.clone();
     let mut ws = Workspace::default();
     stepped.forward(x, rows, &mut ws, None);
-    stepped.backward(x, &s.labels[..rows], &mut ws, false, smoothing, &mut OptState::default(), Step::Sgd { lr: 1.0 });
+    stepped.backward(
+        x,
+        &s.labels[..rows],
+        &mut ws,
+        false,
+        Soft { smoothing, teacher: None },
+        &mut OptState::default(),
+        Step::Sgd { lr: 1.0 },
+    );
     for l in 0..2 {
         let grads: Vec<f32> = model.layers[l].b.iter().zip(&stepped.layers[l].b).map(|(a, b)| a - b).collect();
         for (j, &grad) in grads.iter().enumerate().take(6) {
