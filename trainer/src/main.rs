@@ -644,11 +644,7 @@ fn request(args: &FitArgs, study_data: bool) -> Request {
 
 fn fit(mut args: FitArgs) -> Result<()> {
     let threads = thread_count(args.threads)?;
-    // The recipe keeps the teacher's full path: a resumed run finds it from anywhere.
-    if let Some(teacher) = &mut args.distill {
-        *teacher = std::fs::canonicalize(&*teacher)
-            .with_context(|| format!("--distill {}: the teacher's model file", teacher.display()))?;
-    }
+    absolute_teacher(&mut args.distill)?;
     // From here SIGINT and SIGTERM stop the run between steps, resumable.
     runio::stop::install().context("setting up SIGINT and SIGTERM handling")?;
     let spec = match args.resume {
@@ -723,6 +719,16 @@ fn fit(mut args: FitArgs) -> Result<()> {
         std::process::exit(signal.exit_code());
     }
     runio::note!("Results in {}: open report.html (or summary.md) for the figures and conclusions.", out.display());
+    Ok(())
+}
+
+/// Makes `--distill`'s path absolute: the recipe keeps it, and a resumed run finds it from
+/// anywhere.
+fn absolute_teacher(teacher: &mut Option<PathBuf>) -> Result<()> {
+    if let Some(path) = teacher {
+        *path = std::fs::canonicalize(&*path)
+            .with_context(|| format!("--distill {}: the teacher's model file", path.display()))?;
+    }
     Ok(())
 }
 
