@@ -108,13 +108,6 @@ pub fn uncut(model: &Mlp) -> Masks {
     model.layers[..pruned].iter().map(|l| vec![false; groups(l.inputs) * l.outputs]).collect()
 }
 
-/// Whether `masks` fits `model` (from a checkpoint that passed its checksum, this checks it
-/// is the run's).
-pub fn fits(masks: &Masks, model: &Mlp) -> bool {
-    masks.is_empty()
-        || *masks.iter().map(Vec::len).collect::<Vec<_>>() == *uncut(model).iter().map(Vec::len).collect::<Vec<_>>()
-}
-
 /// The block of each weight row of layer `l`: `first[r]` is the exported input of the first
 /// layer's row `r`; later layers keep their order.
 fn block_of(l: usize, row: usize, first: &[u16]) -> usize {

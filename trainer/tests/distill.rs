@@ -3,32 +3,12 @@
 
 mod common;
 
-use common::{PIXELS, data};
+use common::{data, synthetic};
 use infer_core::Activation;
-use trainer::data::Split;
 use trainer::format;
 use trainer::model::Network;
 use trainer::recipe::{Distill, ModelKind, Recipe};
 use trainer::train::{self, FitError, Quiet};
-
-/// Images whose class is a bright band at row `2 * class + 3`, plus noise.
-fn synthetic(n: usize, seed: u64) -> Split {
-    let mut pixels = vec![0u8; n * PIXELS];
-    let mut labels = vec![0u8; n];
-    let mut s = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-    let mut next = || {
-        s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        (s >> 33) as u32
-    };
-    for i in 0..n {
-        let class = (next() % 10) as usize;
-        labels[i] = class as u8;
-        for (p, v) in pixels[i * PIXELS..(i + 1) * PIXELS].iter_mut().enumerate() {
-            *v = if p / 28 == 2 * class + 3 { 200 + (next() % 56) as u8 } else { (next() % 40) as u8 };
-        }
-    }
-    Split::bytes(pixels, labels, PIXELS)
-}
 
 fn small(hidden: &[usize], epochs: usize) -> Recipe {
     let network = Network { hidden: hidden.to_vec(), activation: Activation::Relu, dropout: 0.0, batch_norm: false };

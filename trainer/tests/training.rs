@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{PIXELS, data};
+use common::{PIXELS, data, synthetic};
 use infer_core::Activation;
 use infer_core::arch::Architecture;
 use trainer::data::Split;
@@ -14,27 +14,6 @@ use trainer::train::{self, FitError, Quiet};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-
-/// Images whose class is written as a bright horizontal band at row `2 * class`, plus noise.
-fn synthetic(n: usize, seed: u64) -> Split {
-    let mut pixels = vec![0u8; n * PIXELS];
-    let mut labels = vec![0u8; n];
-    let mut s = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-    let mut next = || {
-        s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        (s >> 33) as u32
-    };
-    for i in 0..n {
-        let class = (next() % 10) as usize;
-        labels[i] = class as u8;
-        let img = &mut pixels[i * PIXELS..(i + 1) * PIXELS];
-        for (p, v) in img.iter_mut().enumerate() {
-            let row = p / 28;
-            *v = if row == 2 * class + 3 { 200 + (next() % 56) as u8 } else { (next() % 40) as u8 };
-        }
-    }
-    Split::bytes(pixels, labels, PIXELS)
-}
 
 fn recipe(kind: ModelKind, epochs: usize) -> Recipe {
     Recipe { epochs, lr: 0.1, batch_size: 100, seed: 7, ..Recipe::seed(kind) }

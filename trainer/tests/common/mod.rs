@@ -145,3 +145,24 @@ pub fn stderr(run: &Output) -> String {
 pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
+
+/// Images whose class is written as a bright horizontal band at row `2 * class`, plus noise.
+pub fn synthetic(n: usize, seed: u64) -> trainer::data::Split {
+    let mut pixels = vec![0u8; n * PIXELS];
+    let mut labels = vec![0u8; n];
+    let mut s = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    let mut next = || {
+        s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (s >> 33) as u32
+    };
+    for i in 0..n {
+        let class = (next() % 10) as usize;
+        labels[i] = class as u8;
+        let img = &mut pixels[i * PIXELS..(i + 1) * PIXELS];
+        for (p, v) in img.iter_mut().enumerate() {
+            let row = p / 28;
+            *v = if row == 2 * class + 3 { 200 + (next() % 56) as u8 } else { (next() % 40) as u8 };
+        }
+    }
+    trainer::data::Split::bytes(pixels, labels, PIXELS)
+}
