@@ -97,6 +97,13 @@ pub enum Error {
         /// Its value.
         value: i32,
     },
+    /// A sparse int8 layer's counts or indices are inconsistent: a count above its block's
+    /// outputs, indices not strictly increasing within a group or past the block, or counts
+    /// that do not add up to the blocks the header says the layer keeps.
+    SparseLayer {
+        /// Dense layer (0-based).
+        layer: usize,
+    },
     /// The int8 score scale is not a finite positive number.
     ScoreScale,
     /// A sigmoid model without its table, or a ReLU model with one.
@@ -217,6 +224,12 @@ impl fmt::Display for Error {
                 };
                 write!(f, "layer {}: {what} {value} is out of {range}", layer + 1)
             }
+            Error::SparseLayer { layer } => write!(
+                f,
+                "layer {}: the sparse layer's counts or indices are inconsistent (a count past its block, \
+                 indices out of order or out of range, or counts that do not add up)",
+                layer + 1
+            ),
             Error::ScoreScale => f.write_str("the score scale is not a finite positive number"),
             Error::SigmoidTable => f.write_str("a sigmoid model needs its table, and only a sigmoid model has one"),
             Error::ScratchTooSmall { needed, capacity } => write!(

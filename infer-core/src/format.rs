@@ -1,6 +1,14 @@
 //! The model file: one format for the trainer (which writes it) and firmware (which reads it).
 //!
-//! # Version 3 (written by this build)
+//! # Version 4 (written by this build for a model with a sparse layer)
+//!
+//! As version 3, with one more header field after the extras length: per layer, input
+//! first, whether it is stored sparse and how many blocks of four weights it keeps
+//! (postcard: a varint count, equal to the layers, then per layer `0` for dense or `1` and
+//! the kept blocks as a varint u32). At least one layer is sparse. Only int8 layers are
+//! stored sparse; [`crate::int8net`] gives the layout of their weights, counts and indices.
+//!
+//! # Version 3 (written by this build for a model whose layers are all dense)
 //!
 //! | bytes | field | encoding |
 //! |---|---|---|
@@ -45,8 +53,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::arch::{Architecture, MAX_HIDDEN, MAX_INPUT, MAX_WIDTH};
 use crate::error::Error;
-use crate::layout::{F32Layout, Int8Layout};
-pub use crate::spec::{Activation, FORMAT_VERSION, MAX_NAMES_BYTES, Quant};
+use crate::layout::{F32Layout, Int8Layout, Sparsity};
+pub use crate::spec::{Activation, DENSE_FORMAT_VERSION, FORMAT_VERSION, MAX_NAMES_BYTES, Quant};
 
 /// First four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"FMLP";
@@ -205,13 +213,27 @@ pub struct Header {
     quant: Quant,
     /// Bytes of the extras block.
     extras: usize,
+    /// Which int8 layers are stored sparse.
+    sparsity: Sparsity,
 }
 
 impl Header {
     /// The header this build writes for a model of `architecture` without extras
     /// ([`Extras::NONE`]: two empty byte strings, 2 bytes).
     pub const fn new(architecture: Architecture, activation: Activation, quant: Quant) -> Header {
-        Header { version: FORMAT_VERSION, architecture, activation, quant, extras: 2 }
+        Header { version: DENSE_FORMAT_VERSION, architecture, activation, quant, extras: 2, sparsity: Sparsity::DENSE }
+    }
+
+    /// This header with the int8 layers `sparsity` names stored sparse: a version-4 file if
+    /// any is, else version 3. Checked when the file is written.
+    pub const fn with_sparsity(self, sparsity: Sparsity) -> Header {
+        let version = if sparsity.any() { FORMAT_VERSION } else { DENSE_FORMAT_VERSION };
+        Header { version, sparsity, ..self }
+    }
+
+    /// Which layers are stored sparse (none before version 4).
+    pub const fn sparsity(&self) -> Sparsity {
+        self.sparsity
     }
 
     /// This header for a file with `extras`.
@@ -219,7 +241,7 @@ impl Header {
         Header { extras: extras.encoded_len(), ..self }
     }
 
-    /// Format version of the file it was read from (or [`FORMAT_VERSION`]).
+    /// Format version of the file it was read from (or the one it will be written as).
     pub const fn version(&self) -> u16 {
         self.version
     }
@@ -243,7 +265,7 @@ impl Header {
     pub const fn payload_len(&self) -> usize {
         match self.quant {
             Quant::F32 => F32Layout::new(&self.architecture).len(),
-            Quant::Int8 => Int8Layout::new(&self.architecture, self.activation).len(),
+            Quant::Int8 => Int8Layout::with_sparsity(&self.architecture, self.activation, &self.sparsity).len(),
         }
     }
 
@@ -272,6 +294,14 @@ struct HeaderV2 {
 struct HeaderV3 {
     v2: HeaderV2,
     extras_len: u32,
+}
+
+/// The version-4 header fields after the magic: version 3's and, per layer, the kept blocks
+/// of a sparse one.
+#[derive(Serialize, Deserialize)]
+struct HeaderV4 {
+    v3: HeaderV3,
+    sparse: heapless::Vec<Option<u32>, MAX_LISTED_WIDTHS>,
 }
 
 /// The version-1 file up to the checksum.
@@ -349,9 +379,13 @@ pub(crate) fn seal(header: &Header, extras: &Extras<'_>, out: &mut [u8]) -> Resu
         // Cannot fail: an architecture has at most MAX_LAYERS + 1 widths.
         widths.push(u32::from(w)).map_err(|_| Error::Malformed)?;
     }
-    let fields = HeaderV3 {
+    let sparse = header.sparsity.any();
+    if sparse && (header.quant != Quant::Int8 || !header.sparsity.fits(&header.architecture)) {
+        return Err(Error::Malformed);
+    }
+    let v3 = HeaderV3 {
         v2: HeaderV2 {
-            version: FORMAT_VERSION,
+            version: if sparse { FORMAT_VERSION } else { DENSE_FORMAT_VERSION },
             widths,
             activation: header.activation,
             quant: header.quant,
@@ -361,7 +395,18 @@ pub(crate) fn seal(header: &Header, extras: &Extras<'_>, out: &mut [u8]) -> Resu
     };
     let head = &mut out[..HEADER_BYTES];
     head[..MAGIC.len()].copy_from_slice(&MAGIC);
-    let used = postcard::to_slice(&fields, &mut head[MAGIC.len()..]).map_err(|_| Error::Malformed)?.len();
+    let fields = &mut head[MAGIC.len()..];
+    let used = if sparse {
+        let mut kept = heapless::Vec::new();
+        for l in 0..header.architecture.layers() {
+            // Cannot fail: at most MAX_LAYERS layers.
+            kept.push(header.sparsity.kept(l)).map_err(|_| Error::Malformed)?;
+        }
+        postcard::to_slice(&HeaderV4 { v3, sparse: kept }, fields)
+    } else {
+        postcard::to_slice(&v3, fields)
+    };
+    let used = used.map_err(|_| Error::Malformed)?.len();
     head[MAGIC.len() + used..].fill(0);
     let start = HEADER_BYTES + header.payload_len();
     let body = start + header.extras;
@@ -374,8 +419,8 @@ pub(crate) fn seal(header: &Header, extras: &Extras<'_>, out: &mut [u8]) -> Resu
     Ok(body + 4)
 }
 
-/// Validates a model file of version 1, 2 or 3: magic, version, checksum, architecture,
-/// payload size and extras.
+/// Validates a model file of version 1 to 4: magic, version, checksum, architecture,
+/// sparse layers' counts, payload size and extras.
 ///
 /// Any byte string gives `Ok` or an `Err`; none panics. The parameters themselves are
 /// validated by [`crate::F32Model::from_file`] and [`crate::Int8Model::from_file`].
@@ -394,8 +439,7 @@ pub fn read(bytes: &[u8]) -> Result<ModelFile<'_>, Error> {
     // file from another version says so rather than "corrupt".
     match postcard::take_from_bytes::<u16>(&bytes[MAGIC.len()..]) {
         Ok((1, _)) => read_v1(bytes),
-        Ok((2, _)) => read_v2(bytes, 2),
-        Ok((FORMAT_VERSION, _)) => read_v2(bytes, FORMAT_VERSION),
+        Ok((version @ 2..=FORMAT_VERSION, _)) => read_v2(bytes, version),
         Ok((found, _)) => Err(Error::UnsupportedVersion { found }),
         Err(_) => Err(Error::Malformed),
     }
@@ -411,16 +455,23 @@ fn check_crc(body: &[u8], tail: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Reads a file of version 2 or 3 (whose header adds the extras' length).
+/// Reads a file of version 2, 3 (whose header adds the extras' length) or 4 (which adds
+/// the sparse layers).
 fn read_v2(bytes: &[u8], version: u16) -> Result<ModelFile<'_>, Error> {
     // The header says how long the file is: a cut-short file is found without reading
     // (and checksumming) the rest.
     let head = bytes.get(..HEADER_BYTES);
+    let none = heapless::Vec::new();
     let fields = head.and_then(|h| match version {
-        2 => postcard::take_from_bytes::<HeaderV2>(&h[MAGIC.len()..]).ok().map(|(v2, p)| (v2, 0, p)),
-        _ => postcard::take_from_bytes::<HeaderV3>(&h[MAGIC.len()..]).ok().map(|(v3, p)| (v3.v2, v3.extras_len, p)),
+        2 => postcard::take_from_bytes::<HeaderV2>(&h[MAGIC.len()..]).ok().map(|(v2, p)| (v2, 0, none, p)),
+        3 => postcard::take_from_bytes::<HeaderV3>(&h[MAGIC.len()..])
+            .ok()
+            .map(|(v3, p)| (v3.v2, v3.extras_len, none, p)),
+        _ => postcard::take_from_bytes::<HeaderV4>(&h[MAGIC.len()..])
+            .ok()
+            .map(|(v4, p)| (v4.v3.v2, v4.v3.extras_len, v4.sparse, p)),
     });
-    let Some((fields, extras_len, padding)) = fields else {
+    let Some((fields, extras_len, kept, padding)) = fields else {
         // A short file whose header cannot be read: the checksum tells corrupt from cut.
         if bytes.len() < HEADER_BYTES + 4 {
             return Err(Error::Truncated);
@@ -444,7 +495,21 @@ fn read_v2(bytes: &[u8], version: u16) -> Result<ModelFile<'_>, Error> {
     }
     let architecture = Architecture::new(&widths[..fields.widths.len()])?;
     let (activation, quant) = (fields.activation, fields.quant);
-    let header = Header { version, architecture, activation, quant, extras: extras_len as usize };
+    // A version-4 header lists every layer, and at least one is sparse; only int8 layers are.
+    if version == FORMAT_VERSION && kept.len() != architecture.layers() {
+        return Err(Error::Malformed);
+    }
+    let mut sparsity = Sparsity::DENSE;
+    for (l, &k) in kept.iter().enumerate() {
+        if let Some(k) = k {
+            sparsity = sparsity.with_sparse(l, k);
+        }
+    }
+    let sparse = sparsity.any();
+    if sparse != (version == FORMAT_VERSION) || !sparsity.fits(&architecture) || (sparse && quant != Quant::Int8) {
+        return Err(Error::Malformed);
+    }
+    let header = Header { version, architecture, activation, quant, extras: extras_len as usize, sparsity };
     let (payload, extras) = body[HEADER_BYTES..].split_at(payload_len);
     if payload.len() != header.payload_len() {
         return Err(Error::PayloadSize { expected: header.payload_len(), found: payload.len() });
@@ -477,7 +542,14 @@ fn read_v1(bytes: &[u8]) -> Result<ModelFile<'_>, Error> {
         return Err(Error::Malformed);
     }
     let architecture = Architecture::new(&file.widths.map(|w| w as usize))?;
-    let header = Header { version: 1, architecture, activation: file.activation, quant: file.quant, extras: 0 };
+    let header = Header {
+        version: 1,
+        architecture,
+        activation: file.activation,
+        quant: file.quant,
+        extras: 0,
+        sparsity: Sparsity::DENSE,
+    };
     if file.payload.len() != header.payload_len() {
         return Err(Error::PayloadSize { expected: header.payload_len(), found: file.payload.len() });
     }
@@ -653,8 +725,8 @@ mod tests {
     #[test]
     fn other_versions_say_so() {
         let (_, mut file) = small();
-        file[4] = 4;
-        assert_eq!(read(&file).unwrap_err(), Error::UnsupportedVersion { found: 4 });
+        file[4] = 5;
+        assert_eq!(read(&file).unwrap_err(), Error::UnsupportedVersion { found: 5 });
         assert_eq!(read(b"NOPE....").unwrap_err(), Error::BadMagic);
     }
 

@@ -4,7 +4,7 @@
 //! ([`crate::f32net::encode`], [`crate::int8net::encode`]), the tests and the fuzz targets
 //! all take their offsets from here, so that the layout is written down in one place.
 
-use crate::arch::{Architecture, GROUP, MAX_LAYERS, SIGMOID_TABLE_BYTES, pad_to_group};
+use crate::arch::{Architecture, BLOCK, GROUP, MAX_LAYERS, SIGMOID_TABLE_BYTES, pad_to_group};
 use crate::spec::Activation;
 
 /// Bytes from `start`, `len` long.
@@ -94,14 +94,71 @@ impl F32Layout {
     }
 }
 
+/// Which int8 layers are stored sparse, and how many blocks of four weights each keeps (part
+/// of a version-4 header). A sparse layer stores only its kept blocks (see
+/// [`crate::int8net`]); the others are dense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Sparsity {
+    kept: [Option<u32>; MAX_LAYERS],
+}
+
+impl Sparsity {
+    /// Every layer dense.
+    pub const DENSE: Sparsity = Sparsity { kept: [None; MAX_LAYERS] };
+
+    /// This with layer `l` stored sparse, keeping `kept` blocks of four weights.
+    pub const fn with_sparse(mut self, l: usize, kept: u32) -> Sparsity {
+        self.kept[l] = Some(kept);
+        self
+    }
+
+    /// The blocks layer `l` keeps, if it is stored sparse.
+    pub const fn kept(&self, l: usize) -> Option<u32> {
+        if l < MAX_LAYERS { self.kept[l] } else { None }
+    }
+
+    /// Whether any layer is stored sparse.
+    pub const fn any(&self) -> bool {
+        let mut l = 0;
+        while l < MAX_LAYERS {
+            if self.kept[l].is_some() {
+                return true;
+            }
+            l += 1;
+        }
+        false
+    }
+
+    /// Checks the sparsity against the network: only its layers, each keeping at most all
+    /// of its blocks (`groups × outputs`).
+    pub const fn fits(&self, arch: &Architecture) -> bool {
+        let mut l = 0;
+        while l < MAX_LAYERS {
+            if let Some(kept) = self.kept[l] {
+                if l >= arch.layers() {
+                    return false;
+                }
+                let (i, o) = arch.layer(l);
+                if kept as usize > groups(i) * o {
+                    return false;
+                }
+            }
+            l += 1;
+        }
+        true
+    }
+}
+
 /// The int8 payload, as [`crate::int8net`] documents it: every layer's weights (each
-/// starting on a multiple of [`INT8_WEIGHTS_ALIGN`], zero bytes between), every layer's
-/// biases and multipliers, every layer's shifts and zero point, the score scale, and a
-/// sigmoid model's table.
+/// starting on a multiple of [`INT8_WEIGHTS_ALIGN`], zero bytes between), every sparse
+/// layer's counts and indices, every layer's biases and multipliers, every layer's shifts
+/// and zero point, the score scale, and a sigmoid model's table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Int8Layout {
     layers: usize,
     weights: [Span; MAX_LAYERS],
+    counts: [Span; MAX_LAYERS],
+    indices: [Span; MAX_LAYERS],
     biases: [Span; MAX_LAYERS],
     multipliers: [Span; MAX_LAYERS],
     shifts: Span,
@@ -111,11 +168,19 @@ pub struct Int8Layout {
 }
 
 impl Int8Layout {
-    /// The layout of the int8 payload of `arch` with hidden `activation`.
+    /// The layout of the int8 payload of `arch` with hidden `activation`, every layer dense.
     pub const fn new(arch: &Architecture, activation: Activation) -> Int8Layout {
+        Int8Layout::with_sparsity(arch, activation, &Sparsity::DENSE)
+    }
+
+    /// The layout of the int8 payload of `arch` with hidden `activation` and the layers
+    /// `sparsity` names stored sparse (a sparsity that [`Sparsity::fits`] the network).
+    pub const fn with_sparsity(arch: &Architecture, activation: Activation, sparsity: &Sparsity) -> Int8Layout {
         let mut out = Int8Layout {
             layers: arch.layers(),
             weights: [Span::EMPTY; MAX_LAYERS],
+            counts: [Span::EMPTY; MAX_LAYERS],
+            indices: [Span::EMPTY; MAX_LAYERS],
             biases: [Span::EMPTY; MAX_LAYERS],
             multipliers: [Span::EMPTY; MAX_LAYERS],
             shifts: Span::EMPTY,
@@ -128,8 +193,23 @@ impl Int8Layout {
         while l < arch.layers() {
             let (i, o) = arch.layer(l);
             at = at.next_multiple_of(INT8_WEIGHTS_ALIGN);
-            out.weights[l] = Span { start: at, len: pad_to_group(i) * o };
-            at += pad_to_group(i) * o;
+            let len = match sparsity.kept(l) {
+                Some(kept) => GROUP * kept as usize,
+                None => pad_to_group(i) * o,
+            };
+            out.weights[l] = Span { start: at, len };
+            at += len;
+            l += 1;
+        }
+        l = 0;
+        while l < arch.layers() {
+            let (i, o) = arch.layer(l);
+            if let Some(kept) = sparsity.kept(l) {
+                out.counts[l] = Span { start: at, len: o.div_ceil(BLOCK) * groups(i) };
+                at += out.counts[l].len;
+                out.indices[l] = Span { start: at, len: kept as usize };
+                at += kept as usize;
+            }
             l += 1;
         }
         at = at.next_multiple_of(INT8_WEIGHTS_ALIGN);
@@ -153,9 +233,22 @@ impl Int8Layout {
         out
     }
 
-    /// Layer `l`'s weights, `[outputs / 128][groups][128][4]` (see [`crate::int8net`]).
+    /// Layer `l`'s weights: `[outputs / 128][groups][128][4]` for a dense layer, the kept
+    /// blocks' four bytes each for a sparse one (see [`crate::int8net`]).
     pub const fn weights(&self, l: usize) -> Span {
         self.weights[l]
+    }
+
+    /// A sparse layer `l`'s kept blocks per output block and group, `[outputs / 128][groups]`
+    /// (empty for a dense layer).
+    pub const fn counts(&self, l: usize) -> Span {
+        self.counts[l]
+    }
+
+    /// A sparse layer `l`'s kept blocks' outputs within their block of 128, one byte each
+    /// (empty for a dense layer).
+    pub const fn indices(&self, l: usize) -> Span {
+        self.indices[l]
     }
 
     /// Layer `l`'s i16 biases.

@@ -13,7 +13,6 @@
 
 use infer_core::Activation;
 use infer_core::arch::{Architecture, GROUP, SIGMOID_TABLE_BYTES};
-use infer_core::format::{Header, Quant};
 use infer_core::int8net::{self, Int8Layer, MAX_MULTIPLIER_SHIFT, MAX_ROUNDING_SHIFT};
 
 use rayon::prelude::*;
@@ -403,10 +402,12 @@ impl QuantModel {
         Architecture::new(&stack_widths(self.layers.iter().map(|l| (l.inputs, l.outputs))))
     }
 
-    /// The int8 model file, written by `infer_core`'s codec.
+    /// The int8 model file, written by `infer_core`'s codec: each layer stored sparse (only
+    /// its blocks of four weights that are not all zero) where that makes the file smaller,
+    /// as for a pruned layer; dense otherwise.
     pub fn encode(&self) -> Result<Vec<u8>, infer_core::Error> {
         let arch = self.architecture()?;
-        let layers: Vec<Int8Layer<'_>> = self
+        let mut layers: Vec<Int8Layer<'_>> = self
             .layers
             .iter()
             .map(|l| Int8Layer {
@@ -416,6 +417,7 @@ impl QuantModel {
                 rounding_shift: l.r,
                 multiplier_shift: l.s,
                 zero_point: l.zero_point,
+                sparse: false,
             })
             .collect();
         let names: String = self.class_names.iter().map(|n| format!("{n}\n")).collect();
@@ -424,7 +426,12 @@ impl QuantModel {
             infer_core::format::Extras::input_bytes(pairs, &mut input)?;
         }
         let extras = infer_core::format::Extras::new(names.as_bytes(), &input);
-        let mut out = vec![0u8; Header::new(arch, self.activation, Quant::Int8).with_extras(&extras).file_len()];
+        for l in 0..layers.len() {
+            let dense = int8net::encoded_len(&arch, self.activation, &layers, &extras)?;
+            layers[l].sparse = true;
+            layers[l].sparse = int8net::encoded_len(&arch, self.activation, &layers, &extras)? < dense;
+        }
+        let mut out = vec![0u8; int8net::encoded_len(&arch, self.activation, &layers, &extras)?];
         let table = self.table.as_ref();
         let len = int8net::encode(&arch, self.activation, &layers, self.score_scale(), table, &extras, &mut out)?;
         out.truncate(len);
@@ -464,15 +471,23 @@ impl QuantModel {
     }
 
     /// The order of the hidden units that [`group_hidden_units`] picks from this model's
-    /// activations on `pixels` (raw bytes, one image after another).
-    pub fn sparse_order(&self, pixels: &[u8]) -> Vec<Vec<usize>> {
+    /// activations on `pixels` (raw bytes, one image after another); hidden layer `l` keeps
+    /// its order where `fixed[l]` (the next layer was pruned in blocks of four consecutive
+    /// units, which renumbering would break up).
+    pub fn sparse_order(&self, pixels: &[u8], fixed: &[bool]) -> Vec<Vec<usize>> {
         let inputs = self.layers.first().map_or(1, |l| l.inputs);
         let hidden: Vec<Vec<Vec<u8>>> = pixels.par_chunks_exact(inputs).map(|p| self.forward(p).0).collect();
         let layers = self.layers.len().saturating_sub(1);
         let acts: Vec<Vec<u8>> =
             (0..layers).map(|l| hidden.iter().flat_map(|h| h[l].iter().copied()).collect()).collect();
         let units: Vec<usize> = self.layers[..layers].iter().map(|l| l.outputs).collect();
-        group_hidden_units(&acts, &units)
+        let mut order = group_hidden_units(&acts, &units);
+        for (l, order) in order.iter_mut().enumerate() {
+            if fixed.get(l).copied().unwrap_or(false) {
+                *order = (0..units[l]).collect();
+            }
+        }
+        order
     }
 }
 
@@ -523,6 +538,16 @@ pub fn group_hidden_units(hidden: &[Vec<u8>], units: &[usize]) -> Vec<Vec<usize>
         .collect()
 }
 
+/// Whether `layer` was pruned ([`crate::prune`]): at least 1% of its blocks of four
+/// consecutive inputs of one output are exactly zero, which training alone never makes.
+fn pruned(layer: &Dense) -> bool {
+    let (i, o) = (layer.inputs, layer.outputs);
+    let zero = |g: usize, j: usize| (GROUP * g..i.min(GROUP * g + GROUP)).all(|r| layer.w[r * o + j] == 0.0);
+    let blocks = i.div_ceil(GROUP) * o;
+    let cut = (0..i.div_ceil(GROUP)).map(|g| (0..o).filter(|&j| zero(g, j)).count()).sum::<usize>();
+    cut * 100 >= blocks
+}
+
 /// Training images used to calibrate activation ranges (the first ones of the split).
 pub const CALIBRATION_IMAGES: usize = 5000;
 
@@ -552,7 +577,8 @@ pub fn export_int8(model: &Mlp, data: &Dataset) -> Result<Int8Export, infer_core
     let kind = if data.schema.bytes { InputKind::Bytes } else { InputKind::Real };
     let mut q = quantize(model, &train.values[..rows * train.width], kind);
     q.class_names = data.schema.class_names.clone();
-    let q = q.permute_hidden(&q.sparse_order(&q.input_bytes(train, ORDER_IMAGES)));
+    let fixed: Vec<bool> = model.layers.iter().skip(1).map(pruned).collect();
+    let q = q.permute_hidden(&q.sparse_order(&q.input_bytes(train, ORDER_IMAGES), &fixed));
     let bytes = q.encode()?;
     let predictions = q.predict_all(test);
     let correct = predictions.iter().zip(&test.labels).filter(|(p, y)| p == y).count();

@@ -145,3 +145,35 @@ fn settings_that_cannot_prune_are_refused() {
     let e = pruned(1.2, false, 1).check().unwrap_err();
     assert!(e.contains("--prune 1.2"), "{e}");
 }
+
+#[test]
+fn a_pruned_model_exports_a_sparse_int8_file_that_classifies_as_the_integer_reference() {
+    use infer_core::{Int8Model, Int8Scratch, int8net::INT8_SCRATCH_MAX};
+    let (tr, te) = (synthetic(1000, 5), synthetic(200, 6));
+    let ds = data(&tr, &te);
+    let t = train::fit(&pruned(0.9, true, 6), &ds, &mut Quiet).unwrap();
+    let export = trainer::quant::export_int8(&t.model, &ds).unwrap();
+    let file = infer_core::format::read(&export.bytes).unwrap();
+    assert_eq!(file.header().version(), 4);
+    let sparsity = file.header().sparsity();
+    // The hidden layers are stored sparse, keeping what pruning kept: the second layer's
+    // blocks of four hidden units survived the export's renumbering of the units.
+    for (l, (zero, all)) in zero_blocks(&t).into_iter().enumerate() {
+        let kept = sparsity.kept(l).unwrap_or_else(|| panic!("layer {l} is stored dense")) as usize;
+        assert!(kept <= all - zero, "layer {l}: {kept} blocks kept, {} not zero", all - zero);
+        assert!(kept * 10 > (all - zero) * 9, "layer {l}: {kept} blocks kept, {} not zero", all - zero);
+    }
+    assert_eq!(sparsity.kept(2), None, "the output layer is dense");
+    let dense_bytes = 784 * 64 + 64 * 32 + 32 * 10;
+    assert!(export.bytes.len() * 4 < dense_bytes, "{} bytes", export.bytes.len());
+    // infer_core's kernels classify every test image as the trainer's integer reference.
+    let model = Int8Model::from_bytes(&export.bytes).unwrap();
+    let mut scratch = Int8Scratch::<INT8_SCRATCH_MAX>::zeroed();
+    for (pixels, &want) in te.pixels.chunks_exact(te.width).zip(&export.predictions) {
+        assert_eq!(model.predict(pixels, &mut scratch, &mut [0; 10]).unwrap(), usize::from(want));
+    }
+    // Unpruned, the same network exports dense, as version 3.
+    let dense = train::fit(&Recipe { prune: None, ..pruned(0.9, true, 1) }, &ds, &mut Quiet).unwrap();
+    let bytes = trainer::quant::export_int8(&dense.model, &ds).unwrap().bytes;
+    assert_eq!(infer_core::format::read(&bytes).unwrap().header().version(), 3);
+}

@@ -75,7 +75,7 @@ fn grouping_puts_units_that_are_zero_together_in_one_group() {
 #[test]
 fn sparse_order_does_not_add_active_groups() {
     let (q, pixels) = model_and_images();
-    let p = q.permute_hidden(&q.sparse_order(&pixels));
+    let p = q.permute_hidden(&q.sparse_order(&pixels, &[]));
     let count = |m: &QuantModel| -> [usize; 2] {
         let mut c = [0; 2];
         for px in pixels.chunks_exact(INPUT) {

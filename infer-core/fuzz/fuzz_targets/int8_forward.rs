@@ -4,7 +4,8 @@
 //!
 //! `cargo fuzz run int8_forward` (from `infer-core/`). The input's first bytes pick the
 //! shape (1 to 4 hidden layers of 1 to 64 units, 4 to 64 inputs, 1 to 16 classes) and the
-//! activation; one bit picks how the parameters are made:
+//! activation; one bit stores the hidden layers sparse (format version 4, most of their
+//! weights zeroed); one bit picks how the parameters are made:
 //!
 //! - through the codec (`int8net::encode`), from the input's bytes brought into the
 //!   format's ranges, so that most inputs reach the forward pass;
@@ -30,6 +31,7 @@ fuzz_target!(
     let hidden = 1 + usize::from(head[0] & 3);
     let raw = head[0] & 4 != 0;
     let activation = if head[0] & 8 == 0 { Activation::Relu } else { Activation::Sigmoid };
+    let sparse = head[0] & 16 != 0;
     let mut widths = vec![1 + usize::from(head[1] % 64)];
     widths.extend(head[2..2 + hidden].iter().map(|&w| 1 + usize::from(w % 64)));
     widths.push(1 + usize::from(head[5] % 16));
@@ -39,7 +41,14 @@ fuzz_target!(
         return;
     }
     let mut bytes = params.iter().copied().cycle();
-    let header = Header::new(arch, activation, Quant::Int8);
+    let mut header = Header::new(arch, activation, Quant::Int8);
+    if sparse {
+        // The first layer sparse, keeping as many blocks as the next byte says (at most
+        // all of them): the parser checks counts and indices made of raw bytes.
+        let (i, o) = arch.layer(0);
+        let kept = usize::from(head[1]) * 7 % (i.div_ceil(4) * o + 1);
+        header = header.with_sparsity(infer_core::layout::Sparsity::DENSE.with_sparse(0, kept as u32));
+    }
     let mut file = vec![0u8; header.file_len()];
     if raw {
         let payload: Vec<u8> = bytes.take(header.payload_len()).collect();
@@ -48,7 +57,11 @@ fuzz_target!(
         let mut layers = Vec::new();
         for l in 0..arch.layers() {
             let (i, o) = arch.layer(l);
-            let weights: Vec<i8> = bytes.by_ref().take(i * o).map(|b| b as i8).collect();
+            let mut weights: Vec<i8> = bytes.by_ref().take(i * o).map(|b| b as i8).collect();
+            if sparse && l + 1 < arch.layers() {
+                // About three blocks of four in four cut.
+                weights.iter_mut().filter(|w| **w as u8 % 16 < 15).for_each(|w| *w = 0);
+            }
             let biases: Vec<i16> = (0..o).map(|_| i16::from_le_bytes([bytes.next().unwrap(), bytes.next().unwrap()])).collect();
             let mults: Vec<i16> =
                 (0..o).map(|_| i16::from_le_bytes([bytes.next().unwrap(), bytes.next().unwrap() & 0x7f])).collect();
@@ -65,11 +78,14 @@ fuzz_target!(
                 rounding_shift: *r,
                 multiplier_shift: *s,
                 zero_point: *zp,
+                sparse,
             })
             .collect();
         let table: [u8; 256] = std::array::from_fn(|_| bytes.next().unwrap());
         let table = (activation == Activation::Sigmoid).then_some(&table);
-        int8net::encode(&arch, activation, &layers, 1.0, table, &infer_core::format::Extras::NONE, &mut file).expect("in-range parameters encode");
+        let none = infer_core::format::Extras::NONE;
+        file = vec![0u8; int8net::encoded_len(&arch, activation, &layers, &none).expect("whole layers")];
+        int8net::encode(&arch, activation, &layers, 1.0, table, &none, &mut file).expect("in-range parameters encode");
     }
     let Ok(model) = Int8Model::from_bytes(&file) else {
         assert!(raw, "what the codec writes, the parser reads");

@@ -11,14 +11,53 @@ pub(super) enum Output<'a> {
     Scores,
 }
 
+/// Where a sparse layer's kept blocks of four weights are (see [`super`]'s documentation):
+/// validated by [`Sparse::check`], so that every kernel may rely on it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sparse<'a> {
+    /// `[ceil(outputs / 128)][inputs / 4]`: blocks kept per output block and group.
+    pub(super) counts: &'a [u8],
+    /// Per kept block, its output within its block of 128; strictly increasing within a group.
+    pub(super) indices: &'a [u8],
+}
+
+impl Sparse<'_> {
+    /// Checks the counts and indices of a layer of `outputs` and `groups`, `kept` blocks in
+    /// all: each count at most its block's width, each group's indices strictly increasing
+    /// and below the block's width, the counts summing to `kept`.
+    pub(super) fn check(&self, outputs: usize, groups: usize, kept: usize) -> bool {
+        if self.counts.len() != outputs.div_ceil(BLOCK) * groups || self.indices.len() != kept {
+            return false;
+        }
+        let mut at = 0;
+        for (b, counts) in self.counts.chunks_exact(groups.max(1)).enumerate() {
+            let width = BLOCK.min(outputs - b * BLOCK);
+            for &count in counts {
+                let Some(run) = self.indices.get(at..at + usize::from(count)) else {
+                    return false;
+                };
+                let increasing = run.windows(2).all(|p| p[0] < p[1]);
+                if usize::from(count) > width || !increasing || run.last().is_some_and(|&i| usize::from(i) >= width) {
+                    return false;
+                }
+                at += run.len();
+            }
+        }
+        at == kept
+    }
+}
+
 /// One dense layer of an int8 model, borrowed from the payload.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Layer<'a> {
     /// Inputs padded to a whole number of groups of four.
     pub(super) inputs: usize,
     pub(super) outputs: usize,
-    /// `[ceil(outputs / 128)][inputs / 4][≤128][4]` int8 weights, exactly.
+    /// Dense: `[ceil(outputs / 128)][inputs / 4][≤128][4]` int8 weights, exactly. Sparse:
+    /// the kept blocks' four weights each, in the order of [`Layer::sparse`]'s indices.
     pub(super) weights: &'a [u8],
+    /// Which blocks a sparse layer keeps; `None` for a dense layer.
+    pub(super) sparse: Option<Sparse<'a>>,
     /// The weights and the rest of the payload after them, for vector loads that reach
     /// past a layer's last outputs (their extra lanes are discarded).
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -35,6 +74,7 @@ impl Layer<'_> {
         inputs: 0,
         outputs: 0,
         weights: &[],
+        sparse: None,
         reach: &[],
         bias: &[],
         mult: &[],

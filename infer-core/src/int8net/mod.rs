@@ -39,6 +39,21 @@
 //! | `score_scale`: f32, finite, > 0 (only for turning scores into logits) | 4 |
 //! | sigmoid models only: the table, 256 × u8 | 256 |
 //!
+//! A **sparse layer** (format version 4, for pruned models: [`Int8Layer::sparse`]) stores
+//! only its kept blocks of four weights (the blocks that are not all zero), in place of
+//! the dense weights:
+//!
+//! | field | bytes |
+//! |---|---|
+//! | the kept blocks' weights, 4 bytes each, ordered by output block, then group, then output; starting on a multiple of 64 | 4 × kept |
+//! | after every layer's weights, per sparse layer: the counts `[ceil(outputs / 128)][ceil(inputs / 4)]`, u8 (how many blocks of group `g` output block `b` keeps, ≤ the block's width) | blocks × groups |
+//! | then that layer's indices: per kept block, its output within its block of 128 (u8), strictly increasing within a group | kept |
+//!
+//! The kernels walk a block's groups in order and skip those whose inputs are all zero, as
+//! for a dense layer; for each kept block of a non-zero group, they add its four products
+//! to the output its index names. The header says how many blocks each sparse layer keeps,
+//! and the reader checks every count and index before a kernel sees them.
+//!
 //! Weights are grouped by four inputs: the 32-bit word at `[b][g][j]` holds the weights
 //! from inputs `4g..4g+4` to output `128b + j`. This is the operand layout of x86's
 //! `VPDPBUSD` and of the Cortex-M4's `SMLAD` after `SXTB16`, and lets an all-zero group of
@@ -61,8 +76,8 @@ use crate::arch::{Architecture, BLOCK, GROUP, MAX_INPUT, MAX_LAYERS, MAX_WIDTH, 
 use crate::buffers::{check_buffers, fits, layer_io};
 use crate::error::{Error, Param};
 use crate::format::{self, Activation, Extras, HEADER_BYTES, Header, Quant, quantize_input};
-use crate::layout::{Int8Layout, groups};
-use layer::{Lane, Layer, Output, emit, requant};
+use crate::layout::{Int8Layout, Sparsity, groups};
+use layer::{Lane, Layer, Output, Sparse, emit, requant};
 
 mod layer;
 
@@ -239,6 +254,35 @@ pub struct Int8Layer<'p> {
     /// Zero point of the int8 pre-activation that indexes the sigmoid table; 0 on every
     /// layer of a ReLU model and on the last layer.
     pub zero_point: i8,
+    /// Store only the blocks of four weights (four consecutive inputs of one output) that are
+    /// not all zero, with their indices (a pruned layer: smaller, and the kernels skip what
+    /// is not stored). A file with a sparse layer is format version 4.
+    pub sparse: bool,
+}
+
+impl Int8Layer<'_> {
+    /// Blocks of four weights of this layer of `inputs` and `outputs` that are not all zero.
+    fn kept_blocks(&self, inputs: usize, outputs: usize) -> usize {
+        let mut kept = 0;
+        for g in 0..groups(inputs) {
+            for j in 0..outputs {
+                let rows = GROUP * g..inputs.min(GROUP * g + GROUP);
+                kept += usize::from(rows.into_iter().any(|i| self.weights[i * outputs + j] != 0));
+            }
+        }
+        kept
+    }
+}
+
+/// The sparsity [`encode`] gives `layers` (checked to have their architecture's lengths).
+fn sparsity_of(architecture: &Architecture, layers: &[Int8Layer<'_>]) -> Sparsity {
+    let mut sparsity = Sparsity::DENSE;
+    for (l, layer) in layers.iter().enumerate().filter(|(_, layer)| layer.sparse) {
+        let (i, o) = architecture.layer(l);
+        // At most MAX_WIDTH · MAX_INPUT / 4 = 2^20 blocks.
+        sparsity = sparsity.with_sparse(l, layer.kept_blocks(i, o) as u32);
+    }
+    sparsity
 }
 
 /// Checks one layer's requantization parameters (shared by the writer and the reader).
@@ -268,8 +312,39 @@ fn check_layer(
     Ok(())
 }
 
-/// Encodes an int8 model file into `out` (at least [`Header::file_len`] bytes); returns
-/// the bytes used.
+/// Bytes [`encode`] writes for these layers (which layers are sparse, and how many blocks
+/// they keep, decide the size); `layers` must have the architecture's lengths.
+pub fn encoded_len(
+    architecture: &Architecture,
+    activation: Activation,
+    layers: &[Int8Layer<'_>],
+    extras: &Extras<'_>,
+) -> Result<usize, Error> {
+    check_lengths(architecture, layers)?;
+    let sparsity = sparsity_of(architecture, layers);
+    Ok(Header::new(*architecture, activation, Quant::Int8).with_extras(extras).with_sparsity(sparsity).file_len())
+}
+
+/// Checks that there is a layer per dense layer of `architecture`, each slice the length
+/// the architecture gives it.
+fn check_lengths(architecture: &Architecture, layers: &[Int8Layer<'_>]) -> Result<(), Error> {
+    if layers.len() != architecture.layers() {
+        return Err(Error::LayerCount { expected: architecture.layers(), found: layers.len() });
+    }
+    for (l, layer) in layers.iter().enumerate() {
+        let (i, o) = architecture.layer(l);
+        let counts = [(Param::Weights, layer.weights.len(), i * o), (Param::Biases, layer.biases.len(), o)];
+        for (what, found, expected) in counts.into_iter().chain([(Param::Multipliers, layer.multipliers.len(), o)]) {
+            if found != expected {
+                return Err(Error::ParameterCount { layer: l, what, expected, found });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Encodes an int8 model file into `out` (at least [`encoded_len`] bytes); returns the
+/// bytes used.
 ///
 /// Every slice must have the length `architecture` gives it, every parameter must be in
 /// the format's range, and `sigmoid_table` must be given exactly for a sigmoid model, so
@@ -284,11 +359,7 @@ pub fn encode(
     extras: &Extras<'_>,
     out: &mut [u8],
 ) -> Result<usize, Error> {
-    let header = Header::new(*architecture, activation, Quant::Int8).with_extras(extras);
-    let layout = Int8Layout::new(architecture, activation);
-    if layers.len() != architecture.layers() {
-        return Err(Error::LayerCount { expected: architecture.layers(), found: layers.len() });
-    }
+    check_lengths(architecture, layers)?;
     if !(score_scale.is_finite() && score_scale > 0.0) {
         return Err(Error::ScoreScale);
     }
@@ -296,16 +367,12 @@ pub fn encode(
         return Err(Error::SigmoidTable);
     }
     for (l, layer) in layers.iter().enumerate() {
-        let (i, o) = architecture.layer(l);
-        let counts = [(Param::Weights, layer.weights.len(), i * o), (Param::Biases, layer.biases.len(), o)];
-        for (what, found, expected) in counts.into_iter().chain([(Param::Multipliers, layer.multipliers.len(), o)]) {
-            if found != expected {
-                return Err(Error::ParameterCount { layer: l, what, expected, found });
-            }
-        }
         let shifts = [layer.rounding_shift, layer.multiplier_shift, layer.zero_point as u8];
         check_layer(l, l + 1 == layers.len(), activation, shifts, layer.multipliers.iter().copied())?;
     }
+    let sparsity = sparsity_of(architecture, layers);
+    let header = Header::new(*architecture, activation, Quant::Int8).with_extras(extras).with_sparsity(sparsity);
+    let layout = Int8Layout::with_sparsity(architecture, activation, &sparsity);
     let len = header.file_len();
     let found = out.len();
     let file = out.get_mut(..len).ok_or(Error::BufferTooSmall { needed: len, found })?;
@@ -313,19 +380,32 @@ pub fn encode(
     payload.fill(0);
     for (l, layer) in layers.iter().enumerate() {
         let (i, o) = architecture.layer(l);
-        let weights = &mut payload[layout.weights(l).range()];
-        let mut at = 0;
-        for block in (0..o).step_by(BLOCK) {
+        // The four weights of group `g` to output `j` (the padding inputs of the last group
+        // keep zero weights).
+        let block = |g: usize, j: usize| -> [u8; GROUP] {
+            core::array::from_fn(|k| if GROUP * g + k < i { layer.weights[(GROUP * g + k) * o + j] as u8 } else { 0 })
+        };
+        let (mut at, mut kept) = (layout.weights(l).start, 0);
+        let (counts, indices) = (layout.counts(l).start, layout.indices(l).start);
+        for b in (0..o).step_by(BLOCK) {
             for g in 0..groups(i) {
-                for j in block..o.min(block + BLOCK) {
-                    for k in 0..GROUP {
-                        let input = GROUP * g + k;
-                        // The padding inputs of the last group keep zero weights.
-                        if input < i {
-                            weights[at + k] = layer.weights[input * o + j] as u8;
-                        }
+                let mut count = 0u8;
+                for j in b..o.min(b + BLOCK) {
+                    let w = block(g, j);
+                    if layer.sparse && w == [0; GROUP] {
+                        continue;
                     }
+                    payload[at..at + GROUP].copy_from_slice(&w);
                     at += GROUP;
+                    if layer.sparse {
+                        // j - b < BLOCK = 128, and so is the count.
+                        payload[indices + kept] = (j - b) as u8;
+                        kept += 1;
+                        count += 1;
+                    }
+                }
+                if layer.sparse {
+                    payload[counts + b / BLOCK * groups(i) + g] = count;
                 }
             }
         }
@@ -400,7 +480,8 @@ impl<'a> Int8Model<'a> {
             return Err(Error::WrongQuantization { expected: Quant::Int8, found: header.quant() });
         }
         let (architecture, activation) = (header.architecture(), header.activation());
-        let layout = Int8Layout::new(&architecture, activation);
+        let sparsity = header.sparsity();
+        let layout = Int8Layout::with_sparsity(&architecture, activation, &sparsity);
         let payload = file.payload();
         if payload.len() != layout.len() {
             return Err(Error::PayloadSize { expected: layout.len(), found: payload.len() });
@@ -428,10 +509,22 @@ impl<'a> Int8Model<'a> {
                 (false, Some(table)) => Output::Sigmoid { zero_point: zero_point.into(), table },
                 (false, None) => Output::Relu,
             };
+            let sparse = match sparsity.kept(l) {
+                Some(kept) => {
+                    let sparse =
+                        Sparse { counts: &payload[layout.counts(l).range()], indices: &payload[layout.indices(l).range()] };
+                    if !sparse.check(outputs, groups(inputs), kept as usize) {
+                        return Err(Error::SparseLayer { layer: l });
+                    }
+                    Some(sparse)
+                }
+                None => None,
+            };
             *slot = Layer {
                 inputs: pad_to_group(inputs),
                 outputs,
                 weights: &payload[layout.weights(l).range()],
+                sparse,
                 reach: &payload[layout.weights(l).start..],
                 bias: &payload[layout.biases(l).range()],
                 mult,
@@ -776,6 +869,17 @@ fn fast(kernel: Kernel) -> impl Fn(&Layer<'_>, &[u8], &mut [u16], &mut [u8], &mu
 /// [`Int8Model::predict_batch_in`] runs them (the images share the weights in the cache).
 #[inline(always)]
 fn dense_many(kernel: Kernel, layer: &Layer<'_>, lanes: &mut [Lane<'_>], blocked: bool) {
+    if let Some(sparse) = layer.sparse {
+        for lane in lanes.iter_mut() {
+            #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+            if kernel == Kernel::ArmDsp {
+                armv7em::sparse(layer, &sparse, lane.x, lane.act, lane.scores);
+                continue;
+            }
+            portable::sparse(layer, &sparse, lane.x, lane.act, lane.scores);
+        }
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     let level = match kernel {
         Kernel::X86Vnni => Some(x86::Level::Vnni),
@@ -801,7 +905,35 @@ fn dense_many(kernel: Kernel, layer: &Layer<'_>, lanes: &mut [Lane<'_>], blocked
 
 /// A layer on the reference: every output, every input.
 fn scalar(layer: &Layer<'_>, x: &[u8], _: &mut [u16], act: &mut [u8], scores: &mut [i32]) {
-    dense_scalar(layer, x, 0..layer.inputs / GROUP, act, scores);
+    match layer.sparse {
+        Some(sparse) => sparse_scalar(layer, &sparse, x, act, scores),
+        None => dense_scalar(layer, x, 0..layer.inputs / GROUP, act, scores),
+    }
+}
+
+/// Every output of a sparse `layer`, one at a time, every input: the weight of each group
+/// looked up among the group's kept blocks (zero if it has none for the output).
+fn sparse_scalar(layer: &Layer<'_>, sparse: &Sparse<'_>, x: &[u8], act: &mut [u8], scores: &mut [i32]) {
+    let groups = layer.inputs / GROUP;
+    for j in 0..layer.outputs {
+        let (b, k) = (j / BLOCK, j % BLOCK);
+        // The kept blocks of the output blocks before `b`.
+        let mut at: usize = sparse.counts[..b * groups].iter().map(|&c| usize::from(c)).sum();
+        let mut acc = 0i32;
+        for g in 0..groups {
+            let count = usize::from(sparse.counts[b * groups + g]);
+            let run = &sparse.indices[at..at + count];
+            if let Some(pos) = run.iter().position(|&i| usize::from(i) == k) {
+                let w = &layer.weights[(at + pos) * GROUP..][..GROUP];
+                for (&xi, &wi) in x[g * GROUP..][..GROUP].iter().zip(w) {
+                    acc += xi as i32 * wi as i8 as i32;
+                }
+            }
+            at += count;
+        }
+        let v = requant(acc, layer.bias(j), layer.mult(j), layer.r, layer.s);
+        emit(layer, j, v, act, scores);
+    }
 }
 
 /// Index of the largest score; the first one on ties, 0 for an empty slice.

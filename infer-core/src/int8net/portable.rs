@@ -7,7 +7,7 @@
 //! are read sequentially. On a Cortex-M0 that is about half the instructions per
 //! multiply-accumulate of the reference loop, which recomputes each weight's offset.
 
-use super::layer::{Layer, emit, requant};
+use super::layer::{Layer, Sparse, emit, requant};
 use crate::spec::{BLOCK, GROUP};
 
 pub(super) fn dense(layer: &Layer<'_>, x: &[u8], groups: &[u16], act: &mut [u8], scores: &mut [i32]) {
@@ -28,6 +28,35 @@ pub(super) fn dense(layer: &Layer<'_>, x: &[u8], groups: &[u16], act: &mut [u8],
             }
         }
         for (k, &sum) in acc.iter().enumerate() {
+            let j = j0 + k;
+            emit(layer, j, requant(sum, layer.bias(j), layer.mult(j), layer.r, layer.s), act, scores);
+        }
+        j0 += width;
+    }
+}
+
+/// A sparse layer: for each block of up to 128 outputs, each group of four inputs that is
+/// not all zero adds its products to the outputs of its kept blocks.
+pub(super) fn sparse(layer: &Layer<'_>, sparse: &Sparse<'_>, x: &[u8], act: &mut [u8], scores: &mut [i32]) {
+    let groups = layer.inputs / GROUP;
+    let (mut at, mut j0) = (0, 0);
+    for counts in sparse.counts.chunks_exact(groups) {
+        let width = BLOCK.min(layer.outputs - j0);
+        let mut acc = [0i32; BLOCK];
+        for (xs, &count) in x.chunks_exact(GROUP).zip(counts) {
+            let n = usize::from(count);
+            if n != 0 && xs != [0; GROUP] {
+                let (x0, x1, x2, x3) = (i32::from(xs[0]), i32::from(xs[1]), i32::from(xs[2]), i32::from(xs[3]));
+                let weights = layer.weights[at * GROUP..][..n * GROUP].chunks_exact(GROUP);
+                for (&k, w) in sparse.indices[at..at + n].iter().zip(weights) {
+                    let w = [w[0] as i8, w[1] as i8, w[2] as i8, w[3] as i8].map(i32::from);
+                    // Indices are below the block's width (checked when the model was read).
+                    acc[usize::from(k) % BLOCK] += x0 * w[0] + x1 * w[1] + x2 * w[2] + x3 * w[3];
+                }
+            }
+            at += n;
+        }
+        for (k, &sum) in acc[..width].iter().enumerate() {
             let j = j0 + k;
             emit(layer, j, requant(sum, layer.bias(j), layer.mult(j), layer.r, layer.s), act, scores);
         }
@@ -60,6 +89,7 @@ mod tests {
                 inputs,
                 outputs,
                 weights: &weights[..inputs * outputs],
+                sparse: None,
                 reach: &weights,
                 bias: &bias,
                 mult: &mult,

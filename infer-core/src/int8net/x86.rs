@@ -399,6 +399,7 @@ mod tests {
             inputs,
             outputs,
             weights: &weights,
+            sparse: None,
             reach: &weights,
             bias: &bias,
             mult: &mult,

@@ -3,9 +3,7 @@
 #![allow(dead_code)]
 
 use infer_core::Activation;
-use infer_core::Quant;
 use infer_core::arch::Architecture;
-use infer_core::format::Header;
 use infer_core::int8net::{self, Int8Layer};
 
 /// xorshift64*: enough randomness for test data, no dependency.
@@ -35,6 +33,8 @@ pub struct Params {
     pub mults: Vec<Vec<i16>>,
     pub shifts: Vec<[u8; 3]>,
     pub table: [u8; 256],
+    /// Which layers the file stores sparse.
+    pub sparse: Vec<bool>,
 }
 
 impl Params {
@@ -48,6 +48,7 @@ impl Params {
             mults: vec![],
             shifts: vec![],
             table: std::array::from_fn(|_| rng.next() as u8),
+            sparse: vec![false; n],
         };
         for l in 0..n {
             let (i, o) = arch.layer(l);
@@ -80,6 +81,7 @@ impl Params {
                 rounding_shift: self.shifts[l][0],
                 multiplier_shift: self.shifts[l][1],
                 zero_point: self.shifts[l][2] as i8,
+                sparse: self.sparse[l],
             })
             .collect()
     }
@@ -89,12 +91,30 @@ impl Params {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![0u8; Header::new(self.arch, self.activation, Quant::Int8).file_len()];
         let extras = infer_core::format::Extras::NONE;
+        let mut out = vec![0u8; int8net::encoded_len(&self.arch, self.activation, &self.layers(), &extras).unwrap()];
         let len = int8net::encode(&self.arch, self.activation, &self.layers(), 0.01, self.table(), &extras, &mut out)
             .unwrap();
         assert_eq!(len, out.len());
         out
+    }
+
+    /// Layer `l` stored sparse, with each block of four weights (four consecutive inputs of
+    /// one output) zeroed with probability `cut` (0 to 1); `empty` outputs have every block
+    /// zeroed (outputs with nothing kept).
+    pub fn prune(&mut self, rng: &mut Rng, l: usize, cut: f64, empty: usize) {
+        let (i, o) = self.arch.layer(l);
+        let empty: Vec<usize> = (0..empty).map(|_| rng.pick(o)).collect();
+        for g in 0..i.div_ceil(4) {
+            for j in 0..o {
+                if empty.contains(&j) || (rng.below(1 << 20) as f64) < cut * f64::from(1 << 20) {
+                    for input in 4 * g..i.min(4 * g + 4) {
+                        self.weights[l][input * o + j] = 0;
+                    }
+                }
+            }
+        }
+        self.sparse[l] = true;
     }
 
     /// Layer `l`'s accumulators for `image`, by the scheme as the module documentation
