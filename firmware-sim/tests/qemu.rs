@@ -88,6 +88,47 @@ fn a_small_model_runs_on_the_cortex_m0_within_256_kb_of_flash_and_16_kb_of_ram()
     }
 }
 
+/// A pruned model (90% of the hidden layers' blocks of four inputs cut, as `trainer fit
+/// --prune 0.9` leaves them) is stored sparse (format version 4) and runs on the M4 (Rust
+/// and C firmware) and on the micro:bit's M0, every image and score as on the host, in far
+/// fewer instructions and bytes than the dense model of its shape.
+#[test]
+fn a_pruned_model_runs_sparse_on_the_m4_and_the_m0_bit_for_bit() {
+    use trainer::prune;
+    let dir = tempfile::tempdir().unwrap();
+    let ds = trainer::data::load(None).expect("the real dataset (apt-get install dataset-fashion-mnist)");
+    let arch = infer_core::arch::Architecture::new(&[784, 256, 128, 10]).unwrap();
+    let mut model = trainer::model::Mlp::new(&arch, Activation::Relu, &mut rand_chacha::ChaCha8Rng::seed_from_u64(8));
+    // The model's rows are in the image's order already: the identity maps them.
+    let order: Vec<u16> = (0..784).collect();
+    let mut masks = prune::uncut(&model);
+    prune::update(&mut masks, &model, 0.9, &order);
+    prune::apply(&masks, &mut model, &order);
+    let export = trainer::quant::export_int8(&model, &ds).unwrap();
+    trainer::report::write_int8(dir.path(), "m", &export, &ds.test.labels).unwrap();
+    let path = dir.path().join("m.int8.fmlp");
+    let header = *infer_core::format::read(&export.bytes).unwrap().header();
+    assert_eq!((header.version(), header.sparsity().kept(2)), (4, None), "sparse hidden layers, dense output layer");
+    assert!(export.bytes.len() < 40 * 1024, "{} bytes", export.bytes.len());
+    for (board, firmware, kernel) in
+        [("mps2-an386", "rust", "armv7em (SMLAD)"), ("microbit", "rust", "portable"), ("mps2-an386", "c", "")]
+    {
+        let report = run_firmware(&path, board, 300, firmware);
+        let what = format!("{firmware} firmware on {board}: {report}");
+        assert_eq!((report["images"].as_u64(), report["disagreements"].as_u64()), (Some(300), Some(0)), "{what}");
+        assert_eq!(report["score_mismatches"], 0, "{what}");
+        if !kernel.is_empty() {
+            assert_eq!(report["kernel"], kernel, "{what}");
+        }
+        // A tenth of the weights of a 784-256-128-10 are read: a dense one takes about 250k
+        // instructions on the M4 and 600k on the M0.
+        let instructions = report["instructions_per_inference"].as_f64().unwrap();
+        eprintln!("{firmware} firmware on {board}: {instructions:.0} instructions per inference");
+        let most = if board == "microbit" { 300_000.0 } else { 120_000.0 };
+        assert!(instructions > 5_000.0 && instructions < most, "{what}");
+    }
+}
+
 /// The C firmware (tools/firmware-c: infer-c's fmlp.h and libfmlp.a, the model as C from
 /// `trainer export --c-header`) predicts what the host predicts, bit for bit, on the M4 and
 /// on the micro:bit's M0, and reports what the Rust firmware reports. Prints both

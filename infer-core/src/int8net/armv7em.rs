@@ -184,27 +184,33 @@ pub(super) fn dense(layer: &Layer<'_>, x: &[u8], groups: &[u16], act: &mut [u8],
     }
 }
 
-/// `acc[k] += dot4(x, w)` for each kept block of one group: its output `k` (an index below
-/// 128) and its four weights. Two blocks per iteration, nine instructions a block (indices
-/// strictly increase within a group, so the two never alias).
+/// `acc[k] += dot4(x, w)` for the `n` kept blocks of one group: each block's output `k`
+/// (an index below 128) at `*ip`, its four weights at `*wp`; both pointers advance past
+/// them. Two blocks per iteration, nine instructions a block (indices strictly increase
+/// within a group, so the two never alias).
+///
+/// # Safety
+/// `ip` points to `n` readable indices, each below 128, and `wp` to `4n` readable bytes.
 #[inline(always)]
-fn scatter(acc: &mut [i32; BLOCK], (x02, x13): (u32, u32), indices: &[u8], weights: &[u8]) {
-    assert!(weights.len() == GROUP * indices.len());
-    let (pairs, odd) = indices.as_chunks::<2>();
-    if let [k] = odd {
-        let w = word(&weights[weights.len() - GROUP..]);
-        let a = &mut acc[usize::from(*k) % BLOCK];
-        *a = dot4(*a, (x02, x13), w);
-    }
-    if pairs.is_empty() {
-        return;
-    }
-    assert!(indices.iter().all(|&k| usize::from(k) < BLOCK));
-    // SAFETY: the loop reads the `2 · pairs.len()` indices and as many weight words
+unsafe fn scatter(acc: &mut [i32; BLOCK], (x02, x13): (u32, u32), ip: &mut *const u8, wp: &mut *const u8, n: u32) {
+    // SAFETY: the caller's contract: the loop reads the `n` indices and `n` weight words
     // (single-word loads, which may be unaligned on Armv7E-M), and reads and writes
-    // `acc[k]` for each index, all below 128 (checked above).
+    // `acc[k]` for each index `k < 128`.
     unsafe {
         asm!(
+            "lsrs {n}, {n}, #1",
+            "bcc 3f",
+            "ldr {w}, [{wp}], #4",
+            "ldrb {k}, [{ip}], #1",
+            "ldr {a}, [{acc}, {k}, lsl #2]",
+            "sxtb16 {t}, {w}, ror #8",
+            "sxtb16 {w}, {w}",
+            "smlad {a}, {x02}, {w}, {a}",
+            "smlad {a}, {x13}, {t}, {a}",
+            "str {a}, [{acc}, {k}, lsl #2]",
+            "3:",
+            "cmp {n}, #0",
+            "beq 4f",
             "2:",
             "ldr {w}, [{wp}], #4",
             "ldrb {k}, [{ip}], #1",
@@ -222,11 +228,12 @@ fn scatter(acc: &mut [i32; BLOCK], (x02, x13): (u32, u32), indices: &[u8], weigh
             "smlad {a}, {x02}, {w}, {a}",
             "smlad {a}, {x13}, {t}, {a}",
             "str {a}, [{acc}, {k}, lsl #2]",
-            "cmp {ip}, {end}",
+            "subs {n}, {n}, #1",
             "bne 2b",
-            ip = inout(reg) indices.as_ptr() => _,
-            end = in(reg) indices.as_ptr().wrapping_add(2 * pairs.len()),
-            wp = inout(reg) weights.as_ptr() => _,
+            "4:",
+            n = inout(reg) n => _,
+            ip = inout(reg) *ip,
+            wp = inout(reg) *wp,
             acc = in(reg) acc.as_mut_ptr(),
             x02 = in(reg) x02,
             x13 = in(reg) x13,
@@ -243,19 +250,29 @@ fn scatter(acc: &mut [i32; BLOCK], (x02, x13): (u32, u32), indices: &[u8], weigh
 /// not all zero adds its products to the outputs of its kept blocks ([`scatter`]).
 pub(super) fn sparse(layer: &Layer<'_>, sparse: &Sparse<'_>, x: &[u8], act: &mut [u8], scores: &mut [i32]) {
     let groups = layer.inputs / GROUP;
-    let (mut at, mut j0) = (0, 0);
+    assert!(x.len() >= layer.inputs && layer.weights.len() == GROUP * sparse.indices.len());
+    let (mut ip, mut wp) = (sparse.indices.as_ptr(), layer.weights.as_ptr());
+    let mut j0 = 0;
     for counts in sparse.counts.chunks_exact(groups) {
         let width = BLOCK.min(layer.outputs - j0);
         let mut acc = [0i32; BLOCK];
         for (xs, &count) in x.chunks_exact(GROUP).zip(counts) {
-            let n = usize::from(count);
-            if n != 0 {
-                let xs = word(xs);
-                if xs != 0 {
-                    let weights = &layer.weights[at * GROUP..][..n * GROUP];
-                    scatter(&mut acc, (uxtb16(xs), uxtb16_ror8(xs)), &sparse.indices[at..at + n], weights);
+            if count == 0 {
+                continue;
+            }
+            let xs = word(xs);
+            if xs == 0 {
+                // SAFETY: within the indices and weights (the counts add up to them, as
+                // `Sparse::check` made sure when the model was read).
+                unsafe {
+                    ip = ip.add(usize::from(count));
+                    wp = wp.add(GROUP * usize::from(count));
                 }
-                at += n;
+            } else {
+                // SAFETY: `Sparse::check` made sure, when the model was read, that the
+                // counts add up to the indices (and the weights, four bytes each, as
+                // asserted above) and that every index is below its block's width.
+                unsafe { scatter(&mut acc, (uxtb16(xs), uxtb16_ror8(xs)), &mut ip, &mut wp, count.into()) };
             }
         }
         for (k, &sum) in acc[..width].iter().enumerate() {
