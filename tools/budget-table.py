@@ -1,27 +1,40 @@
 #!/usr/bin/env python3
-"""Trains a few network shapes with the seed recipe and measures each on the emulated
-boards: the table README's "Choosing a network" shows.
+"""Trains networks for a flash budget, dense and pruned, and measures each on the emulated
+boards: the table of accuracy against model size in docs/int8-and-firmware.md.
 
-    python3 tools/budget-table.py [--out DIR] [--images N] [HIDDEN ...]
+    python3 tools/budget-table.py [--out DIR] [--images N] [--recipe ARGS] [SPEC ...]
 
-HIDDEN is a comma-separated stack such as 128,64 (default: the shapes in README).
-For each, `trainer fit --hidden HIDDEN` (or `--model relu` for the study's 512,256) trains
-and exports it, then `firmware-sim qemu --json` runs the int8 model on the Cortex-M4F
-(mps2-an386) and, when its flash fits 256 KB, on the Cortex-M0 of a micro:bit; the
-script prints one Markdown row per shape. Needs the release binaries (cargo build
---release) and the firmware toolchain (see README).
+A SPEC is a comma-separated hidden stack, optionally pruned and distilled:
+
+    128,64                dense
+    256,128@0.9           --prune 0.9 (blocks of four inputs, hidden layers; stored sparse)
+    256,128@0.9+distill   the same, taught by the teacher (--distill TEACHER)
+
+Each is trained with `trainer fit --preset best --hidden HIDDEN ...` (the recipe is
+`--recipe`, default "--preset best") into DIR/SPEC. The teacher is DIR/teacher, a dense
+784-512-256-10 trained with the same recipe (trained first when a SPEC needs it and it is
+missing). Then `firmware-sim check --json` runs the int8 model on the host (it must agree
+with the trainer's integer reference on every test image), `firmware-sim qemu --json` on
+the Cortex-M4F (mps2-an386) and, when the firmware fits 256 KB of flash, on the Cortex-M0
+of a micro:bit, N test images each; the script prints one Markdown row per SPEC. A SPEC
+whose run folder has a summary.json is not trained again. Needs the release binaries
+(cargo build --release) and the firmware toolchain (see README).
 """
 
 import argparse
 import json
 import pathlib
+import shlex
 import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TRAINER = ROOT / "target/release/trainer"
 SIM = ROOT / "target/release/firmware-sim"
-SHAPES = ["512,256", "256,128,64", "128,64", "64,32", "32"]
+SPECS = [
+    "32", "64,32", "128,64", "256,128", "512,256",
+    "128,64@0.8", "256,128@0.9", "256,128@0.9+distill", "512,256@0.9", "512,256@0.95",
+]
 MICROBIT_FLASH = 256 * 1024
 
 
@@ -30,44 +43,68 @@ def run_json(args):
     return json.loads(out.stdout)
 
 
+def parse(spec):
+    """(hidden, sparsity or None, distilled) of a SPEC."""
+    distill = spec.endswith("+distill")
+    spec = spec.removesuffix("+distill")
+    hidden, _, sparsity = spec.partition("@")
+    return hidden, (float(sparsity) if sparsity else None), distill
+
+
+def fit(run, args):
+    """Trains into `run` unless it holds a finished run; returns its first model's summary."""
+    if not (run / "summary.json").is_file():
+        cmd = [str(TRAINER), "fit", *args, "--out", str(run)]
+        print("$ " + shlex.join(cmd), file=sys.stderr)
+        subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
+    return json.loads((run / "summary.json").read_text())["models"][0]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/budget", help="folder for the runs (default runs/budget)")
-    p.add_argument("--images", type=int, default=10000, help="test images per firmware run")
-    p.add_argument("hidden", nargs="*", default=SHAPES)
+    p.add_argument("--images", type=int, default=10000, help="test images per firmware run (default 10000)")
+    p.add_argument("--recipe", default="--preset best", help='trainer options of every run (default "--preset best")')
+    p.add_argument("specs", nargs="*", default=SPECS, metavar="SPEC")
     a = p.parse_args()
     out = pathlib.Path(a.out)
+    recipe = shlex.split(a.recipe)
+    teacher = None
     rows = []
-    for hidden in a.hidden:
-        run = out / hidden.replace(",", "-")
-        if hidden == "512,256":
-            fit = ["fit", "--model", "relu"]
-        else:
-            fit = ["fit", "--hidden", hidden]
-        if not (run / "summary.json").is_file():
-            subprocess.run([str(TRAINER), *fit, "--out", str(run)], check=True, stderr=subprocess.DEVNULL)
-        summary = json.loads((run / "summary.json").read_text())["models"][0]
+    for spec in a.specs:
+        hidden, sparsity, distill = parse(spec)
+        args = [*recipe, "--hidden", hidden]
+        if sparsity is not None:
+            args += ["--prune", str(sparsity)]
+        if distill:
+            if teacher is None:
+                t = fit(out / "teacher", [*recipe, "--hidden", "512,256"])
+                teacher = out / "teacher" / t["name"] / f"{t['name']}.f32.fmlp"
+            args += ["--distill", str(teacher)]
+        summary = fit(out / spec.replace(",", "-").replace("+", "-"), args)
         name = summary["name"]
+        run = out / spec.replace(",", "-").replace("+", "-")
         model = run / name / f"{name}.int8.fmlp"
         check = run_json([str(SIM), "check", "--json", "--model", str(model)])
         assert check["disagreements"] == 0, check
         m4 = run_json([str(SIM), "qemu", "--json", "--count", str(a.images), "--model", str(model)])
         assert m4["disagreements"] == 0 and m4["score_mismatches"] == 0, m4
         m0 = None
-        if m4["model_bytes"] + 16 * 1024 <= MICROBIT_FLASH:
+        if m4["model_bytes"] + 24 * 1024 <= MICROBIT_FLASH:
             m0 = run_json([str(SIM), "qemu", "--json", "--board", "microbit", "--count", str(a.images), "--model", str(model)])
             assert m0["disagreements"] == 0 and m0["score_mismatches"] == 0, m0
-        rows.append((summary, check, m4, m0))
-        print(f"{name}: done", file=sys.stderr)
+        rows.append((spec, sparsity, distill, summary, check, m4, m0))
+        print(f"{spec}: done", file=sys.stderr)
 
-    print("| network | int8 model | f32 / int8 test accuracy | scratch RAM | Cortex-M4F: flash, RAM, instructions | Cortex-M0 (micro:bit): flash, RAM, instructions |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for summary, check, m4, m0 in rows:
-        kb = lambda b: f"{b / 1024:.1f} KB"
-        m0_cell = "does not fit" if m0 is None else f"{kb(m0['flash_bytes'])}, {kb(m0['ram_bytes'])}, {m0['instructions_per_inference']:,.0f}"
+    print("| network | pruned | int8 file | f32 / int8 test accuracy | Cortex-M4F instructions | Cortex-M0 (micro:bit) instructions, flash |")
+    print("|---|---|---:|---:|---:|---:|")
+    for spec, sparsity, distill, summary, check, m4, m0 in rows:
+        pruned = "" if sparsity is None else f"{sparsity:.0%}" + (", distilled" if distill else "")
+        m0_cell = "does not fit" if m0 is None else f"{m0['instructions_per_inference']:,.0f}, {m0['flash_bytes'] / 1024:.1f} KB"
         print(
-            f"| {m4['architecture']} | {m4['model_bytes']:,} B | {100 * summary['test_accuracy']:.2f}% / {100 * check['accuracy']:.2f}% "
-            f"| {m4['scratch_bytes']} B | {kb(m4['flash_bytes'])}, {kb(m4['ram_bytes'])}, {m4['instructions_per_inference']:,.0f} | {m0_cell} |"
+            f"| {m4['architecture']} | {pruned} | {m4['model_bytes']:,} B "
+            f"| {100 * summary['test_accuracy']:.2f}% / {100 * check['accuracy']:.2f}% "
+            f"| {m4['instructions_per_inference']:,.0f} | {m0_cell} |"
         )
 
 

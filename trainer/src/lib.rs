@@ -23,6 +23,7 @@ pub use dataset as data;
 
 pub mod alloc;
 pub mod augment;
+pub mod budget;
 pub mod c_export;
 pub mod checkpoint;
 pub mod figures;

@@ -295,6 +295,12 @@ struct FitArgs {
     /// kept. The output layer stays dense. The sparsity reached is reported per layer.
     #[arg(long, group = "recipe", value_name = "SPARSITY", help_heading = "Recipe")]
     prune: Option<f32>,
+    /// Fit the int8 model file in BYTES of flash (32768, 32K, 1.5M): the hidden layers are
+    /// pruned (as --prune) to the lowest sparsity at which the file fits, and the run says
+    /// which; a network that cannot fit is refused before training (choose narrower
+    /// --hidden layers). Without pruning when the dense file fits.
+    #[arg(long, group = "recipe", value_name = "BYTES", conflicts_with = "prune", value_parser = parse_flash, help_heading = "Recipe")]
+    flash: Option<usize>,
     /// Distill from TEACHER, an f32 model file of a run on the same data (for example
     /// runs/X/best/best.f32.fmlp): each training image's target mixes its label with the
     /// teacher's probabilities for it (see --distill-weight). Images only.
@@ -642,6 +648,40 @@ fn request(args: &FitArgs, study_data: bool) -> Request {
     Request { preset, models, overrides }
 }
 
+/// `--flash`'s value: a byte count with an optional K or M.
+fn parse_flash(text: &str) -> Result<usize, String> {
+    trainer::budget::parse_bytes(text)
+}
+
+/// Prunes `recipe`'s hidden layers to the lowest sparsity at which its int8 file for `ds`
+/// fits `budget` bytes (none if the dense file fits), and says what it chose.
+fn fit_flash(recipe: &mut trainer::recipe::Recipe, ds: &trainer::data::Dataset, budget: usize) -> Result<()> {
+    let mut widths = vec![ds.train.width];
+    widths.extend(&recipe.network.hidden);
+    widths.push(ds.schema.classes());
+    let arch = infer_core::arch::Architecture::new(&widths)?;
+    let names: String = ds.schema.class_names.iter().map(|n| format!("{n}\n")).collect();
+    let quantizer = vec![0u8; if ds.schema.bytes { 0 } else { 8 * ds.train.width }];
+    let extras = infer_core::format::Extras::new(names.as_bytes(), &quantizer);
+    let activation = recipe.network.activation;
+    let sparsity = trainer::budget::sparsity_for(&arch, activation, &extras, budget)
+        .map_err(|e| anyhow::anyhow!("{}: --flash {budget}: {e}", recipe.name))?;
+    let s = sparsity.unwrap_or(0.0);
+    let bytes = trainer::budget::int8_file_bytes(&arch, activation, &extras, s);
+    match sparsity {
+        None => runio::note!("{}: --flash {budget}: the dense int8 file fits ({bytes} bytes); no pruning", recipe.name),
+        Some(s) => {
+            runio::note!(
+                "{}: --flash {budget}: hidden layers pruned to {:.0}% (the int8 file at most {bytes} bytes)",
+                recipe.name,
+                100.0 * s
+            );
+            recipe.prune = Some(trainer::prune::Prune::to(s as f32));
+        }
+    }
+    Ok(())
+}
+
 fn fit(mut args: FitArgs) -> Result<()> {
     let threads = thread_count(args.threads)?;
     absolute_teacher(&mut args.distill)?;
@@ -674,7 +714,12 @@ fn fit(mut args: FitArgs) -> Result<()> {
         (None, Some((request, spec))) => {
             let ds = limited(open(&spec)?, args.limit);
             let facts = DataFacts { examples: ds.train.len(), images: ds.schema.image.is_some() };
-            let recipes = recipe::resolve(&request, &facts)?;
+            let mut recipes = recipe::resolve(&request, &facts)?;
+            if let Some(budget) = args.flash {
+                for recipe in &mut recipes {
+                    fit_flash(recipe, &ds, budget)?;
+                }
+            }
             // What training would refuse is refused before the folder is touched.
             for recipe in &recipes {
                 trainer::train::check(recipe, &ds).map_err(|e| anyhow::anyhow!("{}: {e}", recipe.name))?;

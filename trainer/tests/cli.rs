@@ -100,7 +100,9 @@ fn fit_hidden_trains_a_network_of_that_shape_and_names_it_so() {
 
 #[test]
 fn networks_the_format_cannot_hold_are_refused_before_any_work() {
-    let cases: [(&[&str], &str); 17] = [
+    let cases: [(&[&str], &str); 19] = [
+        (&["--hidden", "32", "--flash", "32apples"], "is not a size in bytes"),
+        (&["--hidden", "32", "--flash", "32K", "--prune", "0.5"], "cannot be used with"),
         (&["--hidden", "2000"], "width 2000 of layer 1"),
         (&["--hidden", "8,8,8,8,8"], "5 hidden layers; a network has 1 to 4"),
         (&["--hidden", "0"], "width 0 of layer 1"),
@@ -197,4 +199,25 @@ fn bad_arguments_are_refused() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("--lr must be a positive number"));
     let run = trainer().args(["fit"]).output().unwrap();
     assert!(!run.status.success(), "fit needs --all or --model");
+}
+
+#[test]
+fn a_flash_budget_prunes_to_fit_and_refuses_what_cannot_fit_before_any_work() {
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    let stderr = fit_ok(&["--hidden", "256,128", "--flash", "32K", "--epochs", "1", "--limit", "1000"], &run);
+    assert!(stderr.contains("--flash 32768: hidden layers pruned to 91%"), "{stderr}");
+    let file = std::fs::read(run.join("relu-256-128/relu-256-128.int8.fmlp")).unwrap();
+    assert!(file.len() <= 32 * 1024 && file.len() > 28 * 1024, "{} bytes", file.len());
+    // Dense where the dense file fits.
+    let stderr = fit_ok(&["--hidden", "16", "--flash", "32K", "--epochs", "1", "--limit", "1000"], &out.path().join("d"));
+    assert!(stderr.contains("the dense int8 file fits"), "{stderr}");
+    // Too small for the network even pruned: refused, nothing written.
+    let data = common::data_dir();
+    let refused = out.path().join("refused");
+    let fit = trainer().args(["fit", "--hidden", "512,256", "--flash", "8K", "--data-dir", &data]).arg("--out").arg(&refused).output();
+    let fit = fit.unwrap();
+    let stderr = String::from_utf8_lossy(&fit.stderr);
+    assert!(!fit.status.success() && stderr.contains("does not fit 8192 bytes") && stderr.contains("--hidden"), "{stderr}");
+    assert!(!refused.exists(), "nothing written");
 }

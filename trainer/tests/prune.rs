@@ -164,6 +164,11 @@ fn a_pruned_model_exports_a_sparse_int8_file_that_classifies_as_the_integer_refe
         assert!(kept * 10 > (all - zero) * 9, "layer {l}: {kept} blocks kept, {} not zero", all - zero);
     }
     assert_eq!(sparsity.kept(2), None, "the output layer is dense");
+    // At most the size `--flash` plans with for this sparsity (a kept block that quantized to
+    // zero is not stored either).
+    let arch = infer_core::arch::Architecture::new(&[784, 64, 30, 10]).unwrap();
+    let planned = trainer::budget::int8_file_bytes(&arch, Activation::Relu, file.extras(), 0.9);
+    assert!(export.bytes.len() <= planned && export.bytes.len() + 200 > planned, "{} of {planned}", export.bytes.len());
     let dense_bytes = 784 * 64 + 64 * 32 + 32 * 10;
     assert!(export.bytes.len() * 4 < dense_bytes, "{} bytes", export.bytes.len());
     // infer_core's kernels classify every test image as the trainer's integer reference.
