@@ -464,9 +464,9 @@ fn read_v2(bytes: &[u8], version: u16) -> Result<ModelFile<'_>, Error> {
     let none = heapless::Vec::new();
     let fields = head.and_then(|h| match version {
         2 => postcard::take_from_bytes::<HeaderV2>(&h[MAGIC.len()..]).ok().map(|(v2, p)| (v2, 0, none, p)),
-        3 => postcard::take_from_bytes::<HeaderV3>(&h[MAGIC.len()..])
-            .ok()
-            .map(|(v3, p)| (v3.v2, v3.extras_len, none, p)),
+        3 => {
+            postcard::take_from_bytes::<HeaderV3>(&h[MAGIC.len()..]).ok().map(|(v3, p)| (v3.v2, v3.extras_len, none, p))
+        }
         _ => postcard::take_from_bytes::<HeaderV4>(&h[MAGIC.len()..])
             .ok()
             .map(|(v4, p)| (v4.v3.v2, v4.v3.extras_len, v4.sparse, p)),

@@ -47,7 +47,11 @@ fn check_every_kernel(params: &Params, model: &Int8Model<'_>, images: &[Vec<u8>]
         model.predict_batch_with(kernel, &flat, &mut batch_scratch, &mut scores, &mut got).unwrap();
         for (i, (class, want)) in expected.iter().enumerate() {
             let at = i * classes;
-            assert_eq!((got[i], &scores[at..at + classes]), (*class, &want[..]), "{what}: image {i} batched on {kernel}");
+            assert_eq!(
+                (got[i], &scores[at..at + classes]),
+                (*class, &want[..]),
+                "{what}: image {i} batched on {kernel}"
+            );
         }
     }
 }

@@ -108,7 +108,8 @@ mod tests {
         assert!(int8_file_bytes(&arch, Activation::Relu, &extras, s - STEP) > 32 * 1024, "{s}");
         assert!((0.85..0.95).contains(&s), "{s}");
         // Sparser is never larger, and a file kept at 10% is about an eighth of the dense one.
-        let sizes: Vec<usize> = (0..=98).map(|k| int8_file_bytes(&arch, Activation::Relu, &extras, k as f64 / 100.0)).collect();
+        let sizes: Vec<usize> =
+            (0..=98).map(|k| int8_file_bytes(&arch, Activation::Relu, &extras, k as f64 / 100.0)).collect();
         assert!(sizes.windows(2).all(|w| w[1] <= w[0]));
         assert!(sizes[90] * 6 < sizes[0], "{} against {}", sizes[90], sizes[0]);
         let err = sparsity_for(&arch, Activation::Relu, &extras, 4096).unwrap_err();

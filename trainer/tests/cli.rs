@@ -210,14 +210,22 @@ fn a_flash_budget_prunes_to_fit_and_refuses_what_cannot_fit_before_any_work() {
     let file = std::fs::read(run.join("relu-256-128/relu-256-128.int8.fmlp")).unwrap();
     assert!(file.len() <= 32 * 1024 && file.len() > 28 * 1024, "{} bytes", file.len());
     // Dense where the dense file fits.
-    let stderr = fit_ok(&["--hidden", "16", "--flash", "32K", "--epochs", "1", "--limit", "1000"], &out.path().join("d"));
+    let stderr =
+        fit_ok(&["--hidden", "16", "--flash", "32K", "--epochs", "1", "--limit", "1000"], &out.path().join("d"));
     assert!(stderr.contains("the dense int8 file fits"), "{stderr}");
     // Too small for the network even pruned: refused, nothing written.
     let data = common::data_dir();
     let refused = out.path().join("refused");
-    let fit = trainer().args(["fit", "--hidden", "512,256", "--flash", "8K", "--data-dir", &data]).arg("--out").arg(&refused).output();
+    let fit = trainer()
+        .args(["fit", "--hidden", "512,256", "--flash", "8K", "--data-dir", &data])
+        .arg("--out")
+        .arg(&refused)
+        .output();
     let fit = fit.unwrap();
     let stderr = String::from_utf8_lossy(&fit.stderr);
-    assert!(!fit.status.success() && stderr.contains("does not fit 8192 bytes") && stderr.contains("--hidden"), "{stderr}");
+    assert!(
+        !fit.status.success() && stderr.contains("does not fit 8192 bytes") && stderr.contains("--hidden"),
+        "{stderr}"
+    );
     assert!(!refused.exists(), "nothing written");
 }

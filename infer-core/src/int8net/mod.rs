@@ -511,8 +511,10 @@ impl<'a> Int8Model<'a> {
             };
             let sparse = match sparsity.kept(l) {
                 Some(kept) => {
-                    let sparse =
-                        Sparse { counts: &payload[layout.counts(l).range()], indices: &payload[layout.indices(l).range()] };
+                    let sparse = Sparse {
+                        counts: &payload[layout.counts(l).range()],
+                        indices: &payload[layout.indices(l).range()],
+                    };
                     if !sparse.check(outputs, groups(inputs), kept as usize) {
                         return Err(Error::SparseLayer { layer: l });
                     }
