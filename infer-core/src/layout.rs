@@ -149,10 +149,11 @@ impl Sparsity {
     }
 }
 
-/// The int8 payload, as [`crate::int8net`] documents it: every layer's weights (each
-/// starting on a multiple of [`INT8_WEIGHTS_ALIGN`], zero bytes between), every sparse
-/// layer's counts and indices, every layer's biases and multipliers, every layer's shifts
-/// and zero point, the score scale, and a sigmoid model's table.
+/// The int8 payload, as [`crate::int8net`] documents it: every layer's weights (each dense
+/// layer's starting on a multiple of [`INT8_WEIGHTS_ALIGN`], a sparse layer's on a multiple
+/// of 4, zero bytes between), every sparse layer's counts and indices, every layer's biases
+/// and multipliers (on a multiple of 64 without a sparse layer, of 4 with one), every
+/// layer's shifts and zero point, the score scale, and a sigmoid model's table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Int8Layout {
     layers: usize,
@@ -192,11 +193,12 @@ impl Int8Layout {
         let mut l = 0;
         while l < arch.layers() {
             let (i, o) = arch.layer(l);
-            at = at.next_multiple_of(INT8_WEIGHTS_ALIGN);
-            let len = match sparsity.kept(l) {
-                Some(kept) => GROUP * kept as usize,
-                None => pad_to_group(i) * o,
+            // A sparse layer's weights are read a word at a time: four bytes will do.
+            let (align, len) = match sparsity.kept(l) {
+                Some(kept) => (GROUP, GROUP * kept as usize),
+                None => (INT8_WEIGHTS_ALIGN, pad_to_group(i) * o),
             };
+            at = at.next_multiple_of(align);
             out.weights[l] = Span { start: at, len };
             at += len;
             l += 1;
@@ -212,7 +214,9 @@ impl Int8Layout {
             }
             l += 1;
         }
-        at = at.next_multiple_of(INT8_WEIGHTS_ALIGN);
+        // Version 3 starts the biases on 64 bytes; a version-4 file (with a sparse layer)
+        // spares those bytes: the biases are read two bytes at a time.
+        at = at.next_multiple_of(if sparsity.any() { GROUP } else { INT8_WEIGHTS_ALIGN });
         l = 0;
         while l < arch.layers() {
             let o = arch.layer(l).1;

@@ -141,9 +141,10 @@ fn golden_bytes_of_a_sparse_file() {
     // Header: magic, version 4, widths, ReLU, int8, payload length, extras length, then per
     // layer: sparse with 4 blocks (1, 4), dense (0).
     // Weights 0..16, the dense layer's 64..88, counts 88..90, indices 90..94; biases and
-    // multipliers from 128, shifts 160..166, score scale 166..170.
+    // multipliers from 96 (a multiple of 4 in a version-4 file), shifts 128..134, score
+    // scale 134..138.
     let len = layout.len();
-    assert_eq!(len, 170);
+    assert_eq!(len, 138);
     assert_eq!(bytes[..11], [b'F', b'M', b'L', b'P', 4, 3, 8, 5, 3, 1, 1]);
     assert_eq!(bytes[11..17], [len as u8 | 0x80, (len >> 7) as u8, 2, 2, 1, 4][..]);
     assert_eq!(bytes[17], 0);
@@ -156,7 +157,7 @@ fn golden_bytes_of_a_sparse_file() {
     assert_eq!(payload[layout.indices(0).range()], [1, 4, 0, 4]);
     assert_eq!(layout.weights(1).start, 64, "the dense layer starts on 64 bytes");
     assert_eq!(layout.counts(0).start, 64 + 8 * 3);
-    assert_eq!(layout.biases(0).start, 128);
+    assert_eq!(layout.biases(0).start, 96);
     let model = Int8Model::from_bytes(&bytes).unwrap();
     check_every_kernel(&params, &model, &[vec![1, 2, 3, 4, 5, 6, 7, 8], vec![0; 8]], "golden");
 }

@@ -45,13 +45,14 @@
 //!
 //! | field | bytes |
 //! |---|---|
-//! | the kept blocks' weights, 4 bytes each, ordered by output block, then group, then output; starting on a multiple of 64 | 4 × kept |
+//! | the kept blocks' weights, 4 bytes each, ordered by output block, then group, then output; starting on a multiple of 4 | 4 × kept |
 //! | after every layer's weights, per sparse layer: the counts `[ceil(outputs / 128)][ceil(inputs / 4)]`, u8 (how many blocks of group `g` output block `b` keeps, ≤ the block's width) | blocks × groups |
 //! | then that layer's indices: per kept block, its output within its block of 128 (u8), strictly increasing within a group | kept |
 //!
 //! The kernels walk a block's groups in order and skip those whose inputs are all zero, as
 //! for a dense layer; for each kept block of a non-zero group, they add its four products
-//! to the output its index names. The header says how many blocks each sparse layer keeps,
+//! to the output its index names. In a file with a sparse layer the biases start on a
+//! multiple of 4 rather than 64. The header says how many blocks each sparse layer keeps,
 //! and the reader checks every count and index before a kernel sees them.
 //!
 //! Weights are grouped by four inputs: the 32-bit word at `[b][g][j]` holds the weights
