@@ -82,7 +82,7 @@ fn sparse_layers_match_the_reference_on_every_kernel_shape_and_sparsity() {
                 }
                 let bytes = params.encode();
                 let model = Int8Model::from_bytes(&bytes).unwrap();
-                let mut images: Vec<Vec<u8>> = (0..12).map(|_| random_image(&mut rng, arch.inputs())).collect();
+                let mut images: Vec<Vec<u8>> = (0..36).map(|_| random_image(&mut rng, arch.inputs())).collect();
                 images.push(vec![0; arch.inputs()]);
                 images.push(vec![255; arch.inputs()]);
                 let what = format!("{arch} {activation:?} cut {cut} sparse {:?}", params.sparse);

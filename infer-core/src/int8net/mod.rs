@@ -873,6 +873,21 @@ fn fast(kernel: Kernel) -> impl Fn(&Layer<'_>, &[u8], &mut [u16], &mut [u8], &mu
 #[inline(always)]
 fn dense_many(kernel: Kernel, layer: &Layer<'_>, lanes: &mut [Lane<'_>], blocked: bool) {
     if let Some(sparse) = layer.sparse {
+        // A batch on x86: several images per vector. One image: the portable loop, which
+        // skips its zero groups.
+        #[cfg(target_arch = "x86_64")]
+        if blocked && lanes.len() > 1 {
+            let level = match kernel {
+                Kernel::X86Vnni => Some(x86::Level::Vnni),
+                Kernel::X86Avx2 => Some(x86::Level::Avx2),
+                _ => None,
+            };
+            if let Some(level) = level
+                && x86::sparse_many(level, layer, &sparse, lanes)
+            {
+                return;
+            }
+        }
         for lane in lanes.iter_mut() {
             #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
             if kernel == Kernel::ArmDsp {

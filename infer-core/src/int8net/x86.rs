@@ -17,7 +17,8 @@ use core::arch::x86_64::{
 };
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use super::layer::{Lane, Layer, Output};
+use super::layer::{Lane, Layer, Output, Sparse, emit, requant};
+use crate::spec::{BLOCK, GROUP};
 use wide::i32x16;
 
 /// An x86-64 kernel, best first.
@@ -233,6 +234,163 @@ pub(super) fn dense_many(level: Level, layer: &Layer<'_>, lanes: &mut [Lane<'_>]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 fn vnni<const C: usize>(layer: &Layer<'_>, lanes: &mut [Lane<'_>]) {
     dense_many_with::<_, C>(Vnni(()), layer, lanes);
+}
+
+/// One group of four inputs of several images at once, against one block of four weights:
+/// a sparse layer's batched kernel ([`sparse_many`]) keeps one 32-bit lane per image.
+trait Across: Copy {
+    /// Images a vector holds.
+    const IMAGES: usize;
+    /// A group's inputs of every image, as [`Across::dot4`] reads them.
+    type X: Copy;
+    /// The images' sums of one output.
+    type Acc: Copy;
+    fn zero(self) -> Self::Acc;
+    /// The group's inputs of each image, one little-endian word each (zero past the batch).
+    fn inputs(self, words: &[u32; 16]) -> Self::X;
+    /// `acc[i] += Σ_{k<4} x[i][k] · w[k]` for every image `i`.
+    fn dot4(self, acc: &mut Self::Acc, x: Self::X, w: u32);
+    /// The images' sums.
+    fn sums(self, acc: &Self::Acc) -> [i32; 16];
+}
+
+impl Across for Vnni {
+    const IMAGES: usize = 16;
+    type X = __m512i;
+    type Acc = __m512i;
+
+    #[inline(always)]
+    fn zero(self) -> __m512i {
+        // SAFETY: `self` exists, so the CPU has AVX-512F.
+        unsafe { _mm512_setzero_si512() }
+    }
+
+    #[inline(always)]
+    fn inputs(self, words: &[u32; 16]) -> __m512i {
+        // SAFETY: `self` exists, so the CPU has AVX-512F; `words` is 64 readable bytes.
+        unsafe { _mm512_loadu_si512(words.as_ptr().cast()) }
+    }
+
+    #[inline(always)]
+    fn dot4(self, acc: &mut __m512i, x: __m512i, w: u32) {
+        // SAFETY: `self` exists, so the CPU has AVX-512F and VNNI.
+        unsafe { *acc = _mm512_dpbusd_epi32(*acc, x, _mm512_set1_epi32(w as i32)) }
+    }
+
+    #[inline(always)]
+    fn sums(self, acc: &__m512i) -> [i32; 16] {
+        bytemuck::cast(*acc)
+    }
+}
+
+impl Across for Avx2 {
+    const IMAGES: usize = 8;
+    /// Per image, inputs 0 and 1 as 16-bit halves of one lane, and inputs 2 and 3.
+    type X = [__m256i; 2];
+    type Acc = __m256i;
+
+    #[inline(always)]
+    fn zero(self) -> __m256i {
+        // SAFETY: `self` exists, so the CPU has AVX2.
+        unsafe { _mm256_setzero_si256() }
+    }
+
+    #[inline(always)]
+    fn inputs(self, words: &[u32; 16]) -> [__m256i; 2] {
+        let low: [u32; 8] = core::array::from_fn(|i| words[i] & 0xff | (words[i] >> 8 & 0xff) << 16);
+        let high: [u32; 8] = core::array::from_fn(|i| words[i] >> 16 & 0xff | (words[i] >> 24) << 16);
+        // SAFETY: `self` exists, so the CPU has AVX2; each array is 32 readable bytes.
+        unsafe { [_mm256_loadu_si256(low.as_ptr().cast()), _mm256_loadu_si256(high.as_ptr().cast())] }
+    }
+
+    #[inline(always)]
+    fn dot4(self, acc: &mut __m256i, [x01, x23]: [__m256i; 2], w: u32) {
+        // The weights sign-extended to 16-bit pairs: (w0, w1) and (w2, w3).
+        let pair = |lo: u32, hi: u32| (lo as u8 as i8 as i16 as u16 as u32 | (hi as u8 as i8 as i16 as u16 as u32) << 16) as i32;
+        let (w01, w23) = (pair(w, w >> 8), pair(w >> 16, w >> 24));
+        // SAFETY: `self` exists, so the CPU has AVX2.
+        unsafe {
+            let sum = _mm256_add_epi32(
+                _mm256_madd_epi16(x01, _mm256_set1_epi32(w01)),
+                _mm256_madd_epi16(x23, _mm256_set1_epi32(w23)),
+            );
+            *acc = _mm256_add_epi32(*acc, sum);
+        }
+    }
+
+    #[inline(always)]
+    fn sums(self, acc: &__m256i) -> [i32; 16] {
+        let eight: [i32; 8] = bytemuck::cast(*acc);
+        core::array::from_fn(|i| if i < 8 { eight[i] } else { 0 })
+    }
+}
+
+/// A sparse layer for several images on `level` (VNNI or AVX2, which must run on this
+/// CPU): [`Across::IMAGES`] images at a time, each kept block's four weights multiplied
+/// with every image's four inputs at once. `false` for a level without such a kernel.
+pub(super) fn sparse_many(level: Level, layer: &Layer<'_>, sparse: &Sparse<'_>, lanes: &mut [Lane<'_>]) -> bool {
+    assert!(level.runs(), "{level:?} kernel on a CPU without it");
+    match level {
+        // SAFETY: the CPU has AVX-512 F, BW and VNNI (asserted above).
+        Level::Vnni => unsafe { sparse_vnni(layer, sparse, lanes) },
+        // SAFETY: the CPU has AVX2 (asserted above).
+        Level::Avx2 => unsafe { sparse_avx2(layer, sparse, lanes) },
+        Level::Baseline => return false,
+    }
+    true
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn sparse_vnni(layer: &Layer<'_>, sparse: &Sparse<'_>, lanes: &mut [Lane<'_>]) {
+    sparse_many_with(Vnni(()), layer, sparse, lanes);
+}
+
+#[target_feature(enable = "avx2")]
+fn sparse_avx2(layer: &Layer<'_>, sparse: &Sparse<'_>, lanes: &mut [Lane<'_>]) {
+    sparse_many_with(Avx2(()), layer, sparse, lanes);
+}
+
+/// Every image's outputs of a sparse layer, [`Across::IMAGES`] images at a time: for each
+/// block of up to 128 outputs, each group of four inputs that is not zero in every image
+/// adds its kept blocks' products to their outputs' accumulators (a vector of images each).
+#[inline(always)]
+fn sparse_many_with<A: Across>(a: A, layer: &Layer<'_>, sparse: &Sparse<'_>, lanes: &mut [Lane<'_>]) {
+    let groups = layer.inputs / GROUP;
+    for chunk in lanes.chunks_mut(A::IMAGES) {
+        let (mut at, mut j0) = (0, 0);
+        for counts in sparse.counts.chunks_exact(groups) {
+            let width = BLOCK.min(layer.outputs - j0);
+            let mut acc = [a.zero(); BLOCK];
+            for (g, &count) in counts.iter().enumerate() {
+                let n = usize::from(count);
+                if n == 0 {
+                    continue;
+                }
+                let mut words = [0u32; 16];
+                for (word, lane) in words.iter_mut().zip(chunk.iter()) {
+                    let xs = &lane.x[GROUP * g..][..GROUP];
+                    *word = u32::from_le_bytes([xs[0], xs[1], xs[2], xs[3]]);
+                }
+                if words != [0; 16] {
+                    let x = a.inputs(&words);
+                    let weights = layer.weights[GROUP * at..][..GROUP * n].chunks_exact(GROUP);
+                    for (&k, w) in sparse.indices[at..at + n].iter().zip(weights) {
+                        // Indices are below the block's width (checked when the model was read).
+                        a.dot4(&mut acc[usize::from(k) % BLOCK], x, u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+                    }
+                }
+                at += n;
+            }
+            for (k, acc) in acc[..width].iter().enumerate() {
+                let (j, sums) = (j0 + k, a.sums(acc));
+                let (bias, mult) = (layer.bias(j), layer.mult(j));
+                for (lane, &sum) in chunk.iter_mut().zip(&sums) {
+                    emit(layer, j, requant(sum, bias, mult, layer.r, layer.s), lane.act, lane.scores);
+                }
+            }
+            j0 += width;
+        }
+    }
 }
 
 /// Output vectors per sweep on AVX2, for one image and for a batch: eight (128 outputs in
