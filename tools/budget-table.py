@@ -8,6 +8,7 @@ A SPEC is a comma-separated hidden stack, optionally pruned and distilled:
 
     128,64                dense
     256,128@0.9           --prune 0.9 (blocks of four inputs, hidden layers; stored sparse)
+    256,128/32K           --flash 32K (pruned as far as the int8 file needs to fit 32 KB)
     256,128@0.9+distill   the same, taught by the teacher (--distill TEACHER)
 
 Each is trained with `trainer fit --preset best --hidden HIDDEN ...` (the recipe is
@@ -33,7 +34,8 @@ TRAINER = ROOT / "target/release/trainer"
 SIM = ROOT / "target/release/firmware-sim"
 SPECS = [
     "32", "64,32", "128,64", "256,128", "512,256",
-    "128,64@0.8", "256,128@0.9", "256,128@0.9+distill", "512,256@0.9", "512,256@0.95",
+    "128,64@0.8", "256,128@0.9", "512,256@0.9", "512,256@0.95",
+    "128,64/16K+distill", "256,128/32K+distill", "256,128/64K+distill", "512,256/128K+distill", "512,256/256K+distill",
 ]
 MICROBIT_FLASH = 256 * 1024
 
@@ -44,11 +46,14 @@ def run_json(args):
 
 
 def parse(spec):
-    """(hidden, sparsity or None, distilled) of a SPEC."""
+    """(hidden, the trainer's pruning options, distilled) of a SPEC."""
     distill = spec.endswith("+distill")
     spec = spec.removesuffix("+distill")
+    if "/" in spec:
+        hidden, _, flash = spec.partition("/")
+        return hidden, ["--flash", flash], distill
     hidden, _, sparsity = spec.partition("@")
-    return hidden, (float(sparsity) if sparsity else None), distill
+    return hidden, (["--prune", sparsity] if sparsity else []), distill
 
 
 def fit(run, args):
@@ -72,18 +77,16 @@ def main():
     teacher = None
     rows = []
     for spec in a.specs:
-        hidden, sparsity, distill = parse(spec)
-        args = [*recipe, "--hidden", hidden]
-        if sparsity is not None:
-            args += ["--prune", str(sparsity)]
+        hidden, pruning, distill = parse(spec)
+        args = [*recipe, "--hidden", hidden, *pruning]
         if distill:
             if teacher is None:
                 t = fit(out / "teacher", [*recipe, "--hidden", "512,256"])
                 teacher = out / "teacher" / t["name"] / f"{t['name']}.f32.fmlp"
             args += ["--distill", str(teacher)]
-        summary = fit(out / spec.replace(",", "-").replace("+", "-"), args)
+        run = out / spec.replace(",", "-").replace("+", "-").replace("/", "-")
+        summary = fit(run, args)
         name = summary["name"]
-        run = out / spec.replace(",", "-").replace("+", "-")
         model = run / name / f"{name}.int8.fmlp"
         check = run_json([str(SIM), "check", "--json", "--model", str(model)])
         assert check["disagreements"] == 0, check
@@ -93,13 +96,18 @@ def main():
         if m4["model_bytes"] + 24 * 1024 <= MICROBIT_FLASH:
             m0 = run_json([str(SIM), "qemu", "--json", "--board", "microbit", "--count", str(a.images), "--model", str(model)])
             assert m0["disagreements"] == 0 and m0["score_mismatches"] == 0, m0
-        rows.append((spec, sparsity, distill, summary, check, m4, m0))
+        rows.append((spec, distill, summary, check, m4, m0))
         print(f"{spec}: done", file=sys.stderr)
 
     print("| network | pruned | int8 file | f32 / int8 test accuracy | Cortex-M4F instructions | Cortex-M0 (micro:bit) instructions, flash |")
     print("|---|---|---:|---:|---:|---:|")
-    for spec, sparsity, distill, summary, check, m4, m0 in rows:
-        pruned = "" if sparsity is None else f"{sparsity:.0%}" + (", distilled" if distill else "")
+    for spec, distill, summary, check, m4, m0 in rows:
+        sparsity = summary.get("sparsity") or []
+        pruned = f"{100 * sparsity[0]:.0f}%" if sparsity else ""
+        if "/" in spec:
+            pruned += f" (`--flash {spec.split('/')[1].removesuffix('+distill')}`)"
+        if distill:
+            pruned += ", distilled"
         m0_cell = "does not fit" if m0 is None else f"{m0['instructions_per_inference']:,.0f}, {m0['flash_bytes'] / 1024:.1f} KB"
         print(
             f"| {m4['architecture']} | {pruned} | {m4['model_bytes']:,} B "

@@ -128,3 +128,23 @@ pub(super) fn emit(layer: &Layer<'_>, j: usize, v: i32, act: &mut [u8], scores: 
         Output::Scores => scores[j] = v,
     }
 }
+
+/// Requantizes outputs `j0..j0 + acc.len()` of `layer` from their accumulators and writes
+/// them ([`emit`] for a stretch of outputs, with the output's kind decided once and no index
+/// checked per output: a third of the instructions on a Cortex-M4).
+#[inline(always)]
+pub(super) fn emit_block(layer: &Layer<'_>, j0: usize, acc: &[i32], act: &mut [u8], scores: &mut [i32]) {
+    let n = acc.len();
+    let half = |b: &[u8]| i16::from_le_bytes([b[0], b[1]]) as i32;
+    let bias = layer.bias[2 * j0..][..2 * n].chunks_exact(2).map(half);
+    let mult = layer.mult[2 * j0..][..2 * n].chunks_exact(2).map(half);
+    let (r, s) = (layer.r, layer.s);
+    let v = acc.iter().zip(bias).zip(mult).map(|((&a, b), m)| requant(a, b, m, r, s));
+    match layer.output {
+        Output::Relu => act[j0..][..n].iter_mut().zip(v).for_each(|(o, v)| *o = v.clamp(0, 255) as u8),
+        Output::Sigmoid { zero_point, table } => {
+            act[j0..][..n].iter_mut().zip(v).for_each(|(o, v)| *o = table[((v + zero_point).clamp(-128, 127) + 128) as usize])
+        }
+        Output::Scores => scores[j0..][..n].iter_mut().zip(v).for_each(|(o, v)| *o = v),
+    }
+}

@@ -7,7 +7,7 @@
 //! are read sequentially. On a Cortex-M0 that is about half the instructions per
 //! multiply-accumulate of the reference loop, which recomputes each weight's offset.
 
-use super::layer::{Layer, Sparse, emit, requant};
+use super::layer::{Layer, Sparse, emit, emit_block, requant};
 use crate::spec::{BLOCK, GROUP};
 
 pub(super) fn dense(layer: &Layer<'_>, x: &[u8], groups: &[u16], act: &mut [u8], scores: &mut [i32]) {
@@ -56,10 +56,7 @@ pub(super) fn sparse(layer: &Layer<'_>, sparse: &Sparse<'_>, x: &[u8], act: &mut
             }
             at += n;
         }
-        for (k, &sum) in acc[..width].iter().enumerate() {
-            let j = j0 + k;
-            emit(layer, j, requant(sum, layer.bias(j), layer.mult(j), layer.r, layer.s), act, scores);
-        }
+        emit_block(layer, j0, &acc[..width], act, scores);
         j0 += width;
     }
 }
