@@ -210,110 +210,56 @@ macro_rules! kept {
 
 /// `acc[k] += dot4(x, w)` for the `n` kept blocks of one group: each block's output `k`
 /// (an index below 128) at `*ip`, its four weights at `*wp`; both pointers advance past
-/// them. Two blocks per iteration, 8.5 instructions a block (indices strictly increase
-/// within a group, so the two never alias). `ALIGNED`: `*wp` is on a multiple of 4 (the
-/// loop then loads two blocks' weights with one `LDRD`, which needs it); else one `LDR`
-/// a block, 9 instructions.
+/// them. Two blocks per iteration, their weights loaded by one `LDRD`: 8.5 instructions a
+/// block (indices strictly increase within a group, so the two never alias).
 ///
 /// # Safety
-/// `ip` points to `n` readable indices, each below 128, and `wp` to `4n` readable bytes,
-/// on a multiple of 4 if `ALIGNED`.
+/// `ip` points to `n` readable indices, each below 128, and `wp` to `4n` readable bytes on
+/// a multiple of 4 (`LDRD` needs it).
 #[inline(always)]
-unsafe fn scatter<const ALIGNED: bool>(
-    acc: &mut [i32; BLOCK],
-    (x02, x13): (u32, u32),
-    ip: &mut *const u8,
-    wp: &mut *const u8,
-    n: u32,
-) {
-    // SAFETY (both): the caller's contract: the loop reads the `n` indices and `n` weight
-    // words (single-word loads may be unaligned on Armv7E-M; `LDRD` only with `ALIGNED`),
-    // and reads and writes `acc[k]` for each index `k < 128`. `LSRS` sets Z for no pairs,
-    // which the odd block's instructions leave as it is.
-    if ALIGNED {
-        unsafe {
-            asm!(
-                "lsrs {n}, {n}, #1",
-                "bcc 3f",
-                "ldr {w}, [{wp}], #4",
-                kept!("w"),
-                "3:",
-                "beq 4f",
-                "2:",
-                "ldrd {w}, {v}, [{wp}], #8",
-                kept!("w"),
-                kept!("v"),
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                "4:",
-                n = inout(reg) n => _,
-                ip = inout(reg) *ip,
-                wp = inout(reg) *wp,
-                acc = in(reg) acc.as_mut_ptr(),
-                x02 = in(reg) x02,
-                x13 = in(reg) x13,
-                k = out(reg) _,
-                w = out(reg) _,
-                v = out(reg) _,
-                t = out(reg) _,
-                a = out(reg) _,
-                options(nostack),
-            );
-        }
-    } else {
-        unsafe {
-            asm!(
-                "lsrs {n}, {n}, #1",
-                "bcc 3f",
-                "ldr {w}, [{wp}], #4",
-                kept!("w"),
-                "3:",
-                "beq 4f",
-                "2:",
-                "ldr {w}, [{wp}], #4",
-                kept!("w"),
-                "ldr {w}, [{wp}], #4",
-                kept!("w"),
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                "4:",
-                n = inout(reg) n => _,
-                ip = inout(reg) *ip,
-                wp = inout(reg) *wp,
-                acc = in(reg) acc.as_mut_ptr(),
-                x02 = in(reg) x02,
-                x13 = in(reg) x13,
-                k = out(reg) _,
-                w = out(reg) _,
-                t = out(reg) _,
-                a = out(reg) _,
-                options(nostack),
-            );
-        }
+unsafe fn scatter(acc: &mut [i32; BLOCK], (x02, x13): (u32, u32), ip: &mut *const u8, wp: &mut *const u8, n: u32) {
+    // SAFETY: the caller's contract: the loop reads the `n` indices and `n` aligned weight
+    // words, and reads and writes `acc[k]` for each index `k < 128`. `LSRS` sets Z for no
+    // pairs, which the odd block's instructions leave alone.
+    unsafe {
+        asm!(
+            "lsrs {n}, {n}, #1",
+            "bcc 3f",
+            "ldr {w}, [{wp}], #4",
+            kept!("w"),
+            "3:",
+            "beq 4f",
+            "2:",
+            "ldrd {w}, {v}, [{wp}], #8",
+            kept!("w"),
+            kept!("v"),
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "4:",
+            n = inout(reg) n => _,
+            ip = inout(reg) *ip,
+            wp = inout(reg) *wp,
+            acc = in(reg) acc.as_mut_ptr(),
+            x02 = in(reg) x02,
+            x13 = in(reg) x13,
+            k = out(reg) _,
+            w = out(reg) _,
+            v = out(reg) _,
+            t = out(reg) _,
+            a = out(reg) _,
+            options(nostack),
+        );
     }
 }
 
 /// A sparse layer: for each block of up to 128 outputs, each group of four inputs that is
-/// not all zero adds its products to the outputs of its kept blocks ([`scatter`]).
+/// not all zero adds its products to the outputs of its kept blocks ([`scatter`]). A model
+/// embedded on a multiple of 4 bytes (as the firmware and the C export embed it) has its
+/// sparse weights on one too; one that is not runs on the portable kernel.
 pub(super) fn sparse(layer: &Layer<'_>, sparse: &Sparse<'_>, x: &[u8], act: &mut [u8], scores: &mut [i32]) {
-    // A model embedded on a multiple of 4 bytes (as the firmware and the C export embed it)
-    // has its sparse weights on one too.
-    if layer.weights.as_ptr().cast::<u32>().is_aligned() {
-        sparse_with::<true>(layer, sparse, x, act, scores);
-    } else {
-        sparse_with::<false>(layer, sparse, x, act, scores);
+    if !layer.weights.as_ptr().cast::<u32>().is_aligned() {
+        return super::portable::sparse(layer, sparse, x, act, scores);
     }
-}
-
-/// [`sparse`] with [`scatter`]`::<ALIGNED>`.
-#[inline(always)]
-fn sparse_with<const ALIGNED: bool>(
-    layer: &Layer<'_>,
-    sparse: &Sparse<'_>,
-    x: &[u8],
-    act: &mut [u8],
-    scores: &mut [i32],
-) {
     let groups = layer.inputs / GROUP;
     assert!(x.len() >= layer.inputs && layer.weights.len() == GROUP * sparse.indices.len());
     let (mut ip, mut wp) = (sparse.indices.as_ptr(), layer.weights.as_ptr());
@@ -342,10 +288,8 @@ fn sparse_with<const ALIGNED: bool>(
                 // SAFETY: `Sparse::check` made sure, when the model was read, that the
                 // counts add up to the indices (and the weights, four bytes each, as
                 // asserted above) and that every index is below its block's width; `wp`
-                // moves by whole words from where `sparse` found it aligned if `ALIGNED`.
-                unsafe {
-                    scatter::<ALIGNED>(&mut acc, (uxtb16(xs), uxtb16_ror8(xs)), &mut ip, &mut wp, count.into())
-                };
+                // moves by whole words from where it was found aligned.
+                unsafe { scatter(&mut acc, (uxtb16(xs), uxtb16_ror8(xs)), &mut ip, &mut wp, count.into()) };
             }
         }
         emit_block(layer, j0, &acc[..width], act, scores);

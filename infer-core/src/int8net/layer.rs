@@ -142,9 +142,10 @@ pub(super) fn emit_block(layer: &Layer<'_>, j0: usize, acc: &[i32], act: &mut [u
     let v = acc.iter().zip(bias).zip(mult).map(|((&a, b), m)| requant(a, b, m, r, s));
     match layer.output {
         Output::Relu => act[j0..][..n].iter_mut().zip(v).for_each(|(o, v)| *o = v.clamp(0, 255) as u8),
-        Output::Sigmoid { zero_point, table } => {
-            act[j0..][..n].iter_mut().zip(v).for_each(|(o, v)| *o = table[((v + zero_point).clamp(-128, 127) + 128) as usize])
-        }
+        Output::Sigmoid { zero_point, table } => act[j0..][..n]
+            .iter_mut()
+            .zip(v)
+            .for_each(|(o, v)| *o = table[((v + zero_point).clamp(-128, 127) + 128) as usize]),
         Output::Scores => scores[j0..][..n].iter_mut().zip(v).for_each(|(o, v)| *o = v),
     }
 }

@@ -306,7 +306,9 @@ impl Across for Avx2 {
     #[inline(always)]
     fn dot4(self, acc: &mut __m256i, [x01, x23]: [__m256i; 2], w: u32) {
         // The weights sign-extended to 16-bit pairs: (w0, w1) and (w2, w3).
-        let pair = |lo: u32, hi: u32| (lo as u8 as i8 as i16 as u16 as u32 | (hi as u8 as i8 as i16 as u16 as u32) << 16) as i32;
+        let pair = |lo: u32, hi: u32| {
+            (lo as u8 as i8 as i16 as u16 as u32 | (hi as u8 as i8 as i16 as u16 as u32) << 16) as i32
+        };
         let (w01, w23) = (pair(w, w >> 8), pair(w >> 16, w >> 24));
         // SAFETY: `self` exists, so the CPU has AVX2.
         unsafe {

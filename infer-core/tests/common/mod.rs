@@ -160,3 +160,17 @@ pub fn random_image(rng: &mut Rng, len: usize) -> Vec<u8> {
     let density = rng.below(100);
     (0..len).map(|_| if rng.below(100) < density { rng.next() as u8 } else { 0 }).collect()
 }
+
+/// Every byte of `file` flipped (by 0x01, 0x80 and 0xff in turn) makes it an error; the
+/// file as given loads.
+pub fn every_flipped_byte_is_an_error(file: &[u8]) {
+    let mut bytes = file.to_vec();
+    for at in 0..bytes.len() {
+        for flip in [0x01, 0x80, 0xff] {
+            bytes[at] ^= flip;
+            assert!(infer_core::Model::from_bytes(&bytes).is_err(), "flip {flip:#x} at {at}");
+            bytes[at] ^= flip;
+        }
+    }
+    assert!(infer_core::Model::from_bytes(&bytes).is_ok());
+}
