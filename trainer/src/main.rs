@@ -655,6 +655,22 @@ fn parse_flash(text: &str) -> Result<usize, String> {
     trainer::budget::parse_bytes(text)
 }
 
+/// The recipes of `request` on `ds`, each pruned to fit `flash` bytes if given.
+fn recipes_for(
+    request: &Request,
+    ds: &trainer::data::Dataset,
+    flash: Option<usize>,
+) -> Result<Vec<trainer::recipe::Recipe>> {
+    let facts = DataFacts { examples: ds.train.len(), images: ds.schema.image.is_some() };
+    let mut recipes = recipe::resolve(request, &facts)?;
+    if let Some(budget) = flash {
+        for recipe in &mut recipes {
+            fit_flash(recipe, ds, budget)?;
+        }
+    }
+    Ok(recipes)
+}
+
 /// Prunes `recipe`'s hidden layers to the lowest sparsity at which its int8 file for `ds`
 /// fits `budget` bytes (none if the dense file fits), and says what it chose.
 fn fit_flash(recipe: &mut trainer::recipe::Recipe, ds: &trainer::data::Dataset, budget: usize) -> Result<()> {
@@ -715,13 +731,7 @@ fn fit(mut args: FitArgs) -> Result<()> {
         }
         (None, Some((request, spec))) => {
             let ds = limited(open(&spec)?, args.limit);
-            let facts = DataFacts { examples: ds.train.len(), images: ds.schema.image.is_some() };
-            let mut recipes = recipe::resolve(&request, &facts)?;
-            if let Some(budget) = args.flash {
-                for recipe in &mut recipes {
-                    fit_flash(recipe, &ds, budget)?;
-                }
-            }
+            let recipes = recipes_for(&request, &ds, args.flash)?;
             // What training would refuse is refused before the folder is touched.
             for recipe in &recipes {
                 trainer::train::check(recipe, &ds).map_err(|e| anyhow::anyhow!("{}: {e}", recipe.name))?;
