@@ -356,6 +356,10 @@ impl<'a> ModelFile<'a> {
 /// `header.with_extras(extras)` bytes), returning the bytes used.
 pub fn write(header: &Header, payload: &[u8], extras: &Extras<'_>, out: &mut [u8]) -> Result<usize, Error> {
     let header = header.with_extras(extras);
+    // Kept blocks beyond a layer's would also make the payload's size overflow.
+    if !header.sparsity.fits(&header.architecture) {
+        return Err(Error::Malformed);
+    }
     if payload.len() != header.payload_len() {
         return Err(Error::PayloadSize { expected: header.payload_len(), found: payload.len() });
     }

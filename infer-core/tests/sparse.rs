@@ -213,6 +213,8 @@ fn inconsistent_counts_and_indices_are_refused_naming_the_layer() {
     let mut out = vec![0u8; too_many.with_extras(&Extras::NONE).file_len()];
     let payload = vec![0u8; too_many.payload_len()];
     assert_eq!(format::write(&too_many, &payload, &Extras::NONE, &mut out), Err(Error::Malformed));
+    let absurd = header.with_sparsity(Sparsity::DENSE.with_sparse(0, u32::MAX));
+    assert_eq!(format::write(&absurd, &[0; 64], &Extras::NONE, &mut [0; 256]), Err(Error::Malformed));
 }
 
 #[test]
