@@ -210,17 +210,19 @@ macro_rules! kept {
 
 /// `acc[k] += dot4(x, w)` for the `n` kept blocks of one group: each block's output `k`
 /// (an index below 128) at `*ip`, its four weights at `*wp`; both pointers advance past
-/// them. Two blocks per iteration, their weights loaded by one `LDRD`: 8.5 instructions a
-/// block (indices strictly increase within a group, so the two never alias).
+/// them. Two blocks per iteration, 9 instructions a block (indices strictly increase
+/// within a group, so the two never alias). (Loading two blocks' weights with one `LDRD`
+/// saves half an instruction a block, but needs them word-aligned, and a second path for
+/// models that are not cost 2.5 KB of code.)
 ///
 /// # Safety
-/// `ip` points to `n` readable indices, each below 128, and `wp` to `4n` readable bytes on
-/// a multiple of 4 (`LDRD` needs it).
+/// `ip` points to `n` readable indices, each below 128, and `wp` to `4n` readable bytes.
 #[inline(always)]
 unsafe fn scatter(acc: &mut [i32; BLOCK], (x02, x13): (u32, u32), ip: &mut *const u8, wp: &mut *const u8, n: u32) {
-    // SAFETY: the caller's contract: the loop reads the `n` indices and `n` aligned weight
-    // words, and reads and writes `acc[k]` for each index `k < 128`. `LSRS` sets Z for no
-    // pairs, which the odd block's instructions leave alone.
+    // SAFETY: the caller's contract: the loop reads the `n` indices and `n` weight words
+    // (single-word loads, which may be unaligned on Armv7E-M), and reads and writes `acc[k]`
+    // for each index `k < 128`. `LSRS` sets Z for no pairs, which the odd block's
+    // instructions leave alone.
     unsafe {
         asm!(
             "lsrs {n}, {n}, #1",
@@ -230,9 +232,10 @@ unsafe fn scatter(acc: &mut [i32; BLOCK], (x02, x13): (u32, u32), ip: &mut *cons
             "3:",
             "beq 4f",
             "2:",
-            "ldrd {w}, {v}, [{wp}], #8",
+            "ldr {w}, [{wp}], #4",
             kept!("w"),
-            kept!("v"),
+            "ldr {w}, [{wp}], #4",
+            kept!("w"),
             "subs {n}, {n}, #1",
             "bne 2b",
             "4:",
@@ -244,7 +247,6 @@ unsafe fn scatter(acc: &mut [i32; BLOCK], (x02, x13): (u32, u32), ip: &mut *cons
             x13 = in(reg) x13,
             k = out(reg) _,
             w = out(reg) _,
-            v = out(reg) _,
             t = out(reg) _,
             a = out(reg) _,
             options(nostack),
@@ -253,13 +255,8 @@ unsafe fn scatter(acc: &mut [i32; BLOCK], (x02, x13): (u32, u32), ip: &mut *cons
 }
 
 /// A sparse layer: for each block of up to 128 outputs, each group of four inputs that is
-/// not all zero adds its products to the outputs of its kept blocks ([`scatter`]). A model
-/// embedded on a multiple of 4 bytes (as the firmware and the C export embed it) has its
-/// sparse weights on one too; one that is not runs on the portable kernel.
+/// not all zero adds its products to the outputs of its kept blocks ([`scatter`]).
 pub(super) fn sparse(layer: &Layer<'_>, sparse: &Sparse<'_>, x: &[u8], act: &mut [u8], scores: &mut [i32]) {
-    if !layer.weights.as_ptr().cast::<u32>().is_aligned() {
-        return super::portable::sparse(layer, sparse, x, act, scores);
-    }
     let groups = layer.inputs / GROUP;
     assert!(x.len() >= layer.inputs && layer.weights.len() == GROUP * sparse.indices.len());
     let (mut ip, mut wp) = (sparse.indices.as_ptr(), layer.weights.as_ptr());
@@ -287,8 +284,7 @@ pub(super) fn sparse(layer: &Layer<'_>, sparse: &Sparse<'_>, x: &[u8], act: &mut
             } else {
                 // SAFETY: `Sparse::check` made sure, when the model was read, that the
                 // counts add up to the indices (and the weights, four bytes each, as
-                // asserted above) and that every index is below its block's width; `wp`
-                // moves by whole words from where it was found aligned.
+                // asserted above) and that every index is below its block's width.
                 unsafe { scatter(&mut acc, (uxtb16(xs), uxtb16_ror8(xs)), &mut ip, &mut wp, count.into()) };
             }
         }
