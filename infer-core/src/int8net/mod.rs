@@ -763,7 +763,8 @@ impl<'a> Int8Model<'a> {
                         (x, out, &mut [])
                     }
                 };
-                let count = nonzero_groups(x, groups);
+                // A sparse layer's kernels walk every group themselves.
+                let count = if layer.sparse.is_some() { 0 } else { nonzero_groups(x, groups) };
                 // At most BATCH_BLOCK images (the caller's chunks).
                 let _ = lanes.push(Lane { x, groups: &groups[..count], act, scores });
             }
@@ -862,7 +863,8 @@ impl<'a> Int8Model<'a> {
 #[inline(always)]
 fn fast(kernel: Kernel) -> impl Fn(&Layer<'_>, &[u8], &mut [u16], &mut [u8], &mut [i32]) {
     move |layer, x, groups, act, scores| {
-        let n = nonzero_groups(x, groups);
+        // A sparse layer's kernels walk every group themselves.
+        let n = if layer.sparse.is_some() { 0 } else { nonzero_groups(x, groups) };
         let mut lane = [Lane { x, groups: &groups[..n], act, scores }];
         dense_many(kernel, layer, &mut lane, false);
     }
