@@ -67,6 +67,8 @@ fn int8_model_agrees_exactly_with_the_trainer_reference() {
     assert!((report["accuracy"].as_f64().unwrap() - export.accuracy).abs() < 1e-12);
     assert!(report["scratch_bytes"].as_u64().unwrap() < 2048);
     assert!(report["model_bytes"].as_u64().unwrap() < 540_000);
+    // As the binary does: ask for AMX's tiles first, so that this process's kernels are its.
+    infer_host::request_amx();
     assert_eq!(report["kernel"], infer_core::int8net::Kernel::detected().name());
     assert!(report["images_per_s"].as_f64().unwrap() > 0.0, "{report}");
 

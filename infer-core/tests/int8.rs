@@ -10,7 +10,7 @@ use infer_core::{Activation, Error, Int8Model, Int8Scratch, Model, Param, Quant}
 
 mod common;
 
-use common::{Params, Rng, random_image};
+use common::{Params, Rng, kernels, random_image};
 
 fn arch(widths: &[usize]) -> Architecture {
     Architecture::new(widths).unwrap()
@@ -47,7 +47,7 @@ fn simd_kernel_matches_scalar_and_the_naive_loop_on_every_shape() {
             let model = Int8Model::from_bytes(&bytes).unwrap();
             assert_eq!((model.architecture(), model.activation()), (arch, activation));
             let mut scratch = Int8Scratch::<INT8_SCRATCH_MAX>::zeroed();
-            let mut images: Vec<Vec<u8>> = (0..40).map(|_| random_image(&mut rng, arch.inputs())).collect();
+            let mut images: Vec<Vec<u8>> = (0..68).map(|_| random_image(&mut rng, arch.inputs())).collect();
             images.push(vec![0; arch.inputs()]);
             images.push(vec![255; arch.inputs()]);
             let mut classes = vec![0usize; arch.classes()];
@@ -67,9 +67,9 @@ fn simd_kernel_matches_scalar_and_the_naive_loop_on_every_shape() {
                 expected.push((b as u16, slow));
             }
             // The batched pass: every image as alone, on every kernel, for batches that end
-            // inside a block and on one's edge.
+            // inside a block and on one's edge, and AMX's one tile, two, two and one image.
             for kernel in kernels() {
-                for n in [1, int8net::BATCH_BLOCK, images.len()] {
+                for n in [1, 16, 33, 48, int8net::BATCH_BLOCK, images.len()] {
                     let flat: Vec<u8> = images[..n].concat();
                     let mut batch_scratch = vec![0u8; model.batch_scratch_bytes(n)];
                     let (mut scores, mut got) = (vec![0; n * arch.classes()], vec![0u16; n]);
@@ -90,11 +90,6 @@ fn simd_kernel_matches_scalar_and_the_naive_loop_on_every_shape() {
             }
         }
     }
-}
-
-/// Every kernel this build and CPU run.
-fn kernels() -> impl Iterator<Item = int8net::Kernel> {
-    int8net::Kernel::ALL.into_iter().filter(|k| k.runs())
 }
 
 #[test]
@@ -125,7 +120,8 @@ fn a_batch_refuses_short_buffers_and_partial_images_and_writes_nothing() {
     let images = vec![7u8; 13 * n];
     let need = model.batch_scratch_bytes(n);
     assert_eq!(need, model.batch_scratch_bytes(int8net::BATCH_BLOCK));
-    assert_eq!(need, int8net::BATCH_BLOCK * model.scratch_bytes().next_multiple_of(4));
+    // A lane per image of a block, and on x86-64 room to copy whole tiles of 16 for AMX.
+    assert!(need >= int8net::BATCH_BLOCK * model.scratch_bytes().next_multiple_of(4));
     assert_eq!(model.batch_scratch_bytes(3), 3 * model.scratch_bytes().next_multiple_of(4));
     let mut scratch = vec![0u8; need + 2];
     let (mut scores, mut classes) = (vec![-1; 3 * n], vec![9u16; n]);

@@ -5,21 +5,16 @@
 
 use infer_core::arch::Architecture;
 use infer_core::format::{self, Extras, Header};
-use infer_core::int8net::{INT8_SCRATCH_MAX, Kernel};
+use infer_core::int8net::INT8_SCRATCH_MAX;
 use infer_core::layout::{Int8Layout, Sparsity};
 use infer_core::{Activation, Error, Int8Model, Int8Scratch, Model, Quant};
 
 mod common;
 
-use common::{Params, Rng, random_image};
+use common::{Params, Rng, kernels, random_image};
 
 fn arch(widths: &[usize]) -> Architecture {
     Architecture::new(widths).unwrap()
-}
-
-/// Every kernel this build and CPU run.
-fn kernels() -> impl Iterator<Item = Kernel> {
-    Kernel::ALL.into_iter().filter(|k| k.runs())
 }
 
 /// `model` on every kernel, one image at a time and batched, against the reference and the

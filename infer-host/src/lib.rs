@@ -4,12 +4,15 @@
 //! and [`Int8Model::predict_batch_in`] a block of them on one thread. This crate splits a
 //! batch into tasks for rayon's pool (the caller's thread count: run it inside
 //! `ThreadPool::install`), each with scratch of its own, and picks the kernel: the one the
-//! CPU runs best, or the one named in `FMLP_INT8_KERNEL` to measure or test another.
-//! Every input gets the same bits as [`Int8Model::predict`] gives it alone.
+//! CPU runs best, or the one named in `FMLP_INT8_KERNEL` to measure or test another. On
+//! Linux it first asks the OS for the AMX tile registers ([`request_amx`]), which the
+//! `no_std` core cannot do. Every input gets the same bits as [`Int8Model::predict`] gives
+//! it alone.
 
 use infer_core::int8net::{BATCH_BLOCK, Kernel};
 use infer_core::{Error, Int8Model};
 use rayon::prelude::*;
+use std::sync::OnceLock;
 
 /// The environment variable that names the int8 kernel (see [`kernel`]).
 pub const KERNEL_ENV: &str = "FMLP_INT8_KERNEL";
@@ -22,6 +25,7 @@ const _: () = assert!(MAX_TASK.is_multiple_of(BATCH_BLOCK));
 /// The short name of a kernel, as [`KERNEL_ENV`] takes it.
 pub fn short_name(kernel: Kernel) -> &'static str {
     match kernel {
+        Kernel::X86Amx => "amx",
         Kernel::X86Vnni => "vnni",
         Kernel::X86Avx2 => "avx2",
         Kernel::X86Baseline => "baseline",
@@ -30,10 +34,56 @@ pub fn short_name(kernel: Kernel) -> &'static str {
     }
 }
 
-/// The kernel to run: [`Kernel::detected`], unless [`KERNEL_ENV`] names another (`vnni`,
-/// `avx2`, `baseline`, `dsp`, `portable`, or `auto`); an error that says what this CPU runs
-/// when the name is unknown or the CPU lacks it.
+/// Asks the operating system, once, for the use of AMX's tile registers in this process, and
+/// tells `infer-core` when it is granted, so that [`Kernel::X86Amx`] runs on a CPU that
+/// has AMX-INT8. Returns whether it was granted (false on a CPU without AMX, an older
+/// kernel, or another OS). [`kernel`] and [`kernel_named`] call it.
+pub fn request_amx() -> bool {
+    static GRANTED: OnceLock<bool> = OnceLock::new();
+    *GRANTED.get_or_init(amx_permission)
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[allow(unsafe_code)]
+fn amx_permission() -> bool {
+    // <asm/prctl.h> and the kernel's x86 feature numbers (Linux 5.16 and later).
+    const ARCH_REQ_XCOMP_PERM: libc::c_ulong = 0x1023;
+    const XFEATURE_XTILEDATA: libc::c_ulong = 18;
+    // Ask only where the CPU has AMX: the call is harmless elsewhere, but says nothing.
+    if !(std::arch::is_x86_feature_detected!("avx512vnni") && cpu_has_amx_int8()) {
+        return false;
+    }
+    // SAFETY: arch_prctl with this request reads and writes no memory of ours.
+    let granted = unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) } == 0;
+    if granted {
+        // SAFETY: the OS has just given this process the tile data.
+        unsafe { infer_core::int8net::assume_amx_permitted() };
+    }
+    granted
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+fn amx_permission() -> bool {
+    false
+}
+
+/// `CPUID.(7,0):EDX` bit 25, AMX-INT8 (the standard library's detection of it is unstable).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[allow(unsafe_code)]
+fn cpu_has_amx_int8() -> bool {
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID exists on every x86-64 CPU; leaf 7 is asked only where it exists.
+    unsafe {
+        use std::arch::x86_64::{__cpuid, __cpuid_count};
+        __cpuid(0).eax >= 7 && __cpuid_count(7, 0).edx >> 25 & 1 == 1
+    }
+}
+
+/// The kernel to run: [`Kernel::detected`] (after [`request_amx`]), unless [`KERNEL_ENV`]
+/// names another (`amx`, `vnni`, `avx2`, `baseline`, `dsp`, `portable`, or `auto`); an
+/// error that says what this CPU runs when the name is unknown or the CPU lacks it.
 pub fn kernel() -> Result<Kernel, String> {
+    request_amx();
     match std::env::var(KERNEL_ENV) {
         Ok(name) if !name.is_empty() && name != "auto" => kernel_named(&name),
         _ => Ok(Kernel::detected()),
@@ -42,6 +92,7 @@ pub fn kernel() -> Result<Kernel, String> {
 
 /// The kernel whose [`short_name`] is `name`, if this CPU runs it.
 pub fn kernel_named(name: &str) -> Result<Kernel, String> {
+    request_amx();
     let runs: Vec<&str> = Kernel::ALL.into_iter().filter(|k| k.runs()).map(short_name).collect();
     let runs = runs.join(", ");
     match Kernel::ALL.into_iter().find(|&k| short_name(k) == name) {

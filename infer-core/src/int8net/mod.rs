@@ -96,6 +96,10 @@ mod x86;
 /// the same bits as [`Int8Model::predict_scalar`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kernel {
+    /// x86-64 with AMX-INT8 for batches (`TDPBUSD`, 16,384 multiply-accumulates an
+    /// instruction), AVX-512 VNNI for the rest. Runs once the program has the operating
+    /// system's leave to use the tile registers ([`assume_amx_permitted`]).
+    X86Amx,
     /// x86-64 with AVX-512 F, BW and VNNI: `VPDPBUSD`, 64 multiply-accumulates an instruction.
     X86Vnni,
     /// x86-64 with AVX2: 16-bit products, `VPMADDWD`.
@@ -110,14 +114,19 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, fastest first.
-    pub const ALL: [Kernel; 5] =
-        [Kernel::X86Vnni, Kernel::X86Avx2, Kernel::X86Baseline, Kernel::ArmDsp, Kernel::Portable];
+    pub const ALL: [Kernel; 6] =
+        [Kernel::X86Amx, Kernel::X86Vnni, Kernel::X86Avx2, Kernel::X86Baseline, Kernel::ArmDsp, Kernel::Portable];
 
     /// The fastest kernel this build and this CPU run. On x86-64 the CPU is asked when the
     /// program runs (`CPUID`, once), so one binary uses AVX-512 VNNI where it exists and
-    /// still runs on a CPU without it; on Arm the build's target decides.
+    /// still runs on a CPU without it (and AMX where the program was given the use of it);
+    /// on Arm the build's target decides.
     #[inline]
     pub fn detected() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        if x86::amx::usable() {
+            return Kernel::X86Amx;
+        }
         #[cfg(target_arch = "x86_64")]
         return match x86::Level::detect() {
             x86::Level::Vnni => Kernel::X86Vnni,
@@ -133,6 +142,8 @@ impl Kernel {
     /// Whether this build has the kernel and this CPU runs it.
     pub fn runs(self) -> bool {
         match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::X86Amx => x86::amx::usable(),
             #[cfg(target_arch = "x86_64")]
             Kernel::X86Vnni => x86::Level::Vnni.runs(),
             #[cfg(target_arch = "x86_64")]
@@ -150,6 +161,7 @@ impl Kernel {
     /// What the kernel is, for logs and reports.
     pub fn name(self) -> &'static str {
         match self {
+            Kernel::X86Amx => "x86-64 AMX + AVX-512 VNNI",
             Kernel::X86Vnni => "x86-64 AVX-512 VNNI",
             Kernel::X86Avx2 => "x86-64 AVX2",
             Kernel::X86Baseline if cfg!(target_feature = "avx512bw") => "x86-64 baseline (AVX-512BW build)",
@@ -167,9 +179,24 @@ impl core::fmt::Display for Kernel {
     }
 }
 
+/// Records that the operating system lets this process use the AMX tile registers, so that
+/// [`Kernel::X86Amx`] runs (where the CPU has AMX-INT8 and AVX-512 VNNI) and
+/// [`Kernel::detected`] chooses it. `infer-host` asks the OS and calls this.
+///
+/// # Safety
+/// The OS must have given this process the use of AMX tile data: on Linux,
+/// `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)` returned 0. Otherwise the first
+/// tile instruction faults.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+pub unsafe fn assume_amx_permitted() {
+    // SAFETY: the caller's contract.
+    unsafe { x86::amx::permit() }
+}
+
 /// Images per block of a batched pass ([`Int8Model::predict_batch_in`]): they go through
 /// each layer together, so that a stretch of weights read into the cache serves all of them.
-pub const BATCH_BLOCK: usize = 16;
+pub const BATCH_BLOCK: usize = 64;
 
 pub use crate::spec::{MAX_MULTIPLIER_SHIFT, MAX_ROUNDING_SHIFT};
 
@@ -659,7 +686,23 @@ impl<'a> Int8Model<'a> {
     /// [`Int8Model::scratch_bytes`] (rounded up to a multiple of 4) for each image of one
     /// block of at most [`BATCH_BLOCK`], however long the batch.
     pub fn batch_scratch_bytes(&self, images: usize) -> usize {
-        images.clamp(1, BATCH_BLOCK) * self.lane_bytes()
+        let lanes = images.clamp(1, BATCH_BLOCK);
+        lanes * self.lane_bytes() + self.stage_bytes(lanes)
+    }
+
+    /// What a block of `lanes` images needs besides its lanes: on x86-64, room to copy their
+    /// inputs of the widest layer as AMX tiles (whole tiles of 16 images); none elsewhere.
+    fn stage_bytes(&self, lanes: usize) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let widest = self.layers[..self.architecture.layers()].iter().map(|l| l.inputs).max().unwrap_or(0);
+            x86::amx::stage_bytes(lanes, widest)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = lanes;
+            0
+        }
     }
 
     /// One image's part of a batch's scratch.
@@ -734,12 +777,22 @@ impl<'a> Int8Model<'a> {
         let (inputs, classes, lane) = (arch.inputs(), arch.classes(), self.lane_bytes());
         let n = arch.layers();
         let split = self.split;
+        let (scratch, stage) = scratch.split_at_mut(images.len() / inputs * lane);
         for (l, layer) in self.layers[..n].iter().enumerate() {
+            // The lanes AMX runs (whole tiles of 16 images, dense layers) need no list of
+            // their non-zero groups: it does not skip them.
+            #[cfg(target_arch = "x86_64")]
+            let unlisted = match kernel == Kernel::X86Amx && layer.sparse.is_none() {
+                true => images.len() / inputs / x86::amx::ROWS * x86::amx::ROWS,
+                false => 0,
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let unlisted = 0;
             let (k, m, last) = (layer.inputs, pad_to_group(layer.outputs), l + 1 == n);
             let mut lanes: heapless::Vec<Lane<'_>, BATCH_BLOCK> = heapless::Vec::new();
             let per_image =
                 images.chunks_exact(inputs).zip(scratch.chunks_exact_mut(lane)).zip(scores.chunks_exact_mut(classes));
-            for ((image, arena), scores) in per_image {
+            for (i, ((image, arena), scores)) in per_image.enumerate() {
                 let (acts, rest) = arena.split_at_mut(split.activations);
                 let (groups, staged) = rest.split_at_mut(split.groups);
                 // Aligned: the scratch starts on an even address, a lane is a multiple of 4
@@ -764,11 +817,11 @@ impl<'a> Int8Model<'a> {
                     }
                 };
                 // A sparse layer's kernels walk every group themselves.
-                let count = if layer.sparse.is_some() { 0 } else { nonzero_groups(x, groups) };
+                let count = if layer.sparse.is_some() || i < unlisted { 0 } else { nonzero_groups(x, groups) };
                 // At most BATCH_BLOCK images (the caller's chunks).
                 let _ = lanes.push(Lane { x, groups: &groups[..count], act, scores });
             }
-            dense_many(kernel, layer, &mut lanes, true);
+            dense_many(kernel, layer, &mut lanes, Some(&mut *stage));
             if !last {
                 // The inputs that pad the next layer's last group are zero.
                 for lane in lanes.iter_mut() {
@@ -866,21 +919,23 @@ fn fast(kernel: Kernel) -> impl Fn(&Layer<'_>, &[u8], &mut [u16], &mut [u8], &mu
         // A sparse layer's kernels walk every group themselves.
         let n = if layer.sparse.is_some() { 0 } else { nonzero_groups(x, groups) };
         let mut lane = [Lane { x, groups: &groups[..n], act, scores }];
-        dense_many(kernel, layer, &mut lane, false);
+        dense_many(kernel, layer, &mut lane, None);
     }
 }
 
-/// Each lane's outputs of `layer` on `kernel` (one this CPU runs); `blocked` as
-/// [`Int8Model::predict_batch_in`] runs them (the images share the weights in the cache).
+/// Each lane's outputs of `layer` on `kernel` (one this CPU runs); `stage` for a block of
+/// [`Int8Model::predict_batch_in`] (the images share the weights in the cache; AMX copies
+/// their inputs there), `None` for one image.
 #[inline(always)]
-fn dense_many(kernel: Kernel, layer: &Layer<'_>, lanes: &mut [Lane<'_>], blocked: bool) {
+fn dense_many(kernel: Kernel, layer: &Layer<'_>, lanes: &mut [Lane<'_>], stage: Option<&mut [u8]>) {
+    let blocked = stage.is_some();
     if let Some(sparse) = layer.sparse {
         // A batch on x86: several images per vector. One image: the portable loop, which
         // skips its zero groups.
         #[cfg(target_arch = "x86_64")]
         if blocked && lanes.len() > 1 {
             let level = match kernel {
-                Kernel::X86Vnni => Some(x86::Level::Vnni),
+                Kernel::X86Amx | Kernel::X86Vnni => Some(x86::Level::Vnni),
                 Kernel::X86Avx2 => Some(x86::Level::Avx2),
                 _ => None,
             };
@@ -900,9 +955,18 @@ fn dense_many(kernel: Kernel, layer: &Layer<'_>, lanes: &mut [Lane<'_>], blocked
         }
         return;
     }
+    // Whole tiles of 16 images on AMX; the rest on VNNI.
+    #[cfg(target_arch = "x86_64")]
+    let lanes = match (kernel, stage) {
+        (Kernel::X86Amx, Some(stage)) => {
+            let done = x86::amx::dense_many(layer, lanes, stage);
+            &mut lanes[done..]
+        }
+        _ => lanes,
+    };
     #[cfg(target_arch = "x86_64")]
     let level = match kernel {
-        Kernel::X86Vnni => Some(x86::Level::Vnni),
+        Kernel::X86Amx | Kernel::X86Vnni => Some(x86::Level::Vnni),
         Kernel::X86Avx2 => Some(x86::Level::Avx2),
         Kernel::X86Baseline => Some(x86::Level::Baseline),
         _ => None,

@@ -21,6 +21,8 @@ use super::layer::{Lane, Layer, Output, Sparse, emit, requant};
 use crate::spec::{BLOCK, GROUP};
 use wide::i32x16;
 
+pub(super) mod amx;
+
 /// An x86-64 kernel, best first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Level {

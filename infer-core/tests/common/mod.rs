@@ -4,7 +4,7 @@
 
 use infer_core::Activation;
 use infer_core::arch::Architecture;
-use infer_core::int8net::{self, Int8Layer};
+use infer_core::int8net::{self, Int8Layer, Kernel};
 
 /// xorshift64*: enough randomness for test data, no dependency.
 pub struct Rng(pub u64);
@@ -174,3 +174,27 @@ pub fn every_flipped_byte_is_an_error(file: &[u8]) {
     }
     assert!(infer_core::Model::from_bytes(&bytes).is_ok());
 }
+
+/// Every kernel this build and CPU run, AMX included where the CPU has it (the test process
+/// first asks Linux for the tile registers, as `infer-host` does).
+pub fn kernels() -> impl Iterator<Item = Kernel> {
+    request_amx();
+    Kernel::ALL.into_iter().filter(|k| k.runs())
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[allow(unsafe_code)]
+fn request_amx() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA: see infer-host's `request_amx`.
+        // SAFETY: this request reads and writes no memory of ours.
+        if unsafe { libc::syscall(libc::SYS_arch_prctl, 0x1023 as libc::c_ulong, 18 as libc::c_ulong) } == 0 {
+            // SAFETY: the OS has just given this process the tile data.
+            unsafe { int8net::assume_amx_permitted() };
+        }
+    });
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+fn request_amx() {}
