@@ -29,7 +29,7 @@ use core::arch::x86_64::{
 };
 
 use super::super::layer::{Lane, Layer, Output};
-use super::{Level, Vnni, pass, requantize16};
+use super::{Level, requantize16};
 use crate::spec::{BLOCK, GROUP, MAX_INPUT};
 
 /// Set by [`permit`]: the operating system lets this process use the tile registers.
@@ -197,31 +197,35 @@ unsafe fn layer_on_tiles(layer: &Layer<'_>, lanes: &mut [Lane<'_>], stage: &[u8]
     unsafe { asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(readonly, nostack, preserves_flags)) };
     for b in 0..layer.outputs.div_ceil(BLOCK) {
         let width = BLOCK.min(layer.outputs - b * BLOCK);
-        let tiles = width / ROWS;
+        let tiles = width.div_ceil(ROWS);
+        // Pairs of whole tiles of outputs, then what is left: one whole or partial tile.
         for t in (0..tiles).step_by(2) {
             let j0 = b * BLOCK + ROWS * t;
+            let live = (width - ROWS * t).min(ROWS);
+            let pair = live == ROWS && width - ROWS * t >= 2 * ROWS;
             for i in (0..images).step_by(2) {
-                // SAFETY: the caller's contract; the outputs are whole tiles in block `b`,
-                // the images whole tiles of `lanes`.
+                // SAFETY: the caller's contract; the outputs are in block `b` (`live` of
+                // them in a single tile), the images whole tiles of `lanes`.
                 unsafe {
-                    match (images - i >= 2, tiles - t >= 2) {
-                        (true, true) => sweep::<2, 2>(layer, lanes, stage, i, j0, &mut sums),
-                        (true, false) => sweep::<2, 1>(layer, lanes, stage, i, j0, &mut sums),
-                        (false, true) => sweep::<1, 2>(layer, lanes, stage, i, j0, &mut sums),
-                        (false, false) => sweep::<1, 1>(layer, lanes, stage, i, j0, &mut sums),
+                    match (images - i >= 2, pair) {
+                        (true, true) => sweep::<2, 2>(layer, lanes, stage, i, j0, ROWS, &mut sums),
+                        (false, true) => sweep::<1, 2>(layer, lanes, stage, i, j0, ROWS, &mut sums),
+                        (true, false) => sweep::<2, 1>(layer, lanes, stage, i, j0, live, &mut sums),
+                        (false, false) => sweep::<1, 1>(layer, lanes, stage, i, j0, live, &mut sums),
                     }
                 }
             }
-        }
-        if !width.is_multiple_of(ROWS) {
-            for lane in lanes.iter_mut() {
-                let mut all = Lane {
-                    x: lane.x,
-                    groups: &EVERY_GROUP[..layer.inputs / GROUP],
-                    act: lane.act,
-                    scores: lane.scores,
-                };
-                pass::<Vnni, 1>(Vnni(()), layer, &mut all, (b * BLOCK + ROWS * tiles) / 16);
+            if !pair && live == ROWS && t + 1 < tiles {
+                let (j0, live) = (j0 + ROWS, width - ROWS * (t + 1));
+                for i in (0..images).step_by(2) {
+                    // SAFETY: as above; the block's last, partial tile.
+                    unsafe {
+                        match images - i >= 2 {
+                            true => sweep::<2, 1>(layer, lanes, stage, i, j0, live, &mut sums),
+                            false => sweep::<1, 1>(layer, lanes, stage, i, j0, live, &mut sums),
+                        }
+                    }
+                }
             }
         }
     }
@@ -229,71 +233,46 @@ unsafe fn layer_on_tiles(layer: &Layer<'_>, lanes: &mut [Lane<'_>], stage: &[u8]
     unsafe { asm!("tilerelease", options(nomem, nostack, preserves_flags)) };
 }
 
-/// Outputs `j0..j0 + 16 * T` of image tiles `i0..i0 + I`: `I × T` tiles of sums over all
-/// the inputs, then requantized.
+/// Outputs `j0..j0 + 16 * T` of image tiles `i0..i0 + I` (`live` of the 16 outputs of a
+/// single tile, `T == 1`): `I × T` tiles of sums over all the inputs, then requantized.
 ///
 /// # Safety
 /// Tiles configured as [`CONFIG`]; `stage` holds the images' inputs as tiles; image tiles
-/// `i0..i0 + I` are whole tiles of `lanes`; the outputs are whole tiles inside one block.
+/// `i0..i0 + I` are whole tiles of `lanes`; the outputs are inside one block.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn sweep<const I: usize, const T: usize>(
     layer: &Layer<'_>,
     lanes: &mut [Lane<'_>],
     stage: &[u8],
     i0: usize,
     j0: usize,
+    live: usize,
     sums: &mut [[[[i32; ROWS]; ROWS]; 2]; 2],
 ) {
     // SAFETY (every asm block): the caller's contract. A tile load reads 16 rows of 64
     // bytes, a stride apart; a sum tile store writes 16 rows of 64 bytes.
     unsafe { zero::<I, T>() };
     let groups = layer.inputs / GROUP;
-    let (steps, rest) = (groups / STEP, groups % STEP);
     let per_tile = TILE * groups.div_ceil(STEP);
     let images = |i: usize, k: usize| stage[per_tile * (i0 + i) + TILE * k..][..TILE].as_ptr();
     let weights = layer.weights.as_ptr();
-    let gstride = layer.offset(1, j0) - layer.offset(0, j0);
-    for k in 0..steps {
-        if k + 1 < steps {
+    for k in 0..groups.div_ceil(STEP) {
+        if STEP * (k + 2) <= groups {
+            // The next step's weights, 16 rows apart in the L2 cache, into L1.
             for r in 0..STEP {
                 let row = weights.wrapping_add(layer.offset(STEP * (k + 1) + r, j0));
                 for t in 0..T {
-                    unsafe {
-                        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                            row.wrapping_add(ROW * t).cast(),
-                        )
-                    };
+                    let line = row.wrapping_add(ROW * t).cast();
+                    unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(line) };
                 }
             }
         }
         for i in 0..I {
             unsafe { load_images(i, images(i, k)) };
         }
-        // Rows: groups `16k..16k + 16`, each 16 outputs inside the block's group row.
         for t in 0..T {
-            unsafe { load_weights(t, weights.wrapping_add(layer.offset(STEP * k, j0 + ROWS * t)), gstride) };
-        }
-        unsafe { multiply::<I, T>() };
-    }
-    if rest > 0 {
-        for i in 0..I {
-            unsafe { load_images(i, images(i, steps)) };
-        }
-        // The images' inputs past the layer's are zero, so the rows past its groups may
-        // hold anything: the weights that follow, where a whole tile's rows are inside the
-        // payload, or else zeros.
-        let first = STEP * steps;
-        for t in 0..T {
-            let at = layer.offset(first, j0 + ROWS * t);
-            if at + (STEP - 1) * gstride + ROW <= layer.reach.len() {
-                unsafe { load_weights(t, layer.reach[at..].as_ptr(), gstride) };
-            } else {
-                let mut w = Tile::ZERO;
-                for (r, row) in w.0[..rest].iter_mut().enumerate() {
-                    row.copy_from_slice(&layer.weights[layer.offset(first + r, j0 + ROWS * t)..][..ROW]);
-                }
-                unsafe { load_weights(t, w.0.as_ptr().cast(), ROW) };
-            }
+            unsafe { load_weight_tile(layer, t, STEP * k, j0 + ROWS * t, live) };
         }
         unsafe { multiply::<I, T>() };
     }
@@ -305,9 +284,42 @@ unsafe fn sweep<const I: usize, const T: usize>(
     for (i, tiles) in sums[..I].iter().enumerate() {
         let lanes = &mut lanes[ROWS * (i0 + i)..][..ROWS];
         for (t, tile) in tiles[..T].iter().enumerate() {
-            // SAFETY: AVX-512 F and BW run here (the caller's contract).
-            unsafe { requantize_tile(layer, j0 + ROWS * t, tile, lanes) };
+            if live < ROWS {
+                for (lane, &row) in lanes.iter_mut().zip(tile) {
+                    requantize16(layer, j0, row, lane.act, lane.scores);
+                }
+            } else {
+                // SAFETY: AVX-512 F and BW run here (the caller's contract).
+                unsafe { requantize_tile(layer, j0 + ROWS * t, tile, lanes) };
+            }
         }
+    }
+}
+
+/// Weight tile `t` = the weights of groups `first..first + 16` to outputs `j..j + live`
+/// (`live` ≤ 16, inside one block). Read in place where the tile is whole, or where only
+/// its rows run past the layer's groups and stay inside the payload (the images' inputs
+/// past the layer's are zero, so those rows may hold anything); else a copy, zero past the
+/// layer's groups and outputs.
+///
+/// # Safety
+/// Tiles configured as [`CONFIG`].
+#[inline(always)]
+unsafe fn load_weight_tile(layer: &Layer<'_>, t: usize, first: usize, j: usize, live: usize) {
+    let rows = (layer.inputs / GROUP - first).min(STEP);
+    let (at, stride) = (layer.offset(first, j), layer.offset(first + 1, j) - layer.offset(first, j));
+    if live == ROWS && (rows == STEP || at + (STEP - 1) * stride + ROW <= layer.reach.len()) {
+        // SAFETY: the caller's contract; 16 rows of 64 bytes from `at`, `stride` apart,
+        // inside the payload (the rows of a whole step are the layer's).
+        unsafe { load_weights(t, layer.reach[at..].as_ptr(), stride) };
+    } else {
+        let mut w = Tile::ZERO;
+        for (r, row) in w.0[..rows].iter_mut().enumerate() {
+            let at = layer.offset(first + r, j);
+            row[..GROUP * live].copy_from_slice(&layer.weights[at..at + GROUP * live]);
+        }
+        // SAFETY: the caller's contract; `w` is a whole tile.
+        unsafe { load_weights(t, w.0.as_ptr().cast(), ROW) };
     }
 }
 
