@@ -236,6 +236,22 @@ impl Header {
         self.sparsity
     }
 
+    /// The layers to store sparse so that the file is smallest, when layer `l` keeps
+    /// `kept[l]` blocks of four weights (at most all of its blocks; layers past `kept`'s end
+    /// dense): each layer in turn is sparse where that makes the file smaller than storing
+    /// it dense (a kept block takes 5 bytes, one of a dense layer 4). The rule by which the
+    /// trainer writes a file, and by which `--flash` plans one before training.
+    pub fn smallest_sparsity(&self, kept: &[u32]) -> Sparsity {
+        let mut stored = Sparsity::DENSE;
+        for (l, &kept) in kept.iter().enumerate().take(self.architecture.layers()) {
+            let sparse = stored.with_sparse(l, kept);
+            if self.with_sparsity(sparse).file_len() < self.with_sparsity(stored).file_len() {
+                stored = sparse;
+            }
+        }
+        stored
+    }
+
     /// This header for a file with `extras`.
     pub fn with_extras(self, extras: &Extras<'_>) -> Header {
         Header { extras: extras.encoded_len(), ..self }

@@ -244,3 +244,25 @@ fn version_4_headers_that_list_no_sparse_layer_or_the_wrong_layers_are_malformed
         assert!(Model::from_bytes(&bad).is_err(), "byte {at} = {value}");
     }
 }
+
+#[test]
+fn the_smallest_storage_is_sparse_only_where_that_is_smaller() {
+    let arch = arch(&[784, 256, 128, 10]);
+    let header = Header::new(arch, Activation::Relu, Quant::Int8);
+    let all = |l: usize| {
+        let (i, o) = arch.layer(l);
+        (i.div_ceil(4) * o) as u32
+    };
+    // Everything kept: a kept block costs 5 bytes against 4, so all dense (version 3).
+    assert_eq!(header.smallest_sparsity(&[all(0), all(1), all(2)]), Sparsity::DENSE);
+    // A tenth kept in the hidden layers: those sparse, the output layer (all kept) dense.
+    let tenth = [all(0) / 10, all(1) / 10, all(2)];
+    let stored = header.smallest_sparsity(&tenth);
+    assert_eq!(stored, Sparsity::DENSE.with_sparse(0, tenth[0]).with_sparse(1, tenth[1]));
+    assert!(header.with_sparsity(stored).file_len() < header.file_len() / 5);
+    // 85% kept: 4.25 bytes a block against 4, dense; 75%: 3.75 (and the counts), sparse.
+    assert_eq!(header.smallest_sparsity(&[all(0) * 85 / 100]), Sparsity::DENSE);
+    assert_eq!(header.smallest_sparsity(&[all(0) * 3 / 4]), Sparsity::DENSE.with_sparse(0, all(0) * 3 / 4));
+    // Nothing listed, nothing sparse.
+    assert_eq!(header.smallest_sparsity(&[]), Sparsity::DENSE);
+}

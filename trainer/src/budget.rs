@@ -11,7 +11,7 @@
 use infer_core::Activation;
 use infer_core::arch::Architecture;
 use infer_core::format::{Extras, Header, Quant};
-use infer_core::layout::{Sparsity, groups};
+use infer_core::layout::groups;
 
 /// Finest step of the sparsities [`sparsity_for`] tries.
 const STEP: f64 = 0.01;
@@ -41,18 +41,16 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
 /// `sparsity` (0: dense), each layer stored as the export stores it.
 pub fn int8_file_bytes(arch: &Architecture, activation: Activation, extras: &Extras<'_>, sparsity: f64) -> usize {
     let header = Header::new(*arch, activation, Quant::Int8).with_extras(extras);
-    let mut stored = Sparsity::DENSE;
-    for l in 0..arch.layers() - 1 {
-        let (i, o) = arch.layer(l);
-        let blocks = groups(i) * o;
-        let kept = blocks - (sparsity * blocks as f64).round() as usize;
-        // At most 2^20 blocks.
-        let sparse = stored.with_sparse(l, kept as u32);
-        if header.with_sparsity(sparse).file_len() < header.with_sparsity(stored).file_len() {
-            stored = sparse;
-        }
-    }
-    header.with_sparsity(stored).file_len()
+    // The hidden layers' kept blocks; the output layer is not pruned (dense).
+    let kept: Vec<u32> = (0..arch.layers() - 1)
+        .map(|l| {
+            let (i, o) = arch.layer(l);
+            let blocks = groups(i) * o;
+            // At most 2^20 blocks.
+            (blocks - (sparsity * blocks as f64).round() as usize) as u32
+        })
+        .collect();
+    header.with_sparsity(header.smallest_sparsity(&kept)).file_len()
 }
 
 /// The lowest sparsity (in steps of 0.01, at most [`MOST`]) at which the int8 file of

@@ -426,10 +426,19 @@ impl QuantModel {
             infer_core::format::Extras::input_bytes(pairs, &mut input)?;
         }
         let extras = infer_core::format::Extras::new(names.as_bytes(), &input);
-        for l in 0..layers.len() {
-            let dense = int8net::encoded_len(&arch, self.activation, &layers, &extras)?;
-            layers[l].sparse = true;
-            layers[l].sparse = int8net::encoded_len(&arch, self.activation, &layers, &extras)? < dense;
+        // Each layer sparse where that makes the file smaller (a layer's blocks are at most
+        // 2^20).
+        let kept: Vec<u32> = (0..arch.layers())
+            .map(|l| {
+                let (i, o) = arch.layer(l);
+                layers[l].kept_blocks(i, o) as u32
+            })
+            .collect();
+        let header = infer_core::format::Header::new(arch, self.activation, infer_core::format::Quant::Int8)
+            .with_extras(&extras);
+        let stored = header.smallest_sparsity(&kept);
+        for (l, layer) in layers.iter_mut().enumerate() {
+            layer.sparse = stored.kept(l).is_some();
         }
         let mut out = vec![0u8; int8net::encoded_len(&arch, self.activation, &layers, &extras)?];
         let table = self.table.as_ref();

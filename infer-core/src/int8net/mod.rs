@@ -289,8 +289,9 @@ pub struct Int8Layer<'p> {
 }
 
 impl Int8Layer<'_> {
-    /// Blocks of four weights of this layer of `inputs` and `outputs` that are not all zero.
-    fn kept_blocks(&self, inputs: usize, outputs: usize) -> usize {
+    /// Blocks of four weights of this layer of `inputs` and `outputs` that are not all zero:
+    /// what it keeps if stored sparse.
+    pub fn kept_blocks(&self, inputs: usize, outputs: usize) -> usize {
         let mut kept = 0;
         for g in 0..groups(inputs) {
             for j in 0..outputs {
