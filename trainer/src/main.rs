@@ -311,6 +311,11 @@ struct FitArgs {
     /// The teacher's weight in the target with --distill, above 0 and at most 1 [default: 0.5].
     #[arg(long, value_name = "W", requires = "distill", help_heading = "Recipe")]
     distill_weight: Option<f32>,
+    /// The temperature T of --distill, 1 to 100: the student matches the teacher's
+    /// softmax(logits / T) with its own (the gradient scaled by T²), which shows it how the
+    /// teacher ranks the wrong classes [default: 1].
+    #[arg(long, value_name = "T", requires = "distill", help_heading = "Recipe")]
+    distill_temperature: Option<f32>,
     /// Images per step, 1 to 60,000 (the training set) [seed: 500, best: 256].
     #[arg(long, group = "recipe", value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH))]
     batch_size: Option<u32>,
@@ -637,7 +642,11 @@ fn request(args: &FitArgs, study_data: bool) -> Request {
         val_split: args.val_split.map(|n| n as usize),
         early_stopping: args.early_stopping.map(|p| p as usize),
         prune: args.prune,
-        distill: args.distill.clone().map(|teacher| Distill { teacher, weight: args.distill_weight.unwrap_or(0.5) }),
+        distill: args.distill.clone().map(|teacher| Distill {
+            teacher,
+            weight: args.distill_weight.unwrap_or(0.5),
+            temperature: args.distill_temperature.unwrap_or(1.0),
+        }),
         batch_size: args.batch_size.map(|b| b as usize),
         seed: args.seed,
     };

@@ -366,10 +366,12 @@ fn zip_inplace<I: Isa>(isa: I, out: &mut [f32], x: &[f32], y: &[f32], f: impl Fn
 pub struct Soft<'a> {
     /// Label smoothing `s`: the label's target is `(1 - s)·onehot + s / classes`.
     pub smoothing: f32,
-    /// A teacher's probabilities for the batch, (rows, classes), and their weight `α`
-    /// (distillation, Hinton et al. 2015, at temperature 1): the target is
-    /// `(1 - α)·label's target + α·teacher's`.
-    pub teacher: Option<(&'a [f32], f32)>,
+    /// A teacher's probabilities for the batch, (rows, classes), their weight `α` and the
+    /// temperature `T` (distillation, Hinton et al. 2015): the gradient of the logits is
+    /// `(1 - α)·(p - label's target) + α·T·(p_T - t_T)`, `p_T` and `t_T` the student's and
+    /// the teacher's probabilities at temperature `T` (`softmax(z / T)`, which is `p^(1/T)`
+    /// normalized). At `T = 1` that is `p - ((1 - α)·label's target + α·t)`.
+    pub teacher: Option<(&'a [f32], f32, f32)>,
 }
 
 /// `dz *= act'(h)` where `h = act(z)` is the stored activation, after `dz *= mask` when
@@ -633,12 +635,25 @@ fn output_gradient(top: &mut Vec<f32>, probs: &[f32], classes: usize, labels: &[
     top.extend_from_slice(&probs[..rows * classes]);
     let smoothing = soft.smoothing;
     let off = smoothing / classes as f32;
-    if let Some((teacher, alpha)) = soft.teacher {
+    if let Some((teacher, alpha, temperature)) = soft.teacher {
         assert_eq!(teacher.len(), rows * classes, "the teacher's probabilities for the batch");
-        for ((row, t), &y) in top.chunks_exact_mut(classes).zip(teacher.chunks_exact(classes)).zip(labels) {
-            for (c, (v, &t)) in row.iter_mut().zip(t).enumerate() {
-                let hard = if c == y as usize { 1.0 - smoothing + off } else { off };
-                *v = (*v - ((1.0 - alpha) * hard + alpha * t)) * inv;
+        let hard = |c: usize, y: u8| if c == y as usize { 1.0 - smoothing + off } else { off };
+        let rows = top.chunks_exact_mut(classes).zip(teacher.chunks_exact(classes)).zip(labels);
+        if temperature == 1.0 {
+            for ((row, t), &y) in rows {
+                for (c, (v, &t)) in row.iter_mut().zip(t).enumerate() {
+                    *v = (*v - ((1.0 - alpha) * hard(c, y) + alpha * t)) * inv;
+                }
+            }
+            return;
+        }
+        let mut soft = vec![0f32; 2 * classes];
+        for ((row, t), &y) in rows {
+            let (p_t, t_t) = soft.split_at_mut(classes);
+            soften(row, temperature, p_t);
+            soften(t, temperature, t_t);
+            for (c, v) in row.iter_mut().enumerate() {
+                *v = ((1.0 - alpha) * (*v - hard(c, y)) + alpha * temperature * (p_t[c] - t_t[c])) * inv;
             }
         }
         return;
@@ -651,6 +666,16 @@ fn output_gradient(top: &mut Vec<f32>, probs: &[f32], classes: usize, labels: &[
             row[y as usize] -= 1.0;
         }
         row.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
+/// `out = softmax(z / T)` from `p = softmax(z)`: `p^(1/T)` normalized (in f64: a
+/// probability of 1e-30 at T = 4 is about 3e-8).
+fn soften(p: &[f32], temperature: f32, out: &mut [f32]) {
+    let power = 1.0 / f64::from(temperature);
+    let total: f64 = p.iter().map(|&p| f64::from(p).powf(power)).sum();
+    for (o, &p) in out.iter_mut().zip(p) {
+        *o = (f64::from(p).powf(power) / total) as f32;
     }
 }
 
@@ -778,7 +803,7 @@ mod tests {
                 &probs,
                 classes,
                 &labels,
-                Soft { smoothing, teacher: Some((&teacher, 0.0)) },
+                Soft { smoothing, teacher: Some((&teacher, 0.0, 1.0)) },
                 rows,
             );
             for (a, b) in plain.iter().zip(&none) {
@@ -790,11 +815,40 @@ mod tests {
                 &probs,
                 classes,
                 &labels,
-                Soft { smoothing, teacher: Some((&teacher, 1.0)) },
+                Soft { smoothing, teacher: Some((&teacher, 1.0, 1.0)) },
                 rows,
             );
             for (i, g) in all.iter().enumerate() {
                 assert!((g - (probs[i] - teacher[i]) / rows as f32).abs() < 1e-7, "weight 1: the teacher's alone");
+            }
+        }
+    }
+
+    #[test]
+    fn a_temperature_matches_the_softened_softmaxes_of_the_logits() {
+        let (rows, classes, temperature) = (2, 5, 3.0f32);
+        let logits: Vec<f32> = (0..rows * classes).map(|i| ((i * 7) % 11) as f32 - 4.0).collect();
+        let teacher_logits: Vec<f32> = (0..rows * classes).map(|i| ((i * 3) % 5) as f32 * 2.5 - 3.0).collect();
+        let softmax = |z: &[f32], t: f32| -> Vec<f32> {
+            z.chunks_exact(classes)
+                .flat_map(|r| {
+                    let e: Vec<f64> = r.iter().map(|&v| (f64::from(v) / f64::from(t)).exp()).collect();
+                    let s: f64 = e.iter().sum();
+                    e.into_iter().map(move |v| (v / s) as f32)
+                })
+                .collect()
+        };
+        let (probs, teacher) = (softmax(&logits, 1.0), softmax(&teacher_logits, 1.0));
+        let (p_t, t_t) = (softmax(&logits, temperature), softmax(&teacher_logits, temperature));
+        let labels = [1u8, 4];
+        for alpha in [1.0f32, 0.25] {
+            let mut g = Vec::new();
+            let soft = Soft { smoothing: 0.0, teacher: Some((&teacher, alpha, temperature)) };
+            output_gradient(&mut g, &probs, classes, &labels, soft, rows);
+            for (i, g) in g.iter().enumerate() {
+                let hard = if i % classes == labels[i / classes] as usize { 1.0 } else { 0.0 };
+                let want = ((1.0 - alpha) * (probs[i] - hard) + alpha * temperature * (p_t[i] - t_t[i])) / rows as f32;
+                assert!((g - want).abs() < 1e-6, "alpha {alpha}, element {i}: {g} against {want}");
             }
         }
     }

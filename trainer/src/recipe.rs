@@ -93,14 +93,32 @@ pub struct Recipe {
     pub distill: Option<Distill>,
 }
 
-/// Distillation (Hinton et al., 2015, at temperature 1): the target of each training image
-/// mixes its label's with a trained teacher's probabilities for the same (augmented) image.
+/// Distillation (Hinton et al., 2015): the target of each training image mixes its label's
+/// with a trained teacher's probabilities for the same (augmented) image, both softened by a
+/// temperature.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Distill {
     /// The teacher: an f32 model file of this data's inputs and classes.
     pub teacher: std::path::PathBuf,
     /// The teacher's weight in the target, in (0, 1].
     pub weight: f32,
+    /// The temperature `T` of the teacher's part, at least 1: the student learns the
+    /// teacher's `softmax(z / T)` with its own, the gradient scaled by `T²` (1: the plain
+    /// probabilities). Left out of the recipe's JSON at 1, so that a run started before
+    /// this field existed has the same recipe and resumes.
+    #[serde(default = "Distill::plain", skip_serializing_if = "Distill::is_plain")]
+    pub temperature: f32,
+}
+
+impl Distill {
+    /// Temperature 1.
+    fn plain() -> f32 {
+        1.0
+    }
+
+    fn is_plain(t: &f32) -> bool {
+        *t == 1.0
+    }
 }
 
 impl Recipe {
@@ -192,6 +210,14 @@ impl Recipe {
             && !(d.weight > 0.0 && d.weight <= 1.0)
         {
             return Err(format!("--distill-weight {} is not a weight: give one above 0 and at most 1", d.weight));
+        }
+        if let Some(d) = &self.distill
+            && !(1.0..=100.0).contains(&d.temperature)
+        {
+            return Err(format!(
+                "--distill-temperature {}: give one from 1 to 100 (Hinton et al.: 2 to 20)",
+                d.temperature
+            ));
         }
         Ok(())
     }

@@ -280,8 +280,9 @@ struct Session<'a> {
     steps: usize,
     ws: Workspace,
     eval_ws: Workspace,
-    /// The model distilled from, laid out like the network, and its weight in the target.
-    teacher: Option<(Mlp, f32)>,
+    /// The model distilled from, laid out like the network, its weight in the target and the
+    /// temperature.
+    teacher: Option<(Mlp, f32, f32)>,
     teacher_ws: Workspace,
     /// One batch: its images as the network reads them, their pixels (augmentation's
     /// scratch), their labels.
@@ -468,9 +469,9 @@ impl<'a> Session<'a> {
         let update = recipe.optimizer.step(lr, t as u64 + 1);
         let labels = &self.y[..rows];
         let mut soft = Soft { smoothing: recipe.label_smoothing, teacher: None };
-        if let Some((teacher, weight)) = &self.teacher {
+        if let Some((teacher, weight, temperature)) = &self.teacher {
             teacher.forward(x, rows, &mut self.teacher_ws, None);
-            soft.teacher = Some((&self.teacher_ws.probs[..rows * classes], *weight));
+            soft.teacher = Some((&self.teacher_ws.probs[..rows * classes], *weight, *temperature));
         }
         model.backward(x, labels, &mut self.ws, dropout > 0.0, soft, &mut state.opt, update);
         prune::apply(&state.masks, model, self.layout.order());
@@ -509,7 +510,7 @@ impl<'a> Session<'a> {
 
 /// The teacher of `d`, read and checked against the data of `schema`, its first layer's rows
 /// moved into `layout` like the network's.
-fn teacher(d: &Distill, schema: &crate::data::Schema, layout: &Layout) -> Result<(Mlp, f32), FitError> {
+fn teacher(d: &Distill, schema: &crate::data::Schema, layout: &Layout) -> Result<(Mlp, f32, f32), FitError> {
     let fail = |why: String| FitError::Teacher { path: d.teacher.display().to_string(), why };
     if !schema.bytes {
         // A table's model takes raw features; training sees them standardized.
@@ -526,7 +527,7 @@ fn teacher(d: &Distill, schema: &crate::data::Schema, layout: &Layout) -> Result
         )));
     }
     layout.into_layout(&mut model);
-    Ok((model, d.weight))
+    Ok((model, d.weight, d.temperature))
 }
 
 /// The examples of `split` at `indices`, in that order, as training reads a split it does

@@ -24,7 +24,7 @@ fn a_student_learns_from_its_teacher_with_the_same_bits_on_1_and_2_threads() {
     let path = dir.path().join("teacher.f32.fmlp");
     format::save_f32(&teacher.model, &path).unwrap();
     let alone = train::fit(&small(&[16], 3), &ds, &mut Quiet).unwrap();
-    let student = Recipe { distill: Some(Distill { teacher: path, weight: 0.7 }), ..small(&[16], 3) };
+    let student = Recipe { distill: Some(Distill { teacher: path, weight: 0.7, temperature: 1.0 }), ..small(&[16], 3) };
     let run = |threads| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| train::fit(&student, &ds, &mut Quiet).unwrap())
@@ -33,6 +33,15 @@ fn a_student_learns_from_its_teacher_with_the_same_bits_on_1_and_2_threads() {
     assert_eq!(format::encode_f32(&a.model).unwrap(), format::encode_f32(&b.model).unwrap());
     assert_ne!(format::encode_f32(&a.model).unwrap(), format::encode_f32(&alone.model).unwrap(), "the teacher counts");
     assert!(a.test.accuracy > 0.9, "the student learns the task: {}", a.test.accuracy);
+    // At temperature 3 it learns too, otherwise.
+    let d = student.distill.clone().map(|d| Distill { temperature: 3.0, ..d });
+    let warm = train::fit(&Recipe { distill: d, ..student.clone() }, &ds, &mut Quiet).unwrap();
+    assert_ne!(
+        format::encode_f32(&warm.model).unwrap(),
+        format::encode_f32(&a.model).unwrap(),
+        "the temperature counts"
+    );
+    assert!(warm.test.accuracy > 0.9, "the student learns the task at T = 3: {}", warm.test.accuracy);
 }
 
 #[test]
@@ -41,8 +50,10 @@ fn a_teacher_that_cannot_be_used_is_refused_with_its_path() {
     let ds = data(&tr, &te);
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("none.f32.fmlp");
-    let with =
-        |teacher: std::path::PathBuf| Recipe { distill: Some(Distill { teacher, weight: 0.5 }), ..small(&[8], 1) };
+    let with = |teacher: std::path::PathBuf| Recipe {
+        distill: Some(Distill { teacher, weight: 0.5, temperature: 1.0 }),
+        ..small(&[8], 1)
+    };
     let e = train::fit(&with(missing.clone()), &ds, &mut Quiet).unwrap_err();
     assert!(matches!(e, FitError::Teacher { .. }) && e.to_string().contains("none.f32.fmlp"), "{e}");
     // A model of other inputs: 784 inputs are expected.
@@ -55,6 +66,14 @@ fn a_teacher_that_cannot_be_used_is_refused_with_its_path() {
     format::save_f32(&other, &path).unwrap();
     let e = train::fit(&with(path), &ds, &mut Quiet).unwrap_err();
     assert!(e.to_string().contains("100 inputs") && e.to_string().contains("784"), "{e}");
-    let bad = Recipe { distill: Some(Distill { teacher: missing, weight: 1.5 }), ..small(&[8], 1) };
+    let bad =
+        Recipe { distill: Some(Distill { teacher: missing.clone(), weight: 1.5, temperature: 1.0 }), ..small(&[8], 1) };
     assert!(bad.check().unwrap_err().contains("--distill-weight 1.5"));
+    for t in [0.5, f32::NAN, 101.0] {
+        let bad = Recipe {
+            distill: Some(Distill { teacher: missing.clone(), weight: 0.5, temperature: t }),
+            ..small(&[8], 1)
+        };
+        assert!(bad.check().unwrap_err().contains("--distill-temperature"), "{t}");
+    }
 }
