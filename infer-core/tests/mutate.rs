@@ -32,6 +32,10 @@ fn reseal(file: &mut [u8]) {
 fn mutate(rng: &mut Rng, file: &[u8]) -> Vec<u8> {
     let mut f = file.to_vec();
     let len = f.len();
+    // What a truncation left too short to edit (a second mutation of one) stays as it is.
+    if len < 8 {
+        return f;
+    }
     match rng.pick(7) {
         // Flip bits anywhere, mostly in the small parameters after the weights.
         0 => {
