@@ -13,8 +13,10 @@ use infer_core::arch::Architecture;
 use infer_core::format::{Extras, Header, Quant};
 use infer_core::layout::groups;
 
-/// Finest step of the sparsities [`sparsity_for`] tries.
-const STEP: f64 = 0.01;
+/// Finest step of the sparsities [`sparsity_for`] tries: 0.1%, so that a budget is used
+/// to within a few hundred bytes (in 1% steps the 784-512-256-10 for 32 KB was cut to 97%,
+/// 26.9 KB).
+const STEP: f64 = 0.001;
 
 /// Highest sparsity [`sparsity_for`] chooses: beyond it too little is left to learn.
 pub const MOST: f64 = 0.98;
@@ -53,9 +55,10 @@ pub fn int8_file_bytes(arch: &Architecture, activation: Activation, extras: &Ext
     header.with_sparsity(header.smallest_sparsity(&kept)).file_len()
 }
 
-/// The lowest sparsity (in steps of 0.01, at most [`MOST`]) at which the int8 file of
+/// The lowest sparsity (in steps of 0.001, at most [`MOST`]) at which the int8 file of
 /// `arch` fits `budget` bytes: `Ok(None)` when the dense file fits, an error that says what
-/// would fit when none does.
+/// would fit when none does. The sparsity is an f32's value, as the recipe keeps it, so that
+/// the blocks training cuts are those sized here.
 pub fn sparsity_for(
     arch: &Architecture,
     activation: Activation,
@@ -67,7 +70,8 @@ pub fn sparsity_for(
         return Ok(None);
     }
     let steps = (MOST / STEP).round() as usize;
-    match (1..=steps).map(|k| k as f64 * STEP).find(|&s| size(s) <= budget) {
+    let sparsity = |k: usize| f64::from((k as f64 * STEP) as f32);
+    match (1..=steps).map(sparsity).find(|&s| size(s) <= budget) {
         Some(s) => Ok(Some(s)),
         None => Err(format!(
             "{arch} does not fit {budget} bytes even with {:.0}% of its hidden layers pruned ({} bytes): \

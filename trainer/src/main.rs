@@ -699,7 +699,7 @@ fn fit_flash(recipe: &mut trainer::recipe::Recipe, ds: &trainer::data::Dataset, 
         None => runio::note!("{}: --flash {budget}: the dense int8 file fits ({bytes} bytes); no pruning", recipe.name),
         Some(s) => {
             runio::note!(
-                "{}: --flash {budget}: hidden layers pruned to {:.0}% (the int8 file at most {bytes} bytes)",
+                "{}: --flash {budget}: hidden layers pruned to {:.1}% (the int8 file at most {bytes} bytes)",
                 recipe.name,
                 100.0 * s
             );

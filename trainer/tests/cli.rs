@@ -207,7 +207,7 @@ fn a_flash_budget_prunes_to_fit_and_refuses_what_cannot_fit_before_any_work() {
     let run = out.path().join("run");
     let stderr = fit_ok(&["--hidden", "256,128", "--flash", "32K", "--epochs", "1", "--limit", "1000"], &run);
     assert!(
-        stderr.contains("--flash 32768: hidden layers pruned to 90% (the int8 file at most 32671 bytes)"),
+        stderr.contains("--flash 32768: hidden layers pruned to 90.0% (the int8 file at most 32671 bytes)"),
         "{stderr}"
     );
     let file = std::fs::read(run.join("relu-256-128/relu-256-128.int8.fmlp")).unwrap();
