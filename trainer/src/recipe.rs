@@ -149,7 +149,7 @@ impl Recipe {
     /// 1e-4), cosine schedule with one epoch of warm-up, batch 256, 45 epochs, label
     /// smoothing 0.1, half the training images mirrored left to right; 2,000 training
     /// images held out for validation, the last epoch's weights kept unless an earlier
-    /// epoch is [`clearly_better`] on them. Chosen on the validation split only (see README).
+    /// epoch is [`clearly_better`](crate::keep::clearly_better) on them. Chosen on the validation split only (see README).
     pub fn best(name: &str, network: Network) -> Recipe {
         const BATCH: usize = 256;
         Recipe {

@@ -1,4 +1,4 @@
-//! The training loop: a run made ready ([`Session::prepare`]), then epochs over one
+//! The training loop: a run made ready (`Session::prepare`), then epochs over one
 //! [`TrainState`] (each: train, validate, keep, checkpoint), then the model it ends with.
 
 use std::path::Path;

@@ -11,7 +11,7 @@
 //!   pixels and inactive units cost no work. The input scale is exactly 1/255, so a raw pixel
 //!   byte is the quantized input.
 //! - **Accumulators** are i32: `acc[j] = Σ_i x[i] · w[i][j]` is exact (|acc| < 2^25 for up
-//!   to [`MAX_WIDTH`](crate::arch::MAX_WIDTH) inputs).
+//!   to [`MAX_WIDTH`] inputs).
 //! - **Requantization** per output channel `j`, with a per-layer rounding shift `r`, a
 //!   per-layer multiplier shift `s`, and per-channel i16 bias `b[j]` and multiplier `m[j]`:
 //!
