@@ -50,7 +50,7 @@ fn amx_permission() -> bool {
     const ARCH_REQ_XCOMP_PERM: libc::c_ulong = 0x1023;
     const XFEATURE_XTILEDATA: libc::c_ulong = 18;
     // Ask only where the CPU has AMX: the call is harmless elsewhere, but says nothing.
-    if !(std::arch::is_x86_feature_detected!("avx512vnni") && cpu_has_amx_int8()) {
+    if !infer_core::int8net::amx_in_cpu() {
         return false;
     }
     // SAFETY: arch_prctl with this request reads and writes no memory of ours.
@@ -65,18 +65,6 @@ fn amx_permission() -> bool {
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 fn amx_permission() -> bool {
     false
-}
-
-/// `CPUID.(7,0):EDX` bit 25, AMX-INT8 (the standard library's detection of it is unstable).
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-#[allow(unsafe_code)]
-fn cpu_has_amx_int8() -> bool {
-    #[allow(unused_unsafe)]
-    // SAFETY: CPUID exists on every x86-64 CPU; leaf 7 is asked only where it exists.
-    unsafe {
-        use std::arch::x86_64::{__cpuid, __cpuid_count};
-        __cpuid(0).eax >= 7 && __cpuid_count(7, 0).edx >> 25 & 1 == 1
-    }
 }
 
 /// The kernel to run: [`Kernel::detected`] (after [`request_amx`]), unless [`KERNEL_ENV`]

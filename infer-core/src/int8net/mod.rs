@@ -194,6 +194,14 @@ pub unsafe fn assume_amx_permitted() {
     unsafe { x86::amx::permit() }
 }
 
+/// Whether this CPU has what [`Kernel::X86Amx`] needs (AMX-INT8, AVX-512 VNNI, and an OS
+/// that enables the tile state), before the process is given the tiles: when a program
+/// should ask for them.
+#[cfg(target_arch = "x86_64")]
+pub fn amx_in_cpu() -> bool {
+    x86::amx::in_cpu()
+}
+
 /// Images per block of a batched pass ([`Int8Model::predict_batch_in`]): they go through
 /// each layer together, so that a stretch of weights read into the cache serves all of them.
 pub const BATCH_BLOCK: usize = 64;
@@ -784,7 +792,7 @@ impl<'a> Int8Model<'a> {
             // their non-zero groups: it does not skip them.
             #[cfg(target_arch = "x86_64")]
             let unlisted = match kernel == Kernel::X86Amx && layer.sparse.is_none() {
-                true => images.len() / inputs / x86::amx::ROWS * x86::amx::ROWS,
+                true => x86::amx::tiled(images.len() / inputs),
                 false => 0,
             };
             #[cfg(not(target_arch = "x86_64"))]

@@ -30,7 +30,7 @@ use core::arch::x86_64::{
 
 use super::super::layer::{Lane, Layer, Output};
 use super::{Level, requantize16};
-use crate::spec::{BLOCK, GROUP, MAX_INPUT};
+use crate::spec::{BLOCK, GROUP};
 
 /// Set by [`permit`]: the operating system lets this process use the tile registers.
 static PERMITTED: AtomicBool = AtomicBool::new(false);
@@ -50,7 +50,13 @@ pub(in super::super) unsafe fn permit() {
 /// Whether AMX runs here: the CPU has AMX-INT8 and AVX-512 VNNI (the rest of a layer runs on
 /// it), the OS saves the tile state, and [`permit`] was called.
 pub(in super::super) fn usable() -> bool {
-    PERMITTED.load(Ordering::Relaxed) && Level::Vnni.runs() && cpu_has_amx()
+    PERMITTED.load(Ordering::Relaxed) && in_cpu()
+}
+
+/// Whether the CPU has AMX-INT8 and AVX-512 VNNI and the OS enables the tile state: what
+/// [`usable`] needs besides the process's leave.
+pub(in super::super) fn in_cpu() -> bool {
+    Level::Vnni.runs() && cpu_has_amx()
 }
 
 fn cpu_has_amx() -> bool {
@@ -84,7 +90,7 @@ fn read_cpu() -> bool {
 }
 
 /// Images a tile holds (its rows).
-pub(in super::super) const ROWS: usize = 16;
+const ROWS: usize = 16;
 /// Bytes of a tile row: 16 groups of four inputs, or 16 outputs' four weights, or 16 sums.
 const ROW: usize = 64;
 /// Bytes of a tile.
@@ -103,21 +109,14 @@ pub(in super::super) const fn stage_bytes(lanes: usize, inputs: usize) -> usize 
     }
 }
 
-/// `0, 1, 2, ...`: every group of a layer, for the VNNI kernel on lanes whose non-zero
-/// groups were not listed (AMX does not skip them).
-static EVERY_GROUP: [u16; MAX_INPUT / GROUP] = {
-    let mut all = [0u16; MAX_INPUT / GROUP];
-    let mut g = 0;
-    while g < all.len() {
-        all[g] = g as u16;
-        g += 1;
-    }
-    all
-};
+/// The lanes of a block of `lanes` images that AMX runs: its whole tiles of 16, the first
+/// ones. (The batched pass lists no non-zero groups for them: AMX does not skip zeros.)
+pub(in super::super) const fn tiled(lanes: usize) -> usize {
+    lanes - lanes % ROWS
+}
 
 /// A tile's bytes, aligned as a tile load likes them.
 #[repr(C, align(64))]
-#[derive(Clone, Copy)]
 struct Tile([[u8; ROW]; ROWS]);
 
 impl Tile {
@@ -138,52 +137,37 @@ static CONFIG: Tile = {
     Tile(c)
 };
 
-/// Runs `layer` (dense) for the first lanes that make whole tiles of 16 images, AMX doing
-/// the products, and returns how many it ran. Their non-zero groups need not be listed.
-/// `stage` is [`stage_bytes`] of scratch (else the VNNI kernel runs them, over every group).
+/// Runs `layer` (dense) for the [`tiled`] lanes, AMX doing the products, and returns how
+/// many it ran. Their non-zero groups need not be listed. `stage` is at least
+/// [`stage_bytes`] for the lanes and the layer's inputs.
 pub(in super::super) fn dense_many(layer: &Layer<'_>, lanes: &mut [Lane<'_>], stage: &mut [u8]) -> usize {
     assert!(usable(), "AMX kernel where it cannot run");
     let lanes_len = lanes.len();
-    let lanes = &mut lanes[..lanes_len - lanes_len % ROWS];
+    let lanes = &mut lanes[..tiled(lanes_len)];
     if lanes.is_empty() || layer.sparse.is_some() {
         return 0;
     }
     let steps = layer.inputs.div_ceil(ROW);
-    let stage = stage.get_mut(stage.as_ptr().align_offset(ROW)..).unwrap_or(&mut []);
-    match stage.get_mut(..lanes.len() * ROW * steps) {
-        Some(stage) => {
-            for (tile, lanes) in stage.chunks_exact_mut(TILE * steps).zip(lanes.chunks_exact(ROWS)) {
-                for (r, lane) in lanes.iter().enumerate() {
-                    let (whole, rest) = lane.x[..layer.inputs].as_chunks::<ROW>();
-                    let mut rows = tile.chunks_exact_mut(TILE).map(|step| &mut step[ROW * r..][..ROW]);
-                    // (`whole` first: a zip asks its first iterator first, and must not take
-                    // the last step's row when the whole ones run out.)
-                    for (x, row) in whole.iter().zip(rows.by_ref()) {
-                        row.copy_from_slice(x);
-                    }
-                    if let Some(row) = rows.next() {
-                        row[..rest.len()].copy_from_slice(rest);
-                        row[rest.len()..].fill(0);
-                    }
-                }
+    let align = stage.as_ptr().align_offset(ROW);
+    let stage = &mut stage[align..][..lanes.len() * ROW * steps];
+    for (tile, lanes) in stage.chunks_exact_mut(TILE * steps).zip(lanes.chunks_exact(ROWS)) {
+        for (r, lane) in lanes.iter().enumerate() {
+            let (whole, rest) = lane.x[..layer.inputs].as_chunks::<ROW>();
+            let mut rows = tile.chunks_exact_mut(TILE).map(|step| &mut step[ROW * r..][..ROW]);
+            // (`whole` first: a zip asks its first iterator first, and must not take the last
+            // step's row when the whole ones run out.)
+            for (x, row) in whole.iter().zip(rows.by_ref()) {
+                row.copy_from_slice(x);
             }
-            // SAFETY: AMX and AVX-512 VNNI run here and the OS lets this process use the
-            // tiles (`usable`); `stage` is 64-aligned and holds every lane's inputs as tiles.
-            unsafe { layer_on_tiles(layer, lanes, stage) };
-        }
-        None => {
-            for lane in lanes.iter_mut() {
-                let mut all = Lane {
-                    x: lane.x,
-                    groups: &EVERY_GROUP[..layer.inputs / GROUP],
-                    act: lane.act,
-                    scores: lane.scores,
-                };
-                // SAFETY: AVX-512 VNNI runs here (`usable`).
-                unsafe { super::vnni::<4>(layer, core::slice::from_mut(&mut all)) };
+            if let Some(row) = rows.next() {
+                row[..rest.len()].copy_from_slice(rest);
+                row[rest.len()..].fill(0);
             }
         }
     }
+    // SAFETY: AMX and AVX-512 VNNI run here and the OS lets this process use the tiles
+    // (`usable`); `stage` is 64-aligned and holds every lane's inputs as tiles.
+    unsafe { layer_on_tiles(layer, lanes, stage) };
     lanes.len()
 }
 
