@@ -109,7 +109,7 @@ fn a_pruned_model_runs_sparse_on_the_m4_and_the_m0_bit_for_bit() {
     trainer::report::write_int8(dir.path(), "m", &export, &ds.test.labels).unwrap();
     let path = dir.path().join("m.int8.fmlp");
     let header = *infer_core::format::read(&export.bytes).unwrap().header();
-    assert_eq!((header.version(), header.sparsity().kept(2)), (4, None), "sparse hidden layers, dense output layer");
+    assert_eq!((header.version(), header.storage().kept(2)), (4, None), "sparse hidden layers, dense output layer");
     assert!(export.bytes.len() < 40 * 1024, "{} bytes", export.bytes.len());
     for (board, firmware, kernel) in
         [("mps2-an386", "rust", "armv7em (SMLAD)"), ("microbit", "rust", "portable"), ("mps2-an386", "c", "")]

@@ -1,6 +1,15 @@
 //! The model file: one format for the trainer (which writes it) and firmware (which reads it).
 //!
-//! # Version 4 (written by this build for a model with a sparse layer)
+//! # Version 5 (written by this build for a model with an int4 layer)
+//!
+//! As version 3, with one more header field after the extras length: per layer, input
+//! first, whether its weights are int4 and, if it is stored sparse, how many blocks of four
+//! weights it keeps (postcard: a varint count, equal to the layers, then per layer a bool
+//! byte, then `0` for dense or `1` and the kept blocks as a varint u32). At least one layer
+//! is int4. Only int8 models have int4 layers (an "int8 model" with some layers' weights
+//! stored at four bits); [`crate::int8net`] gives their layout.
+//!
+//! # Version 4 (written by this build for a model with a sparse layer and no int4 layer)
 //!
 //! As version 3, with one more header field after the extras length: per layer, input
 //! first, whether it is stored sparse and how many blocks of four weights it keeps
@@ -53,8 +62,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::arch::{Architecture, MAX_HIDDEN, MAX_INPUT, MAX_WIDTH};
 use crate::error::Error;
-use crate::layout::{F32Layout, Int8Layout, Sparsity};
-pub use crate::spec::{Activation, DENSE_FORMAT_VERSION, FORMAT_VERSION, MAX_NAMES_BYTES, Quant};
+use crate::layout::{F32Layout, Int8Layout, Storage};
+pub use crate::spec::{
+    Activation, DENSE_FORMAT_VERSION, FORMAT_VERSION, MAX_NAMES_BYTES, Quant, SPARSE_FORMAT_VERSION,
+};
 
 /// First four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"FMLP";
@@ -213,39 +224,41 @@ pub struct Header {
     quant: Quant,
     /// Bytes of the extras block.
     extras: usize,
-    /// Which int8 layers are stored sparse.
-    sparsity: Sparsity,
+    /// How each int8 layer stores its weights (sparse, int4).
+    storage: Storage,
 }
 
 impl Header {
     /// The header this build writes for a model of `architecture` without extras
     /// ([`Extras::NONE`]: two empty byte strings, 2 bytes).
     pub const fn new(architecture: Architecture, activation: Activation, quant: Quant) -> Header {
-        Header { version: DENSE_FORMAT_VERSION, architecture, activation, quant, extras: 2, sparsity: Sparsity::DENSE }
+        Header { version: DENSE_FORMAT_VERSION, architecture, activation, quant, extras: 2, storage: Storage::DENSE }
     }
 
-    /// This header with the int8 layers `sparsity` names stored sparse: a version-4 file if
-    /// any is, else version 3. Checked when the file is written.
-    pub const fn with_sparsity(self, sparsity: Sparsity) -> Header {
-        let version = if sparsity.any() { FORMAT_VERSION } else { DENSE_FORMAT_VERSION };
-        Header { version, sparsity, ..self }
+    /// This header with the int8 layers stored as `storage` says: a version-5 file if a
+    /// layer is int4, else version 4 if one is sparse, else version 3. Checked when the file
+    /// is written.
+    pub const fn with_storage(self, storage: Storage) -> Header {
+        Header { version: version_of(&storage), storage, ..self }
     }
 
-    /// Which layers are stored sparse (none before version 4).
-    pub const fn sparsity(&self) -> Sparsity {
-        self.sparsity
+    /// How each layer stores its weights (every one dense int8 before version 4, none int4
+    /// before version 5).
+    pub const fn storage(&self) -> Storage {
+        self.storage
     }
 
-    /// The layers to store sparse so that the file is smallest, when layer `l` keeps
-    /// `kept[l]` blocks of four weights (at most all of its blocks; layers past `kept`'s end
-    /// dense): each layer in turn is sparse where that makes the file smaller than storing
-    /// it dense (a kept block takes 5 bytes, one of a dense layer 4). The rule by which the
+    /// This header's storage with the layers stored sparse that make the file smallest,
+    /// when layer `l` keeps `kept[l]` blocks of four weights (at most all of its blocks;
+    /// layers past `kept`'s end dense): each layer in turn is sparse where that makes the
+    /// file smaller than storing it dense (an int8 kept block takes 5 bytes, one of a dense
+    /// layer 4; int4, 3 bytes and 2). Which layers are int4 is kept. The rule by which the
     /// trainer writes a file, and by which `--flash` plans one before training.
-    pub fn smallest_sparsity(&self, kept: &[u32]) -> Sparsity {
-        let mut stored = Sparsity::DENSE;
+    pub fn smallest_storage(&self, kept: &[u32]) -> Storage {
+        let mut stored = self.storage;
         for (l, &kept) in kept.iter().enumerate().take(self.architecture.layers()) {
             let sparse = stored.with_sparse(l, kept);
-            if self.with_sparsity(sparse).file_len() < self.with_sparsity(stored).file_len() {
+            if self.with_storage(sparse).file_len() < self.with_storage(stored).file_len() {
                 stored = sparse;
             }
         }
@@ -281,7 +294,7 @@ impl Header {
     pub const fn payload_len(&self) -> usize {
         match self.quant {
             Quant::F32 => F32Layout::new(&self.architecture).len(),
-            Quant::Int8 => Int8Layout::with_sparsity(&self.architecture, self.activation, &self.sparsity).len(),
+            Quant::Int8 => Int8Layout::with_storage(&self.architecture, self.activation, &self.storage).len(),
         }
     }
 
@@ -318,6 +331,32 @@ struct HeaderV3 {
 struct HeaderV4 {
     v3: HeaderV3,
     sparse: heapless::Vec<Option<u32>, MAX_LISTED_WIDTHS>,
+}
+
+/// How a version-5 header says a layer is stored.
+#[derive(Serialize, Deserialize)]
+struct LayerV5 {
+    int4: bool,
+    kept: Option<u32>,
+}
+
+/// The version-5 header fields after the magic: version 3's and, per layer, whether its
+/// weights are int4 and the kept blocks of a sparse one.
+#[derive(Serialize, Deserialize)]
+struct HeaderV5 {
+    v3: HeaderV3,
+    layers: heapless::Vec<LayerV5, MAX_LISTED_WIDTHS>,
+}
+
+/// The version a file of this storage is written as.
+const fn version_of(storage: &Storage) -> u16 {
+    if storage.any_int4() {
+        FORMAT_VERSION
+    } else if storage.any() {
+        SPARSE_FORMAT_VERSION
+    } else {
+        DENSE_FORMAT_VERSION
+    }
 }
 
 /// The version-1 file up to the checksum.
@@ -373,7 +412,7 @@ impl<'a> ModelFile<'a> {
 pub fn write(header: &Header, payload: &[u8], extras: &Extras<'_>, out: &mut [u8]) -> Result<usize, Error> {
     let header = header.with_extras(extras);
     // Kept blocks beyond a layer's would also make the payload's size overflow.
-    if !header.sparsity.fits(&header.architecture) {
+    if !header.storage.fits(&header.architecture) {
         return Err(Error::Malformed);
     }
     if payload.len() != header.payload_len() {
@@ -399,13 +438,14 @@ pub(crate) fn seal(header: &Header, extras: &Extras<'_>, out: &mut [u8]) -> Resu
         // Cannot fail: an architecture has at most MAX_LAYERS + 1 widths.
         widths.push(u32::from(w)).map_err(|_| Error::Malformed)?;
     }
-    let sparse = header.sparsity.any();
-    if sparse && (header.quant != Quant::Int8 || !header.sparsity.fits(&header.architecture)) {
+    let storage = header.storage;
+    let version = version_of(&storage);
+    if version != DENSE_FORMAT_VERSION && (header.quant != Quant::Int8 || !storage.fits(&header.architecture)) {
         return Err(Error::Malformed);
     }
     let v3 = HeaderV3 {
         v2: HeaderV2 {
-            version: if sparse { FORMAT_VERSION } else { DENSE_FORMAT_VERSION },
+            version,
             widths,
             activation: header.activation,
             quant: header.quant,
@@ -416,15 +456,25 @@ pub(crate) fn seal(header: &Header, extras: &Extras<'_>, out: &mut [u8]) -> Resu
     let head = &mut out[..HEADER_BYTES];
     head[..MAGIC.len()].copy_from_slice(&MAGIC);
     let fields = &mut head[MAGIC.len()..];
-    let used = if sparse {
-        let mut kept = heapless::Vec::new();
-        for l in 0..header.architecture.layers() {
-            // Cannot fail: at most MAX_LAYERS layers.
-            kept.push(header.sparsity.kept(l)).map_err(|_| Error::Malformed)?;
+    let layers = 0..header.architecture.layers();
+    // Cannot fail: at most MAX_LAYERS layers.
+    let used = match version {
+        FORMAT_VERSION => {
+            let mut listed = heapless::Vec::new();
+            for l in layers {
+                let layer = LayerV5 { int4: storage.int4(l), kept: storage.kept(l) };
+                listed.push(layer).map_err(|_| Error::Malformed)?;
+            }
+            postcard::to_slice(&HeaderV5 { v3, layers: listed }, fields)
         }
-        postcard::to_slice(&HeaderV4 { v3, sparse: kept }, fields)
-    } else {
-        postcard::to_slice(&v3, fields)
+        SPARSE_FORMAT_VERSION => {
+            let mut kept = heapless::Vec::new();
+            for l in layers {
+                kept.push(storage.kept(l)).map_err(|_| Error::Malformed)?;
+            }
+            postcard::to_slice(&HeaderV4 { v3, sparse: kept }, fields)
+        }
+        _ => postcard::to_slice(&v3, fields),
     };
     let used = used.map_err(|_| Error::Malformed)?.len();
     head[MAGIC.len() + used..].fill(0);
@@ -482,16 +532,21 @@ fn read_v2(bytes: &[u8], version: u16) -> Result<ModelFile<'_>, Error> {
     // (and checksumming) the rest.
     let head = bytes.get(..HEADER_BYTES);
     let none = heapless::Vec::new();
-    let fields = head.and_then(|h| match version {
-        2 => postcard::take_from_bytes::<HeaderV2>(&h[MAGIC.len()..]).ok().map(|(v2, p)| (v2, 0, none, p)),
-        3 => {
-            postcard::take_from_bytes::<HeaderV3>(&h[MAGIC.len()..]).ok().map(|(v3, p)| (v3.v2, v3.extras_len, none, p))
+    let fields = head.and_then(|h| {
+        let h = &h[MAGIC.len()..];
+        match version {
+            2 => postcard::take_from_bytes::<HeaderV2>(h).ok().map(|(v2, p)| (v2, 0, none, p)),
+            3 => postcard::take_from_bytes::<HeaderV3>(h).ok().map(|(v3, p)| (v3.v2, v3.extras_len, none, p)),
+            SPARSE_FORMAT_VERSION => postcard::take_from_bytes::<HeaderV4>(h).ok().map(|(v4, p)| {
+                let listed = v4.sparse.into_iter().map(|kept| LayerV5 { int4: false, kept }).collect();
+                (v4.v3.v2, v4.v3.extras_len, listed, p)
+            }),
+            _ => {
+                postcard::take_from_bytes::<HeaderV5>(h).ok().map(|(v5, p)| (v5.v3.v2, v5.v3.extras_len, v5.layers, p))
+            }
         }
-        _ => postcard::take_from_bytes::<HeaderV4>(&h[MAGIC.len()..])
-            .ok()
-            .map(|(v4, p)| (v4.v3.v2, v4.v3.extras_len, v4.sparse, p)),
     });
-    let Some((fields, extras_len, kept, padding)) = fields else {
+    let Some((fields, extras_len, listed, padding)) = fields else {
         // A short file whose header cannot be read: the checksum tells corrupt from cut.
         if bytes.len() < HEADER_BYTES + 4 {
             return Err(Error::Truncated);
@@ -515,21 +570,26 @@ fn read_v2(bytes: &[u8], version: u16) -> Result<ModelFile<'_>, Error> {
     }
     let architecture = Architecture::new(&widths[..fields.widths.len()])?;
     let (activation, quant) = (fields.activation, fields.quant);
-    // A version-4 header lists every layer, and at least one is sparse; only int8 layers are.
-    if version == FORMAT_VERSION && kept.len() != architecture.layers() {
+    // A version-4 or 5 header lists every layer, and at least one is sparse (version 4) or
+    // int4 (version 5); only int8 models have such layers.
+    if version >= SPARSE_FORMAT_VERSION && listed.len() != architecture.layers() {
         return Err(Error::Malformed);
     }
-    let mut sparsity = Sparsity::DENSE;
-    for (l, &k) in kept.iter().enumerate() {
-        if let Some(k) = k {
-            sparsity = sparsity.with_sparse(l, k);
+    let mut storage = Storage::DENSE;
+    for (l, layer) in listed.iter().enumerate() {
+        if let Some(k) = layer.kept {
+            storage = storage.with_sparse(l, k);
+        }
+        if layer.int4 {
+            storage = storage.with_int4(l);
         }
     }
-    let sparse = sparsity.any();
-    if sparse != (version == FORMAT_VERSION) || !sparsity.fits(&architecture) || (sparse && quant != Quant::Int8) {
+    let plain = version < SPARSE_FORMAT_VERSION;
+    let wrong = version_of(&storage) != version.max(DENSE_FORMAT_VERSION) || !storage.fits(&architecture);
+    if wrong || (!plain && quant != Quant::Int8) {
         return Err(Error::Malformed);
     }
-    let header = Header { version, architecture, activation, quant, extras: extras_len as usize, sparsity };
+    let header = Header { version, architecture, activation, quant, extras: extras_len as usize, storage };
     let (payload, extras) = body[HEADER_BYTES..].split_at(payload_len);
     if payload.len() != header.payload_len() {
         return Err(Error::PayloadSize { expected: header.payload_len(), found: payload.len() });
@@ -568,7 +628,7 @@ fn read_v1(bytes: &[u8]) -> Result<ModelFile<'_>, Error> {
         activation: file.activation,
         quant: file.quant,
         extras: 0,
-        sparsity: Sparsity::DENSE,
+        storage: Storage::DENSE,
     };
     if file.payload.len() != header.payload_len() {
         return Err(Error::PayloadSize { expected: header.payload_len(), found: file.payload.len() });
@@ -745,8 +805,8 @@ mod tests {
     #[test]
     fn other_versions_say_so() {
         let (_, mut file) = small();
-        file[4] = 5;
-        assert_eq!(read(&file).unwrap_err(), Error::UnsupportedVersion { found: 5 });
+        file[4] = 6;
+        assert_eq!(read(&file).unwrap_err(), Error::UnsupportedVersion { found: 6 });
         assert_eq!(read(b"NOPE....").unwrap_err(), Error::BadMagic);
     }
 

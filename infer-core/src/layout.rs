@@ -94,27 +94,39 @@ impl F32Layout {
     }
 }
 
-/// Which int8 layers are stored sparse, and how many blocks of four weights each keeps (part
-/// of a version-4 header). A sparse layer stores only its kept blocks (see
-/// [`crate::int8net`]); the others are dense.
+/// How each layer of an int8 model stores its weights: dense or sparse (only its kept blocks
+/// of four weights, and how many), int8 or int4 (two weights a byte). Part of a version-4
+/// or 5 header; see [`crate::int8net`] for the layouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Sparsity {
+pub struct Storage {
     kept: [Option<u32>; MAX_LAYERS],
+    int4: [bool; MAX_LAYERS],
 }
 
-impl Sparsity {
-    /// Every layer dense.
-    pub const DENSE: Sparsity = Sparsity { kept: [None; MAX_LAYERS] };
+impl Storage {
+    /// Every layer dense, int8.
+    pub const DENSE: Storage = Storage { kept: [None; MAX_LAYERS], int4: [false; MAX_LAYERS] };
 
     /// This with layer `l` stored sparse, keeping `kept` blocks of four weights.
-    pub const fn with_sparse(mut self, l: usize, kept: u32) -> Sparsity {
+    pub const fn with_sparse(mut self, l: usize, kept: u32) -> Storage {
         self.kept[l] = Some(kept);
+        self
+    }
+
+    /// This with layer `l`'s weights stored as int4, two a byte.
+    pub const fn with_int4(mut self, l: usize) -> Storage {
+        self.int4[l] = true;
         self
     }
 
     /// The blocks layer `l` keeps, if it is stored sparse.
     pub const fn kept(&self, l: usize) -> Option<u32> {
         if l < MAX_LAYERS { self.kept[l] } else { None }
+    }
+
+    /// Whether layer `l`'s weights are int4.
+    pub const fn int4(&self, l: usize) -> bool {
+        l < MAX_LAYERS && self.int4[l]
     }
 
     /// Whether any layer is stored sparse.
@@ -129,15 +141,27 @@ impl Sparsity {
         false
     }
 
-    /// Checks the sparsity against the network: only its layers, each keeping at most all
-    /// of its blocks (`groups × outputs`).
+    /// Whether any layer's weights are int4.
+    pub const fn any_int4(&self) -> bool {
+        let mut l = 0;
+        while l < MAX_LAYERS {
+            if self.int4[l] {
+                return true;
+            }
+            l += 1;
+        }
+        false
+    }
+
+    /// Checks the storage against the network: only its layers, each sparse one keeping at
+    /// most all of its blocks (`groups × outputs`).
     pub const fn fits(&self, arch: &Architecture) -> bool {
         let mut l = 0;
         while l < MAX_LAYERS {
+            if l >= arch.layers() && (self.kept[l].is_some() || self.int4[l]) {
+                return false;
+            }
             if let Some(kept) = self.kept[l] {
-                if l >= arch.layers() {
-                    return false;
-                }
                 let (i, o) = arch.layer(l);
                 if kept as usize > groups(i) * o {
                     return false;
@@ -171,12 +195,12 @@ pub struct Int8Layout {
 impl Int8Layout {
     /// The layout of the int8 payload of `arch` with hidden `activation`, every layer dense.
     pub const fn new(arch: &Architecture, activation: Activation) -> Int8Layout {
-        Int8Layout::with_sparsity(arch, activation, &Sparsity::DENSE)
+        Int8Layout::with_storage(arch, activation, &Storage::DENSE)
     }
 
     /// The layout of the int8 payload of `arch` with hidden `activation` and the layers
-    /// `sparsity` names stored sparse (a sparsity that [`Sparsity::fits`] the network).
-    pub const fn with_sparsity(arch: &Architecture, activation: Activation, sparsity: &Sparsity) -> Int8Layout {
+    /// `storage` names stored sparse (a storage that [`Storage::fits`] the network).
+    pub const fn with_storage(arch: &Architecture, activation: Activation, storage: &Storage) -> Int8Layout {
         let mut out = Int8Layout {
             layers: arch.layers(),
             weights: [Span::EMPTY; MAX_LAYERS],
@@ -193,10 +217,13 @@ impl Int8Layout {
         let mut l = 0;
         while l < arch.layers() {
             let (i, o) = arch.layer(l);
-            // A sparse layer's weights are read a word at a time: four bytes will do.
-            let (align, len) = match sparsity.kept(l) {
-                Some(kept) => (GROUP, GROUP * kept as usize),
-                None => (INT8_WEIGHTS_ALIGN, pad_to_group(i) * o),
+            // A sparse or int4 layer's weights are read a word at a time: four bytes will do.
+            // Int4 blocks go two to a word.
+            let (align, len) = match (storage.kept(l), storage.int4(l)) {
+                (Some(kept), false) => (GROUP, GROUP * kept as usize),
+                (Some(kept), true) => (GROUP, GROUP * (kept as usize).div_ceil(2)),
+                (None, true) => (GROUP, GROUP * (groups(i) * o).div_ceil(2)),
+                (None, false) => (INT8_WEIGHTS_ALIGN, pad_to_group(i) * o),
             };
             at = at.next_multiple_of(align);
             out.weights[l] = Span { start: at, len };
@@ -206,7 +233,7 @@ impl Int8Layout {
         l = 0;
         while l < arch.layers() {
             let (i, o) = arch.layer(l);
-            if let Some(kept) = sparsity.kept(l) {
+            if let Some(kept) = storage.kept(l) {
                 out.counts[l] = Span { start: at, len: o.div_ceil(BLOCK) * groups(i) };
                 at += out.counts[l].len;
                 out.indices[l] = Span { start: at, len: kept as usize };
@@ -214,9 +241,10 @@ impl Int8Layout {
             }
             l += 1;
         }
-        // Version 3 starts the biases on 64 bytes; a version-4 file (with a sparse layer)
-        // spares those bytes: the biases are read two bytes at a time.
-        at = at.next_multiple_of(if sparsity.any() { GROUP } else { INT8_WEIGHTS_ALIGN });
+        // Version 3 starts the biases on 64 bytes; a version-4 or 5 file (with a sparse or
+        // int4 layer) spares those bytes: the biases are read two bytes at a time.
+        let compact = storage.any() || storage.any_int4();
+        at = at.next_multiple_of(if compact { GROUP } else { INT8_WEIGHTS_ALIGN });
         l = 0;
         while l < arch.layers() {
             let o = arch.layer(l).1;

@@ -23,6 +23,7 @@
 //!     multiplier_shift: 0,
 //!     zero_point: 0,
 //!     sparse: false,
+//!     int4: false,
 //! };
 //! let output = Int8Layer { weights: &[0; 8 * 3], biases: &[1, 5, 9], multipliers: &[1; 3], ..hidden };
 //! let mut file = [0u8; 512];

@@ -30,10 +30,13 @@ pub const MAX_INPUT: usize = 4096;
 /// Bytes of the sigmoid lookup table of an int8 sigmoid model.
 pub const SIGMOID_TABLE_BYTES: usize = 256;
 
-/// The newest format version this build writes (for a model with a sparse layer; a model
-/// without one is written as version 3, which older readers load); it reads every version
-/// from 1 to this one.
-pub const FORMAT_VERSION: u16 = 4;
+/// The newest format version this build writes (for a model with an int4 layer; a model
+/// without one is written as version 4 or 3, which older readers load); it reads every
+/// version from 1 to this one.
+pub const FORMAT_VERSION: u16 = 5;
+
+/// The version of a file with a sparse layer and no int4 layer.
+pub const SPARSE_FORMAT_VERSION: u16 = 4;
 
 /// The version of a file whose layers are all dense.
 pub const DENSE_FORMAT_VERSION: u16 = 3;

@@ -147,7 +147,7 @@ fn mutated_files_are_errors_or_models_that_classify_alike_on_both_kernels() {
         }
         let Ok(model) = Model::from_bytes(&file) else { continue };
         loaded += 1;
-        sparse += usize::from(format::read(&file).is_ok_and(|f| f.header().sparsity().any()));
+        sparse += usize::from(format::read(&file).is_ok_and(|f| f.header().storage().any()));
         let arch = model.architecture();
         let replay = format!("mutated file {tried} of MUTATE_SEED={seed}");
         match model {

@@ -6,49 +6,15 @@
 use infer_core::arch::Architecture;
 use infer_core::format::{self, Extras, Header};
 use infer_core::int8net::INT8_SCRATCH_MAX;
-use infer_core::layout::{Int8Layout, Sparsity};
+use infer_core::layout::{Int8Layout, Storage};
 use infer_core::{Activation, Error, Int8Model, Int8Scratch, Model, Quant};
 
 mod common;
 
-use common::{Params, Rng, kernels, random_image};
+use common::{Params, Rng, check_every_kernel, kernels, random_image};
 
 fn arch(widths: &[usize]) -> Architecture {
     Architecture::new(widths).unwrap()
-}
-
-/// `model` on every kernel, one image at a time and batched, against the reference and the
-/// naive loop over `params`.
-fn check_every_kernel(params: &Params, model: &Int8Model<'_>, images: &[Vec<u8>], what: &str) {
-    let classes = params.arch.classes();
-    let mut scratch = Int8Scratch::<INT8_SCRATCH_MAX>::zeroed();
-    let mut expected = Vec::new();
-    for img in images {
-        let mut slow = vec![0; classes];
-        let b = model.predict_scalar(img, &mut scratch, &mut slow).unwrap();
-        assert_eq!(slow, params.naive(img), "{what}: the reference against the naive loop");
-        for kernel in kernels() {
-            let mut fast = vec![0; classes];
-            let a = model.predict_with(kernel, img, &mut scratch, &mut fast).unwrap();
-            assert_eq!((a, &fast), (b, &slow), "{what} on {kernel}");
-        }
-        expected.push((b as u16, slow));
-    }
-    for kernel in kernels() {
-        let n = images.len();
-        let flat: Vec<u8> = images.concat();
-        let mut batch_scratch = vec![0u8; model.batch_scratch_bytes(n)];
-        let (mut scores, mut got) = (vec![0; n * classes], vec![0u16; n]);
-        model.predict_batch_with(kernel, &flat, &mut batch_scratch, &mut scores, &mut got).unwrap();
-        for (i, (class, want)) in expected.iter().enumerate() {
-            let at = i * classes;
-            assert_eq!(
-                (got[i], &scores[at..at + classes]),
-                (*class, &want[..]),
-                "{what}: image {i} batched on {kernel}"
-            );
-        }
-    }
 }
 
 #[test]
@@ -112,9 +78,9 @@ fn a_pruned_model_classifies_alike_stored_dense_or_sparse_and_is_smaller() {
     }
     // The header names the kept blocks; the encoder's size is the file's.
     let header = *format::read(&sparse).unwrap().header();
-    let kept = header.sparsity().kept(0).unwrap() as usize;
+    let kept = header.storage().kept(0).unwrap() as usize;
     assert!((196 * 128 / 20..196 * 128 / 5).contains(&kept), "{kept}");
-    assert_eq!(header.sparsity().kept(2), None, "the output layer is dense");
+    assert_eq!(header.storage().kept(2), None, "the output layer is dense");
     assert_eq!(header.file_len(), sparse.len());
 }
 
@@ -131,8 +97,8 @@ fn golden_bytes_of_a_sparse_file() {
     }
     params.sparse = vec![true, false];
     let bytes = params.encode();
-    let sparsity = Sparsity::DENSE.with_sparse(0, 4);
-    let layout = Int8Layout::with_sparsity(&a, Activation::Relu, &sparsity);
+    let sparsity = Storage::DENSE.with_sparse(0, 4);
+    let layout = Int8Layout::with_storage(&a, Activation::Relu, &sparsity);
     // Header: magic, version 4, widths, ReLU, int8, payload length, extras length, then per
     // layer: sparse with 4 blocks (1, 4), dense (0).
     // Weights 0..16, the dense layer's 64..88, counts 88..90, indices 90..94; biases and
@@ -161,7 +127,7 @@ fn golden_bytes_of_a_sparse_file() {
 fn edited(params: &Params, edit: impl Fn(&mut [u8], &mut [u8])) -> Vec<u8> {
     let mut file = params.encode();
     let header = *format::read(&file).unwrap().header();
-    let layout = Int8Layout::with_sparsity(&header.architecture(), header.activation(), &header.sparsity());
+    let layout = Int8Layout::with_storage(&header.architecture(), header.activation(), &header.storage());
     let payload = &mut file[64..64 + layout.len()];
     let (counts, indices) = payload.split_at_mut(layout.indices(0).start);
     edit(&mut counts[layout.counts(0).range()], &mut indices[..layout.indices(0).len]);
@@ -204,11 +170,11 @@ fn inconsistent_counts_and_indices_are_refused_naming_the_layer() {
     assert_eq!(check(&one_more), refused);
     // Kept blocks beyond the layer's are refused with the header.
     let header = Header::new(a, Activation::Relu, Quant::Int8);
-    let too_many = header.with_sparsity(Sparsity::DENSE.with_sparse(0, 4 * 130 + 1));
+    let too_many = header.with_storage(Storage::DENSE.with_sparse(0, 4 * 130 + 1));
     let mut out = vec![0u8; too_many.with_extras(&Extras::NONE).file_len()];
     let payload = vec![0u8; too_many.payload_len()];
     assert_eq!(format::write(&too_many, &payload, &Extras::NONE, &mut out), Err(Error::Malformed));
-    let absurd = header.with_sparsity(Sparsity::DENSE.with_sparse(0, u32::MAX));
+    let absurd = header.with_storage(Storage::DENSE.with_sparse(0, u32::MAX));
     assert_eq!(format::write(&absurd, &[0; 64], &Extras::NONE, &mut [0; 256]), Err(Error::Malformed));
 }
 
@@ -254,15 +220,15 @@ fn the_smallest_storage_is_sparse_only_where_that_is_smaller() {
         (i.div_ceil(4) * o) as u32
     };
     // Everything kept: a kept block costs 5 bytes against 4, so all dense (version 3).
-    assert_eq!(header.smallest_sparsity(&[all(0), all(1), all(2)]), Sparsity::DENSE);
+    assert_eq!(header.smallest_storage(&[all(0), all(1), all(2)]), Storage::DENSE);
     // A tenth kept in the hidden layers: those sparse, the output layer (all kept) dense.
     let tenth = [all(0) / 10, all(1) / 10, all(2)];
-    let stored = header.smallest_sparsity(&tenth);
-    assert_eq!(stored, Sparsity::DENSE.with_sparse(0, tenth[0]).with_sparse(1, tenth[1]));
-    assert!(header.with_sparsity(stored).file_len() < header.file_len() / 5);
+    let stored = header.smallest_storage(&tenth);
+    assert_eq!(stored, Storage::DENSE.with_sparse(0, tenth[0]).with_sparse(1, tenth[1]));
+    assert!(header.with_storage(stored).file_len() < header.file_len() / 5);
     // 85% kept: 4.25 bytes a block against 4, dense; 75%: 3.75 (and the counts), sparse.
-    assert_eq!(header.smallest_sparsity(&[all(0) * 85 / 100]), Sparsity::DENSE);
-    assert_eq!(header.smallest_sparsity(&[all(0) * 3 / 4]), Sparsity::DENSE.with_sparse(0, all(0) * 3 / 4));
+    assert_eq!(header.smallest_storage(&[all(0) * 85 / 100]), Storage::DENSE);
+    assert_eq!(header.smallest_storage(&[all(0) * 3 / 4]), Storage::DENSE.with_sparse(0, all(0) * 3 / 4));
     // Nothing listed, nothing sparse.
-    assert_eq!(header.smallest_sparsity(&[]), Sparsity::DENSE);
+    assert_eq!(header.smallest_storage(&[]), Storage::DENSE);
 }

@@ -52,7 +52,7 @@ pub fn int8_file_bytes(arch: &Architecture, activation: Activation, extras: &Ext
             (blocks - (sparsity * blocks as f64).round() as usize) as u32
         })
         .collect();
-    header.with_sparsity(header.smallest_sparsity(&kept)).file_len()
+    header.with_storage(header.smallest_storage(&kept)).file_len()
 }
 
 /// The lowest sparsity (in steps of 0.001, at most [`MOST`]) at which the int8 file of

@@ -418,6 +418,7 @@ impl QuantModel {
                 multiplier_shift: l.s,
                 zero_point: l.zero_point,
                 sparse: false,
+                int4: false,
             })
             .collect();
         let names: String = self.class_names.iter().map(|n| format!("{n}\n")).collect();
@@ -436,7 +437,7 @@ impl QuantModel {
             .collect();
         let header = infer_core::format::Header::new(arch, self.activation, infer_core::format::Quant::Int8)
             .with_extras(&extras);
-        let stored = header.smallest_sparsity(&kept);
+        let stored = header.smallest_storage(&kept);
         for (l, layer) in layers.iter_mut().enumerate() {
             layer.sparse = stored.kept(l).is_some();
         }

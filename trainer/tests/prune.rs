@@ -155,7 +155,7 @@ fn a_pruned_model_exports_a_sparse_int8_file_that_classifies_as_the_integer_refe
     let export = trainer::quant::export_int8(&t.model, &ds).unwrap();
     let file = infer_core::format::read(&export.bytes).unwrap();
     assert_eq!(file.header().version(), 4);
-    let sparsity = file.header().sparsity();
+    let sparsity = file.header().storage();
     // The hidden layers are stored sparse, keeping what pruning kept: the second layer's
     // blocks of four hidden units survived the export's renumbering of the units.
     for (l, (zero, all)) in zero_blocks(&t).into_iter().enumerate() {

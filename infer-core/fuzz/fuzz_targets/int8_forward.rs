@@ -47,7 +47,7 @@ fuzz_target!(
         // all of them): the parser checks counts and indices made of raw bytes.
         let (i, o) = arch.layer(0);
         let kept = usize::from(head[1]) * 7 % (i.div_ceil(4) * o + 1);
-        header = header.with_sparsity(infer_core::layout::Sparsity::DENSE.with_sparse(0, kept as u32));
+        header = header.with_storage(infer_core::layout::Storage::DENSE.with_sparse(0, kept as u32));
     }
     let mut file = vec![0u8; header.file_len()];
     if raw {

@@ -55,7 +55,10 @@ pub(super) struct Layer<'a> {
     pub(super) outputs: usize,
     /// Dense: `[ceil(outputs / 128)][inputs / 4][≤128][4]` int8 weights, exactly. Sparse:
     /// the kept blocks' four weights each, in the order of [`Layer::sparse`]'s indices.
+    /// Int4: the same blocks in the same order, two to a 32-bit word ([`Layer::block`]).
     pub(super) weights: &'a [u8],
+    /// Whether the weights are int4.
+    pub(super) int4: bool,
     /// Which blocks a sparse layer keeps; `None` for a dense layer.
     pub(super) sparse: Option<Sparse<'a>>,
     /// The weights and the rest of the payload after them, for vector loads that reach
@@ -74,6 +77,7 @@ impl Layer<'_> {
         inputs: 0,
         outputs: 0,
         weights: &[],
+        int4: false,
         sparse: None,
         reach: &[],
         bias: &[],
@@ -89,6 +93,23 @@ impl Layer<'_> {
         let block = j / BLOCK;
         let width = BLOCK.min(self.outputs - block * BLOCK);
         block * BLOCK * self.inputs + (g * width + j % BLOCK) * GROUP
+    }
+
+    /// The four weights of block `t` of the layer's weights (counted in blocks, in storage
+    /// order), as the int8 values the kernels multiply by. An int4 layer holds blocks `2n`
+    /// and `2n + 1` in word `n`: byte `k`'s low four bits are input `k`'s weight of block
+    /// `2n`, its high four bits that of block `2n + 1`, each the two's complement int4 value
+    /// `q`, which stands for the int8 weight `16q`.
+    #[inline(always)]
+    pub(super) fn block(&self, t: usize) -> [i8; GROUP] {
+        if self.int4 {
+            let w = &self.weights[t / 2 * GROUP..][..GROUP];
+            let shift = if t % 2 == 0 { 4 } else { 0 };
+            core::array::from_fn(|k| ((w[k] << shift) & 0xF0) as i8)
+        } else {
+            let w = &self.weights[t * GROUP..][..GROUP];
+            core::array::from_fn(|k| w[k] as i8)
+        }
     }
 
     pub(super) fn bias(&self, j: usize) -> i32 {

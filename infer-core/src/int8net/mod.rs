@@ -49,6 +49,17 @@
 //! | after every layer's weights, per sparse layer: the counts `[ceil(outputs / 128)][ceil(inputs / 4)]`, u8 (how many blocks of group `g` output block `b` keeps, ≤ the block's width) | blocks × groups |
 //! | then that layer's indices: per kept block, its output within its block of 128 (u8), strictly increasing within a group | kept |
 //!
+//! An **int4 layer** (format version 5, dense or sparse: [`Int8Layer::int4`]) stores the
+//! same blocks of four weights in the same order, two blocks to a 32-bit word: byte `k` of
+//! word `n` holds input `k`'s weight of block `2n` in its low four bits and that of block
+//! `2n + 1` in its high four bits, each a two's complement int4 `q` that stands for the int8
+//! weight `16q`; the scheme above is otherwise unchanged (the weight scale is the int4
+//! step divided by 16). An odd number of blocks leaves the high halves of the last word
+//! zero. A layer's weights then take half the bytes (a sparse layer's kept block 3 bytes
+//! with its index), and an int8 weight that is a multiple of 16 converts to int4 and back
+//! exactly: the same model stored either way gives the same scores. The int4 weights start
+//! on a multiple of 4. The kernels unpack a block with a shift and a mask.
+//!
 //! The kernels walk a block's groups in order and skip those whose inputs are all zero, as
 //! for a dense layer; for each kept block of a non-zero group, they add its four products
 //! to the output its index names. In a file with a sparse layer the biases start on a
@@ -77,7 +88,7 @@ use crate::arch::{Architecture, BLOCK, GROUP, MAX_INPUT, MAX_LAYERS, MAX_WIDTH, 
 use crate::buffers::{check_buffers, fits, layer_io};
 use crate::error::{Error, Param};
 use crate::format::{self, Activation, Extras, HEADER_BYTES, Header, Quant, quantize_input};
-use crate::layout::{Int8Layout, Sparsity, groups};
+use crate::layout::{Int8Layout, Storage, groups};
 use layer::{Lane, Layer, Output, Sparse, emit, requant};
 
 mod layer;
@@ -294,6 +305,10 @@ pub struct Int8Layer<'p> {
     /// not all zero, with their indices (a pruned layer: smaller, and the kernels skip what
     /// is not stored). A file with a sparse layer is format version 4.
     pub sparse: bool,
+    /// Store the weights as int4, two a byte (half the bytes): every weight must then be a
+    /// multiple of 16 (`-128..=112`, the int4 value times 16, which is what the kernels
+    /// multiply by). A file with an int4 layer is format version 5.
+    pub int4: bool,
 }
 
 impl Int8Layer<'_> {
@@ -311,15 +326,20 @@ impl Int8Layer<'_> {
     }
 }
 
-/// The sparsity [`encode`] gives `layers` (checked to have their architecture's lengths).
-fn sparsity_of(architecture: &Architecture, layers: &[Int8Layer<'_>]) -> Sparsity {
-    let mut sparsity = Sparsity::DENSE;
-    for (l, layer) in layers.iter().enumerate().filter(|(_, layer)| layer.sparse) {
+/// The storage [`encode`] gives `layers` (checked to have their architecture's lengths).
+fn storage_of(architecture: &Architecture, layers: &[Int8Layer<'_>]) -> Storage {
+    let mut storage = Storage::DENSE;
+    for (l, layer) in layers.iter().enumerate() {
         let (i, o) = architecture.layer(l);
-        // At most MAX_WIDTH · MAX_INPUT / 4 = 2^20 blocks.
-        sparsity = sparsity.with_sparse(l, layer.kept_blocks(i, o) as u32);
+        if layer.sparse {
+            // At most MAX_WIDTH · MAX_INPUT / 4 = 2^20 blocks.
+            storage = storage.with_sparse(l, layer.kept_blocks(i, o) as u32);
+        }
+        if layer.int4 {
+            storage = storage.with_int4(l);
+        }
     }
-    sparsity
+    storage
 }
 
 /// Checks one layer's requantization parameters (shared by the writer and the reader).
@@ -358,8 +378,8 @@ pub fn encoded_len(
     extras: &Extras<'_>,
 ) -> Result<usize, Error> {
     check_lengths(architecture, layers)?;
-    let sparsity = sparsity_of(architecture, layers);
-    Ok(Header::new(*architecture, activation, Quant::Int8).with_extras(extras).with_sparsity(sparsity).file_len())
+    let sparsity = storage_of(architecture, layers);
+    Ok(Header::new(*architecture, activation, Quant::Int8).with_extras(extras).with_storage(sparsity).file_len())
 }
 
 /// Checks that there is a layer per dense layer of `architecture`, each slice the length
@@ -406,10 +426,13 @@ pub fn encode(
     for (l, layer) in layers.iter().enumerate() {
         let shifts = [layer.rounding_shift, layer.multiplier_shift, layer.zero_point as u8];
         check_layer(l, l + 1 == layers.len(), activation, shifts, layer.multipliers.iter().copied())?;
+        if let Some(&w) = layer.weights.iter().find(|&&w| layer.int4 && w % 16 != 0) {
+            return Err(Error::OutOfRange { layer: l, what: Param::Weights, value: w.into() });
+        }
     }
-    let sparsity = sparsity_of(architecture, layers);
-    let header = Header::new(*architecture, activation, Quant::Int8).with_extras(extras).with_sparsity(sparsity);
-    let layout = Int8Layout::with_sparsity(architecture, activation, &sparsity);
+    let sparsity = storage_of(architecture, layers);
+    let header = Header::new(*architecture, activation, Quant::Int8).with_extras(extras).with_storage(sparsity);
+    let layout = Int8Layout::with_storage(architecture, activation, &sparsity);
     let len = header.file_len();
     let found = out.len();
     let file = out.get_mut(..len).ok_or(Error::BufferTooSmall { needed: len, found })?;
@@ -422,7 +445,9 @@ pub fn encode(
         let block = |g: usize, j: usize| -> [u8; GROUP] {
             core::array::from_fn(|k| if GROUP * g + k < i { layer.weights[(GROUP * g + k) * o + j] as u8 } else { 0 })
         };
-        let (mut at, mut kept) = (layout.weights(l).start, 0);
+        // Where the next block goes: a byte offset for int8, a block number for int4.
+        let start = layout.weights(l).start;
+        let (mut at, mut kept) = (if layer.int4 { 0 } else { start }, 0);
         let (counts, indices) = (layout.counts(l).start, layout.indices(l).start);
         for b in (0..o).step_by(BLOCK) {
             for g in 0..groups(i) {
@@ -432,8 +457,18 @@ pub fn encode(
                     if layer.sparse && w == [0; GROUP] {
                         continue;
                     }
-                    payload[at..at + GROUP].copy_from_slice(&w);
-                    at += GROUP;
+                    if layer.int4 {
+                        // Block `at` (counted in blocks): the low halves of word at / 2 if
+                        // even, the high halves if odd.
+                        let word = &mut payload[start + at / 2 * GROUP..][..GROUP];
+                        for (byte, &w) in word.iter_mut().zip(&w) {
+                            *byte |= if at % 2 == 0 { w >> 4 } else { w & 0xF0 };
+                        }
+                        at += 1;
+                    } else {
+                        payload[at..at + GROUP].copy_from_slice(&w);
+                        at += GROUP;
+                    }
                     if layer.sparse {
                         // j - b < BLOCK = 128, and so is the count.
                         payload[indices + kept] = (j - b) as u8;
@@ -517,8 +552,8 @@ impl<'a> Int8Model<'a> {
             return Err(Error::WrongQuantization { expected: Quant::Int8, found: header.quant() });
         }
         let (architecture, activation) = (header.architecture(), header.activation());
-        let sparsity = header.sparsity();
-        let layout = Int8Layout::with_sparsity(&architecture, activation, &sparsity);
+        let storage = header.storage();
+        let layout = Int8Layout::with_storage(&architecture, activation, &storage);
         let payload = file.payload();
         if payload.len() != layout.len() {
             return Err(Error::PayloadSize { expected: layout.len(), found: payload.len() });
@@ -546,7 +581,7 @@ impl<'a> Int8Model<'a> {
                 (false, Some(table)) => Output::Sigmoid { zero_point: zero_point.into(), table },
                 (false, None) => Output::Relu,
             };
-            let sparse = match sparsity.kept(l) {
+            let sparse = match storage.kept(l) {
                 Some(kept) => {
                     let sparse = Sparse {
                         counts: &payload[layout.counts(l).range()],
@@ -559,10 +594,19 @@ impl<'a> Int8Model<'a> {
                 }
                 None => None,
             };
+            let weights = &payload[layout.weights(l).range()];
+            let int4 = storage.int4(l);
+            // An odd number of int4 blocks leaves the high halves of the last word unused:
+            // they are zero.
+            let blocks = sparse.map_or(groups(inputs) * outputs, |s| s.indices.len());
+            if int4 && blocks % 2 == 1 && weights[weights.len() - GROUP..].iter().any(|&b| b & 0xF0 != 0) {
+                return Err(Error::Malformed);
+            }
             *slot = Layer {
                 inputs: pad_to_group(inputs),
                 outputs,
-                weights: &payload[layout.weights(l).range()],
+                weights,
+                int4,
                 sparse,
                 reach: &payload[layout.weights(l).start..],
                 bias: &payload[layout.biases(l).range()],
@@ -791,7 +835,7 @@ impl<'a> Int8Model<'a> {
             // The lanes AMX runs (whole tiles of 16 images, dense layers) need no list of
             // their non-zero groups: it does not skip them.
             #[cfg(target_arch = "x86_64")]
-            let unlisted = match kernel == Kernel::X86Amx && layer.sparse.is_none() {
+            let unlisted = match kernel == Kernel::X86Amx && layer.sparse.is_none() && !layer.int4 {
                 true => x86::amx::tiled(images.len() / inputs),
                 false => 0,
             };
@@ -938,6 +982,12 @@ fn fast(kernel: Kernel) -> impl Fn(&Layer<'_>, &[u8], &mut [u16], &mut [u8], &mu
 #[inline(always)]
 fn dense_many(kernel: Kernel, layer: &Layer<'_>, lanes: &mut [Lane<'_>], stage: Option<&mut [u8]>) {
     let blocked = stage.is_some();
+    if layer.int4 {
+        for lane in lanes.iter_mut() {
+            portable::int4(layer, lane.x, lane.groups, lane.act, lane.scores);
+        }
+        return;
+    }
     if let Some(sparse) = layer.sparse {
         // A batch on x86: several images per vector. One image: the portable loop, which
         // skips its zero groups.
@@ -1017,9 +1067,9 @@ fn sparse_scalar(layer: &Layer<'_>, sparse: &Sparse<'_>, x: &[u8], act: &mut [u8
             let count = usize::from(sparse.counts[b * groups + g]);
             let run = &sparse.indices[at..at + count];
             if let Some(pos) = run.iter().position(|&i| usize::from(i) == k) {
-                let w = &layer.weights[(at + pos) * GROUP..][..GROUP];
-                for (&xi, &wi) in x[g * GROUP..][..GROUP].iter().zip(w) {
-                    acc += xi as i32 * wi as i8 as i32;
+                let w = layer.block(at + pos);
+                for (&xi, &wi) in x[g * GROUP..][..GROUP].iter().zip(&w) {
+                    acc += xi as i32 * wi as i32;
                 }
             }
             at += count;
@@ -1052,9 +1102,9 @@ fn dense_scalar(
     for j in 0..layer.outputs {
         let mut acc = 0i32;
         for g in groups.clone() {
-            let w = &layer.weights[layer.offset(g, j)..][..GROUP];
-            for (&xi, &wi) in x[g * GROUP..][..GROUP].iter().zip(w) {
-                acc += xi as i32 * wi as i8 as i32;
+            let w = layer.block(layer.offset(g, j) / GROUP);
+            for (&xi, &wi) in x[g * GROUP..][..GROUP].iter().zip(&w) {
+                acc += xi as i32 * wi as i32;
             }
         }
         let v = requant(acc, layer.bias(j), layer.mult(j), layer.r, layer.s);

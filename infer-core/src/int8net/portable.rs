@@ -61,6 +61,47 @@ pub(super) fn sparse(layer: &Layer<'_>, sparse: &Sparse<'_>, x: &[u8], act: &mut
     }
 }
 
+/// An int4 layer, dense (over the non-zero `groups`) or sparse (over every group, as
+/// [`sparse`]): [`dense`]'s and [`sparse`]'s loops with each block's weights unpacked from
+/// its half of a word ([`Layer::block`]).
+pub(super) fn int4(layer: &Layer<'_>, x: &[u8], groups: &[u16], act: &mut [u8], scores: &mut [i32]) {
+    let n_groups = layer.inputs / GROUP;
+    let dot = |xs: &[u8], w: [i8; GROUP]| xs.iter().zip(w).map(|(&x, w)| i32::from(x) * i32::from(w)).sum::<i32>();
+    // `at`: the first block of the output block.
+    let (mut at, mut j0) = (0, 0);
+    while j0 < layer.outputs {
+        let width = BLOCK.min(layer.outputs - j0);
+        let mut acc = [0i32; BLOCK];
+        match layer.sparse {
+            None => {
+                for &g in groups {
+                    let (g, first) = (usize::from(g), at + usize::from(g) * width);
+                    let xs = &x[g * GROUP..][..GROUP];
+                    for (t, a) in (first..).zip(&mut acc[..width]) {
+                        *a += dot(xs, layer.block(t));
+                    }
+                }
+                at += n_groups * width;
+            }
+            Some(sparse) => {
+                let counts = &sparse.counts[j0 / BLOCK * n_groups..][..n_groups];
+                for (xs, &count) in x.chunks_exact(GROUP).zip(counts) {
+                    let n = usize::from(count);
+                    if n != 0 && xs != [0; GROUP] {
+                        for (t, &k) in (at..at + n).zip(&sparse.indices[at..at + n]) {
+                            // Indices are below the block's width (checked when the model was read).
+                            acc[usize::from(k) % BLOCK] += dot(xs, layer.block(t));
+                        }
+                    }
+                    at += n;
+                }
+            }
+        }
+        emit_block(layer, j0, &acc[..width], act, scores);
+        j0 += width;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::dense_scalar;
@@ -86,6 +127,7 @@ mod tests {
                 inputs,
                 outputs,
                 weights: &weights[..inputs * outputs],
+                int4: false,
                 sparse: None,
                 reach: &weights,
                 bias: &bias,

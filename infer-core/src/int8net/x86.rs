@@ -561,6 +561,7 @@ mod tests {
             inputs,
             outputs,
             weights: &weights,
+            int4: false,
             sparse: None,
             reach: &weights,
             bias: &bias,

@@ -2,9 +2,10 @@
 //! codec (and the scheme's naive reference over them), images like Fashion-MNIST's.
 #![allow(dead_code)]
 
-use infer_core::Activation;
 use infer_core::arch::Architecture;
+use infer_core::int8net::INT8_SCRATCH_MAX;
 use infer_core::int8net::{self, Int8Layer, Kernel};
+use infer_core::{Activation, Int8Model, Int8Scratch};
 
 /// xorshift64*: enough randomness for test data, no dependency.
 pub struct Rng(pub u64);
@@ -35,6 +36,8 @@ pub struct Params {
     pub table: [u8; 256],
     /// Which layers the file stores sparse.
     pub sparse: Vec<bool>,
+    /// Which layers the file stores as int4.
+    pub int4: Vec<bool>,
 }
 
 impl Params {
@@ -49,6 +52,7 @@ impl Params {
             shifts: vec![],
             table: std::array::from_fn(|_| rng.next() as u8),
             sparse: vec![false; n],
+            int4: vec![false; n],
         };
         for l in 0..n {
             let (i, o) = arch.layer(l);
@@ -82,6 +86,7 @@ impl Params {
                 multiplier_shift: self.shifts[l][1],
                 zero_point: self.shifts[l][2] as i8,
                 sparse: self.sparse[l],
+                int4: self.int4[l],
             })
             .collect()
     }
@@ -115,6 +120,16 @@ impl Params {
             }
         }
         self.sparse[l] = true;
+    }
+
+    /// Layer `l` stored as int4: each weight rounded down to a multiple of 16 (its int4 value
+    /// times 16). Rounds the weights that [`Params::random`]'s calibration saw, so that some
+    /// activations may saturate more; the kernels' work is the same.
+    pub fn to_int4(&mut self, l: usize) {
+        for w in self.weights[l].iter_mut() {
+            *w &= -16;
+        }
+        self.int4[l] = true;
     }
 
     /// Layer `l`'s accumulators for `image`, by the scheme as the module documentation
@@ -152,6 +167,40 @@ impl Params {
             .enumerate()
             .map(|(j, &a)| int8net::requantize(a, self.biases[l][j], self.mults[l][j], r, s).unwrap())
             .collect()
+    }
+}
+
+/// `model` on every kernel, one image at a time and batched, against the reference and the
+/// naive loop over `params`.
+pub fn check_every_kernel(params: &Params, model: &Int8Model<'_>, images: &[Vec<u8>], what: &str) {
+    let classes = params.arch.classes();
+    let mut scratch = Int8Scratch::<INT8_SCRATCH_MAX>::zeroed();
+    let mut expected = Vec::new();
+    for img in images {
+        let mut slow = vec![0; classes];
+        let b = model.predict_scalar(img, &mut scratch, &mut slow).unwrap();
+        assert_eq!(slow, params.naive(img), "{what}: the reference against the naive loop");
+        for kernel in kernels() {
+            let mut fast = vec![0; classes];
+            let a = model.predict_with(kernel, img, &mut scratch, &mut fast).unwrap();
+            assert_eq!((a, &fast), (b, &slow), "{what} on {kernel}");
+        }
+        expected.push((b as u16, slow));
+    }
+    for kernel in kernels() {
+        let n = images.len();
+        let flat: Vec<u8> = images.concat();
+        let mut batch_scratch = vec![0u8; model.batch_scratch_bytes(n)];
+        let (mut scores, mut got) = (vec![0; n * classes], vec![0u16; n]);
+        model.predict_batch_with(kernel, &flat, &mut batch_scratch, &mut scores, &mut got).unwrap();
+        for (i, (class, want)) in expected.iter().enumerate() {
+            let at = i * classes;
+            assert_eq!(
+                (got[i], &scores[at..at + classes]),
+                (*class, &want[..]),
+                "{what}: image {i} batched on {kernel}"
+            );
+        }
     }
 }
 
