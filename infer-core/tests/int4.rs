@@ -37,7 +37,7 @@ fn int4_layers_match_the_reference_on_every_kernel_shape_and_sparsity() {
                     // Some layers stay int8 (the output layer usually is); some int4
                     // layers are sparse, some of their outputs keeping nothing.
                     if rng.pick(4) != 0 {
-                        params.to_int4(l);
+                        params.make_int4(l);
                     }
                     if let Some(cut) = cut
                         && rng.pick(3) != 0
@@ -64,8 +64,8 @@ fn an_int4_model_classifies_as_its_int8_twin_in_about_half_the_bytes() {
     let mut rng = Rng(41);
     let arch = arch(&[784, 128, 64, 10]);
     let mut params = Params::random(&mut rng, arch, Activation::Relu);
-    params.to_int4(0);
-    params.to_int4(1);
+    params.make_int4(0);
+    params.make_int4(1);
     params.int4 = vec![false; 3];
     let int8 = params.encode();
     params.int4 = vec![true, true, false];
@@ -101,7 +101,7 @@ fn golden_bytes_of_an_int4_file() {
     // second int4 and sparse, keeping 3 blocks of its 3 in 2 words (the last half unused).
     let mut params = Params::random(&mut Rng(43), arch(&[5, 3, 3]), Activation::Relu);
     // Weights (inputs, outputs) row-major: weight (i, j) = 16 · q, q = i - j - 2 (-6..2).
-    params.weights[0] = (0..15).map(|n| (16 * ((n / 3) as i8 - (n % 3) as i8 - 2)) as i8).collect();
+    params.weights[0] = (0..15).map(|n| 16 * ((n / 3) as i8 - (n % 3) as i8 - 2)).collect();
     params.weights[1] = vec![16, 0, 0, 0, -32, 0, 0, 0, 112];
     params.int4 = vec![true, true];
     params.sparse = vec![false, true];
@@ -147,13 +147,13 @@ fn resealed(bytes: &[u8], edit: impl Fn(&mut [u8])) -> Vec<u8> {
 fn what_the_int4_reader_and_writer_refuse() {
     let mut rng = Rng(47);
     let mut params = Params::random(&mut rng, arch(&[5, 3, 3]), Activation::Relu);
-    params.to_int4(0);
+    params.make_int4(0);
     let good = params.encode();
     assert!(Model::from_bytes(&good).is_ok());
     // 6 blocks: 3 whole words. With 3 outputs of 1 group (inputs 4), 3 blocks: the high
     // halves of the second word are unused and must be zero.
     let mut odd = Params::random(&mut rng, arch(&[4, 3, 2]), Activation::Relu);
-    odd.to_int4(0);
+    odd.make_int4(0);
     let odd_file = odd.encode();
     assert!(Model::from_bytes(&odd_file).is_ok());
     for k in 0..4 {

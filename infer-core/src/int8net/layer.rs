@@ -104,7 +104,7 @@ impl Layer<'_> {
     pub(super) fn block(&self, t: usize) -> [i8; GROUP] {
         if self.int4 {
             let w = &self.weights[t / 2 * GROUP..][..GROUP];
-            let shift = if t % 2 == 0 { 4 } else { 0 };
+            let shift = if t.is_multiple_of(2) { 4 } else { 0 };
             core::array::from_fn(|k| ((w[k] << shift) & 0xF0) as i8)
         } else {
             let w = &self.weights[t * GROUP..][..GROUP];

@@ -125,7 +125,7 @@ impl Params {
     /// Layer `l` stored as int4: each weight rounded down to a multiple of 16 (its int4 value
     /// times 16). Rounds the weights that [`Params::random`]'s calibration saw, so that some
     /// activations may saturate more; the kernels' work is the same.
-    pub fn to_int4(&mut self, l: usize) {
+    pub fn make_int4(&mut self, l: usize) {
         for w in self.weights[l].iter_mut() {
             *w &= -16;
         }
