@@ -11,7 +11,9 @@
 use infer_core::Activation;
 use infer_core::arch::Architecture;
 use infer_core::format::{Extras, Header, Quant};
-use infer_core::layout::groups;
+use infer_core::layout::{Storage, groups};
+
+use crate::qat::WeightBits;
 
 /// Finest step of the sparsities [`sparsity_for`] tries: 0.1%, so that a budget is used
 /// to within a few hundred bytes (in 1% steps the 784-512-256-10 for 32 KB was cut to 97%,
@@ -40,9 +42,22 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
 }
 
 /// Bytes of the int8 file of `arch` with `extras` when each hidden layer is pruned to
-/// `sparsity` (0: dense), each layer stored as the export stores it.
-pub fn int8_file_bytes(arch: &Architecture, activation: Activation, extras: &Extras<'_>, sparsity: f64) -> usize {
-    let header = Header::new(*arch, activation, Quant::Int8).with_extras(extras);
+/// `sparsity` (0: dense) and its weights are `bits` wide, each layer stored as the export
+/// stores it.
+pub fn int8_file_bytes(
+    arch: &Architecture,
+    activation: Activation,
+    extras: &Extras<'_>,
+    sparsity: f64,
+    bits: WeightBits,
+) -> usize {
+    let mut storage = Storage::DENSE;
+    if bits == WeightBits::Int4 {
+        for l in 0..arch.layers() - 1 {
+            storage = storage.with_int4(l);
+        }
+    }
+    let header = Header::new(*arch, activation, Quant::Int8).with_extras(extras).with_storage(storage);
     // The hidden layers' kept blocks; the output layer is not pruned (dense).
     let kept: Vec<u32> = (0..arch.layers() - 1)
         .map(|l| {
@@ -56,7 +71,7 @@ pub fn int8_file_bytes(arch: &Architecture, activation: Activation, extras: &Ext
 }
 
 /// The lowest sparsity (in steps of 0.001, at most [`MOST`]) at which the int8 file of
-/// `arch` fits `budget` bytes: `Ok(None)` when the dense file fits, an error that says what
+/// `arch` with `bits`-wide hidden weights fits `budget` bytes: `Ok(None)` when the dense file fits, an error that says what
 /// would fit when none does. The sparsity is an f32's value, as the recipe keeps it, so that
 /// the blocks training cuts are those sized here.
 pub fn sparsity_for(
@@ -64,8 +79,9 @@ pub fn sparsity_for(
     activation: Activation,
     extras: &Extras<'_>,
     budget: usize,
+    bits: WeightBits,
 ) -> Result<Option<f64>, String> {
-    let size = |s: f64| int8_file_bytes(arch, activation, extras, s);
+    let size = |s: f64| int8_file_bytes(arch, activation, extras, s, bits);
     if size(0.0) <= budget {
         return Ok(None);
     }
@@ -103,18 +119,19 @@ mod tests {
         let arch = Architecture::new(&[784, 256, 128, 10]).unwrap();
         let names = b"a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n";
         let extras = Extras::new(names, &[]);
-        let dense = int8_file_bytes(&arch, Activation::Relu, &extras, 0.0);
-        assert_eq!(sparsity_for(&arch, Activation::Relu, &extras, dense), Ok(None));
-        let s = sparsity_for(&arch, Activation::Relu, &extras, 32 * 1024).unwrap().unwrap();
-        assert!(int8_file_bytes(&arch, Activation::Relu, &extras, s) <= 32 * 1024);
-        assert!(int8_file_bytes(&arch, Activation::Relu, &extras, s - STEP) > 32 * 1024, "{s}");
+        let dense = int8_file_bytes(&arch, Activation::Relu, &extras, 0.0, WeightBits::Int8);
+        assert_eq!(sparsity_for(&arch, Activation::Relu, &extras, dense, WeightBits::Int8), Ok(None));
+        let s = sparsity_for(&arch, Activation::Relu, &extras, 32 * 1024, WeightBits::Int8).unwrap().unwrap();
+        assert!(int8_file_bytes(&arch, Activation::Relu, &extras, s, WeightBits::Int8) <= 32 * 1024);
+        assert!(int8_file_bytes(&arch, Activation::Relu, &extras, s - STEP, WeightBits::Int8) > 32 * 1024, "{s}");
         assert!((0.85..0.95).contains(&s), "{s}");
         // Sparser is never larger, and a file kept at 10% is about an eighth of the dense one.
-        let sizes: Vec<usize> =
-            (0..=98).map(|k| int8_file_bytes(&arch, Activation::Relu, &extras, k as f64 / 100.0)).collect();
+        let sizes: Vec<usize> = (0..=98)
+            .map(|k| int8_file_bytes(&arch, Activation::Relu, &extras, k as f64 / 100.0, WeightBits::Int8))
+            .collect();
         assert!(sizes.windows(2).all(|w| w[1] <= w[0]));
         assert!(sizes[90] * 6 < sizes[0], "{} against {}", sizes[90], sizes[0]);
-        let err = sparsity_for(&arch, Activation::Relu, &extras, 4096).unwrap_err();
+        let err = sparsity_for(&arch, Activation::Relu, &extras, 4096, WeightBits::Int8).unwrap_err();
         assert!(err.contains("784-256-128-10 does not fit 4096 bytes") && err.contains("--hidden"), "{err}");
     }
 }

@@ -37,6 +37,7 @@ pub mod model;
 pub mod norm;
 pub mod optim;
 pub mod prune;
+pub mod qat;
 pub mod quant;
 pub mod recipe;
 pub mod report;

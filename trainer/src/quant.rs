@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use crate::data::{Dataset, Split};
 use crate::kernels::{self, Epilogue, MatRef};
 use crate::model::{Dense, Mlp, stack_widths};
+use crate::qat::{self, WeightBits};
 
 /// A sigmoid pre-activation beyond this is 0 or 255 once the output is rounded to 8 bits
 /// (255 / (1 + e^6.25) < 0.5), so the int8 pre-activation grid need not reach further.
@@ -32,8 +33,11 @@ pub struct QLayer {
     pub inputs: usize,
     /// Output width.
     pub outputs: usize,
-    /// int8 weights, (inputs, outputs) row-major like [`Dense::w`].
+    /// int8 weights, (inputs, outputs) row-major like [`Dense::w`]: multiples of 16 for an
+    /// int4 layer (its int4 values times 16).
     pub w: Vec<i8>,
+    /// Whether the file stores the weights as int4.
+    pub int4: bool,
     /// Bias per output, in units of the layer's 16-bit pre-activation grid.
     pub bias: Vec<i16>,
     /// Requantization multiplier per output, 0..=32767.
@@ -120,9 +124,15 @@ fn calibrate(model: &Mlp, images: &[f32]) -> Ranges {
     r
 }
 
-/// Per-channel symmetric int8 weights and their scales.
-fn quantize_weights(layer: &Dense) -> (Vec<i8>, Vec<f64>) {
+/// Per-channel symmetric int8 weights and their scales; for `int4`, on the int4 grid of
+/// [`qat::int4_steps`] as the int8 weights `16q` (and scales a sixteenth of the int4 steps).
+fn quantize_weights(layer: &Dense, int4: bool) -> (Vec<i8>, Vec<f64>) {
     let n = layer.outputs;
+    if int4 {
+        let step = qat::int4_steps(&layer.w, n);
+        let w = layer.w.iter().enumerate().map(|(i, &w)| 16 * qat::int4_of(w, step[i % n]));
+        return (w.collect(), step.iter().map(|s| s / 16.0).collect());
+    }
     let mut scale = vec![0.0f64; n];
     for row in layer.w.chunks_exact(n) {
         for (s, &w) in scale.iter_mut().zip(row) {
@@ -138,8 +148,8 @@ fn quantize_weights(layer: &Dense) -> (Vec<i8>, Vec<f64>) {
 
 /// Quantizes one layer whose input has step `in_scale`, so that pre-activations up to
 /// `z_bound` in magnitude are represented and one output step is worth `out_scale`.
-fn quantize_layer(layer: &Dense, in_scale: f64, z_bound: f64, out_scale: f64, zero_point: i8) -> QLayer {
-    let (w, w_scale) = quantize_weights(layer);
+fn quantize_layer(layer: &Dense, in_scale: f64, z_bound: f64, out_scale: f64, zero_point: i8, int4: bool) -> QLayer {
+    let (w, w_scale) = quantize_weights(layer, int4);
     // Smallest rounding shift whose 16-bit grid reaches z_bound and every bias in every channel.
     let fits = |r: u8| {
         w_scale.iter().zip(&layer.b).all(|(&sw, &b)| {
@@ -159,6 +169,7 @@ fn quantize_layer(layer: &Dense, in_scale: f64, z_bound: f64, out_scale: f64, ze
         inputs: layer.inputs,
         outputs: layer.outputs,
         w,
+        int4,
         bias: bias.collect(),
         mult: mult.collect(),
         r,
@@ -227,7 +238,13 @@ fn on_bytes(first: &Dense, quantizers: &[(f32, f32)]) -> Dense {
 /// `calibration` ((rows, inputs) row-major: images scaled to 0..1, or raw features; a few
 /// thousand training examples are plenty).
 pub fn quantize(model: &Mlp, calibration: &[f32], kind: InputKind) -> QuantModel {
+    quantize_as(model, calibration, kind, WeightBits::Int8)
+}
+
+/// [`quantize`] with the hidden layers' weights as `bits` says (the output layer's int8).
+pub fn quantize_as(model: &Mlp, calibration: &[f32], kind: InputKind, bits: WeightBits) -> QuantModel {
     let model = &*model.plain();
+    let int4 = bits == WeightBits::Int4;
     let ranges = calibrate(model, calibration);
     let Some((last, hidden)) = model.layers.split_last() else {
         let activation = model.activation;
@@ -245,7 +262,7 @@ pub fn quantize(model: &Mlp, calibration: &[f32], kind: InputKind) -> QuantModel
             let mut layers = Vec::with_capacity(model.layers.len());
             for (l, &max) in ranges.max_act.iter().enumerate().take(hidden.len()) {
                 let out_scale = if max > 0.0 { max / 255.0 } else { 1.0 };
-                layers.push(quantize_layer(layer(l), in_scale, 255.0 * out_scale, out_scale, 0));
+                layers.push(quantize_layer(layer(l), in_scale, 255.0 * out_scale, out_scale, 0, int4));
                 in_scale = out_scale;
             }
             (layers, in_scale, None)
@@ -261,7 +278,7 @@ pub fn quantize(model: &Mlp, calibration: &[f32], kind: InputKind) -> QuantModel
             let layers = (0..hidden.len())
                 .map(|l| {
                     let in_scale = if l == 0 { input_scale } else { sig_scale };
-                    quantize_layer(layer(l), in_scale, z_bound, z_scale, zero_point)
+                    quantize_layer(layer(l), in_scale, z_bound, z_scale, zero_point, int4)
                 })
                 .collect();
             (layers, sig_scale, Some(table))
@@ -269,7 +286,7 @@ pub fn quantize(model: &Mlp, calibration: &[f32], kind: InputKind) -> QuantModel
     };
     // Scores: the 16-bit grid spans twice the largest calibration logit.
     let z_bound = 2.0 * ranges.max_logit.max(1e-3);
-    layers.push(quantize_layer(last, out_scale, z_bound, z_bound / 32767.0, 0));
+    layers.push(quantize_layer(last, out_scale, z_bound, z_bound / 32767.0, 0, false));
     QuantModel { activation: model.activation, layers, table, input, class_names: Vec::new() }
 }
 
@@ -418,7 +435,7 @@ impl QuantModel {
                 multiplier_shift: l.s,
                 zero_point: l.zero_point,
                 sparse: false,
-                int4: false,
+                int4: l.int4,
             })
             .collect();
         let names: String = self.class_names.iter().map(|n| format!("{n}\n")).collect();
@@ -582,10 +599,15 @@ pub struct Int8Export {
 /// split), encodes it with the data's class names and classifies the test split with the
 /// integer reference.
 pub fn export_int8(model: &Mlp, data: &Dataset) -> Result<Int8Export, infer_core::Error> {
+    export_as(model, data, WeightBits::Int8)
+}
+
+/// [`export_int8`] with the hidden layers' weights as `bits` says.
+pub fn export_as(model: &Mlp, data: &Dataset, bits: WeightBits) -> Result<Int8Export, infer_core::Error> {
     let (train, test) = (&data.train, &data.test);
     let rows = CALIBRATION_IMAGES.min(train.len());
     let kind = if data.schema.bytes { InputKind::Bytes } else { InputKind::Real };
-    let mut q = quantize(model, &train.values[..rows * train.width], kind);
+    let mut q = quantize_as(model, &train.values[..rows * train.width], kind, bits);
     q.class_names = data.schema.class_names.clone();
     let fixed: Vec<bool> = model.layers.iter().skip(1).map(pruned).collect();
     let q = q.permute_hidden(&q.sparse_order(&q.input_bytes(train, ORDER_IMAGES), &fixed));

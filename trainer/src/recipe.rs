@@ -9,6 +9,7 @@ use crate::data::Schema;
 use crate::model::Network;
 use crate::optim::{Optimizer, Schedule};
 use crate::prune::Prune;
+use crate::qat::WeightBits;
 
 /// Training images of Fashion-MNIST, which the presets' warm-up is counted in.
 pub const STUDY_TRAIN_IMAGES: usize = 60_000;
@@ -91,6 +92,11 @@ pub struct Recipe {
     /// Distillation from a trained model (none when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<Distill>,
+    /// The hidden layers' weights in the model file: int8, or int4 (trained on for the last
+    /// part of the run, [`crate::qat`]). Left out of the recipe's JSON for int8, so that
+    /// runs from before this field resume.
+    #[serde(default, skip_serializing_if = "WeightBits::is_int8")]
+    pub quant: WeightBits,
 }
 
 /// Distillation (Hinton et al., 2015): the target of each training image mixes its label's
@@ -141,6 +147,7 @@ impl Recipe {
             early_stopping: None,
             prune: None,
             distill: None,
+            quant: WeightBits::Int8,
         }
     }
 
@@ -167,6 +174,7 @@ impl Recipe {
             early_stopping: None,
             prune: None,
             distill: None,
+            quant: WeightBits::Int8,
         }
     }
 
@@ -403,6 +411,8 @@ pub struct Overrides {
     pub prune: Option<f32>,
     /// A teacher model to distill from, and its weight.
     pub distill: Option<Distill>,
+    /// The hidden layers' weights: int8 or int4.
+    pub quant: Option<WeightBits>,
     /// Images per step.
     pub batch_size: Option<usize>,
     /// The run's seed.
@@ -551,6 +561,7 @@ fn apply(base: Recipe, request: &Request, facts: &DataFacts) -> Result<Recipe, R
         early_stopping: o.early_stopping.or(base.early_stopping),
         prune: o.prune.map(Prune::to).or(base.prune),
         distill: o.distill.clone().or(base.distill.clone()),
+        quant: o.quant.unwrap_or(base.quant),
         // Batch norm of the best preset is for images: a table's features are standardized
         // by the model already, and its small batches (16 rows) give noisy statistics.
         network: Network {

@@ -761,8 +761,9 @@ pub fn report_html(dir: &Path, run: &Run) -> Result<String> {
 /// `NAME: int8 export B bytes (inference RAM R bytes), test accuracy A% (+D pp vs f32)`.
 pub fn int8_line(name: &str, export: &Int8Export, f32_accuracy: f64) -> String {
     let ram = export.model.architecture().map(|a| a.int8_scratch_bytes()).unwrap_or(0);
+    let int4 = if export.model.layers.iter().any(|l| l.int4) { ", int4 hidden weights" } else { "" };
     format!(
-        "{name}: int8 export {} bytes (inference RAM {ram} bytes), test accuracy {:.2}% ({:+.2} pp vs f32)",
+        "{name}: int8 export {} bytes{int4} (inference RAM {ram} bytes), test accuracy {:.2}% ({:+.2} pp vs f32)",
         export.bytes.len(),
         100.0 * export.accuracy,
         100.0 * (export.accuracy - f32_accuracy)

@@ -134,7 +134,8 @@ fn fit_model(out: &Path, recipe: &Recipe, ds: &Dataset, progress: &mut dyn Progr
         100.0 * test.accuracy,
         test.loss
     ));
-    let export = quant::export_int8(&trained.model, ds).map_err(|e| anyhow!("{name}: int8 export: {e}"))?;
+    let export =
+        quant::export_as(&trained.model, ds, trained.recipe.quant).map_err(|e| anyhow!("{name}: int8 export: {e}"))?;
     report::write_int8(&dir, name, &export, &ds.test.labels)?;
     progress.say(&report::int8_line(name, &export, test.accuracy));
     let mut summary = ModelSummary::of(&trained, &ds.schema);

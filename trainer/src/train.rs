@@ -18,6 +18,7 @@ use crate::history::EpochRecord;
 use crate::layout::{Layout, silhouette_keys};
 use crate::model::{DropoutSeed, Mlp, Soft, Workspace, batch_loss_correct};
 use crate::prune::{self, Masks};
+use crate::qat::{self, Rounded, WeightBits};
 use crate::recipe::{Distill, Recipe};
 use crate::scaling::Standardizer;
 use crate::state::TrainState;
@@ -289,6 +290,8 @@ struct Session<'a> {
     x: Vec<f32>,
     pixels: Vec<u8>,
     y: Vec<u8>,
+    /// An int4 run's unrounded hidden weights while a step or a validation uses rounded ones.
+    rounded: Rounded,
 }
 
 impl<'a> Session<'a> {
@@ -358,6 +361,7 @@ impl<'a> Session<'a> {
             x: vec![0.0; batch * schema.inputs],
             pixels: vec![0; batch * schema.inputs],
             y: vec![0; batch],
+            rounded: Rounded::default(),
         };
         Ok((session, start))
     }
@@ -365,6 +369,17 @@ impl<'a> Session<'a> {
     /// Steps in the whole run.
     fn total_steps(&self) -> usize {
         self.steps * self.recipe.epochs
+    }
+
+    /// The first step an int4 run trains on rounded weights ([`crate::qat`]): where its
+    /// pruning reaches the final sparsity, else [`qat::QAT_BEGIN`] of the run; `None` for int8.
+    fn rounded_from(&self) -> Option<usize> {
+        let total = self.total_steps();
+        let begin = match self.recipe.prune {
+            Some(p) => p.steps(total).1,
+            None => (f64::from(qat::QAT_BEGIN) * total as f64).round() as usize,
+        };
+        (self.recipe.quant == WeightBits::Int4).then_some(begin)
     }
 
     /// Images held out for validation (0: the test set validates, the study's way).
@@ -400,6 +415,11 @@ impl<'a> Session<'a> {
             return Err(diverged(f64::NAN).into());
         }
         observer.validating();
+        // Once an int4 run trains on rounded weights, they are what is validated and kept.
+        let rounded = self.rounded_from().is_some_and(|t| epoch * self.steps > t);
+        if rounded {
+            self.rounded.round(&mut state.model);
+        }
         let eval = evaluate(&state.model, &self.validation, &mut self.eval_ws);
         // Finite weights can still give an infinite loss (logits past f32's exp range):
         // that is divergence too, and no model is saved from it.
@@ -414,11 +434,15 @@ impl<'a> Session<'a> {
             val_accuracy: eval.accuracy,
             seconds: t0.elapsed().as_secs_f64(),
         };
-        // A pruned run chooses among the epochs that end at its final sparsity.
+        // A pruned run chooses among the epochs that end at its final sparsity, an int4 run
+        // among those on rounded weights.
         let pruned = recipe.prune.is_none_or(|p| p.reached(epoch * self.steps, self.total_steps()));
-        if recipe.val_split > 0 && pruned {
+        if recipe.val_split > 0 && pruned && (rounded || self.rounded_from().is_none()) {
             let labels = &self.validation.labels;
             state.selection.observe(&record, &state.history, &state.model, eval.predictions, labels);
+        }
+        if rounded {
+            self.rounded.restore(&mut state.model);
         }
         observer.epoch_end(&record);
         state.history.push(record);
@@ -447,6 +471,7 @@ impl<'a> Session<'a> {
             prune::update(&mut state.masks, &state.model, p.sparsity_at(t, total), self.layout.order());
             prune::apply(&state.masks, &mut state.model, self.layout.order());
         }
+        let rounded = self.rounded_from().is_some_and(|from| t >= from);
         let x = &mut self.x[..rows * w];
         let (train, laid_out, values) = (&*self.train, &self.train_pixels, &self.train_values);
         let scratch = &mut self.pixels[..rows * w];
@@ -457,6 +482,9 @@ impl<'a> Session<'a> {
         let dropout = recipe.network.dropout;
         let seed = DropoutSeed { seed: recipe.seed, step: t as u64 };
         let model = &mut state.model;
+        if rounded {
+            self.rounded.round(model);
+        }
         model.forward(x, rows, &mut self.ws, Some((dropout, seed)));
         let classes = model.classes();
         let probs = &self.ws.probs[..rows * classes];
@@ -474,6 +502,9 @@ impl<'a> Session<'a> {
             soft.teacher = Some((&self.teacher_ws.probs[..rows * classes], *weight, *temperature));
         }
         model.backward(x, labels, &mut self.ws, dropout > 0.0, soft, &mut state.opt, update);
+        if rounded {
+            self.rounded.apply_step(model);
+        }
         prune::apply(&state.masks, model, self.layout.order());
         Ok((loss, correct))
     }
@@ -483,7 +514,14 @@ impl<'a> Session<'a> {
     fn finish(mut self, state: TrainState, train_seconds: f64) -> Result<Trained, FitError> {
         let epochs = state.history.len();
         let sparsity = prune::sparsity(&state.masks);
-        let kept = state.selection.kept(state.model, epochs);
+        let mut kept = state.selection.kept(state.model, epochs);
+        // An int4 run ends on rounded weights (the epoch kept may be the last one, unrounded).
+        if self.recipe.quant == WeightBits::Int4 {
+            let hidden = kept.model.layers.len().saturating_sub(1);
+            for layer in &mut kept.model.layers[..hidden] {
+                qat::round_to_int4(&mut layer.w, layer.outputs);
+            }
+        }
         // What is exported: a plain stack of dense layers, any norms folded in, in the data's
         // order, taking its raw values.
         let mut model = kept.model.into_folded();

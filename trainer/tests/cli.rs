@@ -207,7 +207,8 @@ fn a_flash_budget_prunes_to_fit_and_refuses_what_cannot_fit_before_any_work() {
     let run = out.path().join("run");
     let stderr = fit_ok(&["--hidden", "256,128", "--flash", "32K", "--epochs", "1", "--limit", "1000"], &run);
     assert!(
-        stderr.contains("--flash 32768: hidden layers pruned to 90.0% (the int8 file at most 32671 bytes)"),
+        stderr
+            .contains("--flash 32768: hidden layers pruned to 90.0% (the file with int8 weights at most 32671 bytes)"),
         "{stderr}"
     );
     let file = std::fs::read(run.join("relu-256-128/relu-256-128.int8.fmlp")).unwrap();
@@ -215,7 +216,7 @@ fn a_flash_budget_prunes_to_fit_and_refuses_what_cannot_fit_before_any_work() {
     // Dense where the dense file fits.
     let stderr =
         fit_ok(&["--hidden", "16", "--flash", "32K", "--epochs", "1", "--limit", "1000"], &out.path().join("d"));
-    assert!(stderr.contains("the dense int8 file fits"), "{stderr}");
+    assert!(stderr.contains("the dense file fits with int8 weights"), "{stderr}");
     // Too small for the network even pruned: refused, nothing written.
     let data = common::data_dir();
     let refused = out.path().join("refused");

@@ -167,7 +167,8 @@ fn a_pruned_model_exports_a_sparse_int8_file_that_classifies_as_the_integer_refe
     // At most the size `--flash` plans with for this sparsity (a kept block that quantized to
     // zero is not stored either).
     let arch = infer_core::arch::Architecture::new(&[784, 64, 30, 10]).unwrap();
-    let planned = trainer::budget::int8_file_bytes(&arch, Activation::Relu, file.extras(), 0.9);
+    let planned =
+        trainer::budget::int8_file_bytes(&arch, Activation::Relu, file.extras(), 0.9, trainer::qat::WeightBits::Int8);
     assert!(export.bytes.len() <= planned && export.bytes.len() + 200 > planned, "{} of {planned}", export.bytes.len());
     let dense_bytes = 784 * 64 + 64 * 32 + 32 * 10;
     assert!(export.bytes.len() * 4 < dense_bytes, "{} bytes", export.bytes.len());

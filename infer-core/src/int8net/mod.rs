@@ -984,6 +984,11 @@ fn dense_many(kernel: Kernel, layer: &Layer<'_>, lanes: &mut [Lane<'_>], stage: 
     let blocked = stage.is_some();
     if layer.int4 {
         for lane in lanes.iter_mut() {
+            #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+            if kernel == Kernel::ArmDsp {
+                armv7em::int4(layer, lane.x, lane.groups, lane.act, lane.scores);
+                continue;
+            }
             portable::int4(layer, lane.x, lane.groups, lane.act, lane.scores);
         }
         return;
