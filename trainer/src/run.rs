@@ -10,6 +10,7 @@ use runio::fsutil;
 
 use crate::data::Dataset;
 use crate::model::{Mlp, Workspace};
+use crate::qat::WeightBits;
 use crate::quant::{self, Int8Export};
 use crate::recipe::Recipe;
 use crate::report::{self, ModelSummary, RunContext, Summary};
@@ -154,11 +155,12 @@ pub struct Exported {
     pub predictions: std::path::PathBuf,
 }
 
-/// Quantizes `model` (calibrated on `ds`'s training images) into the file `out`, with the
+/// Quantizes `model` (calibrated on `ds`'s training images; hidden weights `bits` wide) into
+/// the file `out`, with the
 /// integer reference's test-set predictions beside it, and records both in the manifest of
 /// the run that holds them, if any.
-pub fn export(model: &Mlp, out: &Path, ds: &Dataset) -> Result<Exported> {
-    let int8 = quant::export_int8(model, ds).map_err(|e| anyhow!("int8 export: {e}"))?;
+pub fn export(model: &Mlp, out: &Path, ds: &Dataset, bits: WeightBits) -> Result<Exported> {
+    let int8 = quant::export_as(model, ds, bits).map_err(|e| anyhow!("int8 export: {e}"))?;
     let f32_accuracy = train::evaluate(model, &ds.test, &mut Workspace::default()).accuracy;
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let predictions = dir.join("predictions_int8.csv");
