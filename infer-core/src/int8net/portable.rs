@@ -61,13 +61,53 @@ pub(super) fn sparse(layer: &Layer<'_>, sparse: &Sparse<'_>, x: &[u8], act: &mut
     }
 }
 
+/// The high four bits of each byte: an int4 word's odd block as int8 weights `16q`.
+const HIGH: u32 = 0xF0F0_F0F0;
+
+/// `Σ x[k] · w[k]` over the four int8 weights of word `w`.
+#[inline(always)]
+fn dot(xs: [i32; GROUP], w: u32) -> i32 {
+    let b = w.to_le_bytes();
+    xs[0] * i32::from(b[0] as i8)
+        + xs[1] * i32::from(b[1] as i8)
+        + xs[2] * i32::from(b[2] as i8)
+        + xs[3] * i32::from(b[3] as i8)
+}
+
+/// `acc[k] += dot(xs, block)` for a group's blocks of an int4 layer, the `k` from `outputs`
+/// (each below 128), the blocks two to a word from block `first` of `weights` on: a word
+/// unpacked with a shift and a mask for its low halves, a mask for its high ones.
+#[inline(always)]
+fn scatter4(
+    acc: &mut [i32; BLOCK],
+    xs: [i32; GROUP],
+    mut outputs: impl ExactSizeIterator<Item = usize>,
+    weights: &[u8],
+    first: usize,
+) {
+    let mut words =
+        weights[first / 2 * GROUP..].chunks_exact(GROUP).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+    if first % 2 == 1
+        && let (Some(k), Some(w)) = (outputs.next(), words.next())
+    {
+        acc[k % BLOCK] += dot(xs, w & HIGH);
+    }
+    while outputs.len() >= 2 {
+        let (Some(k0), Some(k1), Some(w)) = (outputs.next(), outputs.next(), words.next()) else { break };
+        acc[k0 % BLOCK] += dot(xs, (w << 4) & HIGH);
+        acc[k1 % BLOCK] += dot(xs, w & HIGH);
+    }
+    if let (Some(k), Some(w)) = (outputs.next(), words.next()) {
+        acc[k % BLOCK] += dot(xs, (w << 4) & HIGH);
+    }
+}
+
 /// An int4 layer, dense (over the non-zero `groups`) or sparse (over every group, as
-/// [`sparse`]): [`dense`]'s and [`sparse`]'s loops with each block's weights unpacked from
-/// its half of a word ([`Layer::block`]).
+/// [`sparse`]): each group's blocks by [`scatter4`].
 pub(super) fn int4(layer: &Layer<'_>, x: &[u8], groups: &[u16], act: &mut [u8], scores: &mut [i32]) {
     let n_groups = layer.inputs / GROUP;
-    let dot = |xs: &[u8], w: [i8; GROUP]| xs.iter().zip(w).map(|(&x, w)| i32::from(x) * i32::from(w)).sum::<i32>();
-    // `at`: the first block of the output block.
+    let inputs = |xs: &[u8]| [i32::from(xs[0]), i32::from(xs[1]), i32::from(xs[2]), i32::from(xs[3])];
+    // A sparse layer's next group's first kept block.
     let (mut at, mut j0) = (0, 0);
     while j0 < layer.outputs {
         let width = BLOCK.min(layer.outputs - j0);
@@ -75,23 +115,17 @@ pub(super) fn int4(layer: &Layer<'_>, x: &[u8], groups: &[u16], act: &mut [u8], 
         match layer.sparse {
             None => {
                 for &g in groups {
-                    let (g, first) = (usize::from(g), at + usize::from(g) * width);
-                    let xs = &x[g * GROUP..][..GROUP];
-                    for (t, a) in (first..).zip(&mut acc[..width]) {
-                        *a += dot(xs, layer.block(t));
-                    }
+                    let (g, first) = (usize::from(g), j0 * n_groups + usize::from(g) * width);
+                    scatter4(&mut acc, inputs(&x[g * GROUP..]), 0..width, layer.weights, first);
                 }
-                at += n_groups * width;
             }
             Some(sparse) => {
                 let counts = &sparse.counts[j0 / BLOCK * n_groups..][..n_groups];
                 for (xs, &count) in x.chunks_exact(GROUP).zip(counts) {
                     let n = usize::from(count);
                     if n != 0 && xs != [0; GROUP] {
-                        for (t, &k) in (at..at + n).zip(&sparse.indices[at..at + n]) {
-                            // Indices are below the block's width (checked when the model was read).
-                            acc[usize::from(k) % BLOCK] += dot(xs, layer.block(t));
-                        }
+                        let kept = sparse.indices[at..at + n].iter().map(|&k| usize::from(k));
+                        scatter4(&mut acc, inputs(xs), kept, layer.weights, at);
                     }
                     at += n;
                 }
