@@ -4,12 +4,15 @@ boards: the table of accuracy against model size in docs/int8-and-firmware.md.
 
     python3 tools/budget-table.py [--out DIR] [--images N] [--recipe ARGS] [SPEC ...]
 
-A SPEC is a comma-separated hidden stack, optionally pruned and distilled:
+A SPEC is a comma-separated hidden stack, optionally pruned, with int4 weights and
+distilled:
 
     128,64                dense
     256,128@0.9           --prune 0.9 (blocks of four inputs, hidden layers; stored sparse)
     256,128/32K           --flash 32K (pruned as far as the int8 file needs to fit 32 KB)
     256,128@0.9+distill   the same, taught by the teacher (--distill TEACHER)
+    256,128/32K+int4      --quant int4: int4 hidden weights (with --flash, pruned less)
+    256,128/32K+int4+distill  both
 
 Each is trained with `trainer fit --preset best --hidden HIDDEN ...` (the recipe is
 `--recipe`, default "--preset best") into DIR/SPEC. The teacher is DIR/teacher, the
@@ -37,6 +40,8 @@ SPECS = [
     "16", "32", "64,32", "128,64", "256,128", "512,256",
     "128,64@0.8", "256,128@0.9", "256,128@0.9+distill", "512,256@0.9", "512,256@0.95",
     "128,64/16K+distill", "256,128/64K+distill", "512,256/128K+distill", "512,256/256K+distill",
+    "32+int4", "128,64+int4", "128,64/16K+int4+distill", "256,128/32K+int4+distill",
+    "256,128/64K+int4+distill", "512,256/128K+int4+distill", "512,256/256K+int4+distill",
 ]
 MICROBIT_FLASH = 256 * 1024
 
@@ -47,14 +52,15 @@ def run_json(args):
 
 
 def parse(spec):
-    """(hidden, the trainer's pruning options, distilled) of a SPEC."""
-    distill = spec.endswith("+distill")
-    spec = spec.removesuffix("+distill")
+    """(hidden, the trainer's pruning and weight options, distilled) of a SPEC."""
+    spec, *flags = spec.split("+")
+    distill, int4 = "distill" in flags, "int4" in flags
+    quant = ["--quant", "int4"] if int4 else []
     if "/" in spec:
         hidden, _, flash = spec.partition("/")
-        return hidden, ["--flash", flash], distill
+        return hidden, ["--flash", flash, *quant], distill
     hidden, _, sparsity = spec.partition("@")
-    return hidden, (["--prune", sparsity] if sparsity else []), distill
+    return hidden, (["--prune", sparsity] if sparsity else []) + quant, distill
 
 
 def fit(run, args):
@@ -101,18 +107,18 @@ def main():
         rows.append((spec, distill, summary, check, m4, m0))
         print(f"{spec}: done", file=sys.stderr)
 
-    print("| network | pruned | int8 file | f32 / int8 test accuracy | Cortex-M4F instructions | Cortex-M0 (micro:bit) instructions, flash |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| network | pruned | weights | model file | f32 / int8 test accuracy | Cortex-M4F instructions | Cortex-M0 (micro:bit) instructions, flash |")
+    print("|---|---|---|---:|---:|---:|---:|")
     for spec, distill, summary, check, m4, m0 in rows:
         sparsity = summary.get("sparsity") or []
         pruned = f"{100 * sparsity[0]:.0f}%" if sparsity else ""
         if "/" in spec:
-            pruned += f" (`--flash {spec.split('/')[1].removesuffix('+distill')}`)"
+            pruned += f" (`--flash {spec.split('/')[1].split('+')[0]}`)"
         if distill:
             pruned += ", distilled"
         m0_cell = "does not fit" if m0 is None else f"{m0['instructions_per_inference']:,.0f}, {m0['flash_bytes'] / 1024:.1f} KB"
         print(
-            f"| {m4['architecture']} | {pruned} | {m4['model_bytes']:,} B "
+            f"| {m4['architecture']} | {pruned} | {'int4' if '+int4' in spec else 'int8'} | {m4['model_bytes']:,} B "
             f"| {100 * summary['test_accuracy']:.2f}% / {100 * check['accuracy']:.2f}% "
             f"| {m4['instructions_per_inference']:,.0f} | {m0_cell} |"
         )
