@@ -8,15 +8,20 @@ use anyhow::{Context, Result};
 /// firmware holds its model in a static: the payload starts 64 bytes into the file, so
 /// its weights are aligned too.
 pub fn read_aligned(path: &Path) -> Result<&'static [u8]> {
+    let max = infer_core::format::MAX_FILE_BYTES as u64;
+    let bytes = runio::fsutil::read_bounded(path, max).with_context(|| format!("reading {}", path.display()))?;
+    Ok(aligned(&bytes))
+}
+
+/// `bytes` copied into a 64-byte-aligned buffer that lives as long as the program.
+pub fn aligned(bytes: &[u8]) -> &'static [u8] {
     #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
     #[repr(C, align(64))]
     struct Line([u8; 64]);
-    let max = infer_core::format::MAX_FILE_BYTES as u64;
-    let bytes = runio::fsutil::read_bounded(path, max).with_context(|| format!("reading {}", path.display()))?;
     let mut lines = vec![Line([0; 64]); bytes.len().div_ceil(64)];
     for (line, chunk) in lines.iter_mut().zip(bytes.chunks(64)) {
         line.0[..chunk.len()].copy_from_slice(chunk);
     }
     let lines: &'static [Line] = Box::leak(lines.into_boxed_slice());
-    Ok(&bytemuck::cast_slice::<Line, u8>(lines)[..bytes.len()])
+    &bytemuck::cast_slice::<Line, u8>(lines)[..bytes.len()]
 }

@@ -109,6 +109,42 @@ fn int8_model_agrees_exactly_with_the_trainer_reference() {
     assert_eq!(report["first_disagreements"][0], 9_999);
 }
 
+/// An int4 model (pruned to 80%, int4 hidden weights) runs widened to int8 on the host
+/// (`infer_host::host_bytes`): every kernel agrees with the trainer's integer reference on
+/// every image, on 1 and 3 threads, and the report gives the file's own size.
+#[test]
+fn int4_model_agrees_exactly_with_the_trainer_reference_on_every_kernel() {
+    let ds = trainer::data::load(None).expect("the real dataset (apt-get install dataset-fashion-mnist)");
+    let arch = infer_core::arch::Architecture::new(&[784, 256, 128, 10]).unwrap();
+    let mut model =
+        trainer::model::Mlp::new(&arch, infer_core::Activation::Relu, &mut rand_chacha::ChaCha8Rng::seed_from_u64(10));
+    let order: Vec<u16> = (0..784).collect();
+    let mut masks = trainer::prune::uncut(&model);
+    trainer::prune::update(&mut masks, &model, 0.8, &order);
+    trainer::prune::apply(&masks, &mut model, &order);
+    let export = trainer::quant::export_as(&model, &ds, trainer::qat::WeightBits::Int4).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    trainer::report::write_int8(dir.path(), "m", &export, &ds.test.labels).unwrap();
+    let path = dir.path().join("m.int8.fmlp");
+    assert_eq!(std::fs::read(&path).unwrap()[4], 5, "format version 5");
+    infer_host::request_amx();
+    for kernel in infer_core::int8net::Kernel::ALL.into_iter().filter(|k| k.runs()) {
+        for threads in ["1", "3"] {
+            let run = sim()
+                .env(infer_host::KERNEL_ENV, infer_host::short_name(kernel))
+                .args(["check", "--json", "--threads", threads, "--model"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(run.status.success(), "{kernel}: {}", String::from_utf8_lossy(&run.stderr));
+            let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+            assert_eq!((&report["kernel"], &report["disagreements"]), (&kernel.name().into(), &0.into()), "{report}");
+            assert_eq!(report["model_bytes"], export.bytes.len(), "{report}");
+            assert!((report["accuracy"].as_f64().unwrap() - export.accuracy).abs() < 1e-12);
+        }
+    }
+}
+
 #[test]
 fn check_refuses_a_missing_reference_a_nan_threshold_and_impossible_classes() {
     let ds = trainer::data::load(None).expect("the real dataset (apt-get install dataset-fashion-mnist)");

@@ -54,9 +54,27 @@ fn int4_layers_match_the_reference_on_every_kernel_shape_and_sparsity() {
                 let what =
                     format!("{arch} {activation:?} cut {cut:?} int4 {:?} sparse {:?}", params.int4, params.sparse);
                 check_every_kernel(&params, &model, &images, &what);
+                // Widened to int8 layers: the same scores (against the same naive loop).
+                let wide = widened(&bytes);
+                let version = if params.sparse.contains(&true) { 4 } else { 3 };
+                assert_eq!(wide[4], version, "{what}");
+                check_every_kernel(&params, &Int8Model::from_bytes(&wide).unwrap(), &images, &what);
             }
         }
     }
+}
+
+/// `bytes` with its int4 layers widened to int8 ([`int8net::widen`]).
+fn widened(bytes: &[u8]) -> Vec<u8> {
+    let header = infer_core::int8net::widened_header(format::read(bytes).unwrap().header());
+    let mut out = vec![0u8; header.file_len()];
+    assert_eq!(
+        infer_core::int8net::widen(bytes, &mut out[..header.file_len() - 1]),
+        Err(Error::BufferTooSmall { needed: header.file_len(), found: header.file_len() - 1 })
+    );
+    let len = infer_core::int8net::widen(bytes, &mut out).unwrap();
+    assert_eq!(len, out.len());
+    out
 }
 
 #[test]
@@ -74,6 +92,10 @@ fn an_int4_model_classifies_as_its_int8_twin_in_about_half_the_bytes() {
     // The hidden layers' weights take 108,544 bytes as int8, 54,272 as int4 (the alignments
     // happen to cost nothing in either file).
     assert_eq!(int8.len() - int4.len(), (784 * 128 + 128 * 64) / 2, "{} {}", int8.len(), int4.len());
+    // Widening the int4 file gives the int8 file, byte for byte; a file without int4
+    // layers widens to itself.
+    assert_eq!(widened(&int4), int8);
+    assert_eq!(widened(&int8), int8);
     let (a, b) = (Int8Model::from_bytes(&int8).unwrap(), Int8Model::from_bytes(&int4).unwrap());
     let mut scratch = infer_core::Int8Scratch::<{ infer_core::int8net::INT8_SCRATCH_MAX }>::zeroed();
     for _ in 0..50 {
@@ -88,6 +110,7 @@ fn an_int4_model_classifies_as_its_int8_twin_in_about_half_the_bytes() {
     params.int4 = vec![false; 3];
     let sparse8 = params.encode();
     assert_eq!((sparse8[4], sparse4[4]), (4, 5));
+    assert_eq!(widened(&sparse4), sparse8);
     let kept = format::read(&sparse8).unwrap().header().storage().kept(0).unwrap() as usize;
     let saved = sparse8.len() - sparse4.len();
     // Layer 1 (dense) saves half its 8,192 bytes; layer 0 2 bytes a kept block (less an

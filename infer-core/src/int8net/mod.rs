@@ -92,6 +92,9 @@ use crate::layout::{Int8Layout, Storage, groups};
 use layer::{Lane, Layer, Output, Sparse, emit, requant};
 
 mod layer;
+mod widen;
+
+pub use widen::{widen, widened_header};
 
 #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
 #[allow(unsafe_code)]
