@@ -1,4 +1,4 @@
-//! Mutated model files of three shapes, int8 (dense and sparse) and f32: bit flips, byte runs, truncations,
+//! Mutated model files of three shapes, int8 (dense, sparse and int4) and f32: bit flips, byte runs, truncations,
 //! splices and header edits, each with the checksum recomputed so that the parser's later
 //! checks and the kernels see them. Nothing may panic, any int8 model that loads must
 //! classify with the fast kernel exactly as with the scalar reference, and any f32 model
@@ -132,10 +132,18 @@ fn mutated_files_are_errors_or_models_that_classify_alike_on_both_kernels() {
             pruned.prune(&mut rng, l, 0.9, 2);
         }
         seeds.push(pruned.encode());
+        // Int4 (format version 5): the first hidden layer sparse, the others dense.
+        let mut int4 = Params::random(&mut rng, a, act);
+        for l in 0..a.layers() - 1 {
+            int4.make_int4(l);
+        }
+        int4.prune(&mut rng, 0, 0.8, 1);
+        seeds.push(int4.encode());
     }
     let images: Vec<Vec<u8>> =
         (0..4).map(|k| (0..784).map(|i| if (i + k) % 3 == 0 { 0 } else { (i * 7 + k * 13) as u8 }).collect()).collect();
-    let (mut loaded, mut classified, mut f32_predicted, mut sparse) = (0usize, 0usize, 0usize, 0usize);
+    let (mut loaded, mut classified, mut f32_predicted, mut sparse, mut int4) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
     let mut scratch = Int8Scratch::<INT8_SCRATCH_MAX>::zeroed();
     let mut f32_scratch = Scratch::<2048>::zeroed();
     for tried in 1..=files {
@@ -148,6 +156,7 @@ fn mutated_files_are_errors_or_models_that_classify_alike_on_both_kernels() {
         let Ok(model) = Model::from_bytes(&file) else { continue };
         loaded += 1;
         sparse += usize::from(format::read(&file).is_ok_and(|f| f.header().storage().any()));
+        int4 += usize::from(format::read(&file).is_ok_and(|f| f.header().storage().any_int4()));
         let arch = model.architecture();
         let replay = format!("mutated file {tried} of MUTATE_SEED={seed}");
         match model {
@@ -175,10 +184,13 @@ fn mutated_files_are_errors_or_models_that_classify_alike_on_both_kernels() {
         }
     }
     println!(
-        "{files} mutated files, {loaded} loaded ({sparse} with sparse layers), {classified} images classified by \
+        "{files} mutated files, {loaded} loaded ({sparse} with sparse layers, {int4} with int4), {classified} images classified by \
          both kernels ({}), {f32_predicted} f32 models predicted",
         int8net::Kernel::detected()
     );
     assert!(loaded > files / 50, "mutations must reach the kernels: {loaded} of {files} loaded (MUTATE_SEED={seed})");
-    assert!(classified > 0 && f32_predicted > 0 && sparse > 0, "every kind of model classified (MUTATE_SEED={seed})");
+    assert!(
+        classified > 0 && f32_predicted > 0 && sparse > 0 && int4 > 0,
+        "every kind of model classified (MUTATE_SEED={seed})"
+    );
 }
