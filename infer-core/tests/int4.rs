@@ -2,18 +2,13 @@
 //! reference and the naive loop on random shapes and sparsities; the same model stored int8
 //! and int4 classifies alike; the file's golden bytes; and what the reader refuses.
 
-use infer_core::arch::Architecture;
 use infer_core::format::{self, Header};
 use infer_core::layout::{Int8Layout, Storage};
 use infer_core::{Activation, Error, Int8Model, Model, Quant};
 
 mod common;
 
-use common::{Params, Rng, check_every_kernel, random_image};
-
-fn arch(widths: &[usize]) -> Architecture {
-    Architecture::new(widths).unwrap()
-}
+use common::{Params, Rng, arch, check_every_kernel, random_image};
 
 #[test]
 fn int4_layers_match_the_reference_on_every_kernel_shape_and_sparsity() {

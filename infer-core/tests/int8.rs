@@ -10,11 +10,7 @@ use infer_core::{Activation, Error, Int8Model, Int8Scratch, Model, Param, Quant}
 
 mod common;
 
-use common::{Params, Rng, kernels, random_image};
-
-fn arch(widths: &[usize]) -> Architecture {
-    Architecture::new(widths).unwrap()
-}
+use common::{Params, Rng, arch, kernels, random_image};
 
 /// Shapes that reach every path: 1 to 4 hidden layers, widths that are not multiples of
 /// 4, 16 or 128, a hidden layer wider than the input, one-unit layers, blocks of 128.

@@ -3,7 +3,6 @@
 //! nothing kept at all); the same model stored dense and sparse classifies alike; the file's
 //! golden bytes; and every inconsistency of the counts and indices refused.
 
-use infer_core::arch::Architecture;
 use infer_core::format::{self, Extras, Header};
 use infer_core::int8net::INT8_SCRATCH_MAX;
 use infer_core::layout::{Int8Layout, Storage};
@@ -11,11 +10,7 @@ use infer_core::{Activation, Error, Int8Model, Int8Scratch, Model, Quant};
 
 mod common;
 
-use common::{Params, Rng, check_every_kernel, kernels, random_image};
-
-fn arch(widths: &[usize]) -> Architecture {
-    Architecture::new(widths).unwrap()
-}
+use common::{Params, Rng, arch, check_every_kernel, kernels, random_image};
 
 #[test]
 fn sparse_layers_match_the_reference_on_every_kernel_shape_and_sparsity() {

@@ -5,14 +5,14 @@
 
 mod common;
 
-use common::{data, synthetic};
+use common::{StopAfter, data, synthetic};
 use infer_core::Activation;
 use trainer::format;
 use trainer::model::{Mlp, Network};
 use trainer::prune::Prune;
 use trainer::qat::{self, WeightBits};
 use trainer::recipe::{ModelKind, Recipe};
-use trainer::train::{self, FitError, Observer, Quiet};
+use trainer::train::{self, FitError, Quiet};
 
 /// A 784-64-30-10 network with int4 hidden weights, pruned to `sparsity` if given.
 fn int4(sparsity: Option<f32>, batch_norm: bool, epochs: usize) -> Recipe {
@@ -87,20 +87,6 @@ fn an_int4_run_has_the_same_bits_with_1_and_2_threads() {
     let (a, b) = (run(1), run(2));
     assert_eq!(format::encode_f32(&a.model).unwrap(), format::encode_f32(&b.model).unwrap());
     assert_eq!(a.test.predictions, b.test.predictions);
-}
-
-/// Stops a run after `left` steps.
-struct StopAfter {
-    left: usize,
-}
-
-impl Observer for StopAfter {
-    fn step(&mut self, _: usize, _: f64, _: f64) {
-        self.left = self.left.saturating_sub(1);
-    }
-    fn stop(&mut self) -> bool {
-        self.left == 0
-    }
 }
 
 #[test]

@@ -3,13 +3,13 @@
 
 mod common;
 
-use common::{data, synthetic};
+use common::{StopAfter, data, synthetic};
 use infer_core::Activation;
 use trainer::format;
 use trainer::model::Network;
 use trainer::prune::{BLOCK, Prune};
 use trainer::recipe::{ModelKind, Recipe};
-use trainer::train::{self, FitError, Observer, Quiet, Trained};
+use trainer::train::{self, FitError, Quiet, Trained};
 
 /// A 784-64-30-10 network (30: a width that is not a multiple of 4), pruned to `sparsity`.
 fn pruned(sparsity: f32, batch_norm: bool, epochs: usize) -> Recipe {
@@ -76,20 +76,6 @@ fn a_pruned_run_has_the_same_bits_with_1_and_2_threads() {
     assert_eq!(format::encode_f32(&a.model).unwrap(), format::encode_f32(&b.model).unwrap());
     assert_eq!(a.test.predictions, b.test.predictions);
     assert_eq!(a.sparsity, b.sparsity);
-}
-
-/// Stops a run after `left` steps.
-struct StopAfter {
-    left: usize,
-}
-
-impl Observer for StopAfter {
-    fn step(&mut self, _: usize, _: f64, _: f64) {
-        self.left = self.left.saturating_sub(1);
-    }
-    fn stop(&mut self) -> bool {
-        self.left == 0
-    }
 }
 
 #[test]

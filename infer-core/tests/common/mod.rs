@@ -7,6 +7,11 @@ use infer_core::int8net::INT8_SCRATCH_MAX;
 use infer_core::int8net::{self, Int8Layer, Kernel};
 use infer_core::{Activation, Int8Model, Int8Scratch};
 
+/// The architecture of `widths` (valid ones only).
+pub fn arch(widths: &[usize]) -> Architecture {
+    Architecture::new(widths).unwrap()
+}
+
 /// xorshift64*: enough randomness for test data, no dependency.
 pub struct Rng(pub u64);
 impl Rng {

@@ -166,3 +166,17 @@ pub fn synthetic(n: usize, seed: u64) -> trainer::data::Split {
     }
     trainer::data::Split::bytes(pixels, labels, PIXELS)
 }
+
+/// Stops a run after `left` steps.
+pub struct StopAfter {
+    pub left: usize,
+}
+
+impl trainer::train::Observer for StopAfter {
+    fn step(&mut self, _: usize, _: f64, _: f64) {
+        self.left = self.left.saturating_sub(1);
+    }
+    fn stop(&mut self) -> bool {
+        self.left == 0
+    }
+}
