@@ -25,3 +25,13 @@ pub fn aligned(bytes: &[u8]) -> &'static [u8] {
     let lines: &'static [Line] = Box::leak(lines.into_boxed_slice());
     &bytemuck::cast_slice::<Line, u8>(lines)[..bytes.len()]
 }
+
+/// The model `file` as the host runs it: int4 layers widened to int8 (the same scores, on
+/// the fast kernels; [`infer_host::host_bytes`]), in an aligned buffer of its own; `file`
+/// itself otherwise.
+pub fn for_host(file: &'static [u8]) -> &'static [u8] {
+    match infer_host::host_bytes(file) {
+        std::borrow::Cow::Borrowed(file) => file,
+        std::borrow::Cow::Owned(wide) => aligned(&wide),
+    }
+}

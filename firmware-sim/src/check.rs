@@ -138,11 +138,7 @@ impl fmt::Display for Report {
 /// Runs the check; `Ok(false)` when agreement is below the threshold.
 pub fn run(args: Args) -> Result<bool> {
     let file = crate::blob::read_aligned(&args.model)?;
-    // Int4 layers run widened to int8 on the host: the same scores, on the fast kernels.
-    let blob = match infer_host::host_bytes(file) {
-        std::borrow::Cow::Borrowed(file) => file,
-        std::borrow::Cow::Owned(wide) => crate::blob::aligned(&wide),
-    };
+    let blob = crate::blob::for_host(file);
     let net = Model::from_bytes(blob).map_err(|e| anyhow::anyhow!("{}: {e}", args.model.display()))?;
     let arch = net.architecture();
     let data = data_of_model(&args.model, &args.data, args.seed)?.open()?;

@@ -51,6 +51,7 @@ pub mod format;
 pub mod int8net;
 pub mod layout;
 pub mod spec;
+pub mod widen;
 
 pub use error::{Error, Param};
 pub use f32net::{F32Model, Scratch};

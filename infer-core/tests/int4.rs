@@ -59,15 +59,15 @@ fn int4_layers_match_the_reference_on_every_kernel_shape_and_sparsity() {
     }
 }
 
-/// `bytes` with its int4 layers widened to int8 ([`int8net::widen`]).
+/// `bytes` with its int4 layers widened to int8 ([`widen::widen`]).
 fn widened(bytes: &[u8]) -> Vec<u8> {
-    let header = infer_core::int8net::widened_header(format::read(bytes).unwrap().header());
+    let header = infer_core::widen::widened_header(format::read(bytes).unwrap().header());
     let mut out = vec![0u8; header.file_len()];
     assert_eq!(
-        infer_core::int8net::widen(bytes, &mut out[..header.file_len() - 1]),
+        infer_core::widen::widen(bytes, &mut out[..header.file_len() - 1]),
         Err(Error::BufferTooSmall { needed: header.file_len(), found: header.file_len() - 1 })
     );
-    let len = infer_core::int8net::widen(bytes, &mut out).unwrap();
+    let len = infer_core::widen::widen(bytes, &mut out).unwrap();
     assert_eq!(len, out.len());
     out
 }

@@ -107,7 +107,7 @@ const AMX_TILE: usize = 16;
 const _: () = assert!(BATCH_BLOCK.is_multiple_of(AMX_TILE));
 
 /// The model file `bytes` as the host runs it: with its int4 layers widened to int8
-/// ([`infer_core::int8net::widen`]: the same scores, bit for bit, on the fast int8 kernels,
+/// ([`infer_core::widen::widen`]: the same scores, bit for bit, on the fast int8 kernels,
 /// several times faster than int4 layers' portable loop); borrowed as it is otherwise
 /// (an f32 or an int8 file without int4 layers, or one that does not load, which the
 /// caller's reading reports).
@@ -116,9 +116,9 @@ pub fn host_bytes(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     if !int4 {
         return std::borrow::Cow::Borrowed(bytes);
     }
-    let header = infer_core::format::read(bytes).map(|f| infer_core::int8net::widened_header(f.header()));
+    let header = infer_core::format::read(bytes).map(|f| infer_core::widen::widened_header(f.header()));
     let mut out = vec![0u8; header.map_or(0, |h| h.file_len())];
-    match infer_core::int8net::widen(bytes, &mut out) {
+    match infer_core::widen::widen(bytes, &mut out) {
         Ok(len) => {
             out.truncate(len);
             std::borrow::Cow::Owned(out)

@@ -96,16 +96,11 @@ impl Layer<'_> {
     }
 
     /// The four weights of block `t` of the layer's weights (counted in blocks, in storage
-    /// order), as the int8 values the kernels multiply by. An int4 layer holds blocks `2n`
-    /// and `2n + 1` in word `n`: byte `k`'s low four bits are input `k`'s weight of block
-    /// `2n`, its high four bits that of block `2n + 1`, each the two's complement int4 value
-    /// `q`, which stands for the int8 weight `16q`.
+    /// order), as the int8 values the kernels multiply by ([`int4_block`] for an int4 layer).
     #[inline(always)]
     pub(super) fn block(&self, t: usize) -> [i8; GROUP] {
         if self.int4 {
-            let w = &self.weights[t / 2 * GROUP..][..GROUP];
-            let shift = if t.is_multiple_of(2) { 4 } else { 0 };
-            core::array::from_fn(|k| ((w[k] << shift) & 0xF0) as i8)
+            int4_block(self.weights, t)
         } else {
             let w = &self.weights[t * GROUP..][..GROUP];
             core::array::from_fn(|k| w[k] as i8)
@@ -119,6 +114,16 @@ impl Layer<'_> {
     pub(super) fn mult(&self, j: usize) -> i32 {
         i16::from_le_bytes([self.mult[2 * j], self.mult[2 * j + 1]]) as i32
     }
+}
+
+/// The four weights of block `t` of an int4 layer's `weights` as the int8 values `16q` they
+/// stand for: word `t / 2`'s low four bits of each byte for an even `t`, its high four bits
+/// for an odd one (see [`super`]'s documentation).
+#[inline(always)]
+pub fn int4_block(weights: &[u8], t: usize) -> [i8; GROUP] {
+    let w = &weights[t / 2 * GROUP..][..GROUP];
+    let shift = if t.is_multiple_of(2) { 4 } else { 0 };
+    core::array::from_fn(|k| ((w[k] << shift) & 0xF0) as i8)
 }
 
 /// One image's part of a layer as a kernel runs it: its input, the groups of four inputs

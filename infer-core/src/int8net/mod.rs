@@ -92,9 +92,8 @@ use crate::layout::{Int8Layout, Storage, groups};
 use layer::{Lane, Layer, Output, Sparse, emit, requant};
 
 mod layer;
-mod widen;
 
-pub use widen::{widen, widened_header};
+pub use layer::int4_block;
 
 #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
 #[allow(unsafe_code)]
@@ -442,48 +441,7 @@ pub fn encode(
     let payload = &mut file[HEADER_BYTES..HEADER_BYTES + layout.len()];
     payload.fill(0);
     for (l, layer) in layers.iter().enumerate() {
-        let (i, o) = architecture.layer(l);
-        // The four weights of group `g` to output `j` (the padding inputs of the last group
-        // keep zero weights).
-        let block = |g: usize, j: usize| -> [u8; GROUP] {
-            core::array::from_fn(|k| if GROUP * g + k < i { layer.weights[(GROUP * g + k) * o + j] as u8 } else { 0 })
-        };
-        // Where the next block goes: a byte offset for int8, a block number for int4.
-        let start = layout.weights(l).start;
-        let (mut at, mut kept) = (if layer.int4 { 0 } else { start }, 0);
-        let (counts, indices) = (layout.counts(l).start, layout.indices(l).start);
-        for b in (0..o).step_by(BLOCK) {
-            for g in 0..groups(i) {
-                let mut count = 0u8;
-                for j in b..o.min(b + BLOCK) {
-                    let w = block(g, j);
-                    if layer.sparse && w == [0; GROUP] {
-                        continue;
-                    }
-                    if layer.int4 {
-                        // Block `at` (counted in blocks): the low halves of word at / 2 if
-                        // even, the high halves if odd.
-                        let word = &mut payload[start + at / 2 * GROUP..][..GROUP];
-                        for (byte, &w) in word.iter_mut().zip(&w) {
-                            *byte |= if at % 2 == 0 { w >> 4 } else { w & 0xF0 };
-                        }
-                        at += 1;
-                    } else {
-                        payload[at..at + GROUP].copy_from_slice(&w);
-                        at += GROUP;
-                    }
-                    if layer.sparse {
-                        // j - b < BLOCK = 128, and so is the count.
-                        payload[indices + kept] = (j - b) as u8;
-                        kept += 1;
-                        count += 1;
-                    }
-                }
-                if layer.sparse {
-                    payload[counts + b / BLOCK * groups(i) + g] = count;
-                }
-            }
-        }
+        write_weights(payload, &layout, l, layer, architecture.layer(l));
         let params = [(layout.biases(l), layer.biases), (layout.multipliers(l), layer.multipliers)];
         for (span, values) in params {
             for (b, v) in payload[span.range()].chunks_exact_mut(2).zip(values) {
@@ -501,6 +459,53 @@ pub fn encode(
         payload[span.range()].copy_from_slice(table);
     }
     format::seal(&header, extras, file)
+}
+
+/// Writes layer `l` (of `inputs` and `outputs`) into its part of `payload` as `layout`
+/// places it: its blocks of four weights (dense: every one; sparse: those not all zero, with
+/// their counts and indices), four bytes each or, int4, two to a word.
+fn write_weights(payload: &mut [u8], layout: &Int8Layout, l: usize, layer: &Int8Layer<'_>, (i, o): (usize, usize)) {
+    // The four weights of group `g` to output `j` (the padding inputs of the last group
+    // keep zero weights).
+    let block = |g: usize, j: usize| -> [u8; GROUP] {
+        core::array::from_fn(|k| if GROUP * g + k < i { layer.weights[(GROUP * g + k) * o + j] as u8 } else { 0 })
+    };
+    // Where the next block goes: a byte offset for int8, a block number for int4.
+    let start = layout.weights(l).start;
+    let (mut at, mut kept) = (if layer.int4 { 0 } else { start }, 0);
+    let (counts, indices) = (layout.counts(l).start, layout.indices(l).start);
+    for b in (0..o).step_by(BLOCK) {
+        for g in 0..groups(i) {
+            let mut count = 0u8;
+            for j in b..o.min(b + BLOCK) {
+                let w = block(g, j);
+                if layer.sparse && w == [0; GROUP] {
+                    continue;
+                }
+                if layer.int4 {
+                    // Block `at` (counted in blocks): the low halves of word at / 2 if
+                    // even, the high halves if odd.
+                    let word = &mut payload[start + at / 2 * GROUP..][..GROUP];
+                    for (byte, &w) in word.iter_mut().zip(&w) {
+                        *byte |= if at % 2 == 0 { w >> 4 } else { w & 0xF0 };
+                    }
+                    at += 1;
+                } else {
+                    payload[at..at + GROUP].copy_from_slice(&w);
+                    at += GROUP;
+                }
+                if layer.sparse {
+                    // j - b < BLOCK = 128, and so is the count.
+                    payload[indices + kept] = (j - b) as u8;
+                    kept += 1;
+                    count += 1;
+                }
+            }
+            if layer.sparse {
+                payload[counts + b / BLOCK * groups(i) + g] = count;
+            }
+        }
+    }
 }
 
 /// An int8 model whose weights stay in the borrowed bytes (flash on a microcontroller).

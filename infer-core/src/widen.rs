@@ -3,10 +3,10 @@
 //! where memory is plenty and the int8 kernels (AVX-512 VNNI, AMX) run several times faster
 //! than the int4 layers' portable loop.
 
-use super::Int8Model;
 use crate::arch::GROUP;
 use crate::error::Error;
 use crate::format::{self, HEADER_BYTES, Header};
+use crate::int8net::{Int8Model, int4_block};
 use crate::layout::{Int8Layout, Span, Storage};
 
 /// The header of the file [`widen`] writes for a file with `header`: every layer int8, the
@@ -26,7 +26,8 @@ pub fn widened_header(header: &Header) -> Header {
 /// file that is not a valid int8 model, and for `out` too short.
 pub fn widen(bytes: &[u8], out: &mut [u8]) -> Result<usize, Error> {
     let file = format::read(bytes)?;
-    let model = Int8Model::from_file(file)?;
+    // Validated as a model: every layer's parameters, counts and indices.
+    Int8Model::from_file(file)?;
     let (header, payload) = (*file.header(), file.payload());
     let wide = widened_header(&header);
     let (arch, activation) = (header.architecture(), header.activation());
@@ -39,19 +40,20 @@ pub fn widen(bytes: &[u8], out: &mut [u8]) -> Result<usize, Error> {
     let wide_payload = &mut out[HEADER_BYTES..HEADER_BYTES + to.len()];
     wide_payload.fill(0);
     let copy = |wide: &mut [u8], from: Span, to: Span| wide[to.range()].copy_from_slice(&payload[from.range()]);
-    for (l, layer) in model.layers[..arch.layers()].iter().enumerate() {
+    for l in 0..arch.layers() {
         copy(wide_payload, from.counts(l), to.counts(l));
         copy(wide_payload, from.indices(l), to.indices(l));
         copy(wide_payload, from.biases(l), to.biases(l));
         copy(wide_payload, from.multipliers(l), to.multipliers(l));
         copy(wide_payload, from.shifts(l), to.shifts(l));
-        if !layer.int4 {
+        if !header.storage().int4(l) {
             copy(wide_payload, from.weights(l), to.weights(l));
             continue;
         }
+        let int4 = &payload[from.weights(l).range()];
         let weights = &mut wide_payload[to.weights(l).range()];
         for (t, block) in weights.chunks_exact_mut(GROUP).enumerate() {
-            for (b, w) in block.iter_mut().zip(layer.block(t)) {
+            for (b, w) in block.iter_mut().zip(int4_block(int4, t)) {
                 *b = w as u8;
             }
         }
