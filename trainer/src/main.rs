@@ -729,10 +729,20 @@ fn fit_flash(recipe: &mut trainer::recipe::Recipe, ds: &trainer::data::Dataset, 
             recipe.name
         ),
         Some(s) => {
+            // Int4 weights fit the budget with less pruning: say how much less.
+            let int4 = match bits {
+                trainer::qat::WeightBits::Int8 => {
+                    trainer::budget::sparsity_for(&arch, activation, &extras, budget, trainer::qat::WeightBits::Int4)
+                        .ok()
+                        .map(|s4| format!("; with --quant int4, {:.1}%", 100.0 * s4.unwrap_or(0.0)))
+                }
+                trainer::qat::WeightBits::Int4 => None,
+            };
             runio::note!(
-                "{}: --flash {budget}: hidden layers pruned to {:.1}% (the file with {weights} at most {bytes} bytes)",
+                "{}: --flash {budget}: hidden layers pruned to {:.1}% (the file with {weights} at most {bytes} bytes{})",
                 recipe.name,
-                100.0 * s
+                100.0 * s,
+                int4.unwrap_or_default()
             );
             recipe.prune = Some(trainer::prune::Prune::to(s as f32));
         }

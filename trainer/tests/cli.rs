@@ -208,11 +208,19 @@ fn a_flash_budget_prunes_to_fit_and_refuses_what_cannot_fit_before_any_work() {
     let stderr = fit_ok(&["--hidden", "256,128", "--flash", "32K", "--epochs", "1", "--limit", "1000"], &run);
     assert!(
         stderr
-            .contains("--flash 32768: hidden layers pruned to 90.0% (the file with int8 weights at most 32671 bytes)"),
+            .contains("--flash 32768: hidden layers pruned to 90.0% (the file with int8 weights at most 32671 bytes; with --quant int4, 83.3%)"),
         "{stderr}"
     );
     let file = std::fs::read(run.join("relu-256-128/relu-256-128.int8.fmlp")).unwrap();
     assert!(file.len() <= 32 * 1024 && file.len() > 28 * 1024, "{} bytes", file.len());
+    // Int4 weights: pruned less, to the same budget, a version-5 file.
+    let int4 = out.path().join("int4");
+    let args = ["--hidden", "256,128", "--flash", "32K", "--quant", "int4", "--epochs", "1", "--limit", "1000"];
+    let stderr = fit_ok(&args, &int4);
+    let said = "--flash 32768: hidden layers pruned to 83.3% (the file with int4 hidden weights at most 32739 bytes)";
+    assert!(stderr.contains(said) && stderr.contains("int4 hidden weights (inference RAM"), "{stderr}");
+    let file = std::fs::read(int4.join("relu-256-128/relu-256-128.int8.fmlp")).unwrap();
+    assert!(file.len() <= 32739 && file.len() > 28 * 1024 && file[4] == 5, "{} bytes", file.len());
     // Dense where the dense file fits.
     let stderr =
         fit_ok(&["--hidden", "16", "--flash", "32K", "--epochs", "1", "--limit", "1000"], &out.path().join("d"));
