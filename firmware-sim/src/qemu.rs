@@ -284,6 +284,17 @@ fn build_c(tc: &Toolchain, firmware_dir: &Path, blob: &[u8], board: Board) -> Re
     Ok(elf)
 }
 
+/// An exclusive lock on the firmware's build folder for `board` (a file in it), held until
+/// the returned file is dropped.
+fn lock_build(firmware_dir: &Path, board: Board) -> Result<std::fs::File> {
+    let dir = firmware_dir.join("target").join(board.machine());
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("build.lock");
+    let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    file.lock().with_context(|| format!("locking {}", path.display()))?;
+    Ok(file)
+}
+
 /// Flash and RAM of the firmware image, read from its ELF sections and symbols.
 #[derive(Debug)]
 struct ElfSizes {
@@ -534,17 +545,20 @@ fn build_and_run(args: &Args, model: &Path, blob: &[u8], images: &[u8]) -> Resul
     let tc = toolchain()?;
     let firmware_dir = std::fs::canonicalize(&args.firmware_dir)
         .with_context(|| format!("the firmware crate {} (see --firmware-dir)", args.firmware_dir.display()))?;
+    // Other runs may build this firmware for this board at the same time, in the same
+    // folder: one at a time, until the ELF is copied.
+    let building = lock_build(&firmware_dir, args.board)?;
     let started = Instant::now();
     let built = match args.firmware {
         Firmware::Rust => build(&tc, &firmware_dir, model, args.board)?,
         Firmware::C => build_c(&tc, &firmware_dir, blob, args.board)?,
     };
     let build_seconds = started.elapsed().as_secs_f64();
-    // A private copy: another build may replace the ELF in the target folder at any time,
-    // and the copy's embedded model is checked to be this one.
+    // A private copy, made under the lock; its embedded model is checked to be this one.
     let work = tempfile::tempdir().context("creating a temporary directory")?;
     let elf = work.path().join("firmware.elf");
     std::fs::copy(&built, &elf).with_context(|| format!("copying {}", built.display()))?;
+    drop(building);
     let sizes = elf_sizes(&elf, args.firmware.model_symbol())?;
     ensure!(
         sizes.model.get(..blob.len()) == Some(blob),
