@@ -5,14 +5,14 @@
 
 mod common;
 
-use common::{StopAfter, data, synthetic};
+use common::{data, synthetic, whole_and_resumed};
 use infer_core::Activation;
 use trainer::format;
 use trainer::model::{Mlp, Network};
 use trainer::prune::Prune;
 use trainer::qat::{self, WeightBits};
 use trainer::recipe::{ModelKind, Recipe};
-use trainer::train::{self, FitError, Quiet};
+use trainer::train::{self, Quiet};
 
 /// A 784-64-30-10 network with int4 hidden weights, pruned to `sparsity` if given.
 fn int4(sparsity: Option<f32>, batch_norm: bool, epochs: usize) -> Recipe {
@@ -94,12 +94,6 @@ fn an_int4_run_stopped_on_rounded_weights_and_resumed_ends_with_the_bits_of_one_
     let (tr, te) = (synthetic(600, 27), synthetic(100, 28));
     // Six steps an epoch, 24 in all; rounded from step 14 (60%): stopped at step 17.
     let recipe = int4(None, false, 4);
-    let ds = data(&tr, &te);
-    let whole = train::fit(&recipe, &ds, &mut Quiet).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let checkpoint = dir.path().join("checkpoint");
-    let stopped = train::fit_with(&recipe, &ds, &mut StopAfter { left: 17 }, Some(&checkpoint));
-    assert!(matches!(stopped, Err(FitError::Stopped { epochs: 2 })), "{stopped:?}");
-    let resumed = train::fit_with(&recipe, &ds, &mut Quiet, Some(&checkpoint)).unwrap();
+    let (whole, resumed) = whole_and_resumed(&recipe, &data(&tr, &te), 17, 2);
     assert_eq!(format::encode_f32(&whole.model).unwrap(), format::encode_f32(&resumed.model).unwrap());
 }

@@ -3,13 +3,13 @@
 
 mod common;
 
-use common::{StopAfter, data, synthetic};
+use common::{data, synthetic, whole_and_resumed};
 use infer_core::Activation;
 use trainer::format;
 use trainer::model::Network;
 use trainer::prune::{BLOCK, Prune};
 use trainer::recipe::{ModelKind, Recipe};
-use trainer::train::{self, FitError, Quiet, Trained};
+use trainer::train::{self, Quiet, Trained};
 
 /// A 784-64-30-10 network (30: a width that is not a multiple of 4), pruned to `sparsity`.
 fn pruned(sparsity: f32, batch_norm: bool, epochs: usize) -> Recipe {
@@ -82,14 +82,8 @@ fn a_pruned_run_has_the_same_bits_with_1_and_2_threads() {
 fn a_pruned_run_stopped_and_resumed_ends_with_the_bits_of_one_never_stopped() {
     let (tr, te) = (synthetic(600, 5), synthetic(100, 6));
     let recipe = pruned(0.85, false, 4);
-    let ds = data(&tr, &te);
-    let whole = train::fit(&recipe, &ds, &mut Quiet).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let checkpoint = dir.path().join("checkpoint");
     // Six steps an epoch; stopped in the third epoch, while the masks are still growing.
-    let stopped = train::fit_with(&recipe, &ds, &mut StopAfter { left: 14 }, Some(&checkpoint));
-    assert!(matches!(stopped, Err(FitError::Stopped { epochs: 2 })), "{stopped:?}");
-    let resumed = train::fit_with(&recipe, &ds, &mut Quiet, Some(&checkpoint)).unwrap();
+    let (whole, resumed) = whole_and_resumed(&recipe, &data(&tr, &te), 14, 2);
     assert_eq!(format::encode_f32(&whole.model).unwrap(), format::encode_f32(&resumed.model).unwrap());
     assert_eq!(whole.sparsity, resumed.sparsity);
 }

@@ -180,3 +180,21 @@ impl trainer::train::Observer for StopAfter {
         self.left == 0
     }
 }
+
+/// `recipe` on `ds` run whole, and run again stopped after `steps` steps (after `epochs`
+/// whole epochs) and resumed from its checkpoint: both runs' results.
+pub fn whole_and_resumed(
+    recipe: &trainer::recipe::Recipe,
+    ds: &trainer::data::Dataset,
+    steps: usize,
+    epochs: usize,
+) -> (trainer::train::Trained, trainer::train::Trained) {
+    use trainer::train::{self, FitError, Quiet};
+    let whole = train::fit(recipe, ds, &mut Quiet).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("checkpoint");
+    let stopped = train::fit_with(recipe, ds, &mut StopAfter { left: steps }, Some(&checkpoint));
+    assert!(matches!(stopped, Err(FitError::Stopped { epochs: e }) if e == epochs), "{stopped:?}");
+    let resumed = train::fit_with(recipe, ds, &mut Quiet, Some(&checkpoint)).unwrap();
+    (whole, resumed)
+}
