@@ -5,7 +5,9 @@
 //! `cargo fuzz run int8_forward` (from `infer-core/`). The input's first bytes pick the
 //! shape (1 to 4 hidden layers of 1 to 64 units, 4 to 64 inputs, 1 to 16 classes) and the
 //! activation; one bit stores the hidden layers sparse (format version 4, most of their
-//! weights zeroed); one bit picks how the parameters are made:
+//! weights zeroed), one their weights as int4 (version 5; a model that loads is also
+//! widened to int8, `widen::widen`, and must score alike); one bit picks how the parameters
+//! are made:
 //!
 //! - through the codec (`int8net::encode`), from the input's bytes brought into the
 //!   format's ranges, so that most inputs reach the forward pass;
@@ -32,6 +34,7 @@ fuzz_target!(
     let raw = head[0] & 4 != 0;
     let activation = if head[0] & 8 == 0 { Activation::Relu } else { Activation::Sigmoid };
     let sparse = head[0] & 16 != 0;
+    let int4 = head[0] & 32 != 0;
     let mut widths = vec![1 + usize::from(head[1] % 64)];
     widths.extend(head[2..2 + hidden].iter().map(|&w| 1 + usize::from(w % 64)));
     widths.push(1 + usize::from(head[5] % 16));
@@ -49,6 +52,10 @@ fuzz_target!(
         let kept = usize::from(head[1]) * 7 % (i.div_ceil(4) * o + 1);
         header = header.with_storage(infer_core::layout::Storage::DENSE.with_sparse(0, kept as u32));
     }
+    if int4 {
+        let hidden = (0..arch.layers() - 1).fold(header.storage(), |s, l| s.with_int4(l));
+        header = header.with_storage(hidden);
+    }
     let mut file = vec![0u8; header.file_len()];
     if raw {
         let payload: Vec<u8> = bytes.take(header.payload_len()).collect();
@@ -62,6 +69,10 @@ fuzz_target!(
                 // About three blocks of four in four cut.
                 weights.iter_mut().filter(|w| **w as u8 % 16 < 15).for_each(|w| *w = 0);
             }
+            if int4 && l + 1 < arch.layers() {
+                // Int4 values times 16.
+                weights.iter_mut().for_each(|w| *w &= -16);
+            }
             let biases: Vec<i16> = (0..o).map(|_| i16::from_le_bytes([bytes.next().unwrap(), bytes.next().unwrap()])).collect();
             let mults: Vec<i16> =
                 (0..o).map(|_| i16::from_le_bytes([bytes.next().unwrap(), bytes.next().unwrap() & 0x7f])).collect();
@@ -71,7 +82,8 @@ fuzz_target!(
         }
         let layers: Vec<Int8Layer<'_>> = layers
             .iter()
-            .map(|(w, b, m, r, s, zp)| Int8Layer {
+            .enumerate()
+            .map(|(l, (w, b, m, r, s, zp))| Int8Layer {
                 weights: w,
                 biases: b,
                 multipliers: m,
@@ -79,6 +91,7 @@ fuzz_target!(
                 multiplier_shift: *s,
                 zero_point: *zp,
                 sparse,
+                int4: int4 && l + 1 < arch.layers(),
             })
             .collect();
         let table: [u8; 256] = std::array::from_fn(|_| bytes.next().unwrap());
@@ -97,4 +110,12 @@ fuzz_target!(
     let b = model.predict_scalar(image, &mut scratch, &mut reference);
     assert_eq!((a, &fast), (b, &reference));
     assert!(a.is_ok());
+    if int4 {
+        let wide_header = infer_core::widen::widened_header(format::read(&file).expect("it loaded").header());
+        let mut wide = vec![0u8; wide_header.file_len()];
+        let len = infer_core::widen::widen(&file, &mut wide).expect("a loaded model widens");
+        let wide = Int8Model::from_bytes(&wide[..len]).expect("the widened file loads");
+        let mut widened = vec![0i32; arch.classes()];
+        assert_eq!((wide.predict(image, &mut scratch, &mut widened), &widened), (b, &reference));
+    }
 });
