@@ -112,12 +112,11 @@ const _: () = assert!(BATCH_BLOCK.is_multiple_of(AMX_TILE));
 /// (an f32 or an int8 file without int4 layers, or one that does not load, which the
 /// caller's reading reports).
 pub fn host_bytes(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    let int4 = infer_core::format::read(bytes).is_ok_and(|f| f.header().storage().any_int4());
-    if !int4 {
+    let Ok(file) = infer_core::format::read(bytes) else { return std::borrow::Cow::Borrowed(bytes) };
+    if !file.header().storage().any_int4() {
         return std::borrow::Cow::Borrowed(bytes);
     }
-    let header = infer_core::format::read(bytes).map(|f| infer_core::widen::widened_header(f.header()));
-    let mut out = vec![0u8; header.map_or(0, |h| h.file_len())];
+    let mut out = vec![0u8; infer_core::widen::widened_header(file.header()).file_len()];
     match infer_core::widen::widen(bytes, &mut out) {
         Ok(len) => {
             out.truncate(len);

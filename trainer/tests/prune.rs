@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{data, synthetic, whole_and_resumed};
+use common::{data, fit_on_threads, synthetic, whole_and_resumed};
 use infer_core::Activation;
 use trainer::format;
 use trainer::model::Network;
@@ -68,11 +68,8 @@ fn every_hidden_layer_reaches_the_sparsity_in_blocks_of_the_exported_order() {
 fn a_pruned_run_has_the_same_bits_with_1_and_2_threads() {
     let (tr, te) = (synthetic(600, 3), synthetic(100, 4));
     let recipe = pruned(0.8, true, 3);
-    let run = |threads| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| train::fit(&recipe, &data(&tr, &te), &mut Quiet).unwrap())
-    };
-    let (a, b) = (run(1), run(2));
+    let ds = data(&tr, &te);
+    let (a, b) = (fit_on_threads(&recipe, &ds, 1), fit_on_threads(&recipe, &ds, 2));
     assert_eq!(format::encode_f32(&a.model).unwrap(), format::encode_f32(&b.model).unwrap());
     assert_eq!(a.test.predictions, b.test.predictions);
     assert_eq!(a.sparsity, b.sparsity);

@@ -380,8 +380,8 @@ pub fn encoded_len(
     extras: &Extras<'_>,
 ) -> Result<usize, Error> {
     check_lengths(architecture, layers)?;
-    let sparsity = storage_of(architecture, layers);
-    Ok(Header::new(*architecture, activation, Quant::Int8).with_extras(extras).with_storage(sparsity).file_len())
+    let storage = storage_of(architecture, layers);
+    Ok(Header::new(*architecture, activation, Quant::Int8).with_extras(extras).with_storage(storage).file_len())
 }
 
 /// Checks that there is a layer per dense layer of `architecture`, each slice the length
@@ -432,9 +432,9 @@ pub fn encode(
             return Err(Error::OutOfRange { layer: l, what: Param::Weights, value: w.into() });
         }
     }
-    let sparsity = storage_of(architecture, layers);
-    let header = Header::new(*architecture, activation, Quant::Int8).with_extras(extras).with_storage(sparsity);
-    let layout = Int8Layout::with_storage(architecture, activation, &sparsity);
+    let storage = storage_of(architecture, layers);
+    let header = Header::new(*architecture, activation, Quant::Int8).with_extras(extras).with_storage(storage);
+    let layout = Int8Layout::with_storage(architecture, activation, &storage);
     let len = header.file_len();
     let found = out.len();
     let file = out.get_mut(..len).ok_or(Error::BufferTooSmall { needed: len, found })?;

@@ -198,3 +198,13 @@ pub fn whole_and_resumed(
     let resumed = train::fit_with(recipe, ds, &mut Quiet, Some(&checkpoint)).unwrap();
     (whole, resumed)
 }
+
+/// `recipe` trained on `ds` on a pool of `threads` threads.
+pub fn fit_on_threads(
+    recipe: &trainer::recipe::Recipe,
+    ds: &trainer::data::Dataset,
+    threads: usize,
+) -> trainer::train::Trained {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| trainer::train::fit(recipe, ds, &mut trainer::train::Quiet).unwrap())
+}
